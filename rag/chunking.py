@@ -1,0 +1,58 @@
+"""Splitting abstracts into chunks that fit the embedder's window.
+
+LlamaIndex's `SentenceSplitter` cuts on sentence boundaries, counting tokens with tiktoken. Each
+chunk's text starts with the paper's title, so a chunk is retrievable on its own. Because the
+embedder counts WordPiece tokens, not tiktoken ones, every chunk is measured with the embedder's
+own tokenizer and a paper is re-split smaller until all its chunks fit: nothing is truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rag.corpus import Paper
+from rag.embedder import MAX_TOKENS
+from rag.store import Chunk
+from rag.tokens import tiktoken_encoding
+
+CHUNK_TOKENS = 160  # tiktoken tokens of abstract per chunk, before the title
+CHUNK_OVERLAP = 24
+CHUNKER_VERSION = "1"  # bump when chunking changes, so re-ingest replaces old chunks
+
+
+def _splitter(chunk_size: int):
+    from llama_index.core.node_parser import SentenceSplitter
+
+    encoding = tiktoken_encoding()
+    return SentenceSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=min(CHUNK_OVERLAP, chunk_size // 4),
+        tokenizer=encoding.encode,
+    )
+
+
+def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]:
+    """Chunks of one paper, each at most MAX_TOKENS embedder tokens including the title."""
+    size = CHUNK_TOKENS
+    while True:
+        pieces = _splitter(size).split_text(paper.abstract) or [paper.abstract]
+        texts = [f"{paper.title}\n{piece}" for piece in pieces]
+        if all(count_tokens(t) <= MAX_TOKENS for t in texts):
+            break
+        if size <= 16:
+            raise ValueError(f"paper {paper.id!r}: its title alone does not fit the embedder's window")
+        size = int(size * 0.8)
+    extra = {"url": paper.url, "authors": paper.authors, "year": paper.year, "categories": paper.categories}
+    content_hash = f"{paper.content_hash}-{CHUNKER_VERSION}"
+    return [
+        Chunk(
+            id=f"{paper.id}#{i}",
+            paper_id=paper.id,
+            title=paper.title,
+            text=text,
+            index=i,
+            content_hash=content_hash,
+            extra=extra,
+        )
+        for i, text in enumerate(texts)
+    ]

@@ -1,0 +1,141 @@
+"""Settings: the one source of truth for every knob.
+
+Precedence, highest first: command-line flags, environment variables, the TOML config file
+(`config.toml` in the platform config directory, or the file named by `RAG_CONFIG`), defaults.
+`rag config` prints the effective values and where each came from.
+"""
+
+from __future__ import annotations
+
+from rag.errors import RagError
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CHROMA_CACHE_MODEL_DIR = Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2"
+
+
+class SettingsError(RagError):
+    """A setting with a value that cannot be used; the message says which and how to fix it."""
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("RAG_CONFIG") or Path(user_config_dir("rag")) / "config.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", extra="ignore", use_attribute_docstrings=True, validate_by_name=True
+    )
+
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("rag")))
+    """Where the local Chroma store, the BM25 index and chat history live."""
+
+    chroma_url: str | None = None
+    """A Chroma server (http://host:port) to use instead of the local store."""
+
+    collection: str = "papers"
+    """Name of the Chroma collection holding the paper chunks."""
+
+    embed_model_dir: Path | None = None
+    """Folder holding onnx/model.onnx of all-MiniLM-L6-v2 (Chroma's cache layout)."""
+
+    retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    """Which retriever feeds answers: hybrid (dense + BM25), dense or bm25."""
+
+    top_k: int = Field(5, ge=1, le=50)
+    """How many papers an answer draws on."""
+
+    llm: Literal["auto", "off"] = "auto"
+    """auto: use an LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set; off: always extractive."""
+
+    llm_model: str = "gpt-4o-mini"
+    """Model name sent to the OpenAI-compatible endpoint."""
+
+    llm_timeout: float = Field(60.0, gt=0)
+    """Seconds to wait for the LLM endpoint before giving up."""
+
+    verifier: Literal["overlap", "llm"] = "overlap"
+    """Grounding check: overlap (deterministic, no model) or llm (judge through the endpoint)."""
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key"))
+    """API key for OpenAI or a compatible server; never printed."""
+
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
+    """Base URL of an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path())
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.llm == "auto" and bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def endpoint(self) -> str:
+        return self.openai_base_url or "https://api.openai.com/v1"
+
+    @property
+    def model_dir(self) -> Path:
+        """The embedder's folder: the configured one, else Chroma's own cache folder."""
+        return self.embed_model_dir or CHROMA_CACHE_MODEL_DIR
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings from flags (None means 'not given'), environment and config file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise SettingsError(f"invalid setting {name}: {err['msg']} (check flags, RAG_* variables and {config_path()})") from None
+    except Exception as exc:  # a TOML file that does not parse
+        raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
+
+
+def describe(settings: Settings, **flags: Any) -> list[tuple[str, str, str]]:
+    """(name, shown value, source) for every setting; secrets are masked."""
+    given = {k for k, v in flags.items() if v is not None}
+    try:
+        toml_keys = set(TomlConfigSettingsSource(Settings, toml_file=config_path())().keys())
+    except Exception:
+        toml_keys = set()
+    rows = []
+    for name, info in Settings.model_fields.items():
+        env_names = [a for a in (info.validation_alias.choices if info.validation_alias else []) if a.isupper()]
+        env_names = env_names or [f"RAG_{name.upper()}"]
+        if name in given:
+            source = "flag"
+        elif any(os.environ.get(e) for e in env_names):
+            source = f"env {next(e for e in env_names if os.environ.get(e))}"
+        elif name in toml_keys or any(e in toml_keys for e in env_names):
+            source = f"file {config_path()}"
+        else:
+            source = "default"
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown = "(set)" if value.get_secret_value() else "(not set)"
+        else:
+            shown = "(not set)" if value is None else str(value)
+        rows.append((name, shown, source))
+    return rows

@@ -1,0 +1,234 @@
+"""Reading paper collections: the bundled abstracts file, JSON Lines, CSV and arXiv snapshots.
+
+Every reader streams its file line by line, so an arXiv metadata dump is never held in memory
+whole. `read_corpus` makes one full validating pass before anything is returned to the caller's
+loop, so a file with a bad record is rejected as a whole and nothing of it is half-ingested.
+"""
+
+from __future__ import annotations
+
+from rag.errors import RagError
+
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+BUNDLED_CORPUS = "hf_papers_abstracts.txt"
+
+# The bundled file is a copy of a paper-listing web page: two banner lines, and the button label
+# "Subscribe" glued to the first title.
+_PAGE_NOISE_LINES = ("Get trending papers in your email inbox",)
+_PAGE_NOISE_PREFIX = "Subscribe"
+
+_JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
+_CSV_SUFFIXES = {".csv"}
+_TEXT_SUFFIXES = {".txt"}
+
+
+class CorpusError(RagError):
+    """A corpus file that cannot be read; the message names the file and line."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper: what retrieval indexes (title, abstract) and what answers show."""
+
+    id: str
+    title: str
+    abstract: str
+    url: str = ""
+    authors: str = ""
+    year: str = ""
+    categories: str = ""
+    line: int = field(default=0, compare=False)
+
+    @property
+    def content_hash(self) -> str:
+        """Changes whenever the indexed text changes, so re-ingest knows what to replace."""
+        return hashlib.sha1(f"{self.title}\n{self.abstract}".encode()).hexdigest()[:16]
+
+
+def normalise_title(title: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a title."""
+    text = unicodedata.normalize("NFKD", title)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+def paper_id_for(title: str) -> str:
+    """A stable, readable id from the normalised title: a short slug plus a hash suffix."""
+    norm = normalise_title(title)
+    slug = ""
+    for word in norm.split():
+        if len(slug) + len(word) + 1 > 40:
+            break
+        slug = f"{slug}-{word}" if slug else word
+    digest = hashlib.sha1(norm.encode()).hexdigest()[:6]
+    return f"{slug or 'paper'}-{digest}"
+
+
+def bundled_corpus_path() -> Path:
+    return Path(str(resources.files("rag") / "data" / BUNDLED_CORPUS))
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_binary(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        raise CorpusError(path, None, "looks like a binary file, not text; give a .txt, .jsonl or .csv file")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines, with invalid UTF-8 reported at the line where it occurs."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+
+
+def _make_paper(path: Path, line: int, record: dict) -> Paper:
+    title = _clean(str(record.get("title") or ""))
+    abstract = _clean(str(record.get("abstract") or ""))
+    if not title:
+        raise CorpusError(path, line, "record has no title")
+    if not abstract:
+        raise CorpusError(path, line, f"record {title[:60]!r} has no abstract")
+    given_id = _clean(str(record.get("id") or ""))
+    authors = record.get("authors") or ""
+    if isinstance(authors, list):
+        authors = ", ".join(str(a) for a in authors)
+    year = str(record.get("year") or record.get("update_date") or "")[:4]
+    return Paper(
+        id=given_id or paper_id_for(title),
+        title=title,
+        abstract=abstract,
+        url=_clean(str(record.get("url") or "")),
+        authors=_clean(str(authors)),
+        year=year,
+        categories=_clean(str(record.get("categories") or "")),
+        line=line,
+    )
+
+
+def _read_text(path: Path) -> Iterator[Paper]:
+    """Alternating title and abstract lines; blank lines and the page banner are skipped."""
+    pending: tuple[int, str] | None = None
+    for number, line in _lines(path):
+        text = line.strip()
+        if not text or (pending is None and text.startswith(_PAGE_NOISE_LINES)):
+            continue
+        if pending is None:
+            if text.startswith(_PAGE_NOISE_PREFIX) and len(text) > len(_PAGE_NOISE_PREFIX):
+                text = text[len(_PAGE_NOISE_PREFIX):]
+            pending = (number, text)
+        else:
+            yield _make_paper(path, pending[0], {"title": pending[1], "abstract": text})
+            pending = None
+    if pending is not None:
+        raise CorpusError(path, pending[0], f"title {pending[1][:60]!r} has no abstract line after it")
+
+
+def _read_jsonl(path: Path) -> Iterator[Paper]:
+    """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise CorpusError(path, number, "each line must be a JSON object with 'title' and 'abstract'")
+        yield _make_paper(path, number, record)
+
+
+def _read_csv(path: Path) -> Iterator[Paper]:
+    """CSV with a header row naming at least `title` and `abstract`."""
+    numbered = _lines(path)
+    reader = csv.DictReader(line for _, line in numbered)
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise CorpusError(path, 1, f"malformed CSV header ({exc})") from None
+    missing = {"title", "abstract"} - set(header)
+    if missing:
+        raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}")
+    reader.fieldnames = header
+    try:
+        for row in reader:
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            yield _make_paper(path, reader.line_num, row)
+    except csv.Error as exc:
+        raise CorpusError(path, reader.line_num, f"malformed CSV ({exc})") from None
+
+
+def _reader_for(path: Path):
+    suffix = path.suffix.lower()
+    if suffix in _JSON_SUFFIXES:
+        return _read_jsonl
+    if suffix in _CSV_SUFFIXES:
+        return _read_csv
+    if suffix in _TEXT_SUFFIXES:
+        return _read_text
+    raise CorpusError(path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json or .csv")
+
+
+def iter_papers(path: Path) -> Iterator[Paper]:
+    """Stream the papers of one file without validating across records."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(path, None, "no such file")
+    _check_binary(path)
+    return _reader_for(path)(path)
+
+
+def scan_corpus(path: Path) -> dict[str, str]:
+    """Validate a whole file in one streaming pass; return paper id -> content hash.
+
+    Raises CorpusError for an empty file or a duplicate id whose text differs. Repeats of the
+    same paper with the same text are tolerated (listing pages often repeat entries).
+    """
+    path = Path(path)
+    hashes: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for paper in iter_papers(path):
+        previous = hashes.get(paper.id)
+        if previous is not None and previous != paper.content_hash:
+            raise CorpusError(
+                path, paper.line,
+                f"duplicate id {paper.id!r} (first at line {first_line[paper.id]}) with different text",
+            )
+        hashes[paper.id] = paper.content_hash
+        first_line.setdefault(paper.id, paper.line)
+    if not hashes:
+        raise CorpusError(path, None, "contains no papers")
+    return hashes
+
+
+def read_corpus(path: Path) -> list[Paper]:
+    """All papers of a small file, validated; duplicates of identical papers dropped."""
+    scan_corpus(path)
+    seen: set[str] = set()
+    papers = []
+    for paper in iter_papers(path):
+        if paper.id not in seen:
+            seen.add(paper.id)
+            papers.append(paper)
+    return papers

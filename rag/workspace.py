@@ -1,0 +1,31 @@
+"""The objects a command needs (store, embedder, retriever), made once and only when used."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from rag.config import Settings
+from rag.embedder import Embedder
+from rag.retrieval import Retriever
+from rag.store import Store
+
+
+class Workspace:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder(self.settings.model_dir)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        """A retriever over a store that is never empty: the bundled corpus is ingested first."""
+        from rag.ingest import ensure_index
+
+        ensure_index(self.store, lambda: self.embedder)
+        return Retriever(self.store, self.embedder)
