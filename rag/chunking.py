@@ -17,7 +17,7 @@ from rag.tokens import tiktoken_encoding
 
 CHUNK_TOKENS = 160  # tiktoken tokens of abstract per chunk, before the title
 CHUNK_OVERLAP = 24
-CHUNKER_VERSION = "1"  # bump when chunking changes, so re-ingest replaces old chunks
+CHUNKER_VERSION = "2"  # bump when chunking changes, so re-ingest replaces old chunks
 
 
 def _splitter(chunk_size: int):
@@ -52,7 +52,8 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]
             text=text,
             index=i,
             content_hash=content_hash,
-            extra=extra,
+            # the first chunk also carries the whole abstract, which answers quote and check
+            extra={**extra, "abstract": paper.abstract} if i == 0 else extra,
         )
         for i, text in enumerate(texts)
     ]

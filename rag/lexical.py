@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -106,6 +107,17 @@ class LexicalIndex:
     @classmethod
     def open(cls, store: Store) -> LexicalIndex:
         return cls.load(store) or cls.build(store)
+
+    def idf(self, term: str) -> float:
+        """Inverse chunk frequency of an analysed term; unseen terms get the highest value."""
+        vocab = self._bm25.vocab_dict or {}
+        n = len(self.chunk_ids)
+        i = vocab.get(term)
+        df = 0 if i is None or not n else int(self._bm25.scores["indptr"][i + 1] - self._bm25.scores["indptr"][i])
+        return math.log((n + 1) / (df + 0.5))
+
+    def knows(self, term: str) -> bool:
+        return term in (self._bm25.vocab_dict or {})
 
     def search(self, query: str, n: int) -> list[LexicalHit]:
         vocab = self._bm25.vocab_dict or {}

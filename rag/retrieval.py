@@ -18,6 +18,9 @@ from rag.store import Store
 
 Mode = Literal["hybrid", "dense", "bm25"]
 RRF_K = 60
+# BM25's vote counts a little more: with equal weights, ties between "first in one list, second
+# in the other" are common and lexical matches on the asked-for terms settle them better.
+WEIGHTS = {"dense": 1.0, "bm25": 1.2}
 DEPTH = 60  # chunks taken from each retriever before fusion
 
 
@@ -88,7 +91,7 @@ class Retriever:
         titles: dict[str, str] = {}
         paper_of: dict[str, str] = {}
         dense_sim: dict[str, float] = {}
-        rankings: list[list[str]] = []  # chunk-id rankings
+        rankings: list[tuple[float, list[str]]] = []  # (weight, chunk-id ranking)
 
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
@@ -103,13 +106,13 @@ class Retriever:
                 paper_of[h.chunk_id] = str(h.metadata["paper_id"])
                 pid = paper_of[h.chunk_id]
                 dense_sim[pid] = max(dense_sim.get(pid, -1.0), h.similarity)
-            rankings.append([h.chunk_id for h in hits])
+            rankings.append((WEIGHTS["dense"], [h.chunk_id for h in hits]))
 
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
             lex = self.lexical.search(query, DEPTH)
             timings["bm25"] = (time.perf_counter() - t) * 1000
-            rankings.append([h.chunk_id for h in lex])
+            rankings.append((WEIGHTS["bm25"], [h.chunk_id for h in lex]))
             missing = [h.chunk_id for h in lex if h.chunk_id not in texts]
             if missing:
                 got = self.store.collection.get(ids=missing, include=["documents", "metadatas"])
@@ -119,14 +122,14 @@ class Retriever:
                     paper_of[cid] = str(meta["paper_id"])
 
         t = time.perf_counter()
-        rankings = [[c for c in r if c in paper_of] for r in rankings]
         paper_scores: dict[str, float] = {}
         chunk_scores: dict[str, float] = {}
-        for ranking in rankings:
+        for weight, ranking in rankings:
+            ranking = [c for c in ranking if c in paper_of]
             for rank, cid in enumerate(ranking, start=1):
-                chunk_scores[cid] = chunk_scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+                chunk_scores[cid] = chunk_scores.get(cid, 0.0) + weight / (RRF_K + rank)
             for rank, pid in enumerate(_paper_ranking(ranking, paper_of.__getitem__), start=1):
-                paper_scores[pid] = paper_scores.get(pid, 0.0) + 1.0 / (RRF_K + rank)
+                paper_scores[pid] = paper_scores.get(pid, 0.0) + weight / (RRF_K + rank)
         best_chunk: dict[str, str] = {}
         for cid, score in sorted(chunk_scores.items(), key=lambda kv: -kv[1]):
             best_chunk.setdefault(paper_of[cid], cid)

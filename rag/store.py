@@ -139,6 +139,15 @@ class Store:
         pairs = sorted(zip(got["metadatas"], got["documents"]), key=lambda p: p[0]["chunk"])
         return str(pairs[0][0]["title"]), [doc for _, doc in pairs]
 
+    def abstracts(self, paper_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """paper id -> (title, abstract) of stored papers."""
+        if not paper_ids:
+            return {}
+        got = self.collection.get(
+            where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas"]
+        )
+        return {str(m["paper_id"]): (str(m["title"]), str(m.get("abstract", ""))) for m in got["metadatas"]}
+
     def dense(self, vector: list[float], n: int) -> list[DenseHit]:
         total = self.count()
         if total == 0:

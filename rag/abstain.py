@@ -1,0 +1,88 @@
+"""Deciding, before answering, whether the retrieved evidence can answer the question at all.
+
+One similarity threshold cannot separate near-miss questions ("What does FlashAttention-3 do on
+H100?") from answerable ones: the retrieved papers are on topic either way. What separates them is
+whether the evidence mentions the specific thing asked about. So, in order:
+  1. every specific term of the question (a number, an acronym, a named model, method or dataset)
+     must appear in the retrieved abstracts;
+  2. a question with two or more content words the corpus has never seen is off the corpus;
+  3. the best abstract must cover enough of the question's IDF-weighted content words;
+  4. the best dense similarity must clear a floor.
+Thresholds were calibrated on eval/suites/dev.jsonl (see the README for the figures).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.lexical import LexicalIndex, analyse
+from rag.text import contains_key, key_tokens
+
+MIN_COVERAGE = 0.33
+MIN_SIMILARITY = 0.22
+MAX_UNSEEN_TERMS = 1
+
+# Capitalised words inside a question (not its first word) usually name something.
+_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
+
+
+@dataclass(frozen=True)
+class Assessment:
+    answerable: bool
+    reason: str
+    coverage: float
+    similarity: float
+
+    def as_json(self) -> dict:
+        return {
+            "answerable": self.answerable,
+            "reason": self.reason,
+            "coverage": round(self.coverage, 3),
+            "similarity": round(self.similarity, 3),
+        }
+
+
+def specific_terms(question: str) -> list[str]:
+    """Numbers, acronyms and names in the question, as typed."""
+    found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
+    keys = key_tokens(question)
+    out = [t for t in found if t and (key_tokens(t) & keys)]
+    out += [w for w in _NAMED.findall(question) if w not in out]
+    return out
+
+
+def _mentions(text: str, term: str) -> bool:
+    keys = key_tokens(term) or {term.lower()}
+    return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
+
+
+def coverage(question: str, text: str, lexical: LexicalIndex) -> float:
+    """Share of the question's IDF-weighted content words that occur in `text`."""
+    q_terms = analyse(question)
+    present = set(analyse(text))
+    total = sum(lexical.idf(t) for t in q_terms)
+    return sum(lexical.idf(t) for t in q_terms if t in present) / total if total else 0.0
+
+
+def assess(question: str, evidence: list[str], similarity: float, lexical: LexicalIndex) -> Assessment:
+    """`evidence`: the retrieved papers' title + abstract texts, best first."""
+    everything = " ".join(evidence)
+    cover = max((coverage(question, text, lexical) for text in evidence), default=0.0)
+
+    def verdict(ok: bool, reason: str) -> Assessment:
+        return Assessment(ok, reason, cover, similarity)
+
+    if not evidence:
+        return verdict(False, "nothing was retrieved")
+    missing = [t for t in specific_terms(question) if not _mentions(everything, t)]
+    if missing:
+        return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}")
+    unseen = sorted({t for t in analyse(question) if not lexical.knows(t)})
+    if len(unseen) > MAX_UNSEEN_TERMS:
+        return verdict(False, f"the corpus never uses the words {', '.join(unseen)}")
+    if cover < MIN_COVERAGE:
+        return verdict(False, f"the closest abstracts cover only {cover:.0%} of the question's terms")
+    if similarity < MIN_SIMILARITY:
+        return verdict(False, f"the closest passage is only {similarity:.2f} similar to the question")
+    return verdict(True, "the evidence mentions what the question asks about")

@@ -1,0 +1,130 @@
+"""Answering a question: retrieve, decide whether the evidence can answer, answer, check.
+
+The same function serves `rag ask`, `rag chat` and `rag eval`; the LLM (if any) and a token
+callback are passed in, so callers choose streaming and backends without a second code path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rag import extractive
+from rag.abstain import Assessment, assess
+from rag.grounding import Grounding, OverlapVerifier, check
+from rag.llm import LLM
+from rag.prompts import ABSTAIN_PHRASE, render, sources_block
+from rag.retrieval import PaperHit, Retriever
+from rag.tokens import count_tokens
+
+NO_ANSWER = "The corpus does not answer this question."
+
+
+@dataclass
+class Source:
+    n: int
+    paper_id: str
+    title: str
+    abstract: str
+
+    def as_json(self) -> dict:
+        return {"n": self.n, "paper_id": self.paper_id, "title": self.title}
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    abstained: bool
+    mode: str  # "llm" | "extractive"
+    model: str | None
+    sources: list[Source]
+    grounding: Grounding
+    retrieval: list[PaperHit]
+    assessment: Assessment | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+
+    def as_json(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "mode": self.mode,
+            "model": self.model,
+            "citations": [s.as_json() for s in self.sources],
+            "sentences": [s.as_json() for s in self.grounding.sentences],
+            "grounding": self.grounding.as_json(),
+            "retrieval": [h.as_json() for h in self.retrieval],
+            "abstention": self.assessment.as_json() if self.assessment else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "usage": self.usage,
+        }
+
+
+def _model_abstained(text: str) -> bool:
+    core = ABSTAIN_PHRASE.rstrip(".").lower()
+    return core in " ".join(text.lower().split())
+
+
+def answer_question(
+    question: str,
+    retriever: Retriever,
+    k: int = 5,
+    mode: str = "hybrid",
+    llm: LLM | None = None,
+    on_token: Callable[[str], None] | None = None,
+    verifier: OverlapVerifier | None = None,
+) -> Answer:
+    """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    found = retriever.search(question, k=k, mode=mode)
+    timings["retrieval"] = found.timings_ms["total"]
+    hits = found.results
+    abstracts = retriever.store.abstracts([h.paper_id for h in hits])
+    sources = [
+        Source(n, h.paper_id, h.title, abstracts.get(h.paper_id, ("", h.evidence))[1])
+        for n, h in enumerate(hits, start=1)
+    ]
+    pairs = [(s.title, s.abstract) for s in sources]
+    similarity = max((h.dense_similarity for h in hits), default=0.0)
+    assessment = assess(question, [f"{t}. {a}" for t, a in pairs], similarity, retriever.lexical)
+    timings["assessment"] = (time.perf_counter() - t0) * 1000 - timings["retrieval"]
+
+    mode_name = "llm" if llm else "extractive"
+    model = llm.model if llm else None
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+
+    def finish(text: str, abstained: bool) -> Answer:
+        t = time.perf_counter()
+        grounding = check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier) if not abstained else Grounding([])
+        timings["verification"] = (time.perf_counter() - t) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Answer(question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage)
+
+    if not assessment.answerable:
+        return finish(NO_ANSWER, True)
+
+    t = time.perf_counter()
+    if llm is None:
+        text = extractive.compose(question, pairs, retriever.embedder, retriever.lexical)
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    else:
+        system = render("system")
+        user = render("answer", sources=sources_block(pairs), question=question)
+        parts = []
+        for delta in llm.stream(system, user):
+            parts.append(delta)
+            if on_token:
+                on_token(delta)
+        text = "".join(parts).strip()
+        usage = dict(llm.usage) or {
+            "prompt_tokens": count_tokens(system) + count_tokens(user),
+            "completion_tokens": count_tokens(text),
+        }
+    timings["generation"] = (time.perf_counter() - t) * 1000
+    if llm is not None and _model_abstained(text):
+        return finish(NO_ANSWER, True)
+    return finish(text, False)

@@ -1,0 +1,113 @@
+"""The answerer used when no LLM is configured: it quotes the sentences that answer.
+
+Every sentence of the retrieved abstracts is scored against the question by
+  * the IDF-weighted share of the question's content words it contains,
+  * its embedding similarity to the question (the same MiniLM model as retrieval),
+  * whether it states what the question asks for: the question's specific terms and, for
+    "how many / how much / what score" questions, a number.
+"Which papers ..." questions get one line per qualifying paper with its best sentence; other
+questions get the best sentence (and a close runner-up from the same paper). Sentences are quoted
+verbatim and cited, so the grounding check can hold them to their source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.abstain import specific_terms
+from rag.embedder import Embedder
+from rag.lexical import LexicalIndex, analyse
+from rag.text import acronyms, key_tokens, split_sentences
+
+_LIST_QUESTION = re.compile(
+    r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
+    r"|\b(papers|studies|surveys) (that|on|about|which|proposing|comparing)\b",
+    re.I,
+)
+_QUANTITY_QUESTION = re.compile(
+    r"\bhow (many|much|often|large|long|fast|big|small)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
+    r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
+    re.I,
+)
+# A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T"), not part of a name like "Llama-3.1".
+_QUANTITY = re.compile(r"(?<![\w.\-])(\d+(?:[.,]\d+)*)(?:%|x|×|times|[TBMK])?(?!\w)")
+
+RUNNER_UP = 0.75  # a second sentence is added when it scores this close to the best
+LIST_FLOOR = 0.55  # a paper is listed when its best sentence scores this close to the top one
+MAX_SENTENCE_CHARS = 700
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: int  # 1-based source number
+    sentence: str
+    score: float
+
+
+def is_list_question(question: str) -> bool:
+    return bool(_LIST_QUESTION.search(question))
+
+
+def _score_sentences(
+    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+) -> list[list[Candidate]]:
+    q_terms = set(analyse(question))
+    weights = {t: lexical.idf(t) for t in q_terms}
+    total = sum(weights.values()) or 1.0
+    wants_number = bool(_QUANTITY_QUESTION.search(question))
+    keys = key_tokens(" ".join(specific_terms(question)))
+    asked_numbers = set(_QUANTITY.findall(question))
+    per_source = [[s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
+                  for _, abstract in sources]
+    flat = [s for sents in per_source for s in sents]
+    vectors = embedder.embed([question, *flat])
+    sims = vectors[1:] @ vectors[0]
+    out: list[list[Candidate]] = []
+    i = 0
+    for n, sents in enumerate(per_source, start=1):
+        title, abstract = sources[n - 1]
+        title_terms = set(analyse(title))
+        # a sentence that uses an acronym also matches the words it stands for
+        expansions = {a: set(analyse(long)) for a, long in acronyms(f"{title}. {abstract}").items()}
+        cands = []
+        for sentence in sents:
+            s_terms = set(analyse(sentence))
+            for acronym, long_terms in expansions.items():
+                if acronym in sentence:
+                    s_terms |= long_terms
+            lexical_score = sum(weights[t] for t in q_terms & s_terms) / total
+            # words the title already covers count half: the sentence should add the answer
+            lexical_score += 0.5 * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
+            score = lexical_score + 0.5 * float(sims[i])
+            if wants_number and set(_QUANTITY.findall(sentence)) - asked_numbers:
+                score += 0.35
+            named = keys - key_tokens(title)  # naming what the title already names adds nothing
+            if named:
+                score += 0.2 * len(named & key_tokens(sentence)) / len(named)
+            cands.append(Candidate(n, sentence, score))
+            i += 1
+        out.append(sorted(cands, key=lambda c: -c.score))
+    return out
+
+
+def compose(question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
+    """A short cited answer quoted from `sources` ((title, abstract), numbered from 1)."""
+    ranked = _score_sentences(question, sources, embedder, lexical)
+    if is_list_question(question):
+        top = max(c[0].score for c in ranked if c)
+        lines = [
+            f"- *{sources[c[0].source - 1][0]}* — {c[0].sentence} [{c[0].source}]"
+            for c in ranked
+            if c and c[0].score >= LIST_FLOOR * top
+        ]
+        return "\n".join(lines)
+    # rank-aware: the first sources are favoured a little, as retrieval put them first
+    best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - 0.05 * (c.source - 1)))
+    picked = [best]
+    for cand in ranked[best.source - 1][1:2]:
+        if cand.score >= RUNNER_UP * best.score:
+            picked.append(cand)
+    order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
+    picked.sort(key=lambda c: order.get(c.sentence, 0))
+    return " ".join(f"{c.sentence} [{c.source}]" for c in picked)

@@ -1,0 +1,195 @@
+"""The grounding check run after every answer: does each sentence's citation support it?
+
+The default verifier is deterministic and needs no model. A sentence is supported by a set of
+cited sources when
+  * most of its content words appear in the best-matching window (one or two consecutive
+    sentences, plus the title) of the cited sources,
+  * every number, acronym and named method in it appears in a cited source, and
+  * it does not negate what the window says (or assert what the window negates).
+Scores follow ALCE (Gao et al., 2023): citation recall is the share of sentences whose citations
+together support them; citation precision is the share of citations that support their sentence
+(alone, or because the others do not without them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from rag.text import citations_of, contains_key, key_tokens, negated, split_sentences, strip_citations, terms
+
+SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words found in the cited window
+MIN_CLAIM_TERMS = 3  # sentences with fewer content words make no checkable claim
+
+# Verdicts, shown by the CLI and the chat.
+SUPPORTED = "supported"
+UNSUPPORTED = "unsupported"
+UNCITED = "uncited"
+BAD_CITATION = "bad_citation"
+NO_CLAIM = "no_claim"
+
+
+@dataclass
+class SentenceCheck:
+    text: str
+    citations: list[int]
+    verdict: str
+    score: float
+    precise: list[int] = field(default_factory=list)  # citations that count as precise (ALCE)
+    window: str = ""  # the source passage that best supports it
+
+    @property
+    def supported(self) -> bool:
+        return self.verdict == SUPPORTED
+
+    @property
+    def is_claim(self) -> bool:
+        """Counted by the scores: every sentence but filler without a citation."""
+        return self.verdict != NO_CLAIM
+
+    def as_json(self) -> dict:
+        return {
+            "text": self.text,
+            "citations": self.citations,
+            "supported": self.supported,
+            "score": round(self.score, 3),
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class Grounding:
+    sentences: list[SentenceCheck]
+
+    @property
+    def claims(self) -> list[SentenceCheck]:
+        return [s for s in self.sentences if s.is_claim]
+
+    @property
+    def citation_recall(self) -> float:
+        claims = self.claims
+        return sum(s.supported for s in claims) / len(claims) if claims else 1.0
+
+    @property
+    def citation_precision(self) -> float:
+        cited = [(s, c) for s in self.claims for c in s.citations]
+        return sum(c in s.precise for s, c in cited) / len(cited) if cited else 1.0
+
+    @property
+    def supported_ratio(self) -> float:
+        return self.citation_recall
+
+    def as_json(self) -> dict:
+        return {
+            "citation_precision": round(self.citation_precision, 4),
+            "citation_recall": round(self.citation_recall, 4),
+            "supported_ratio": round(self.supported_ratio, 4),
+        }
+
+
+@dataclass(frozen=True)
+class _Source:
+    title: str
+    text: str
+
+    @property
+    def full(self) -> str:
+        return f"{self.title}. {self.text}"
+
+
+
+def _best_window(claim_terms: set[str], source: _Source) -> tuple[str, set[str], str]:
+    """(best window, its matched terms, closest single sentence) within one source.
+
+    A window is one sentence or two adjacent ones; the title's words count towards every window,
+    but the closest sentence (used for the negation check) is the abstract's own text."""
+    sents = split_sentences(source.text) or [source.text]
+    title_terms = terms(source.title)
+    single = [terms(s) for s in sents]
+    closest = max(range(len(sents)), key=lambda i: len(claim_terms & single[i]))
+    best: tuple[str, set[str]] = ("", set())
+    for i in range(len(sents)):
+        for j in (i, i + 1):
+            if j >= len(sents):
+                continue
+            window_terms = title_terms | single[i] | single[j]
+            hit = claim_terms & window_terms
+            if len(hit) > len(best[1]):
+                best = (" ".join(sents[i : j + 1]), hit)
+    return best[0], best[1], sents[closest]
+
+
+Judge = Callable[[str, list[str]], bool]  # (sentence, cited passages) -> supported?
+
+
+class OverlapVerifier:
+    """Deterministic: content-word overlap, key tokens and negation (see module docstring)."""
+
+    def supports(self, sentence: str, sources: list[_Source]) -> tuple[bool, float, str]:
+        claim = strip_citations(sentence)
+        claim_terms = terms(claim)
+        if not sources or not claim_terms:
+            return False, 0.0, ""
+        found: set[str] = set()
+        windows, closest = [], []
+        for src in sources:
+            win, hit, sentence_ = _best_window(claim_terms, src)
+            found |= hit
+            windows.append(win)
+            closest.append(sentence_)
+        score = len(found) / len(claim_terms)
+        keys_ok = all(any(contains_key(s.full, k) for s in sources) for k in key_tokens(claim))
+        # a claim that negates its closest source sentence (or drops its negation) is not supported
+        stated = claim
+        for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation
+            stated = re.sub(re.escape(src.title), "", stated, flags=re.I)
+        polarity_ok = any(negated(stated) == negated(c) for c in closest)
+        return score >= SUPPORT_THRESHOLD and keys_ok and polarity_ok, score, " ".join(w for w in windows if w)
+
+
+class LLMVerifier(OverlapVerifier):
+    """An LLM judge through the configured endpoint; the overlap score is still reported."""
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+
+    def supports(self, sentence: str, sources: list[_Source]) -> tuple[bool, float, str]:
+        _, score, window = super().supports(sentence, sources)
+        if not sources:
+            return False, score, window
+        return self.judge(strip_citations(sentence), [s.full for s in sources]), score, window
+
+
+def check(
+    answer: str,
+    sources: Mapping[int, tuple[str, str]],
+    verifier: OverlapVerifier | None = None,
+) -> Grounding:
+    """Check every sentence of `answer` against `sources` (number -> (title, abstract))."""
+    verifier = verifier or OverlapVerifier()
+    srcs = {n: _Source(t, a) for n, (t, a) in sources.items()}
+    checks: list[SentenceCheck] = []
+    for sentence in split_sentences(answer):
+        cites = citations_of(sentence)
+        claim = strip_citations(sentence)
+        if any(n not in srcs for n in cites):
+            checks.append(SentenceCheck(sentence, cites, BAD_CITATION, 0.0))
+            continue
+        if len(terms(claim)) < MIN_CLAIM_TERMS and not key_tokens(claim):
+            checks.append(SentenceCheck(sentence, cites, NO_CLAIM, 0.0))
+            continue
+        if not cites:
+            checks.append(SentenceCheck(sentence, cites, UNCITED, 0.0))
+            continue
+        ok, score, window = verifier.supports(sentence, [srcs[n] for n in cites])
+        precise: list[int] = []
+        if ok:
+            for n in cites:
+                alone, _, _ = verifier.supports(sentence, [srcs[n]])
+                rest = [srcs[m] for m in cites if m != n]
+                rest_ok = bool(rest) and verifier.supports(sentence, rest)[0]
+                if alone or not rest_ok:
+                    precise.append(n)
+        checks.append(SentenceCheck(sentence, cites, SUPPORTED if ok else UNSUPPORTED, score, precise, window))
+    return Grounding(checks)

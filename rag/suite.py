@@ -1,0 +1,93 @@
+"""Benchmark suites: JSON Lines of questions with their gold papers (see eval/README.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.corpus import normalise_title
+from rag.errors import RagError
+
+TYPES = ("single", "multi", "detail", "unanswerable")
+
+
+class SuiteError(RagError):
+    pass
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    type: str
+    gold: tuple[str, ...]  # paper ids (titles are resolved on load)
+    key_facts: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def answerable(self) -> bool:
+        return self.type != "unanswerable"
+
+
+@dataclass
+class Suite:
+    name: str
+    questions: list[Question] = field(default_factory=list)
+
+
+def load_suite(path: Path, titles: dict[str, str]) -> Suite:
+    """Read a suite; `titles` maps paper id -> title of the indexed corpus, to resolve gold titles."""
+    path = Path(path)
+    by_title = {normalise_title(t): pid for pid, t in titles.items()}
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    suite = Suite(name=path.stem)
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+
+        def bad(message: str) -> SuiteError:
+            return SuiteError(f"{path}:{number}: {message}")
+
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise bad(f"malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise bad("each line must be a JSON object")
+        for key in ("id", "question", "type"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise bad(f"missing or empty {key!r}")
+        if row["type"] not in TYPES:
+            raise bad(f"type {row['type']!r} is not one of {', '.join(TYPES)}")
+        if row["id"] in seen:
+            raise bad(f"duplicate question id {row['id']!r}")
+        seen.add(row["id"])
+        gold_in = row.get("gold", [])
+        facts = row.get("key_facts", [])
+        if not isinstance(gold_in, list) or not all(isinstance(g, str) for g in gold_in):
+            raise bad("'gold' must be a list of paper ids or titles")
+        if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
+            raise bad("'key_facts' must be a list of strings")
+        gold = []
+        for g in gold_in:
+            pid = g if g in titles else by_title.get(normalise_title(g))
+            if pid is None:
+                raise bad(f"gold {g!r} is neither a paper id nor a title in the store")
+            gold.append(pid)
+        if row["type"] == "unanswerable" and gold:
+            raise bad("an unanswerable question cannot have gold papers")
+        if row["type"] != "unanswerable" and not gold:
+            raise bad("an answerable question needs at least one gold paper")
+        suite.questions.append(
+            Question(row["id"], row["question"], row["type"], tuple(gold), tuple(facts), str(row.get("notes", "")))
+        )
+    if not suite.questions:
+        raise SuiteError(f"{path}: the suite has no questions")
+    return suite
