@@ -78,7 +78,7 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
     missing = [t for t in specific_terms(question) if not _mentions(everything, t)]
     if missing:
         return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}")
-    unseen = sorted({t for t in analyse(question) if not lexical.knows(t)})
+    unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
     if len(unseen) > MAX_UNSEEN_TERMS:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}")
     if cover < MIN_COVERAGE:

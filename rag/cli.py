@@ -99,6 +99,48 @@ def search(
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
+    k: Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="How many papers to draw on.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end (see README).")] = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the answer only when complete.")] = False,
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer extractively even if an LLM is configured.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
+    retriever: RetrieverOpt = None,
+) -> None:
+    """Answer a question from the papers, citing each sentence and checking the citations."""
+    if question == "-":
+        question = sys.stdin.read()
+    question = " ".join(question.split())
+    if not question:
+        _fail("the question is empty; ask something, e.g. rag ask \"which papers compare FP8 vs INT8?\"", 2)
+    settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
+    from rag.backends import open_llm, open_verifier
+
+    llm = open_llm(settings)  # starts importing the LLM client in the background
+    from rag.answer import answer_question
+    from rag.workspace import Workspace
+
+    ws = Workspace(settings)
+    stream = llm is not None and not as_json and not no_stream and sys.stdout.isatty()
+    from rag import render
+
+    answer = answer_question(
+        question,
+        ws.retriever,
+        k=settings.top_k,
+        mode=settings.retriever,
+        llm=llm.get() if llm else None,
+        on_token=render.stream_token if stream else None,
+        verifier=open_verifier(settings, llm),
+    )
+    if as_json:
+        typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
+    else:
+        render.print_answer(answer, streamed=stream)
+
+
+@app.command()
 def stats() -> None:
     """What is in the store and where it lives."""
     from rag.lexical import LexicalIndex

@@ -99,24 +99,27 @@ class _Source:
 
 
 
-def _best_window(claim_terms: set[str], source: _Source) -> tuple[str, set[str], str]:
+def _best_window(claim_terms: set[str], claim_keys: set[str], source: _Source) -> tuple[str, set[str], str]:
     """(best window, its matched terms, closest single sentence) within one source.
 
-    A window is one sentence or two adjacent ones; the title's words count towards every window,
-    but the closest sentence (used for the negation check) is the abstract's own text."""
+    A window is one sentence or two adjacent ones, chosen for the most shared content words and
+    key tokens; the title counts towards every window. The closest sentence (used for the negation
+    check) is the abstract's own text."""
     sents = split_sentences(source.text) or [source.text]
     title_terms = terms(source.title)
     single = [terms(s) for s in sents]
     closest = max(range(len(sents)), key=lambda i: len(claim_terms & single[i]))
     best: tuple[str, set[str]] = ("", set())
+    best_score = -1
     for i in range(len(sents)):
         for j in (i, i + 1):
             if j >= len(sents):
                 continue
-            window_terms = title_terms | single[i] | single[j]
-            hit = claim_terms & window_terms
-            if len(hit) > len(best[1]):
-                best = (" ".join(sents[i : j + 1]), hit)
+            text = " ".join(sents[i : j + 1])
+            hit = claim_terms & (title_terms | single[i] | single[j])
+            score = len(hit) + sum(contains_key(f"{source.title} {text}", k) for k in claim_keys)
+            if score > best_score:
+                best, best_score = (f"{source.title}. {text}", hit), score
     return best[0], best[1], sents[closest]
 
 
@@ -131,15 +134,17 @@ class OverlapVerifier:
         claim_terms = terms(claim)
         if not sources or not claim_terms:
             return False, 0.0, ""
+        keys = key_tokens(claim)
         found: set[str] = set()
         windows, closest = [], []
         for src in sources:
-            win, hit, sentence_ = _best_window(claim_terms, src)
+            win, hit, sentence_ = _best_window(claim_terms, keys, src)
             found |= hit
             windows.append(win)
             closest.append(sentence_)
         score = len(found) / len(claim_terms)
-        keys_ok = all(any(contains_key(s.full, k) for s in sources) for k in key_tokens(claim))
+        # numbers and names must stand in the passage that supports the claim, not just anywhere
+        keys_ok = all(any(contains_key(w, k) for w in windows) for k in keys)
         # a claim that negates its closest source sentence (or drops its negation) is not supported
         stated = claim
         for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation

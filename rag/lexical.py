@@ -19,6 +19,7 @@ from pathlib import Path
 from rag.store import Store
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+ANALYSER_VERSION = 2  # bump when `analyse` changes: saved indexes are then rebuilt
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +33,12 @@ def _stemmer():
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    return frozenset(STOPWORDS_EN)
+    # bm25s's English list is short; these question and filler words carry no topic either
+    extra = (
+        "here there what which who whom whose how also following below above according "
+        "do does did doing done can could would should may might must shall will".split()
+    )
+    return frozenset(STOPWORDS_EN) | frozenset(extra)
 
 
 def analyse(text: str) -> list[str]:
@@ -77,7 +83,9 @@ class LexicalIndex:
         tmp.mkdir(parents=True)
         if self.chunk_ids:
             self._bm25.save(str(tmp))
-        (tmp / "rag.json").write_text(json.dumps({"fingerprint": self.fingerprint, "chunk_ids": self.chunk_ids}))
+        (tmp / "rag.json").write_text(
+            json.dumps({"fingerprint": self.fingerprint, "analyser": ANALYSER_VERSION, "chunk_ids": self.chunk_ids})
+        )
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
 
@@ -89,7 +97,7 @@ class LexicalIndex:
         folder = cls.folder(store)
         try:
             info = json.loads((folder / "rag.json").read_text())
-            if info["fingerprint"] != store.fingerprint():
+            if not cls._matches(info, store):
                 return None
             retriever = bm25s.BM25.load(str(folder), show_progress=False) if info["chunk_ids"] else bm25s.BM25()
         except (OSError, ValueError, KeyError):
@@ -102,7 +110,11 @@ class LexicalIndex:
             info = json.loads((cls.folder(store) / "rag.json").read_text())
         except (OSError, ValueError):
             return False
-        return info.get("fingerprint") == store.fingerprint()
+        return cls._matches(info, store)
+
+    @staticmethod
+    def _matches(info: dict, store: Store) -> bool:
+        return info.get("fingerprint") == store.fingerprint() and info.get("analyser") == ANALYSER_VERSION
 
     @classmethod
     def open(cls, store: Store) -> LexicalIndex:

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Chroma store in a temporary folder, the real embedder, and the
+optional services CI starts (a `chroma run` server, the local SmolLM2 server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = Path(os.environ.get("RAG_EMBED_MODEL_DIR") or REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2")
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    values = {"data_dir": data_dir, "embed_model_dir": MODEL_DIR, "llm": "off", **overrides}
+    return Settings(**values)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """No test reads the developer's config file or LLM keys."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_LLM_MODEL", "RAG_CHROMA_URL", "RAG_RETRIEVER", "RAG_TOP_K", "RAG_LLM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.toml"))
+    monkeypatch.setenv("RAG_EMBED_MODEL_DIR", str(MODEL_DIR))
+
+
+@pytest.fixture(scope="session")
+def bundled_dir(tmp_path_factory) -> Path:
+    """A data folder holding the bundled corpus, ingested once for the whole session."""
+    data_dir = tmp_path_factory.mktemp("bundled")
+    ws = Workspace(make_settings(data_dir))
+    from rag.ingest import ingest
+
+    ingest(ws.store, ws.embedder)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def workspace(bundled_dir) -> Workspace:
+    return Workspace(make_settings(bundled_dir))
+
+
+@pytest.fixture
+def chroma_url() -> str:
+    url = os.environ.get("RAG_TEST_CHROMA_URL")
+    if not url:
+        pytest.skip("no Chroma server: set RAG_TEST_CHROMA_URL (.ci/run starts one)")
+    return url
+
+
+@pytest.fixture
+def llm_url() -> str:
+    url = os.environ.get("RAG_TEST_LLM_URL")
+    if not url:
+        pytest.skip("no local LLM server: set RAG_TEST_LLM_URL (.ci/run starts one)")
+    return url
+
+
+def run_rag(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`rag` as a real process, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout
+    )
+
+
+def rag_json(*args: str, env: dict | None = None) -> dict:
+    proc = run_rag(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path

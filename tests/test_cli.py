@@ -1,0 +1,55 @@
+import json
+
+from tests.conftest import rag_json, run_rag
+
+
+def test_search_json_contract(bundled_dir):
+    env = {"RAG_DATA_DIR": str(bundled_dir)}
+    out = rag_json("search", "which papers compare FP8 vs INT8?", "-k", "3", "--json", env=env)
+    assert set(out) == {"query", "results", "timings_ms"}
+    assert out["query"] == "which papers compare FP8 vs INT8?"
+    assert len(out["results"]) == 3
+    for rank, r in enumerate(out["results"], start=1):
+        assert set(r) == {"rank", "paper_id", "title", "score", "evidence"}
+        assert r["rank"] == rank and isinstance(r["score"], float) and r["evidence"]
+    assert out["results"][0]["title"] == "Efficient Post-training Quantization with FP8 Formats"
+    assert out["timings_ms"]["total"] > 0
+
+
+def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
+    env = {"RAG_DATA_DIR": str(bundled_dir)}
+    empty = run_rag("search", "   ", env=env)
+    assert empty.returncode == 2 and empty.stdout == "" and "empty" in empty.stderr
+    assert run_rag("search", "x", "-k", "0", env=env).returncode == 2
+    missing_model = run_rag("search", "x", env={**env, "RAG_EMBED_MODEL_DIR": str(tmp_path / "nowhere")})
+    assert missing_model.returncode == 1
+    assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr
+    bad_setting = run_rag("search", "x", env={**env, "RAG_TOP_K": "lots"})
+    assert bad_setting.returncode == 1 and "top_k" in bad_setting.stderr and "Traceback" not in bad_setting.stderr
+
+
+def test_first_command_ingests_the_bundled_corpus(tmp_path):
+    env = {"RAG_DATA_DIR": str(tmp_path / "fresh")}
+    out = rag_json("search", "lossless compression of model weights", "--json", env=env)
+    assert out["results"][0]["title"] == "ZipNN: Lossless Compression for AI Models"
+    stats = run_rag("stats", env=env)
+    assert stats.returncode == 0
+    assert "papers      223" in stats.stdout and "bm25        fresh" in stats.stdout
+
+
+def test_config_shows_sources_and_hides_secrets(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('llm_model = "from-file"\ntop_k = 7\n')
+    proc = run_rag("config", env={"RAG_CONFIG": str(config), "RAG_TOP_K": "9", "OPENAI_API_KEY": "sk-secret-value"})
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert "from-file" in lines["llm_model"] and "[file" in lines["llm_model"]
+    assert " 9 " in lines["top_k"] and "[env RAG_TOP_K]" in lines["top_k"]
+    assert "(set)" in lines["openai_api_key"] and "sk-secret-value" not in proc.stdout
+
+
+def test_help_lists_the_commands():
+    proc = run_rag("--help")
+    assert proc.returncode == 0
+    for command in ("ask", "search", "ingest", "stats", "config"):
+        assert command in proc.stdout

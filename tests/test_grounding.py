@@ -1,0 +1,53 @@
+from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
+
+SOURCES = {
+    1: ("Efficient Post-training Quantization with FP8 Formats",
+        "We study FP8 across 75 unique network architectures. Our empirical results show that FP8 formats "
+        "outperform INT8 in multiple aspects, including workload coverage (92.64% vs. 65.87%). "
+        "E4M3 is better suited for NLP models, whereas E3M4 performs marginally better on computer vision tasks."),
+    2: ("Densing Law of LLMs", "The capacity density of LLMs doubles approximately every three months."),
+}
+
+
+def verdicts(answer: str) -> list[str]:
+    return [s.verdict for s in check(answer, SOURCES).sentences]
+
+
+def test_supported_and_perturbed_sentences():
+    assert verdicts("FP8 formats outperform INT8 in workload coverage (92.64% vs. 65.87%) [1].") == [SUPPORTED]
+    assert verdicts("FP8 formats outperform INT8 in workload coverage (93.64% vs. 65.87%) [1].") == [UNSUPPORTED]
+    assert verdicts("FP8 formats do not outperform INT8 in workload coverage [1].") == [UNSUPPORTED]
+    assert verdicts("FP8 formats outperform BF16 in workload coverage [1].") == [UNSUPPORTED]  # swapped names
+    assert verdicts("The capacity density of LLMs doubles every three months [1].") == [UNSUPPORTED]  # wrong paper
+
+
+def test_citation_problems_are_told_apart():
+    answer = "Capacity density doubles every three months [2]. Quantum computers will replace GPUs by 2030. See [7] for more about density laws."
+    assert verdicts(answer) == [SUPPORTED, UNCITED, BAD_CITATION]
+    assert verdicts("Here is what I found.") == [NO_CLAIM]
+
+
+def test_alce_precision_and_recall():
+    # one supported sentence with one needed and one irrelevant citation, one unsupported sentence
+    g = check(
+        "The capacity density of LLMs doubles every three months [2][1]. "
+        "FP8 formats outperform INT8 on speech recognition and protein folding [1].",
+        SOURCES,
+    )
+    first, second = g.sentences
+    assert first.supported and first.precise == [2]
+    assert not second.supported
+    assert g.citation_recall == 0.5
+    assert g.citation_precision == 1 / 3
+
+
+def test_perfect_and_empty_answers():
+    assert check("", SOURCES).citation_recall == 1.0
+    g = check("E4M3 is better suited for NLP models [1]. Capacity density doubles approximately every three months [2].", SOURCES)
+    assert (g.citation_precision, g.citation_recall, g.supported_ratio) == (1.0, 1.0, 1.0)
+
+
+def test_jointly_supported_sentence_needs_both_citations():
+    g = check("FP8 was studied across 75 architectures and the capacity density of LLMs doubles every three months [1][2].", SOURCES)
+    (s,) = g.sentences
+    assert s.supported and sorted(s.precise) == [1, 2]

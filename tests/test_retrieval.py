@@ -1,0 +1,50 @@
+import pytest
+
+from rag.metrics import retrieval_metrics
+from rag.suite import load_suite
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def dev_suite(workspace):
+    titles = {m["paper_id"]: m["title"] for m in workspace.store.all_chunks()[2]}
+    return load_suite(REPO / "eval" / "suites" / "dev.jsonl", titles)
+
+
+@pytest.mark.parametrize(
+    "question, title",
+    [
+        ("which papers compare FP8 vs INT8?", "Efficient Post-training Quantization with FP8 Formats"),
+        ("compressing long prompts for faster LLM inference", "LLMLingua: Compressing Prompts for Accelerated Inference of Large Language Models"),
+        ("benchmark of hallucinations for tool-using language models", "ToolBeHonest: A Multi-level Hallucination Diagnostic Benchmark for Tool-Augmented Large Language Models"),
+    ],
+)
+def test_known_questions_find_their_paper_first(workspace, question, title):
+    for mode in ("hybrid", "dense", "bm25"):
+        top = workspace.retriever.search(question, k=5, mode=mode).results
+        assert title in [h.title for h in top[:3]], mode
+    assert workspace.retriever.search(question, k=5).results[0].title == title
+
+
+def test_hybrid_beats_each_retriever_on_the_dev_suite(workspace, dev_suite):
+    questions = [q for q in dev_suite.questions if q.answerable]
+    gold = {q.id: q.gold for q in questions}
+    scores = {}
+    for mode in ("bm25", "dense", "hybrid"):
+        ranked = {q.id: [h.paper_id for h in workspace.retriever.search(q.question, 10, mode).results] for q in questions}
+        scores[mode] = retrieval_metrics(gold, ranked)
+    assert scores["hybrid"]["R@10"] >= 0.95
+    assert scores["hybrid"]["nDCG@10"] > max(scores["bm25"]["nDCG@10"], scores["dense"]["nDCG@10"])
+
+
+def test_evidence_is_the_papers_best_chunk_without_its_title(workspace):
+    hit = workspace.retriever.search("FP8 workload coverage compared with INT8", k=1).results[0]
+    assert "92.64%" in hit.evidence
+    assert not hit.evidence.startswith(hit.title)
+
+
+def test_results_are_papers_not_chunks(workspace):
+    results = workspace.retriever.search("mixture of experts", k=20).results
+    assert len({h.paper_id for h in results}) == len(results) == 20
+    assert [h.rank for h in results] == list(range(1, 21))
+    assert all(a.score >= b.score for a, b in zip(results, results[1:]))
