@@ -17,14 +17,16 @@ import re
 from dataclasses import dataclass
 
 from rag.lexical import LexicalIndex, analyse
-from rag.text import contains_key, key_tokens
+from rag.text import contains_key, key_tokens, normalise_key
 
 MIN_COVERAGE = 0.33
 MIN_SIMILARITY = 0.22
 MAX_UNSEEN_TERMS = 1
 
-# Capitalised words inside a question (not its first word) usually name something.
+# Capitalised words inside a question (not its first word) usually name something, and a number
+# right after a name is part of it ("Stable Diffusion 3", "Llama 2").
 _NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
+_VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,12 @@ def specific_terms(question: str) -> list[str]:
     keys = key_tokens(question)
     out = [t for t in found if t and (key_tokens(t) & keys)]
     out += [w for w in _NAMED.findall(question) if w not in out]
+    out += [v for v in _VERSIONED.findall(question) if v not in out]
     return out
 
 
 def _mentions(text: str, term: str) -> bool:
-    keys = key_tokens(term) or {term.lower()}
+    keys = key_tokens(term) or {normalise_key(term)}
     return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
 
 

@@ -54,22 +54,8 @@ def ingest(
     from rag.ingest import ingest as run_ingest
 
     ws = _workspace()
-    progress = None
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        bar = Progress(transient=True, console=__import__("rich.console").console.Console(stderr=True))
-        task = bar.add_task("embedding", total=None)
-        bar.start()
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-    try:
+    with _progress("embedding") as progress:
         report = run_ingest(ws.store, ws.embedder, paths or None, prune=prune, progress=progress)
-    finally:
-        if progress:
-            bar.stop()
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -138,6 +124,119 @@ def ask(
         typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
     else:
         render.print_answer(answer, streamed=stream)
+
+
+def _default_suite() -> Path:
+    return Path(__file__).resolve().parent.parent / "eval" / "suites" / "dev.jsonl"
+
+
+@app.command("eval")
+def run_eval(
+    suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files (JSON Lines); default: eval/suites/dev.jsonl.")] = None,
+    retrievers: Annotated[str, typer.Option(help="Comma-separated: bm25,dense,hybrid (empty for none).")] = "bm25,dense,hybrid",
+    answerers: Annotated[str, typer.Option(help="Comma-separated: extractive,llm (empty for none).")] = "extractive",
+    out: Annotated[Path, typer.Option(help="Folder for report.json, report.md and charts.")] = Path("eval-out"),
+    compare: Annotated[Optional[tuple[Path, Path]], typer.Option(help="BASELINE.json NEW.json: print deltas, exit 1 on a drop.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest drop --compare accepts.")] = 0.02,
+    beir: Annotated[Optional[Path], typer.Option(help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).")] = None,
+    judge: Annotated[bool, typer.Option(help="Also ask the configured LLM to judge correctness and faithfulness.")] = False,
+) -> None:
+    """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
+    from rag import evaluate
+
+    if compare:
+        baseline, new = (_read_report(p) for p in compare)
+        rows, failed = evaluate.compare(baseline, new, tolerance)
+        for key, old, now, delta in rows:
+            flag = "  REGRESSION" if delta < -tolerance else ""
+            typer.echo(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")
+        if failed:
+            _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
+        typer.echo(f"no figure dropped by more than {tolerance}")
+        return
+    chosen_retrievers = [r for r in retrievers.split(",") if r]
+    chosen_answerers = [a for a in answerers.split(",") if a]
+    for r in chosen_retrievers:
+        if r not in ("bm25", "dense", "hybrid"):
+            _fail(f"unknown retriever {r!r}; use bm25, dense or hybrid", 2)
+    for a in chosen_answerers:
+        if a not in ("extractive", "llm"):
+            _fail(f"unknown answerer {a!r}; use extractive or llm", 2)
+    settings = _settings()
+    if ("llm" in chosen_answerers or judge) and not settings.llm_enabled:
+        _fail("the llm answerer and --judge need an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY", 2)
+    if beir:
+        from rag.beir import evaluate_beir
+
+        report = evaluate_beir(beir, settings, chosen_retrievers or ["bm25", "dense", "hybrid"])
+        report.update(evaluate.provenance({"beir": str(beir), "retrievers": chosen_retrievers}))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "beir.json").write_text(json.dumps(report, indent=1))
+        for name, figures in report["retrieval"].items():
+            typer.echo(f"{name:<7} nDCG@10 {figures['nDCG@10']:.4f}  Recall@100 {figures['R@100']:.4f}")
+        return
+    from rag.backends import open_llm
+    from rag.suite import load_suite
+    from rag.verifier_set import build, measure
+    from rag.workspace import Workspace
+
+    ws = Workspace(settings)
+    retriever = ws.retriever
+    titles = ws.store.titles()
+    llm = open_llm(settings)
+    for suite_path in suites or [_default_suite()]:
+        suite = load_suite(suite_path, titles)
+        with _progress(f"eval {suite.name}") as progress:
+            report = evaluate.run(
+                suite, retriever, chosen_retrievers, chosen_answerers,
+                llm=llm.get() if llm and "llm" in chosen_answerers else None, k=settings.top_k, progress=progress,
+            )
+        abstracts = ws.store.abstracts(sorted(titles))
+        report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
+        if judge:
+            from rag.judge import judge_report
+
+            report["judge"] = judge_report(report, suite, ws, llm.get())
+        report.update(evaluate.provenance({
+            "suite": str(suite_path), "retrievers": chosen_retrievers, "answerers": chosen_answerers,
+            "top_k": settings.top_k, "llm_model": settings.llm_model if llm else None,
+        }))
+        folder = out if len(suites or []) <= 1 else out / suite.name
+        written = evaluate.save(report, folder)
+        typer.echo((folder / "report.md").read_text())
+        typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _read_report(path: Path) -> dict:
+    from rag.errors import RagError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RagError(f"cannot read report {path}: {exc}") from None
+
+
+class _progress:
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True, console=Console(stderr=True))
+        task = self.bar.add_task(self.label, total=None)
+        self.bar.start()
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.stop()
 
 
 @app.command()

@@ -73,8 +73,11 @@ class Grounding:
 
     @property
     def citation_precision(self) -> float:
+        """As ALCE: 0 when claims were made without a single citation."""
         cited = [(s, c) for s in self.claims for c in s.citations]
-        return sum(c in s.precise for s, c in cited) / len(cited) if cited else 1.0
+        if not cited:
+            return 0.0 if self.claims else 1.0
+        return sum(c in s.precise for s, c in cited) / len(cited)
 
     @property
     def supported_ratio(self) -> float:

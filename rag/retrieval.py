@@ -1,14 +1,15 @@
-"""Hybrid retrieval: dense (Chroma) and BM25 chunk rankings, fused by reciprocal rank, as papers.
+"""Hybrid retrieval: dense (Chroma) and BM25 (bm25s) chunk scores, fused per paper.
 
-Each retriever's chunk ranking becomes a paper ranking (a paper ranks where its best chunk does);
-the paper rankings are fused with RRF. A paper's evidence is its best chunk by the fused chunk
-ranking, so the passage shown is the one both retrievers liked most.
+Each retriever scores chunks; a paper takes its best chunk's score. The hybrid score is the
+equal-weight convex combination of the dense cosine similarity and the BM25 score divided by the
+query's best BM25 score. On the development suite this beat reciprocal-rank fusion, which could
+not beat BM25 alone there (README, "Retrieval"). A paper's evidence is its best chunk by the
+same combination, so the passage shown is the one both retrievers liked most.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,11 +18,8 @@ from rag.lexical import LexicalIndex
 from rag.store import Store
 
 Mode = Literal["hybrid", "dense", "bm25"]
-RRF_K = 60
-# BM25's vote counts a little more: with equal weights, ties between "first in one list, second
-# in the other" are common and lexical matches on the asked-for terms settle them better.
-WEIGHTS = {"dense": 1.0, "bm25": 1.2}
-DEPTH = 60  # chunks taken from each retriever before fusion
+DENSE_WEIGHT = 0.5  # the rest goes to BM25
+DEPTH = 60  # chunks taken from each retriever before fusion (at least 2k)
 
 
 @dataclass
@@ -63,13 +61,6 @@ def _strip_title(text: str, title: str) -> str:
     return rest if head == title and rest else text
 
 
-def _paper_ranking(chunk_ids: list[str], paper_of: Callable[[str], str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for cid in chunk_ids:
-        seen.setdefault(paper_of(cid), None)
-    return list(seen)
-
-
 class Retriever:
     """Owns the store, the embedder and the BM25 index; answers `search` calls."""
 
@@ -87,65 +78,63 @@ class Retriever:
     def search(self, query: str, k: int = 10, mode: Mode = "hybrid") -> SearchResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        depth = max(DEPTH, 2 * k)
         texts: dict[str, str] = {}
-        titles: dict[str, str] = {}
-        paper_of: dict[str, str] = {}
-        dense_sim: dict[str, float] = {}
-        rankings: list[tuple[float, list[str]]] = []  # (weight, chunk-id ranking)
+        meta: dict[str, dict] = {}
+        dense: dict[str, float] = {}  # chunk id -> cosine similarity
+        lexical: dict[str, float] = {}  # chunk id -> BM25 score / best BM25 score
 
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
             vector = self.embedder.embed([query])[0].tolist()
             timings["embed"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            hits = self.store.dense(vector, DEPTH)
+            for h in self.store.dense(vector, depth):
+                texts[h.chunk_id], meta[h.chunk_id] = h.text, h.metadata
+                dense[h.chunk_id] = h.similarity
             timings["dense"] = (time.perf_counter() - t) * 1000
-            for h in hits:
-                texts[h.chunk_id] = h.text
-                titles[h.chunk_id] = str(h.metadata["title"])
-                paper_of[h.chunk_id] = str(h.metadata["paper_id"])
-                pid = paper_of[h.chunk_id]
-                dense_sim[pid] = max(dense_sim.get(pid, -1.0), h.similarity)
-            rankings.append((WEIGHTS["dense"], [h.chunk_id for h in hits]))
 
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
-            lex = self.lexical.search(query, DEPTH)
+            hits = self.lexical.search(query, depth)
+            top = hits[0].score if hits else 1.0
+            lexical = {h.chunk_id: h.score / top for h in hits}
             timings["bm25"] = (time.perf_counter() - t) * 1000
-            rankings.append((WEIGHTS["bm25"], [h.chunk_id for h in lex]))
-            missing = [h.chunk_id for h in lex if h.chunk_id not in texts]
+            missing = [cid for cid in lexical if cid not in texts]
             if missing:
                 got = self.store.collection.get(ids=missing, include=["documents", "metadatas"])
-                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                    texts[cid] = doc
-                    titles[cid] = str(meta["title"])
-                    paper_of[cid] = str(meta["paper_id"])
+                for cid, doc, m in zip(got["ids"], got["documents"], got["metadatas"]):
+                    texts[cid], meta[cid] = doc, m
 
         t = time.perf_counter()
-        paper_scores: dict[str, float] = {}
-        chunk_scores: dict[str, float] = {}
-        for weight, ranking in rankings:
-            ranking = [c for c in ranking if c in paper_of]
-            for rank, cid in enumerate(ranking, start=1):
-                chunk_scores[cid] = chunk_scores.get(cid, 0.0) + weight / (RRF_K + rank)
-            for rank, pid in enumerate(_paper_ranking(ranking, paper_of.__getitem__), start=1):
-                paper_scores[pid] = paper_scores.get(pid, 0.0) + weight / (RRF_K + rank)
+        weight = {"hybrid": DENSE_WEIGHT, "dense": 1.0, "bm25": 0.0}[mode]
+        chunk_scores = {
+            cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta
+        }
         best_chunk: dict[str, str] = {}
-        for cid, score in sorted(chunk_scores.items(), key=lambda kv: -kv[1]):
-            best_chunk.setdefault(paper_of[cid], cid)
+        for cid, score in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
+            best_chunk.setdefault(str(meta[cid]["paper_id"]), cid)
+        best_dense: dict[str, float] = {}
+        best_lexical: dict[str, float] = {}
+        for cid in meta:
+            pid = str(meta[cid]["paper_id"])
+            best_dense[pid] = max(best_dense.get(pid, 0.0), dense.get(cid, 0.0))
+            best_lexical[pid] = max(best_lexical.get(pid, 0.0), lexical.get(cid, 0.0))
+        paper_scores = {pid: weight * best_dense[pid] + (1 - weight) * best_lexical[pid] for pid in best_chunk}
         ordered = sorted(paper_scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         results = []
         for rank, (pid, score) in enumerate(ordered, start=1):
             cid = best_chunk[pid]
+            title = str(meta[cid]["title"])
             results.append(
                 PaperHit(
                     rank=rank,
                     paper_id=pid,
-                    title=titles[cid],
+                    title=title,
                     score=score,
-                    evidence=_strip_title(texts[cid], titles[cid]),
+                    evidence=_strip_title(texts[cid], title),
                     chunk_id=cid,
-                    dense_similarity=dense_sim.get(pid, 0.0),
+                    dense_similarity=best_dense[pid],
                 )
             )
         timings["fuse"] = (time.perf_counter() - t) * 1000

@@ -116,6 +116,10 @@ class Store:
             out[str(meta["paper_id"])] = str(meta["content_hash"])
         return out
 
+    def titles(self) -> dict[str, str]:
+        """paper id -> title of every stored paper."""
+        return {str(m["paper_id"]): str(m["title"]) for m in self._all(include=["metadatas"])["metadatas"]}
+
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         got = self._all(include=["documents", "metadatas"])
         return got["ids"], got["documents"], got["metadatas"]

@@ -1,0 +1,279 @@
+"""`rag eval`: run suites through the same retrieval and answering code as `rag search`/`rag ask`,
+and report retrieval, grounding, abstention and latency figures, overall and per question type."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from statistics import quantiles
+
+from rag.answer import Answer, answer_question
+from rag.llm import LLM
+from rag.metrics import retrieval_metrics
+from rag.retrieval import Retriever
+from rag.suite import TYPES, Question, Suite
+
+RECALL_CURVE = tuple(range(1, 11))
+TOLERANCE = 0.02
+
+
+@dataclass
+class QuestionResult:
+    question: Question
+    ranked: dict[str, list[str]] = field(default_factory=dict)  # retriever -> paper ids
+    answers: dict[str, Answer] = field(default_factory=dict)  # answerer -> answer
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0}
+    if len(values) == 1:
+        return {"p50": round(values[0], 2), "p95": round(values[0], 2)}
+    q = quantiles(values, n=100, method="inclusive")
+    return {"p50": round(q[49], 2), "p95": round(q[94], 2)}
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().replace(",", "").split())
+
+
+def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
+    """Answer metrics over (question, answer) pairs; see eval/README.md for definitions."""
+    answerable = [(q, a) for q, a in results if q.answerable]
+    unanswerable = [(q, a) for q, a in results if not q.answerable]
+    answered = [(q, a) for q, a in answerable if not a.abstained]
+    abstained = [(q, a) for q, a in results if a.abstained]
+    with_facts = [(q, a) for q, a in answerable if q.key_facts]
+    cited = [(q, a.sources[n - 1].paper_id) for q, a in answered for n in {c for s in a.grounding.sentences for c in s.citations}
+             if 0 < n <= len(a.sources)]
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 4) if values else 0.0
+
+    figures = {
+        "answered_rate": mean([1.0] * len(answered) + [0.0] * (len(answerable) - len(answered))) if answerable else 0.0,
+        "citation_precision": mean([a.grounding.citation_precision for _, a in answered]),
+        "citation_recall": mean([a.grounding.citation_recall for _, a in answered]),
+        "supported_ratio": mean([a.grounding.supported_ratio for _, a in answered]),
+        "key_fact_recall": mean([
+            sum(_normalise(f) in _normalise(a.text) for f in q.key_facts) / len(q.key_facts) if not a.abstained else 0.0
+            for q, a in with_facts
+        ]),
+        "gold_citation_rate": mean([1.0 if pid in q.gold else 0.0 for q, pid in cited]),
+    }
+    if unanswerable:
+        figures["abstention_recall"] = mean([1.0 if a.abstained else 0.0 for _, a in unanswerable])
+    if abstained:
+        figures["abstention_precision"] = mean([0.0 if q.answerable else 1.0 for q, _ in abstained])
+    return figures
+
+
+def _by_type(questions: list[Question], fn: Callable[[list[Question]], dict]) -> dict[str, dict]:
+    return {t: fn(subset) for t in TYPES if (subset := [q for q in questions if q.type == t])}
+
+
+def run(
+    suite: Suite,
+    retriever: Retriever,
+    retrievers: list[str],
+    answerers: list[str],
+    llm: LLM | None = None,
+    k: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    results = [QuestionResult(q) for q in suite.questions]
+    latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
+    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    steps = len(results) * (len(retrievers) + len(answerers))
+    done = 0
+    for r in results:
+        for mode in retrievers:
+            found = retriever.search(r.question.question, k=10, mode=mode)
+            r.ranked[mode] = [h.paper_id for h in found.results]
+            latency["retrieval"].append(found.timings_ms["total"])
+            done += 1
+            if progress:
+                progress(done, steps)
+        for name in answerers:
+            answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
+            r.answers[name] = answer
+            for stage in ("generation", "verification"):
+                if stage in answer.timings_ms:
+                    latency[stage].append(answer.timings_ms[stage])
+            for key in tokens:
+                tokens[key] += answer.usage.get(key, 0)
+            done += 1
+            if progress:
+                progress(done, steps)
+
+    def retrieval_for(mode: str, qs: list[Question]) -> dict[str, float]:
+        chosen = [r for r in results if r.question in qs and r.question.answerable]
+        gold = {r.question.id: list(r.question.gold) for r in chosen}
+        ranked = {r.question.id: r.ranked[mode] for r in chosen}
+        measures = [f"R@{n}" for n in RECALL_CURVE] + ["RR@10", "nDCG@10"]
+        figures = retrieval_metrics(gold, ranked, measures) if gold else {m: 0.0 for m in measures}
+        return {m: round(v, 4) for m, v in figures.items()}
+
+    def answers_for(name: str, qs: list[Question]) -> dict[str, float]:
+        return answer_figures([(r.question, r.answers[name]) for r in results if r.question in qs])
+
+    questions = suite.questions
+    return {
+        "suite": suite.name,
+        "questions": len(questions),
+        "question_types": {t: sum(q.type == t for q in questions) for t in TYPES},
+        "retrieval": {
+            m: {"overall": retrieval_for(m, questions), "by_type": _by_type(questions, lambda qs, m=m: retrieval_for(m, qs))}
+            for m in retrievers
+        },
+        "answers": {
+            a: {"overall": answers_for(a, questions), "by_type": _by_type(questions, lambda qs, a=a: answers_for(a, qs))}
+            for a in answerers
+        },
+        "latency_ms": {stage: _pct(values) for stage, values in latency.items()},
+        "tokens": tokens,
+        "per_question": [
+            {
+                "id": r.question.id,
+                "type": r.question.type,
+                "ranked": r.ranked,
+                "answers": {
+                    name: {"abstained": a.abstained, "answer": a.text, "grounding": a.grounding.as_json()}
+                    for name, a in r.answers.items()
+                },
+            }
+            for r in results
+        ],
+    }
+
+
+def provenance(config: dict) -> dict:
+    """What produced a report: configuration, git commit, package versions, time."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    versions = {}
+    for pkg in ("rag", "chromadb", "bm25s", "llama-index-core", "openai", "ir-measures", "onnxruntime"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "config": config,
+        "git_commit": commit or None,
+        "versions": versions,
+        "python": platform.python_version(),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def flatten(report: dict) -> dict[str, float]:
+    """The figures a regression gate compares: every overall retrieval and answer figure."""
+    flat: dict[str, float] = {}
+    for section in ("retrieval", "answers"):
+        for name, block in report.get(section, {}).items():
+            for metric, value in block.get("overall", {}).items():
+                flat[f"{section}.{name}.{metric}"] = value
+    if "verifier" in report:
+        flat["verifier.balanced_accuracy"] = report["verifier"]["balanced_accuracy"]
+    return flat
+
+
+def compare(baseline: dict, new: dict, tolerance: float = TOLERANCE) -> tuple[list[tuple[str, float, float, float]], bool]:
+    """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`."""
+    old_flat, new_flat = flatten(baseline), flatten(new)
+    rows = []
+    failed = False
+    for key in sorted(old_flat):
+        if key not in new_flat:
+            continue
+        delta = new_flat[key] - old_flat[key]
+        rows.append((key, old_flat[key], new_flat[key], delta))
+        failed |= delta < -tolerance
+    return rows, failed
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    lines = [f"# rag eval: {report['suite']}", ""]
+    lines += [f"{report['questions']} questions ({', '.join(f'{n} {t}' for t, n in report['question_types'].items() if n)}); "
+              f"commit {str(report.get('git_commit'))[:10]}, {report.get('timestamp', '')}.", ""]
+    if report["retrieval"]:
+        lines += ["## Retrieval (paper level)", "", "| retriever | Recall@5 | Recall@10 | MRR@10 | nDCG@10 |", "|---|---|---|---|---|"]
+        for name, block in report["retrieval"].items():
+            o = block["overall"]
+            lines.append(f"| {name} | {o['R@5']:.3f} | {o['R@10']:.3f} | {o['RR@10']:.3f} | {o['nDCG@10']:.3f} |")
+        lines.append("")
+    answer_cols = ["answered_rate", "citation_precision", "citation_recall", "supported_ratio", "key_fact_recall",
+                   "gold_citation_rate", "abstention_precision", "abstention_recall"]
+    for name, block in report["answers"].items():
+        lines += [f"## Answers: {name}", "", "| scope | " + " | ".join(answer_cols) + " |", "|---" * (len(answer_cols) + 1) + "|"]
+        for scope, figures in [("overall", block["overall"]), *block["by_type"].items()]:
+            cells = [f"{figures[c]:.3f}" if c in figures else "–" for c in answer_cols]
+            lines.append(f"| {scope} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "verifier" in report:
+        v = report["verifier"]
+        lines += ["## Grounding verifier", "", f"Balanced accuracy {v['balanced_accuracy']:.3f} on {v['pairs']} labelled pairs "
+                  f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).", ""]
+    lines += ["## Latency (ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
+    for stage, p in report["latency_ms"].items():
+        lines.append(f"| {stage} | {p['p50']:.1f} | {p['p95']:.1f} |")
+    lines += ["", f"Tokens: {report['tokens']['prompt_tokens']} prompt, {report['tokens']['completion_tokens']} completion.", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_charts(report: dict, folder: Path) -> list[Path]:
+    """PNG charts, when matplotlib (the `charts` extra) is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    if report["retrieval"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, block in report["retrieval"].items():
+            ax.plot(RECALL_CURVE, [block["overall"][f"R@{k}"] for k in RECALL_CURVE], marker="o", label=name)
+        ax.set(xlabel="k (papers)", ylabel="Recall@k", title=f"Recall@k: {report['suite']}", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / "recall_at_k.png", dpi=110)
+        plt.close(fig)
+        written.append(folder / "recall_at_k.png")
+    for name, block in report["answers"].items():
+        metrics = ["answered_rate", "citation_precision", "citation_recall", "key_fact_recall", "abstention_recall"]
+        types = list(block["by_type"])
+        fig, ax = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(metrics)
+        for i, metric in enumerate(metrics):
+            ax.bar([x + i * width for x in range(len(types))], [block["by_type"][t].get(metric, 0) for t in types],
+                   width, label=metric)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(types))], types)
+        ax.set(ylim=(0, 1.05), title=f"Answer metrics by question type: {name}")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        out = folder / f"answers_{name}.png"
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        written.append(out)
+    return written
+
+
+def save(report: dict, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_markdown(report, folder / "report.md")
+    return [folder / "report.json", folder / "report.md", *write_charts(report, folder)]
+

@@ -1,0 +1,110 @@
+"""A labelled set for measuring the grounding verifier, made from the corpus itself.
+
+Supported pairs: a sentence of an abstract (whole, or cut short) with its own abstract.
+Unsupported pairs: the same sentence with a swapped number, a method or dataset name swapped for
+one from another paper, a negation added, or the sentence paired with another paper's abstract.
+The set is drawn with a fixed seed, so every run measures the same pairs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from rag.grounding import check
+from rag.text import key_tokens, split_sentences, terms
+
+_NUMBER = re.compile(r"(?<![\w.\-])(\d+(?:\.\d+)?)(?![\w.]\d)")
+_AUX = re.compile(r"\b(is|are|was|were|can|could|does|do|has|have|will|should|may)\b")
+_NAME = re.compile(r"\b([A-Za-z][\w-]*[A-Z][\w-]*|[A-Z]{2,}[\w-]*)\b")
+
+
+@dataclass(frozen=True)
+class Pair:
+    kind: str
+    sentence: str
+    title: str
+    abstract: str
+    supported: bool
+
+
+def _swap_number(sentence: str, rng: random.Random) -> str | None:
+    numbers = _NUMBER.findall(sentence)
+    if not numbers:
+        return None
+    old = rng.choice(numbers)
+    value = float(old)
+    new = value * rng.choice([2, 3, 0.5]) + rng.choice([1, 7])
+    new_text = f"{new:.2f}" if "." in old else str(int(new))
+    return re.sub(rf"(?<![\w.\-]){re.escape(old)}(?![\w.]\d)", new_text, sentence, count=1)
+
+
+def _swap_name(sentence: str, abstract: str, other_names: list[str], rng: random.Random) -> str | None:
+    names = [n for n in _NAME.findall(sentence) if key_tokens(n) and not any(c.isdigit() for c in n)]
+    candidates = [n for n in other_names if not (key_tokens(n) & key_tokens(abstract))]
+    if not names or not candidates:
+        return None
+    return sentence.replace(rng.choice(names), rng.choice(candidates), 1)
+
+
+def _negate(sentence: str) -> str | None:
+    match = _AUX.search(sentence)
+    if not match or re.search(r"\bnot\b|n't\b", sentence):
+        return None
+    return sentence[: match.end()] + " not" + sentence[match.end() :]
+
+
+def build(papers: list[tuple[str, str]], size: int = 80, seed: int = 13) -> list[Pair]:
+    """`papers`: (title, abstract). About `size` sentences, each giving one supported and up to
+    four unsupported pairs."""
+    rng = random.Random(seed)
+    all_names = sorted({n for _, a in papers for n in _NAME.findall(a) if key_tokens(n) and not any(c.isdigit() for c in n)})
+    pairs: list[Pair] = []
+    order = list(range(len(papers)))
+    rng.shuffle(order)
+    for i in order[:size]:
+        title, abstract = papers[i]
+        sentences = [s for s in split_sentences(abstract) if len(terms(s)) >= 8 and len(s) < 400]
+        if not sentences:
+            continue
+        sentence = rng.choice(sentences)
+        pairs.append(Pair("verbatim", sentence, title, abstract, True))
+        words = sentence.rstrip(".").split()
+        pairs.append(Pair("shortened", " ".join(words[: max(6, int(len(words) * 0.7))]) + ".", title, abstract, True))
+        other_title, other_abstract = papers[rng.choice([j for j in order if j != i])]
+        pairs.append(Pair("wrong_paper", sentence, other_title, other_abstract, False))
+        for kind, variant in (
+            ("number_swap", _swap_number(sentence, rng)),
+            ("name_swap", _swap_name(sentence, abstract, all_names, rng)),
+            ("negation", _negate(sentence)),
+        ):
+            if variant and variant != sentence:
+                pairs.append(Pair(kind, variant, title, abstract, False))
+    return pairs
+
+
+def measure(pairs: list[Pair], verifier=None) -> dict:
+    """Balanced accuracy of the verifier on `pairs`, with rates per kind."""
+    outcomes: dict[str, list[bool]] = {}
+    tp = tn = pos = neg = 0
+    for pair in pairs:
+        said = check(f"{pair.sentence.rstrip('.')} [1].", {1: (pair.title, pair.abstract)}, verifier).sentences
+        verdict = bool(said) and said[0].supported
+        correct = verdict == pair.supported
+        outcomes.setdefault(pair.kind, []).append(correct)
+        if pair.supported:
+            pos += 1
+            tp += correct
+        else:
+            neg += 1
+            tn += correct
+    tpr = tp / pos if pos else 0.0
+    tnr = tn / neg if neg else 0.0
+    return {
+        "pairs": len(pairs),
+        "balanced_accuracy": round((tpr + tnr) / 2, 4),
+        "tpr": round(tpr, 4),
+        "tnr": round(tnr, 4),
+        "accuracy_by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(outcomes.items())},
+    }
