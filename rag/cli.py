@@ -103,7 +103,7 @@ def ask(
     settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
     from rag.backends import open_llm, open_verifier
 
-    llm = open_llm(settings)  # starts importing the LLM client in the background
+    llm = open_llm(settings, forked=True)  # its client loads while the store opens
     from rag.answer import answer_question
     from rag.workspace import Workspace
 
@@ -116,7 +116,7 @@ def ask(
         ws.retriever,
         k=settings.top_k,
         mode=settings.retriever,
-        llm=llm.get() if llm else None,
+        llm=llm,
         on_token=render.stream_token if stream else None,
         verifier=open_verifier(settings, llm),
     )
@@ -189,14 +189,14 @@ def run_eval(
         with _progress(f"eval {suite.name}") as progress:
             report = evaluate.run(
                 suite, retriever, chosen_retrievers, chosen_answerers,
-                llm=llm.get() if llm and "llm" in chosen_answerers else None, k=settings.top_k, progress=progress,
+                llm=llm if "llm" in chosen_answerers else None, k=settings.top_k, progress=progress,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
         if judge:
             from rag.judge import judge_report
 
-            report["judge"] = judge_report(report, suite, ws, llm.get())
+            report["judge"] = judge_report(report, suite, ws, llm)
         report.update(evaluate.provenance({
             "suite": str(suite_path), "retrievers": chosen_retrievers, "answerers": chosen_answerers,
             "top_k": settings.top_k, "llm_model": settings.llm_model if llm else None,

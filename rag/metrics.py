@@ -8,16 +8,18 @@ RETRIEVAL_MEASURES = ("R@5", "R@10", "RR@10", "nDCG@10")
 
 
 def retrieval_metrics(
-    gold: Mapping[str, Sequence[str]],
+    gold: Mapping[str, Sequence[str] | Mapping[str, int]],
     ranked: Mapping[str, Sequence[str]],
     measures: Sequence[str] = RETRIEVAL_MEASURES,
 ) -> dict[str, float]:
     """Mean of each measure over the questions in `gold` (a question missing from `ranked`
-    retrieved nothing and scores 0)."""
+    retrieved nothing and scores 0). Gold is a list of relevant ids or graded {id: relevance}."""
     import ir_measures
 
     parsed = [ir_measures.parse_measure(m) for m in measures]
-    qrels = [ir_measures.Qrel(q, d, 1) for q, docs in gold.items() for d in docs]
+    qrels = [
+        ir_measures.Qrel(q, d, docs[d] if isinstance(docs, Mapping) else 1) for q, docs in gold.items() for d in docs
+    ]
     run = [
         ir_measures.ScoredDoc(q, d, float(len(docs) - i))
         for q, docs in ranked.items()

@@ -1,0 +1,107 @@
+"""Speed benchmarks for the README: prints one line per figure, with its target.
+
+    python eval/bench.py            # needs RAG_EMBED_MODEL_DIR (or ../shared/models/all-MiniLM-L6-v2)
+
+Each fresh-process figure is the median of several runs of a real `rag` process; the store is
+built in a temporary folder, so nothing of yours is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = 5
+
+
+def timed_process(args: list[str], env: dict, runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(args, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def request_leaves_after(env: dict) -> float:
+    """Seconds from starting `rag ask` with an LLM until its request reaches the endpoint."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    arrived: list[float] = []
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        arrived.append(time.perf_counter())
+        conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?"],
+                   env={**env, "OPENAI_BASE_URL": url, "RAG_LLM_TIMEOUT": "2"}, capture_output=True)
+    thread.join(timeout=1)
+    server.close()
+    return arrived[0] - start if arrived else float("nan")
+
+
+def main() -> None:
+    model_dir = os.environ.get("RAG_EMBED_MODEL_DIR") or str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2")
+    data = tempfile.mkdtemp(prefix="rag-bench-")
+    env = {**os.environ, "RAG_DATA_DIR": data, "RAG_EMBED_MODEL_DIR": model_dir, "RAG_CONFIG": f"{data}/none.toml"}
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        env.pop(key, None)
+    rag = [sys.executable, "-m", "rag"]
+
+    t = time.perf_counter()
+    subprocess.run([*rag, "ingest"], env=env, check=True, capture_output=True)
+    first_ingest = time.perf_counter() - t
+    noop = timed_process([*rag, "ingest"], env, runs=3)
+    help_s = timed_process([*rag, "--help"], env)
+    imports = timed_process([sys.executable, "-c", "import chromadb, onnxruntime"], env)
+    search = timed_process([*rag, "search", "which papers compare FP8 vs INT8?", "--json"], env)
+    ask = timed_process([*rag, "ask", "which papers compare FP8 vs INT8?", "--json"], env)
+    leaves = statistics.median(request_leaves_after(env) for _ in range(3))
+
+    sys.path.insert(0, str(REPO))
+    os.environ.update({"RAG_DATA_DIR": data, "RAG_EMBED_MODEL_DIR": model_dir})
+    from rag.config import load_settings
+    from rag.suite import load_suite
+    from rag.workspace import Workspace
+
+    ws = Workspace(load_settings())
+    questions = [q.question for q in load_suite(REPO / "eval" / "suites" / "dev.jsonl", ws.store.titles()).questions]
+    ws.retriever.search("warm up", k=10)
+    latencies = []
+    for q in questions:
+        t = time.perf_counter()
+        ws.retriever.search(q, k=10)
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    rows = [
+        ("rag --help", f"{help_s:.2f} s", "<= 0.5 s"),
+        ("import chromadb, onnxruntime", f"{imports:.2f} s", "reference"),
+        ("rag search, fresh process", f"{search:.2f} s ({search / imports:.2f}x the imports)", "<= 2x the imports"),
+        ("retrieval in process, p50", f"{statistics.median(latencies):.1f} ms (p95 {sorted(latencies)[int(0.95 * len(latencies))]:.1f} ms)", "<= 30 ms"),
+        ("first ingest, bundled corpus", f"{first_ingest:.1f} s", "<= 30 s"),
+        ("no-op re-ingest", f"{noop:.2f} s", "<= 3 s"),
+        ("rag ask (extractive), fresh process", f"{ask:.2f} s", "<= 2.5 s"),
+        ("rag ask with an LLM: request leaves after", f"{leaves:.2f} s", "<= 2.5 s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<34} target {target}")
+
+
+if __name__ == "__main__":
+    main()
