@@ -240,6 +240,16 @@ class _progress:
 
 
 @app.command()
+def chat(
+    resume: Annotated[bool, typer.Option("--resume", help="Reopen the last conversation.")] = False,
+) -> None:
+    """A terminal chat over the papers: streamed answers, sources and grounding marks."""
+    from rag.tui.app import create_app
+
+    create_app(_settings(), resume=resume).run()
+
+
+@app.command()
 def stats() -> None:
     """What is in the store and where it lives."""
     from rag.lexical import LexicalIndex

@@ -14,7 +14,8 @@ from pathlib import Path
 from statistics import quantiles
 
 from rag.answer import Answer, answer_question
-from rag.llm import LLM
+from rag.grounding import Grounding
+from rag.llm import LLM, LLMError
 from rag.metrics import retrieval_metrics
 from rag.retrieval import Retriever
 from rag.suite import TYPES, Question, Suite
@@ -74,6 +75,11 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
     return figures
 
 
+def _failed(question: str, message: str) -> Answer:
+    """A question whose answer failed (e.g. the LLM endpoint sent an empty reply)."""
+    return Answer(question, f"(failed: {message})", True, "llm", None, [], Grounding([]), [])
+
+
 def _by_type(questions: list[Question], fn: Callable[[list[Question]], dict]) -> dict[str, dict]:
     return {t: fn(subset) for t in TYPES if (subset := [q for q in questions if q.type == t])}
 
@@ -90,6 +96,7 @@ def run(
     results = [QuestionResult(q) for q in suite.questions]
     latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
     tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    failures: dict[str, int] = {}
     steps = len(results) * (len(retrievers) + len(answerers))
     done = 0
     for r in results:
@@ -101,7 +108,11 @@ def run(
             if progress:
                 progress(done, steps)
         for name in answerers:
-            answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
+            try:
+                answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
+            except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
+                answer = _failed(r.question.question, str(exc))
+                failures[name] = failures.get(name, 0) + 1
             r.answers[name] = answer
             for stage in ("generation", "verification"):
                 if stage in answer.timings_ms:
@@ -136,6 +147,7 @@ def run(
             a: {"overall": answers_for(a, questions), "by_type": _by_type(questions, lambda qs, a=a: answers_for(a, qs))}
             for a in answerers
         },
+        "failures": failures,
         "latency_ms": {stage: _pct(values) for stage, values in latency.items()},
         "tokens": tokens,
         "per_question": [

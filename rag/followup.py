@@ -1,0 +1,34 @@
+"""Follow-up questions: rewrite a question that leans on the conversation into a standalone one.
+
+With an LLM the condense prompt (prompts/condense.txt) does it. Without one, a question that
+refers back ("it", "they", "this paper", "what about ...") carries the previous standalone
+question along, so retrieval still sees what it is about."""
+
+from __future__ import annotations
+
+import re
+
+from rag.llm import LLM
+from rag.prompts import render
+
+_REFERS_BACK = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|the paper|the papers|the same|above|previous)\b"
+    r"|^\s*(and|what about|how about|why|also)\b",
+    re.I,
+)
+
+
+def refers_back(question: str) -> bool:
+    return bool(_REFERS_BACK.search(question))
+
+
+def standalone_question(question: str, history: list[tuple[str, str]], llm: LLM | None = None) -> str:
+    """`history`: earlier (standalone question, answer) pairs, oldest first."""
+    if not history or not refers_back(question):
+        return question
+    if llm is None:
+        return f"{question} ({history[-1][0]})"
+    transcript = "\n".join(f"User: {q}\nAssistant: {a[:600]}" for q, a in history[-3:])
+    rewritten = llm.complete("You rewrite follow-up questions.", render("condense", history=transcript, question=question))
+    rewritten = " ".join(rewritten.split())
+    return rewritten if 3 <= len(rewritten) <= 400 else question

@@ -1,0 +1,293 @@
+"""`rag chat`: a Textual chat over the same core as `rag ask` (retrieve, answer, check)."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Markdown
+
+from rag.answer import Answer, answer_question
+from rag.config import Settings
+from rag.errors import RagError
+from rag.history import History, Turn
+from rag.llm import LLM
+from rag.tui.widgets import Conversation, QuestionInput, SourcesPane, StatusLine, TurnView
+
+
+class Cancelled(Exception):
+    """Raised inside the token callback to stop a streaming answer."""
+
+
+class SettingsCommands(Provider):
+    """The command palette's settings: retriever, k, LLM on/off and model."""
+
+    def _choices(self) -> list[tuple[str, dict]]:
+        app: ChatApp = self.app  # type: ignore[assignment]
+        s = app.settings
+        choices = [(f"Retriever: {r}", {"retriever": r}) for r in ("hybrid", "dense", "bm25") if r != s.retriever]
+        choices += [(f"Sources per answer (k): {k}", {"top_k": k}) for k in (3, 5, 8, 10) if k != s.top_k]
+        if s.llm == "auto":
+            choices.append(("LLM: off (extractive answers)", {"llm": "off"}))
+        else:
+            choices.append(("LLM: on (when an endpoint is configured)", {"llm": "auto"}))
+        for model in dict.fromkeys([app.configured_model, "gpt-4o-mini", "gpt-4o", "llama3.1", "qwen2.5"]):
+            if model != s.llm_model:
+                choices.append((f"LLM model: {model}", {"llm_model": model}))
+        return choices
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for label, change in self._choices():
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), partial(self.app.apply_settings, change), help="setting")
+
+    async def discover(self) -> Hits:
+        for label, change in self._choices():
+            yield Hit(1.0, label, partial(self.app.apply_settings, change), help="setting")
+
+
+class ChatApp(App):
+    TITLE = "rag chat"
+    COMMANDS = App.COMMANDS | {SettingsCommands}
+    CSS = """
+    #main { height: 1fr; }
+    #left { width: 1fr; }
+    #question { dock: bottom; }
+    """
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel answer"),
+        Binding("ctrl+n", "new_chat", "New chat"),
+        Binding("ctrl+y", "copy_answer", "Copy answer"),
+        Binding("ctrl+e", "export", "Export", priority=True),
+        Binding("ctrl+o", "focus_sources", "Sources"),
+        *[Binding(f"alt+{n}", f"open_source({n})", f"Source {n}", show=False) for n in range(1, 10)],
+    ]
+
+    def __init__(
+        self, settings: Settings, resume: bool = False, history_path: Path | None = None, llm: LLM | None = None
+    ) -> None:
+        super().__init__()
+        self._given_llm = llm
+        self.settings = settings
+        self.configured_model = settings.llm_model
+        self.history = History(history_path or Path(settings.data_dir) / "chat.sqlite3")
+        self.resume = resume
+        self.conversation_id = self.history.last_conversation() if resume else None
+        self.retriever = None
+        self.llm = None
+        self._store_ready = threading.Event()
+        self._cancel = threading.Event()
+        self._busy = False
+        self._turns: list[tuple[str, str]] = []  # (standalone question, answer) of this conversation
+        self._saved_sources: list[dict] = []  # sources of the last resumed answer
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Conversation(id="conversation")
+                yield QuestionInput(self.history.questions())
+            yield SourcesPane()
+        yield StatusLine("loading the store and the embedder…", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(QuestionInput).focus()
+        if self.conversation_id is not None:
+            self._show_saved(self.history.turns(self.conversation_id))
+        self.load()
+
+    # -- loading -------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="load")
+    def load(self) -> None:
+        """Heavy start-up work, off the UI thread, so the first frame is immediate."""
+        from rag.backends import open_llm
+        from rag.workspace import Workspace
+
+        try:
+            self.retriever = Workspace(self.settings).retriever
+            self.llm = self._given_llm if self._given_llm and self.settings.llm == "auto" else open_llm(self.settings)
+            if self._saved_sources:
+                found = self.retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
+                self.call_from_thread(lambda: self.query_one(SourcesPane).show_saved(self._saved_sources, found))
+        except RagError as exc:
+            self.call_from_thread(self.notify, str(exc), title="rag", severity="error", timeout=15)
+            self.call_from_thread(self._status, f"not ready: {exc}")
+            return
+        finally:
+            self._store_ready.set()
+        self.call_from_thread(self._status, self._mode_text() + " · ready")
+
+    def _mode_text(self) -> str:
+        mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"
+        return f"{mode} · {self.settings.retriever} · k={self.settings.top_k}"
+
+    def _status(self, text: str) -> None:
+        self.query_one(StatusLine).update(text)
+
+    def apply_settings(self, change: dict) -> None:
+        self.settings = self.settings.model_copy(update=change)
+        self._store_ready.clear()
+        self._status("applying settings…")
+        self.load()
+        self.notify(", ".join(f"{k} = {v}" for k, v in change.items()), title="settings")
+
+    # -- asking --------------------------------------------------------------------------
+
+    def on_input_submitted(self, event: QuestionInput.Submitted) -> None:
+        question = " ".join(event.value.split())
+        if not question:
+            return
+        if self._busy:
+            self.notify("An answer is still coming; press Esc to cancel it.", severity="warning")
+            return
+        box = self.query_one(QuestionInput)
+        box.remember(question)
+        box.value = ""
+        if self.conversation_id is None:
+            self.conversation_id = self.history.new_conversation()
+        turn = TurnView(question)
+        self.query_one(Conversation).mount(turn)
+        turn.scroll_visible()
+        self._busy = True
+        self._cancel.clear()
+        self.ask(question, turn)
+
+    @work(thread=True, exclusive=True, group="ask")
+    def ask(self, question: str, turn: TurnView) -> None:
+        from rag.followup import standalone_question
+
+        self._store_ready.wait()
+        standalone = question
+        try:
+            if self.retriever is None:
+                raise RagError("the store is not available; see the notice above")
+            standalone = standalone_question(question, self._turns, self.llm)
+
+            def on_token(token: str) -> None:
+                if self._cancel.is_set():
+                    raise Cancelled
+                self.call_from_thread(turn.append, token)
+
+            answer = answer_question(
+                standalone, self.retriever, k=self.settings.top_k, mode=self.settings.retriever,
+                llm=self.llm, on_token=on_token,
+            )
+        except Cancelled:
+            self.call_from_thread(self._cancelled, question, standalone, turn)
+            return
+        except RagError as exc:
+            self.call_from_thread(self._failed, question, standalone, turn, str(exc))
+            return
+        self.call_from_thread(self._answered, question, standalone, turn, answer)
+
+    def _answered(self, question: str, standalone: str, turn: TurnView, answer: Answer) -> None:
+        self._busy = False
+        turn.finish(answer)
+        self.query_one(SourcesPane).show_answer(answer)
+        self._turns.append((standalone, answer.text))
+        sources = [s.as_json() for s in answer.sources]
+        self.history.add(self.conversation_id, Turn(question, standalone, answer.text, sources, True))
+        t = answer.timings_ms
+        tokens = answer.usage["prompt_tokens"] + answer.usage["completion_tokens"]
+        self._status(
+            f"{self._mode_text()} · retrieval {t.get('retrieval', 0):.0f} ms · generation {t.get('generation', 0):.0f} ms"
+            f" · {tokens} tokens · precision {answer.grounding.citation_precision:.2f}"
+            f" recall {answer.grounding.citation_recall:.2f}"
+        )
+        turn.scroll_visible()
+
+    def _cancelled(self, question: str, standalone: str, turn: TurnView) -> None:
+        self._busy = False
+        turn.show((turn.text + "\n\n*(cancelled)*").strip())
+        self.history.add(self.conversation_id, Turn(question, standalone, turn.text, [], False))
+        self._status(self._mode_text() + " · cancelled")
+
+    def _failed(self, question: str, standalone: str, turn: TurnView, message: str) -> None:
+        self._busy = False
+        turn.show(f"*No answer: {message}*")
+        self.history.add(self.conversation_id, Turn(question, standalone, turn.text, [], False))
+        self.notify(message, title="rag", severity="error", timeout=10)
+        self._status(self._mode_text() + " · failed")
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_cancel(self) -> None:
+        if self._busy:
+            self._cancel.set()
+
+    def action_new_chat(self) -> None:
+        self.action_cancel()
+        self.query_one(Conversation).remove_children()
+        self.conversation_id = None
+        self._turns = []
+        self.notify("New chat")
+
+    def action_focus_sources(self) -> None:
+        """Toggle between the question box and the source list."""
+        sources = self.query_one("#source-list")
+        if sources.has_focus:
+            self.query_one(QuestionInput).focus()
+        else:
+            sources.focus()
+
+    def action_open_source(self, n: int) -> None:
+        if not self.query_one(SourcesPane).open(n):
+            self.notify(f"No source [{n}] in the current answer.", severity="warning")
+
+    def on_sources_pane_opened(self, message: SourcesPane.Opened) -> None:
+        self.action_open_source(message.n)
+
+    def on_markdown_link_clicked(self, message: Markdown.LinkClicked) -> None:
+        if message.href.startswith("source:"):
+            self.action_open_source(int(message.href.split(":", 1)[1]))
+
+    def _last_answer(self) -> Answer | None:
+        turns = list(self.query(TurnView))
+        return turns[-1].answer if turns else None
+
+    def action_copy_answer(self) -> None:
+        answer = self._last_answer()
+        if answer is None:
+            self.notify("No answer to copy yet.", severity="warning")
+            return
+        sources = "\n".join(f"[{s.n}] {s.title} ({s.paper_id})" for s in answer.sources)
+        self.copy_to_clipboard(f"{answer.text}\n\n{sources}")
+        self.notify("Answer copied.")
+
+    def action_export(self) -> None:
+        if self.conversation_id is None:
+            self.notify("Nothing to export yet.", severity="warning")
+            return
+        folder = Path(self.settings.data_dir) / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"conversation-{self.conversation_id}.md"
+        path.write_text(self.history.to_markdown(self.conversation_id), encoding="utf-8")
+        self.notify(f"Exported to {path}")
+
+    def _show_saved(self, turns: list[Turn]) -> None:
+        conversation = self.query_one(Conversation)
+        for saved in turns:
+            view = TurnView(saved.question)
+            conversation.mount(view)
+            view.call_after_refresh(view.show, saved.answer + ("" if saved.complete else "\n\n*(cancelled)*"))
+            if saved.complete:
+                self._turns.append((saved.standalone, saved.answer))
+        if turns and turns[-1].sources:
+            self._saved_sources = turns[-1].sources
+
+
+def create_app(
+    settings: Settings, resume: bool = False, history_path: Path | None = None, llm: LLM | None = None
+) -> ChatApp:
+    """The app factory shared by `rag chat` and the tests (which may pass their own LLM)."""
+    return ChatApp(settings, resume=resume, history_path=history_path, llm=llm)

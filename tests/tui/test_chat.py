@@ -1,0 +1,203 @@
+"""The chat app driven with Textual's Pilot, over the real store and embedder."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rag.history import History
+from rag.tui.app import create_app
+from rag.tui.widgets import SourcesPane, TurnView
+from tests.conftest import MODEL_DIR, make_settings
+
+SIZE = (140, 40)
+
+
+class SlowScriptedLLM:
+    """Streams a canned reply slowly, so a test can cancel it midway."""
+
+    model = "scripted"
+    endpoint = "scripted://"
+
+    def __init__(self, reply: str, delay: float = 0.0) -> None:
+        self.reply, self.delay = reply, delay
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.prompts: list[str] = []
+
+    def stream(self, system: str, user: str) -> Iterator[str]:
+        self.prompts.append(user)
+        for word in self.reply.split(" "):
+            time.sleep(self.delay)
+            yield word + " "
+        self.usage = {"prompt_tokens": 50, "completion_tokens": 10}
+
+    def complete(self, system: str, user: str) -> str:
+        return "".join(self.stream(system, user))
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+async def ask(pilot, question: str) -> TurnView:
+    app = pilot.app
+    await wait_for(pilot, app._store_ready.is_set)
+    await pilot.click("#question")
+    app.query_one("#question").value = question
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: len(app.query(TurnView)) and not app._busy)
+    return app.query(TurnView).last()
+
+
+@pytest.fixture
+def app_factory(bundled_dir, tmp_path):
+    def make(llm=None, resume=False, **overrides):
+        settings = make_settings(bundled_dir, llm="auto" if llm else "off", **overrides)
+        return create_app(settings, resume=resume, history_path=tmp_path / "chat.sqlite3", llm=llm)
+
+    return make
+
+
+async def test_question_gets_a_cited_answer_and_sources_open(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        turn = await ask(pilot, "How many queries does the LitSearch benchmark contain?")
+        assert "597" in turn.answer.text and all(s.supported for s in turn.answer.grounding.sentences)
+        rendered = turn.markdown.source
+        assert "✓" in rendered and "(source:1)" in rendered
+        pane = app.query_one(SourcesPane)
+        assert len(pane.query("ListItem")) == 5
+        await pilot.press("ctrl+o", "1")
+        shown = str(app.query_one("#abstract-text").render())
+        assert shown.startswith("[1] LitSearch") and "597 realistic literature search queries" in shown
+        status = str(app.query_one("#status").render())
+        assert "extractive" in status and "retrieval" in status and "precision 1.00" in status
+
+
+async def test_clicking_a_citation_opens_the_source(app_factory):
+    from textual.widgets import Markdown
+
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        turn = await ask(pilot, "which papers compare FP8 vs INT8?")
+        turn.markdown.post_message(Markdown.LinkClicked(turn.markdown, "source:2"))
+        await pilot.pause(0.2)
+        assert str(app.query_one("#abstract-text").render()).startswith("[2] ")
+
+
+async def test_streaming_llm_answer_can_be_cancelled_and_is_saved_incomplete(app_factory, tmp_path):
+    llm = SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
+    app = app_factory(llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set)
+        app.query_one("#question").value = "which papers compare FP8 vs INT8?"
+        await pilot.click("#question")
+        await pilot.press("enter")
+        turn = None
+        await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
+        turn = app.query(TurnView).last()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app._busy)
+        assert turn.answer is None and "(cancelled)" in turn.markdown.source
+        assert len(turn.text.split()) < 200
+    saved = History(tmp_path / "chat.sqlite3")
+    (only,) = saved.turns(saved.last_conversation())
+    assert only.complete is False
+
+
+async def test_follow_up_is_condensed_with_the_conversation(app_factory, tmp_path):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(pilot, "which papers compare FP8 vs INT8?")
+        turn = await ask(pilot, "which of them proposes a format for NLP models?")
+        assert not turn.answer.abstained
+        cited = {turn.answer.sources[n - 1].title for s in turn.answer.grounding.sentences for n in s.citations}
+        assert "Efficient Post-training Quantization with FP8 Formats" in cited  # "them" resolved to FP8 papers
+    saved = History(tmp_path / "chat.sqlite3").turns(1)
+    assert saved[1].standalone != saved[1].question and "FP8 vs INT8" in saved[1].standalone
+
+
+async def test_resume_reopens_the_last_conversation_and_up_recalls(app_factory):
+    first = app_factory()
+    async with first.run_test(size=SIZE) as pilot:
+        await ask(pilot, "How often does the capacity density of LLMs double?")
+    again = app_factory(resume=True)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, again._store_ready.is_set)
+        await pilot.pause(0.2)
+        turns = again.query(TurnView)
+        assert len(turns) == 1 and turns.first().question == "How often does the capacity density of LLMs double?"
+        assert "three months" in turns.first().markdown.source
+        await pilot.click("#question")
+        await pilot.press("up")
+        assert again.query_one("#question").value == "How often does the capacity density of LLMs double?"
+        await pilot.press("ctrl+o", "1")
+        assert str(again.query_one("#abstract-text").render()).startswith("[1] Densing Law of LLMs")
+
+
+async def test_new_chat_export_and_copy(app_factory, bundled_dir):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(pilot, "How many queries does the LitSearch benchmark contain?")
+        await pilot.press("ctrl+y")
+        assert "597" in app.clipboard and "[1] LitSearch" in app.clipboard
+        await pilot.press("ctrl+e")
+        exported = (bundled_dir / "exports" / f"conversation-{app.conversation_id}.md").read_text()
+        assert "## How many queries does the LitSearch benchmark contain?" in exported and "`litsearch-" in exported
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert len(app.query(TurnView)) == 0 and app.conversation_id is None
+
+
+async def test_missing_store_is_a_notice_and_the_app_keeps_running(tmp_path):
+    settings = make_settings(tmp_path / "data", embed_model_dir=tmp_path / "no-model")
+    app = create_app(settings, history_path=tmp_path / "h.sqlite3")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set)
+        await pilot.pause(0.1)
+        assert any("RAG_EMBED_MODEL_DIR" in n.message for n in app._notifications)
+        app.query_one("#question").value = "anything?"
+        await pilot.click("#question")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app._busy)
+        assert "No answer" in app.query(TurnView).last().markdown.source
+        assert app.is_running
+
+
+async def test_command_palette_changes_settings(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        for ch in "Retriever: bm25":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.settings.retriever == "bm25" and app._store_ready.is_set())
+        assert "bm25" in str(app.query_one("#status").render())
+
+
+def test_model_dir_is_real():
+    assert (MODEL_DIR / "onnx" / "model.onnx").is_file()
+
+
+async def test_chat_against_the_local_llm_server(bundled_dir, tmp_path, llm_url):
+    settings = make_settings(bundled_dir, llm="auto", openai_base_url=llm_url, llm_model="smollm2", top_k=3)
+    app = create_app(settings, history_path=tmp_path / "chat.sqlite3")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set, timeout=120)
+        app.query_one("#question").value = "How often does the capacity density of LLMs double?"
+        await pilot.click("#question")
+        await pilot.press("enter")
+
+        await wait_for(pilot, lambda: app.query(TurnView) and not app._busy, timeout=180)
+        turn = app.query(TurnView).last()
+        assert turn.answer is not None and turn.answer.mode == "llm"
+        assert turn.streamed_chunks > 1  # the reply reached the view piece by piece
+        if not turn.answer.abstained:
+            assert any(mark in turn.markdown.source for mark in ("✓", "⚠", "✗"))
+        assert "LLM smollm2" in str(app.query_one("#status").render())
