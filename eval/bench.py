@@ -48,11 +48,42 @@ def request_leaves_after(env: dict) -> float:
     thread.start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?"],
-                   env={**env, "OPENAI_BASE_URL": url, "RAG_LLM_TIMEOUT": "2"}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?"],
+        env={**env, "OPENAI_BASE_URL": url, "RAG_LLM_TIMEOUT": "2"},
+        capture_output=True,
+    )
     thread.join(timeout=1)
     server.close()
     return arrived[0] - start if arrived else float("nan")
+
+
+CHAT_STARTUP = """
+import time
+t0 = time.perf_counter()
+from rag.config import load_settings
+from rag.tui.app import create_app
+import asyncio
+
+async def main():
+    app = create_app(load_settings(llm="off"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        first_frame = time.perf_counter() - t0
+        while not app._store_ready.is_set():
+            await pilot.pause(0.01)
+        print(f"{first_frame:.3f} {time.perf_counter() - t0:.3f}")
+
+asyncio.run(main())
+"""
+
+
+def chat_startup(env: dict) -> tuple[float, float]:
+    """(seconds to the first frame with the question box, seconds until the store is loaded)."""
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", CHAT_STARTUP], env=env, check=True, capture_output=True, text=True)
+        runs.append(tuple(float(x) for x in out.stdout.split()[-2:]))
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def main() -> None:
@@ -72,6 +103,7 @@ def main() -> None:
     search = timed_process([*rag, "search", "which papers compare FP8 vs INT8?", "--json"], env)
     ask = timed_process([*rag, "ask", "which papers compare FP8 vs INT8?", "--json"], env)
     leaves = statistics.median(request_leaves_after(env) for _ in range(3))
+    frame, loaded = chat_startup(env)
 
     sys.path.insert(0, str(REPO))
     os.environ.update({"RAG_DATA_DIR": data, "RAG_EMBED_MODEL_DIR": model_dir})
@@ -92,11 +124,16 @@ def main() -> None:
         ("rag --help", f"{help_s:.2f} s", "<= 0.5 s"),
         ("import chromadb, onnxruntime", f"{imports:.2f} s", "reference"),
         ("rag search, fresh process", f"{search:.2f} s ({search / imports:.2f}x the imports)", "<= 2x the imports"),
-        ("retrieval in process, p50", f"{statistics.median(latencies):.1f} ms (p95 {sorted(latencies)[int(0.95 * len(latencies))]:.1f} ms)", "<= 30 ms"),
+        (
+            "retrieval in process, p50",
+            f"{statistics.median(latencies):.1f} ms (p95 {sorted(latencies)[int(0.95 * len(latencies))]:.1f} ms)",
+            "<= 30 ms",
+        ),
         ("first ingest, bundled corpus", f"{first_ingest:.1f} s", "<= 30 s"),
         ("no-op re-ingest", f"{noop:.2f} s", "<= 3 s"),
         ("rag ask (extractive), fresh process", f"{ask:.2f} s", "<= 2.5 s"),
         ("rag ask with an LLM: request leaves after", f"{leaves:.2f} s", "<= 2.5 s"),
+        ("rag chat: first frame, question box ready", f"{frame:.2f} s (store loaded at {loaded:.2f} s)", "<= 1.5 s"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, target in rows:

@@ -99,7 +99,9 @@ def answer_question(
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
-        grounding = check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier) if not abstained else Grounding([])
+        grounding = (
+            check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier) if not abstained else Grounding([])
+        )
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return Answer(question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage)

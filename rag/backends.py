@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from rag.config import Settings, SettingsError
 from rag.errors import RagError
 from rag.grounding import LLMVerifier, OverlapVerifier
-from rag.llm import LLM, LLMError, OpenAICompatible
+from rag.llm import LLM, LLMError, OpenAICompatible, complete
 from rag.prompts import render
 
 
@@ -46,9 +46,6 @@ class ForkedLLM:
             else:
                 raise LLMError(value)
 
-    def complete(self, system: str, user: str) -> str:
-        return "".join(self.stream(system, user))
-
 
 def _serve(settings: Settings, conn) -> None:
     try:
@@ -86,11 +83,15 @@ def open_verifier(settings: Settings, llm: LLM | None) -> OverlapVerifier:
     if settings.verifier == "overlap":
         return OverlapVerifier()
     if llm is None:
-        raise SettingsError("verifier = llm needs an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY, or use verifier = overlap")
+        raise SettingsError(
+            "verifier = llm needs an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY, or use verifier = overlap"
+        )
 
     def judge(claim: str, passages: list[str]) -> bool:
-        reply = llm.complete(
-            "You check whether passages support a claim.", render("judge", claim=claim, passages="\n\n".join(passages))
+        reply = complete(
+            llm,
+            "You check whether passages support a claim.",
+            render("judge", claim=claim, passages="\n\n".join(passages)),
         )
         return reply.strip().lower().startswith("yes")
 

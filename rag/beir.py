@@ -62,7 +62,10 @@ def evaluate_beir(folder: Path, settings: Settings, retrievers: list[str]) -> di
         report = ingest(ws.store, ws.embedder, [converted], prune=True)
     results = {}
     for mode in retrievers:
-        ranked = {qid: [h.paper_id for h in ws.retriever.search(text, k=100, mode=mode).results] for qid, text in queries.items()}
+        ranked = {
+            qid: [h.paper_id for h in ws.retriever.search(text, k=100, mode=mode).results]
+            for qid, text in queries.items()
+        }
         figures = retrieval_metrics({q: qrels[q] for q in queries}, ranked, ["nDCG@10", "R@100"])
         results[mode] = {m: round(v, 4) for m, v in figures.items()}
     return {"dataset": str(folder), "documents": report.papers, "queries": len(queries), "retrieval": results}

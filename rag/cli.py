@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RetrieverOpt = Annotated[Optional[str], typer.Option("--retriever", help="hybrid, dense or bm25.")]
+RetrieverOpt = Annotated[str | None, typer.Option("--retriever", help="hybrid, dense or bm25.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -47,7 +47,9 @@ def _workspace(**flags) -> Workspace:
 
 @app.command()
 def ingest(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Corpus files (.txt, .jsonl, .csv); default: the bundled abstracts.")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Corpus files (.txt, .jsonl, .csv); default: the bundled abstracts.")
+    ] = None,
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
 ) -> None:
     """Add papers to the store; unchanged papers are skipped, changed ones replaced."""
@@ -87,11 +89,11 @@ def search(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
-    k: Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="How many papers to draw on.")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, max=50, help="How many papers to draw on.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end (see README).")] = False,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the answer only when complete.")] = False,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer extractively even if an LLM is configured.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
     retriever: RetrieverOpt = None,
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
@@ -99,7 +101,7 @@ def ask(
         question = sys.stdin.read()
     question = " ".join(question.split())
     if not question:
-        _fail("the question is empty; ask something, e.g. rag ask \"which papers compare FP8 vs INT8?\"", 2)
+        _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
     settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
     from rag.backends import open_llm, open_verifier
 
@@ -132,14 +134,24 @@ def _default_suite() -> Path:
 
 @app.command("eval")
 def run_eval(
-    suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files (JSON Lines); default: eval/suites/dev.jsonl.")] = None,
-    retrievers: Annotated[str, typer.Option(help="Comma-separated: bm25,dense,hybrid (empty for none).")] = "bm25,dense,hybrid",
+    suites: Annotated[
+        list[Path] | None, typer.Argument(help="Suite files (JSON Lines); default: eval/suites/dev.jsonl.")
+    ] = None,
+    retrievers: Annotated[
+        str, typer.Option(help="Comma-separated: bm25,dense,hybrid (empty for none).")
+    ] = "bm25,dense,hybrid",
     answerers: Annotated[str, typer.Option(help="Comma-separated: extractive,llm (empty for none).")] = "extractive",
     out: Annotated[Path, typer.Option(help="Folder for report.json, report.md and charts.")] = Path("eval-out"),
-    compare: Annotated[Optional[tuple[Path, Path]], typer.Option(help="BASELINE.json NEW.json: print deltas, exit 1 on a drop.")] = None,
+    compare: Annotated[
+        tuple[Path, Path] | None, typer.Option(help="BASELINE.json NEW.json: print deltas, exit 1 on a drop.")
+    ] = None,
     tolerance: Annotated[float, typer.Option(help="Largest drop --compare accepts.")] = 0.02,
-    beir: Annotated[Optional[Path], typer.Option(help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).")] = None,
-    judge: Annotated[bool, typer.Option(help="Also ask the configured LLM to judge correctness and faithfulness.")] = False,
+    beir: Annotated[
+        Path | None, typer.Option(help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).")
+    ] = None,
+    judge: Annotated[
+        bool, typer.Option(help="Also ask the configured LLM to judge correctness and faithfulness.")
+    ] = False,
 ) -> None:
     """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
     from rag import evaluate
@@ -188,8 +200,13 @@ def run_eval(
         suite = load_suite(suite_path, titles)
         with _progress(f"eval {suite.name}") as progress:
             report = evaluate.run(
-                suite, retriever, chosen_retrievers, chosen_answerers,
-                llm=llm if "llm" in chosen_answerers else None, k=settings.top_k, progress=progress,
+                suite,
+                retriever,
+                chosen_retrievers,
+                chosen_answerers,
+                llm=llm if "llm" in chosen_answerers else None,
+                k=settings.top_k,
+                progress=progress,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
@@ -197,10 +214,17 @@ def run_eval(
             from rag.judge import judge_report
 
             report["judge"] = judge_report(report, suite, ws, llm)
-        report.update(evaluate.provenance({
-            "suite": str(suite_path), "retrievers": chosen_retrievers, "answerers": chosen_answerers,
-            "top_k": settings.top_k, "llm_model": settings.llm_model if llm else None,
-        }))
+        report.update(
+            evaluate.provenance(
+                {
+                    "suite": str(suite_path),
+                    "retrievers": chosen_retrievers,
+                    "answerers": chosen_answerers,
+                    "top_k": settings.top_k,
+                    "llm_model": settings.llm_model if llm else None,
+                }
+            )
+        )
         folder = out if len(suites or []) <= 1 else out / suite.name
         written = evaluate.save(report, folder)
         typer.echo((folder / "report.md").read_text())

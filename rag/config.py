@@ -7,8 +7,6 @@ Precedence, highest first: command-line flags, environment variables, the TOML c
 
 from __future__ import annotations
 
-from rag.errors import RagError
-
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -17,11 +15,12 @@ from platformdirs import user_config_dir, user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rag.errors import RagError
 
 CHROMA_CACHE_MODEL_DIR = Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2"
 
@@ -108,7 +107,9 @@ def load_settings(**flags: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise SettingsError(f"invalid setting {name}: {err['msg']} (check flags, RAG_* variables and {config_path()})") from None
+        raise SettingsError(
+            f"invalid setting {name}: {err['msg']} (check flags, RAG_* variables and {config_path()})"
+        ) from None
     except Exception as exc:  # a TOML file that does not parse
         raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
 

@@ -7,8 +7,6 @@ loop, so a file with a bad record is rejected as a whole and nothing of it is ha
 
 from __future__ import annotations
 
-from rag.errors import RagError
-
 import csv
 import hashlib
 import json
@@ -18,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from rag.errors import RagError
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 
@@ -135,7 +135,7 @@ def _read_text(path: Path) -> Iterator[Paper]:
             continue
         if pending is None:
             if text.startswith(_PAGE_NOISE_PREFIX) and len(text) > len(_PAGE_NOISE_PREFIX):
-                text = text[len(_PAGE_NOISE_PREFIX):]
+                text = text[len(_PAGE_NOISE_PREFIX) :]
             pending = (number, text)
         else:
             yield _make_paper(path, pending[0], {"title": pending[1], "abstract": text})
@@ -212,7 +212,8 @@ def scan_corpus(path: Path) -> dict[str, str]:
         previous = hashes.get(paper.id)
         if previous is not None and previous != paper.content_hash:
             raise CorpusError(
-                path, paper.line,
+                path,
+                paper.line,
                 f"duplicate id {paper.id!r} (first at line {first_line[paper.id]}) with different text",
             )
         hashes[paper.id] = paper.content_hash

@@ -8,13 +8,13 @@ gives the same vectors several times faster for short texts such as queries.
 
 from __future__ import annotations
 
-from rag.errors import RagError
-
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rag.errors import RagError
 
 MAX_TOKENS = 256  # the model's window, including [CLS] and [SEP]
 MODEL_NAME = "all-MiniLM-L6-v2"

@@ -8,7 +8,7 @@ import platform
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from statistics import quantiles
@@ -51,8 +51,12 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
     answered = [(q, a) for q, a in answerable if not a.abstained]
     abstained = [(q, a) for q, a in results if a.abstained]
     with_facts = [(q, a) for q, a in answerable if q.key_facts]
-    cited = [(q, a.sources[n - 1].paper_id) for q, a in answered for n in {c for s in a.grounding.sentences for c in s.citations}
-             if 0 < n <= len(a.sources)]
+    cited = [
+        (q, a.sources[n - 1].paper_id)
+        for q, a in answered
+        for n in {c for s in a.grounding.sentences for c in s.citations}
+        if 0 < n <= len(a.sources)
+    ]
 
     def mean(values: list[float]) -> float:
         return round(sum(values) / len(values), 4) if values else 0.0
@@ -62,10 +66,14 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
         "citation_precision": mean([a.grounding.citation_precision for _, a in answered]),
         "citation_recall": mean([a.grounding.citation_recall for _, a in answered]),
         "supported_ratio": mean([a.grounding.supported_ratio for _, a in answered]),
-        "key_fact_recall": mean([
-            sum(_normalise(f) in _normalise(a.text) for f in q.key_facts) / len(q.key_facts) if not a.abstained else 0.0
-            for q, a in with_facts
-        ]),
+        "key_fact_recall": mean(
+            [
+                sum(_normalise(f) in _normalise(a.text) for f in q.key_facts) / len(q.key_facts)
+                if not a.abstained
+                else 0.0
+                for q, a in with_facts
+            ]
+        ),
         "gold_citation_rate": mean([1.0 if pid in q.gold else 0.0 for q, pid in cited]),
     }
     if unanswerable:
@@ -114,7 +122,7 @@ def run(
                 answer = _failed(r.question.question, str(exc))
                 failures[name] = failures.get(name, 0) + 1
             r.answers[name] = answer
-            for stage in ("generation", "verification"):
+            for stage in ("generation", "verification") if retrievers else ("retrieval", "generation", "verification"):
                 if stage in answer.timings_ms:
                     latency[stage].append(answer.timings_ms[stage])
             for key in tokens:
@@ -140,11 +148,17 @@ def run(
         "questions": len(questions),
         "question_types": {t: sum(q.type == t for q in questions) for t in TYPES},
         "retrieval": {
-            m: {"overall": retrieval_for(m, questions), "by_type": _by_type(questions, lambda qs, m=m: retrieval_for(m, qs))}
+            m: {
+                "overall": retrieval_for(m, questions),
+                "by_type": _by_type(questions, lambda qs, m=m: retrieval_for(m, qs)),
+            }
             for m in retrievers
         },
         "answers": {
-            a: {"overall": answers_for(a, questions), "by_type": _by_type(questions, lambda qs, a=a: answers_for(a, qs))}
+            a: {
+                "overall": answers_for(a, questions),
+                "by_type": _by_type(questions, lambda qs, a=a: answers_for(a, qs)),
+            }
             for a in answerers
         },
         "failures": failures,
@@ -184,7 +198,7 @@ def provenance(config: dict) -> dict:
         "git_commit": commit or None,
         "versions": versions,
         "python": platform.python_version(),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -200,7 +214,9 @@ def flatten(report: dict) -> dict[str, float]:
     return flat
 
 
-def compare(baseline: dict, new: dict, tolerance: float = TOLERANCE) -> tuple[list[tuple[str, float, float, float]], bool]:
+def compare(
+    baseline: dict, new: dict, tolerance: float = TOLERANCE
+) -> tuple[list[tuple[str, float, float, float]], bool]:
     """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`."""
     old_flat, new_flat = flatten(baseline), flatten(new)
     rows = []
@@ -216,30 +232,60 @@ def compare(baseline: dict, new: dict, tolerance: float = TOLERANCE) -> tuple[li
 
 def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# rag eval: {report['suite']}", ""]
-    lines += [f"{report['questions']} questions ({', '.join(f'{n} {t}' for t, n in report['question_types'].items() if n)}); "
-              f"commit {str(report.get('git_commit'))[:10]}, {report.get('timestamp', '')}.", ""]
+    lines += [
+        f"{report['questions']} questions ({', '.join(f'{n} {t}' for t, n in report['question_types'].items() if n)}); "
+        f"commit {str(report.get('git_commit'))[:10]}, {report.get('timestamp', '')}.",
+        "",
+    ]
     if report["retrieval"]:
-        lines += ["## Retrieval (paper level)", "", "| retriever | Recall@5 | Recall@10 | MRR@10 | nDCG@10 |", "|---|---|---|---|---|"]
+        lines += [
+            "## Retrieval (paper level)",
+            "",
+            "| retriever | Recall@5 | Recall@10 | MRR@10 | nDCG@10 |",
+            "|---|---|---|---|---|",
+        ]
         for name, block in report["retrieval"].items():
             o = block["overall"]
             lines.append(f"| {name} | {o['R@5']:.3f} | {o['R@10']:.3f} | {o['RR@10']:.3f} | {o['nDCG@10']:.3f} |")
         lines.append("")
-    answer_cols = ["answered_rate", "citation_precision", "citation_recall", "supported_ratio", "key_fact_recall",
-                   "gold_citation_rate", "abstention_precision", "abstention_recall"]
+    answer_cols = [
+        "answered_rate",
+        "citation_precision",
+        "citation_recall",
+        "supported_ratio",
+        "key_fact_recall",
+        "gold_citation_rate",
+        "abstention_precision",
+        "abstention_recall",
+    ]
     for name, block in report["answers"].items():
-        lines += [f"## Answers: {name}", "", "| scope | " + " | ".join(answer_cols) + " |", "|---" * (len(answer_cols) + 1) + "|"]
+        lines += [
+            f"## Answers: {name}",
+            "",
+            "| scope | " + " | ".join(answer_cols) + " |",
+            "|---" * (len(answer_cols) + 1) + "|",
+        ]
         for scope, figures in [("overall", block["overall"]), *block["by_type"].items()]:
             cells = [f"{figures[c]:.3f}" if c in figures else "–" for c in answer_cols]
             lines.append(f"| {scope} | " + " | ".join(cells) + " |")
         lines.append("")
     if "verifier" in report:
         v = report["verifier"]
-        lines += ["## Grounding verifier", "", f"Balanced accuracy {v['balanced_accuracy']:.3f} on {v['pairs']} labelled pairs "
-                  f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).", ""]
+        lines += [
+            "## Grounding verifier",
+            "",
+            f"Balanced accuracy {v['balanced_accuracy']:.3f} on {v['pairs']} labelled pairs "
+            f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).",
+            "",
+        ]
     lines += ["## Latency (ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     for stage, p in report["latency_ms"].items():
         lines.append(f"| {stage} | {p['p50']:.1f} | {p['p95']:.1f} |")
-    lines += ["", f"Tokens: {report['tokens']['prompt_tokens']} prompt, {report['tokens']['completion_tokens']} completion.", ""]
+    lines += [
+        "",
+        f"Tokens: {report['tokens']['prompt_tokens']} prompt, {report['tokens']['completion_tokens']} completion.",
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -270,8 +316,12 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4))
         width = 0.8 / len(metrics)
         for i, metric in enumerate(metrics):
-            ax.bar([x + i * width for x in range(len(types))], [block["by_type"][t].get(metric, 0) for t in types],
-                   width, label=metric)
+            ax.bar(
+                [x + i * width for x in range(len(types))],
+                [block["by_type"][t].get(metric, 0) for t in types],
+                width,
+                label=metric,
+            )
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(types))], types)
         ax.set(ylim=(0, 1.05), title=f"Answer metrics by question type: {name}")
         ax.legend(fontsize=7, loc="lower right")
@@ -288,4 +338,3 @@ def save(report: dict, folder: Path) -> list[Path]:
     (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     write_markdown(report, folder / "report.md")
     return [folder / "report.json", folder / "report.md", *write_charts(report, folder)]
-

@@ -58,8 +58,10 @@ def _score_sentences(
     wants_number = bool(_QUANTITY_QUESTION.search(question))
     keys = key_tokens(" ".join(specific_terms(question)))
     asked_numbers = set(_QUANTITY.findall(question))
-    per_source = [[s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
-                  for _, abstract in sources]
+    per_source = [
+        [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
+        for _, abstract in sources
+    ]
     flat = [s for sents in per_source for s in sents]
     vectors = embedder.embed([question, *flat])
     sims = vectors[1:] @ vectors[0]

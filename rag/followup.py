@@ -29,6 +29,8 @@ def standalone_question(question: str, history: list[tuple[str, str]], llm: LLM 
     if llm is None:
         return f"{question} ({history[-1][0]})"
     transcript = "\n".join(f"User: {q}\nAssistant: {a[:600]}" for q, a in history[-3:])
-    rewritten = llm.complete("You rewrite follow-up questions.", render("condense", history=transcript, question=question))
+    rewritten = llm.complete(
+        "You rewrite follow-up questions.", render("condense", history=transcript, question=question)
+    )
     rewritten = " ".join(rewritten.split())
     return rewritten if 3 <= len(rewritten) <= 400 else question

@@ -17,7 +17,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from rag.text import citations_of, contains_key, key_tokens, negated, split_sentences, strip_citations, terms
+from rag.text import (
+    citations_of,
+    contains_key,
+    key_tokens,
+    negated,
+    split_sentences,
+    strip_citations,
+    terms,
+)
 
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words found in the cited window
 MIN_CLAIM_TERMS = 3  # sentences with fewer content words make no checkable claim
@@ -99,7 +107,6 @@ class _Source:
     @property
     def full(self) -> str:
         return f"{self.title}. {self.text}"
-
 
 
 def _best_window(claim_terms: set[str], claim_keys: set[str], source: _Source) -> tuple[str, set[str], str]:

@@ -46,9 +46,7 @@ class History:
             return int(self.db.execute("INSERT INTO conversations (started) VALUES (?)", (time.time(),)).lastrowid)
 
     def last_conversation(self) -> int | None:
-        row = self.db.execute(
-            "SELECT conversation_id FROM turns ORDER BY created DESC, id DESC LIMIT 1"
-        ).fetchone()
+        row = self.db.execute("SELECT conversation_id FROM turns ORDER BY created DESC, id DESC LIMIT 1").fetchone()
         return int(row[0]) if row else None
 
     def add(self, conversation: int, turn: Turn) -> None:
@@ -56,8 +54,15 @@ class History:
             self.db.execute(
                 "INSERT INTO turns (conversation_id, question, standalone, answer, sources, complete, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation, turn.question, turn.standalone, turn.answer, json.dumps(turn.sources),
-                 int(turn.complete), time.time()),
+                (
+                    conversation,
+                    turn.question,
+                    turn.standalone,
+                    turn.answer,
+                    json.dumps(turn.sources),
+                    int(turn.complete),
+                    time.time(),
+                ),
             )
             self.db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ? AND title = ''", (turn.question[:80], conversation)

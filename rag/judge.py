@@ -48,9 +48,16 @@ def judge_report(report: dict, suite: Suite, ws: Workspace, llm: LLM) -> dict:
             passages = "\n\n".join(f"{t}. {a}" for t, a in gold.values())
             faithful.append(cache.ask(llm, render("judge", claim=entry["answer"], passages=passages)))
             expected = "; ".join(question.key_facts) or "the gold papers above"
-            correct.append(cache.ask(llm, render(
-                "judge", claim=f"Question: {question.question}\nAnswer: {entry['answer']}\n(Expected to state: {expected})",
-                passages=passages)))
+            correct.append(
+                cache.ask(
+                    llm,
+                    render(
+                        "judge",
+                        claim=f"Question: {question.question}\nAnswer: {entry['answer']}\n(Expected to state: {expected})",
+                        passages=passages,
+                    ),
+                )
+            )
         out[name] = {
             "faithfulness": round(sum(faithful) / len(faithful), 4) if faithful else 0.0,
             "correctness": round(sum(correct) / len(correct), 4) if correct else 0.0,

@@ -136,9 +136,5 @@ class LexicalIndex:
         terms = [t for t in analyse(query) if t in vocab]
         if not terms or not self.chunk_ids:
             return []
-        docs, scores = self._bm25.retrieve(
-            [terms], k=min(n, len(self.chunk_ids)), show_progress=False, n_threads=1
-        )
-        return [
-            LexicalHit(self.chunk_ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0
-        ]
+        docs, scores = self._bm25.retrieve([terms], k=min(n, len(self.chunk_ids)), show_progress=False, n_threads=1)
+        return [LexicalHit(self.chunk_ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]

@@ -106,5 +106,7 @@ class OpenAICompatible:
             "completion_tokens": count_tokens(text),
         }
 
-    def complete(self, system: str, user: str) -> str:
-        return "".join(self.stream(system, user))
+
+def complete(llm: LLM, system: str, user: str) -> str:
+    """The whole reply of any LLM, for calls that need no streaming."""
+    return "".join(llm.stream(system, user))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +14,7 @@ def _folder() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "prompts"
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(name: str) -> str:
     return (_folder() / f"{name}.txt").read_text(encoding="utf-8")
 

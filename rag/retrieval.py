@@ -108,11 +108,9 @@ class Retriever:
 
         t = time.perf_counter()
         weight = {"hybrid": DENSE_WEIGHT, "dense": 1.0, "bm25": 0.0}[mode]
-        chunk_scores = {
-            cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta
-        }
+        chunk_scores = {cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta}
         best_chunk: dict[str, str] = {}
-        for cid, score in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
+        for cid, _ in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
             best_chunk.setdefault(str(meta[cid]["paper_id"]), cid)
         best_dense: dict[str, float] = {}
         best_lexical: dict[str, float] = {}

@@ -7,14 +7,14 @@ carries its paper's id, title and content hash, so ingest can tell what changed.
 
 from __future__ import annotations
 
-from rag.errors import RagError
-
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from rag.errors import RagError
 
 if TYPE_CHECKING:
     from rag.config import Settings

@@ -52,7 +52,7 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
         if not line.strip():
             continue
 
-        def bad(message: str) -> SuiteError:
+        def bad(message: str, number: int = number) -> SuiteError:
             return SuiteError(f"{path}:{number}: {message}")
 
         try:

@@ -59,7 +59,9 @@ def build(papers: list[tuple[str, str]], size: int = 80, seed: int = 13) -> list
     """`papers`: (title, abstract). About `size` sentences, each giving one supported and up to
     four unsupported pairs."""
     rng = random.Random(seed)
-    all_names = sorted({n for _, a in papers for n in _NAME.findall(a) if key_tokens(n) and not any(c.isdigit() for c in n)})
+    all_names = sorted(
+        {n for _, a in papers for n in _NAME.findall(a) if key_tokens(n) and not any(c.isdigit() for c in n)}
+    )
     pairs: list[Pair] = []
     order = list(range(len(papers)))
     rng.shuffle(order)

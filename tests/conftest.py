@@ -26,7 +26,15 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
     """No test reads the developer's config file or LLM keys."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_LLM_MODEL", "RAG_CHROMA_URL", "RAG_RETRIEVER", "RAG_TOP_K", "RAG_LLM"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "RAG_LLM_MODEL",
+        "RAG_CHROMA_URL",
+        "RAG_RETRIEVER",
+        "RAG_TOP_K",
+        "RAG_LLM",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RAG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.toml"))
     monkeypatch.setenv("RAG_EMBED_MODEL_DIR", str(MODEL_DIR))
@@ -64,7 +72,9 @@ def llm_url() -> str:
     return url
 
 
-def run_rag(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_rag(
+    *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`rag` as a real process, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -1,5 +1,3 @@
-import json
-
 from tests.conftest import rag_json, run_rag
 
 
@@ -53,3 +51,11 @@ def test_help_lists_the_commands():
     assert proc.returncode == 0
     for command in ("ask", "search", "ingest", "stats", "config"):
         assert command in proc.stdout
+
+
+def test_broken_config_file_is_one_line(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("top_k = [unclosed\n")
+    proc = run_rag("config", env={"RAG_CONFIG": str(config)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"rag: error: cannot read config file {config}")

@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from rag.corpus import CorpusError, bundled_corpus_path, paper_id_for, read_corpus, scan_corpus
+from rag.corpus import (
+    CorpusError,
+    bundled_corpus_path,
+    paper_id_for,
+    read_corpus,
+    scan_corpus,
+)
 from tests.conftest import write_jsonl
 
 
@@ -23,10 +29,13 @@ def test_ids_come_from_the_normalised_title():
 
 
 def test_jsonl_csv_and_arxiv_records(tmp_path):
-    jl = write_jsonl(tmp_path / "a.jsonl", [
-        {"title": "A Paper", "abstract": "It  studies\nthings.", "authors": ["X", "Y"], "year": 2024},
-        {"id": "custom-1", "title": "B Paper", "abstract": "Another one."},
-    ])
+    jl = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"title": "A Paper", "abstract": "It  studies\nthings.", "authors": ["X", "Y"], "year": 2024},
+            {"id": "custom-1", "title": "B Paper", "abstract": "Another one."},
+        ],
+    )
     papers = read_corpus(jl)
     assert [p.id for p in papers] == [paper_id_for("A Paper"), "custom-1"]
     assert papers[0].abstract == "It studies things." and papers[0].authors == "X, Y" and papers[0].year == "2024"
@@ -36,13 +45,27 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
     (paper,) = read_corpus(csv_path)
     assert paper.title == "C, a paper" and paper.abstract == "Text with, commas." and paper.url == "http://x"
 
-    arxiv = write_jsonl(tmp_path / "arxiv-metadata-oai-snapshot.json", [
-        {"id": "2101.00001", "title": "An arXiv\n  paper", "abstract": "  We show\n a thing.\n",
-         "authors": "A. B, C. D", "categories": "cs.CL cs.LG", "update_date": "2021-01-05"},
-    ])
+    arxiv = write_jsonl(
+        tmp_path / "arxiv-metadata-oai-snapshot.json",
+        [
+            {
+                "id": "2101.00001",
+                "title": "An arXiv\n  paper",
+                "abstract": "  We show\n a thing.\n",
+                "authors": "A. B, C. D",
+                "categories": "cs.CL cs.LG",
+                "update_date": "2021-01-05",
+            },
+        ],
+    )
     (paper,) = read_corpus(arxiv)
     assert (paper.id, paper.title, paper.abstract, paper.year, paper.categories) == (
-        "2101.00001", "An arXiv paper", "We show a thing.", "2021", "cs.CL cs.LG")
+        "2101.00001",
+        "An arXiv paper",
+        "We show a thing.",
+        "2021",
+        "cs.CL cs.LG",
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,9 +74,17 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
         ("empty.jsonl", b"", "contains no papers"),
         ("blob.txt", b"\x00\x01\x02binary", "binary file"),
         ("latin1.txt", b"Title\nAbstract caf\xe9 text\n", ":2: invalid UTF-8"),
-        ("noabs.jsonl", b'{"title": "T", "abstract": "x"}\n{"title": "No abstract"}\n', ":2: record 'No abstract' has no abstract"),
+        (
+            "noabs.jsonl",
+            b'{"title": "T", "abstract": "x"}\n{"title": "No abstract"}\n',
+            ":2: record 'No abstract' has no abstract",
+        ),
         ("bad.jsonl", b'{"title": "T", "abstract": "x"}\n{"title": "T2", \n', ":2: malformed JSON"),
-        ("dup.jsonl", b'{"id": "p1", "title": "T", "abstract": "x"}\n{"id": "p1", "title": "T", "abstract": "y"}\n', ":2: duplicate id 'p1'"),
+        (
+            "dup.jsonl",
+            b'{"id": "p1", "title": "T", "abstract": "x"}\n{"id": "p1", "title": "T", "abstract": "y"}\n',
+            ":2: duplicate id 'p1'",
+        ),
         ("odd.txt", b"Title one\nAbstract one.\nDangling title\n", ":3: title 'Dangling title' has no abstract"),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
         ("paper.pdf", b"%PDF-1.4", "unknown file type"),

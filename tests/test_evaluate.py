@@ -28,7 +28,10 @@ def test_retrieval_metrics_on_hand_computed_cases():
     assert partial["nDCG@10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2)
 
 
-SOURCES = {1: ("Paper A", "Method X reaches 91.5% accuracy on benchmark Y."), 2: ("Paper B", "Method Z is slow on long inputs.")}
+SOURCES = {
+    1: ("Paper A", "Method X reaches 91.5% accuracy on benchmark Y."),
+    2: ("Paper B", "Method Z is slow on long inputs."),
+}
 
 
 def fake_answer(question: Question, text: str, abstained: bool = False) -> Answer:
@@ -58,11 +61,14 @@ def test_answer_figures_with_bad_missing_and_extra_citations():
 
 def test_suite_loader_accepts_titles_and_ids_and_names_bad_lines(tmp_path):
     titles = {"p1": "Paper A", "p2": "Paper B"}
-    good = write_jsonl(tmp_path / "good.jsonl", [
-        {"id": "a", "question": "q?", "type": "single", "gold": ["paper a"]},
-        {"id": "b", "question": "q2?", "type": "multi", "gold": ["p1", "Paper B"], "key_facts": ["x"]},
-        {"id": "c", "question": "q3?", "type": "unanswerable", "gold": []},
-    ])
+    good = write_jsonl(
+        tmp_path / "good.jsonl",
+        [
+            {"id": "a", "question": "q?", "type": "single", "gold": ["paper a"]},
+            {"id": "b", "question": "q2?", "type": "multi", "gold": ["p1", "Paper B"], "key_facts": ["x"]},
+            {"id": "c", "question": "q3?", "type": "unanswerable", "gold": []},
+        ],
+    )
     suite = load_suite(good, titles)
     assert [q.gold for q in suite.questions] == [("p1",), ("p1", "p2"), ()]
     cases = [
@@ -81,8 +87,10 @@ def test_suite_loader_accepts_titles_and_ids_and_names_bad_lines(tmp_path):
 
 
 def test_compare_fails_on_a_real_regression(tmp_path):
-    base = {"retrieval": {"hybrid": {"overall": {"nDCG@10": 0.95, "R@10": 0.99}}},
-            "answers": {"extractive": {"overall": {"citation_recall": 1.0}}}}
+    base = {
+        "retrieval": {"hybrid": {"overall": {"nDCG@10": 0.95, "R@10": 0.99}}},
+        "answers": {"extractive": {"overall": {"citation_recall": 1.0}}},
+    }
     worse = json.loads(json.dumps(base))
     worse["retrieval"]["hybrid"]["overall"]["nDCG@10"] = 0.90
     same = json.loads(json.dumps(base))
@@ -98,14 +106,33 @@ def test_compare_fails_on_a_real_regression(tmp_path):
 
 
 def test_eval_end_to_end_on_a_small_suite_agrees_with_search_and_ask(tmp_path, bundled_dir):
-    suite = write_jsonl(tmp_path / "small.jsonl", [
-        {"id": "d1", "question": "How many queries does the LitSearch benchmark contain?", "type": "detail",
-         "gold": ["LitSearch: A Retrieval Benchmark for Scientific Literature Search"], "key_facts": ["597"]},
-        {"id": "m1", "question": "which papers compare FP8 vs INT8?", "type": "multi",
-         "gold": ["Efficient Post-training Quantization with FP8 Formats",
-                  "ZeroQuant-FP: A Leap Forward in LLMs Post-Training W4A8 Quantization Using Floating-Point Formats"]},
-        {"id": "u1", "question": "What speedup does FlashAttention-3 give on H100 GPUs?", "type": "unanswerable", "gold": []},
-    ])
+    suite = write_jsonl(
+        tmp_path / "small.jsonl",
+        [
+            {
+                "id": "d1",
+                "question": "How many queries does the LitSearch benchmark contain?",
+                "type": "detail",
+                "gold": ["LitSearch: A Retrieval Benchmark for Scientific Literature Search"],
+                "key_facts": ["597"],
+            },
+            {
+                "id": "m1",
+                "question": "which papers compare FP8 vs INT8?",
+                "type": "multi",
+                "gold": [
+                    "Efficient Post-training Quantization with FP8 Formats",
+                    "ZeroQuant-FP: A Leap Forward in LLMs Post-Training W4A8 Quantization Using Floating-Point Formats",
+                ],
+            },
+            {
+                "id": "u1",
+                "question": "What speedup does FlashAttention-3 give on H100 GPUs?",
+                "type": "unanswerable",
+                "gold": [],
+            },
+        ],
+    )
     env = {"RAG_DATA_DIR": str(bundled_dir)}
     out = tmp_path / "out"
     proc = run_rag("eval", str(suite), "--retrievers", "bm25,hybrid", "--out", str(out), env=env)
@@ -116,9 +143,13 @@ def test_eval_end_to_end_on_a_small_suite_agrees_with_search_and_ask(tmp_path, b
     assert report["git_commit"] and report["versions"]["chromadb"] and report["timestamp"]
     assert report["verifier"]["balanced_accuracy"] >= 0.9
     # the harness's figures agree with an independent computation from rag search/ask --json
-    searched = {qid: [r["paper_id"] for r in rag_json("search", q, "-k", "10", "--json", env=env)["results"]]
-                for qid, q in [("d1", "How many queries does the LitSearch benchmark contain?"),
-                               ("m1", "which papers compare FP8 vs INT8?")]}
+    searched = {
+        qid: [r["paper_id"] for r in rag_json("search", q, "-k", "10", "--json", env=env)["results"]]
+        for qid, q in [
+            ("d1", "How many queries does the LitSearch benchmark contain?"),
+            ("m1", "which papers compare FP8 vs INT8?"),
+        ]
+    }
     gold = {row["id"]: row["ranked"]["hybrid"] for row in report["per_question"] if row["type"] != "unanswerable"}
     assert gold == searched
     asked = rag_json("ask", "How many queries does the LitSearch benchmark contain?", "--json", env=env)
@@ -138,8 +169,11 @@ def test_beir_dataset_from_the_bundled_corpus(tmp_path, bundled_dir):
     # each query is a paper's title; its paper is the one relevant document
     write_jsonl(folder / "queries.jsonl", [{"_id": f"q{i}", "text": p.title} for i, p in enumerate(papers[:20])])
     (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{p.id}\t1\n" for i, p in enumerate(papers[:20])))
-    proc = run_rag("eval", "--beir", str(folder), "--out", str(tmp_path / "out"), env={"RAG_DATA_DIR": str(tmp_path / "d")})
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{p.id}\t1\n" for i, p in enumerate(papers[:20]))
+    )
+    proc = run_rag(
+        "eval", "--beir", str(folder), "--out", str(tmp_path / "out"), env={"RAG_DATA_DIR": str(tmp_path / "d")}
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out" / "beir.json").read_text())
     assert report["documents"] == 40 and report["queries"] == 20

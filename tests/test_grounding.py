@@ -1,10 +1,12 @@
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
 
 SOURCES = {
-    1: ("Efficient Post-training Quantization with FP8 Formats",
+    1: (
+        "Efficient Post-training Quantization with FP8 Formats",
         "We study FP8 across 75 unique network architectures. Our empirical results show that FP8 formats "
         "outperform INT8 in multiple aspects, including workload coverage (92.64% vs. 65.87%). "
-        "E4M3 is better suited for NLP models, whereas E3M4 performs marginally better on computer vision tasks."),
+        "E4M3 is better suited for NLP models, whereas E3M4 performs marginally better on computer vision tasks.",
+    ),
     2: ("Densing Law of LLMs", "The capacity density of LLMs doubles approximately every three months."),
 }
 
@@ -43,11 +45,17 @@ def test_alce_precision_and_recall():
 
 def test_perfect_and_empty_answers():
     assert check("", SOURCES).citation_recall == 1.0
-    g = check("E4M3 is better suited for NLP models [1]. Capacity density doubles approximately every three months [2].", SOURCES)
+    g = check(
+        "E4M3 is better suited for NLP models [1]. Capacity density doubles approximately every three months [2].",
+        SOURCES,
+    )
     assert (g.citation_precision, g.citation_recall, g.supported_ratio) == (1.0, 1.0, 1.0)
 
 
 def test_jointly_supported_sentence_needs_both_citations():
-    g = check("FP8 was studied across 75 architectures and the capacity density of LLMs doubles every three months [1][2].", SOURCES)
+    g = check(
+        "FP8 was studied across 75 architectures and the capacity density of LLMs doubles every three months [1][2].",
+        SOURCES,
+    )
     (s,) = g.sentences
     assert s.supported and sorted(s.precise) == [1, 2]

@@ -12,7 +12,10 @@ LONG = " ".join(f"Sentence {i} reports that method M{i} reaches {i}.5 points on 
 
 def papers(abstract_b: str = "Quantization to FP8 keeps accuracy on language models.") -> list[dict]:
     return [
-        {"title": "Paper A on kernel density", "abstract": "Kernel density estimators in high dimensions behave oddly."},
+        {
+            "title": "Paper A on kernel density",
+            "abstract": "Kernel density estimators in high dimensions behave oddly.",
+        },
         {"title": "Paper B on FP8", "abstract": abstract_b},
         {"title": "Paper C, a long one", "abstract": LONG},
     ]

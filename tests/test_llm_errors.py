@@ -17,8 +17,13 @@ REQUESTS: dict[str, int] = {}
 
 
 def _chunk(content: str) -> bytes:
-    body = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    body = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
@@ -72,7 +77,8 @@ def endpoint():
 
 def ask(bundled_dir, base_url: str):
     return run_rag(
-        "ask", "which papers compare FP8 vs INT8?",
+        "ask",
+        "which papers compare FP8 vs INT8?",
         env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": base_url, "RAG_LLM_TIMEOUT": "1"},
     )
 

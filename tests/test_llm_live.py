@@ -26,7 +26,9 @@ def test_local_llm_answers_and_grounding_flags_what_it_invents(bundled_dir, llm_
             continue
         sources = {c["n"] for c in out["citations"]}
         for s in out["sentences"]:
-            cited = [int(n) for group in re.findall(r"\[([\d,\s]+)\]", s["text"]) for n in re.split(r"[,\s]+", group) if n]
+            cited = [
+                int(n) for group in re.findall(r"\[([\d,\s]+)\]", s["text"]) for n in re.split(r"[,\s]+", group) if n
+            ]
             assert s["citations"] == list(dict.fromkeys(cited))
             if s["verdict"] == "bad_citation":
                 assert set(s["citations"]) - sources

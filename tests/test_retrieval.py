@@ -15,8 +15,14 @@ def dev_suite(workspace):
     "question, title",
     [
         ("which papers compare FP8 vs INT8?", "Efficient Post-training Quantization with FP8 Formats"),
-        ("compressing long prompts for faster LLM inference", "LLMLingua: Compressing Prompts for Accelerated Inference of Large Language Models"),
-        ("benchmark of hallucinations for tool-using language models", "ToolBeHonest: A Multi-level Hallucination Diagnostic Benchmark for Tool-Augmented Large Language Models"),
+        (
+            "compressing long prompts for faster LLM inference",
+            "LLMLingua: Compressing Prompts for Accelerated Inference of Large Language Models",
+        ),
+        (
+            "benchmark of hallucinations for tool-using language models",
+            "ToolBeHonest: A Multi-level Hallucination Diagnostic Benchmark for Tool-Augmented Large Language Models",
+        ),
     ],
 )
 def test_known_questions_find_their_paper_near_the_top(workspace, question, title):
@@ -30,7 +36,9 @@ def test_hybrid_beats_each_retriever_on_the_dev_suite(workspace, dev_suite):
     gold = {q.id: q.gold for q in questions}
     scores = {}
     for mode in ("bm25", "dense", "hybrid"):
-        ranked = {q.id: [h.paper_id for h in workspace.retriever.search(q.question, 10, mode).results] for q in questions}
+        ranked = {
+            q.id: [h.paper_id for h in workspace.retriever.search(q.question, 10, mode).results] for q in questions
+        }
         scores[mode] = retrieval_metrics(gold, ranked)
     assert scores["hybrid"]["R@10"] >= 0.95
     assert scores["hybrid"]["nDCG@10"] > max(scores["bm25"]["nDCG@10"], scores["dense"]["nDCG@10"])

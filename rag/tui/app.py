@@ -18,7 +18,13 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.history import History, Turn
 from rag.llm import LLM
-from rag.tui.widgets import Conversation, QuestionInput, SourcesPane, StatusLine, TurnView
+from rag.tui.widgets import (
+    Conversation,
+    QuestionInput,
+    SourcesPane,
+    StatusLine,
+    TurnView,
+)
 
 
 class Cancelled(Exception):
@@ -179,8 +185,12 @@ class ChatApp(App):
                 self.call_from_thread(turn.append, token)
 
             answer = answer_question(
-                standalone, self.retriever, k=self.settings.top_k, mode=self.settings.retriever,
-                llm=self.llm, on_token=on_token,
+                standalone,
+                self.retriever,
+                k=self.settings.top_k,
+                mode=self.settings.retriever,
+                llm=self.llm,
+                on_token=on_token,
             )
         except Cancelled:
             self.call_from_thread(self._cancelled, question, standalone, turn)

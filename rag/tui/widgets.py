@@ -24,7 +24,9 @@ MARKS = {
 
 def _linked(sentence: str) -> str:
     """Citations become links the user can click to open the source."""
-    return CITATION.sub(lambda m: " ".join(f"[\\[{n.strip()}\\]](source:{n.strip()})" for n in re.split(r"[,;]", m.group(1))), sentence)
+    return CITATION.sub(
+        lambda m: " ".join(f"[\\[{n.strip()}\\]](source:{n.strip()})" for n in re.split(r"[,;]", m.group(1))), sentence
+    )
 
 
 def marked_markdown(answer: Answer) -> str:
@@ -134,7 +136,11 @@ class SourcesPane(Vertical):
         if n not in self.abstracts:
             return False
         title, abstract = self.abstracts[n]
-        used = [strip_citations(s.text) for s in (self.answer.grounding.sentences if self.answer else []) if n in s.citations]
+        used = [
+            strip_citations(s.text)
+            for s in (self.answer.grounding.sentences if self.answer else [])
+            if n in s.citations
+        ]
         text = Text(f"[{n}] {title}\n\n", style="bold")
         for sentence in split_sentences(abstract):
             words = terms(sentence)

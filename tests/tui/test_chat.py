@@ -31,9 +31,6 @@ class SlowScriptedLLM:
             yield word + " "
         self.usage = {"prompt_tokens": 50, "completion_tokens": 10}
 
-    def complete(self, system: str, user: str) -> str:
-        return "".join(self.stream(system, user))
-
 
 async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout

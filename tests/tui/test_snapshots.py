@@ -14,9 +14,16 @@ ANSWER = (
     "coverage (92.64% vs. 65.87%), model accuracy and suitability for a broader range of operations. [1]"
 )
 SOURCES = [
-    {"n": 1, "paper_id": "efficient-post-training-quantization-0bfbae", "title": "Efficient Post-training Quantization with FP8 Formats"},
-    {"n": 2, "paper_id": "zeroquant-fp-a-leap-forward-in-llms-post-cb6b92",
-     "title": "ZeroQuant-FP: A Leap Forward in LLMs Post-Training W4A8 Quantization Using Floating-Point Formats"},
+    {
+        "n": 1,
+        "paper_id": "efficient-post-training-quantization-0bfbae",
+        "title": "Efficient Post-training Quantization with FP8 Formats",
+    },
+    {
+        "n": 2,
+        "paper_id": "zeroquant-fp-a-leap-forward-in-llms-post-cb6b92",
+        "title": "ZeroQuant-FP: A Leap Forward in LLMs Post-Training W4A8 Quantization Using Floating-Point Formats",
+    },
 ]
 
 
@@ -33,7 +40,9 @@ def test_start_screen(snap_compare, bundled_dir, tmp_path):
 def test_resumed_conversation_with_a_source_open(snap_compare, bundled_dir, tmp_path):
     history = History(tmp_path / "h.sqlite3")
     conversation = history.new_conversation()
-    history.add(conversation, Turn("which papers compare FP8 vs INT8?", "which papers compare FP8 vs INT8?", ANSWER, SOURCES))
+    history.add(
+        conversation, Turn("which papers compare FP8 vs INT8?", "which papers compare FP8 vs INT8?", ANSWER, SOURCES)
+    )
     app = create_app(make_settings(bundled_dir), resume=True, history_path=tmp_path / "h.sqlite3")
 
     async def open_source(pilot) -> None:

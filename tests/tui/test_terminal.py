@@ -29,15 +29,23 @@ def wait_for_screen(session: str, *needles: str, timeout: float = 60) -> str:
 
 def test_chat_in_a_real_terminal_shows_a_cited_answer(bundled_dir, tmp_path):
     session = f"rag-{uuid.uuid4().hex[:8]}"
-    env = {"RAG_DATA_DIR": str(bundled_dir), "RAG_EMBED_MODEL_DIR": os.environ["RAG_EMBED_MODEL_DIR"],
-           "RAG_CONFIG": str(tmp_path / "none.toml"), "RAG_LLM": "off", "TERM": "xterm-256color"}
+    env = {
+        "RAG_DATA_DIR": str(bundled_dir),
+        "RAG_EMBED_MODEL_DIR": os.environ["RAG_EMBED_MODEL_DIR"],
+        "RAG_CONFIG": str(tmp_path / "none.toml"),
+        "RAG_LLM": "off",
+        "TERM": "xterm-256color",
+    }
     # COLUMNS/LINES inherited from the test runner would override the terminal's real size
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command = f"env -u COLUMNS -u LINES {assignments} {shlex.quote(sys.executable)} -m rag chat"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command], check=True)
     try:
         wait_for_screen(session, "ready")
-        subprocess.run(["tmux", "send-keys", "-t", session, "How many queries does the LitSearch benchmark contain?", "Enter"], check=True)
+        subprocess.run(
+            ["tmux", "send-keys", "-t", session, "How many queries does the LitSearch benchmark contain?", "Enter"],
+            check=True,
+        )
         text = wait_for_screen(session, "597", "✓", "[1] LitSearch")
         assert "precision 1.00" in text
         subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], check=True)
