@@ -4,7 +4,9 @@ One similarity threshold cannot separate near-miss questions ("What does FlashAt
 H100?") from answerable ones: the retrieved papers are on topic either way. What separates them is
 whether the evidence mentions the specific thing asked about. So, in order:
   1. every specific term of the question (a number, an acronym, a named model, method or dataset)
-     must appear in the retrieved abstracts;
+     must appear in the retrieved abstracts, all of them in one abstract, and that abstract must
+     also touch the rest of the question ("What is the context length of Gemini 1.5 Pro?" finds
+     an abstract naming Gemini 1.5 Pro, but not one about its context length);
   2. a question with two or more content words the corpus has never seen is off the corpus;
   3. the best abstract must cover enough of the question's IDF-weighted content words;
   4. the best dense similarity must clear a floor.
@@ -20,6 +22,7 @@ from rag.lexical import LexicalIndex, analyse
 from rag.text import contains_key, key_tokens, normalise_key
 
 MIN_COVERAGE = 0.33
+MIN_TOPIC_COVERAGE = 0.2  # of the words besides the specific terms, in an abstract naming them all
 MIN_SIMILARITY = 0.22
 MAX_UNSEEN_TERMS = 1
 
@@ -52,7 +55,8 @@ def specific_terms(question: str) -> list[str]:
     out = [t for t in found if t and (key_tokens(t) & keys)]
     out += [w for w in _NAMED.findall(question) if w not in out]
     out += [v for v in _VERSIONED.findall(question) if v not in out]
-    return out
+    # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
+    return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
 
 
 def _mentions(text: str, term: str) -> bool:
@@ -78,9 +82,23 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
 
     if not evidence:
         return verdict(False, "nothing was retrieved")
-    missing = [t for t in specific_terms(question) if not _mentions(everything, t)]
+    named = specific_terms(question)
+    missing = [t for t in named if not _mentions(everything, t)]
     if missing:
         return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}")
+    if named:
+        holders = [text for text in evidence if all(_mentions(text, t) for t in named)]
+        if not holders:
+            return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together")
+        rest = question
+        for term in named:
+            rest = rest.replace(term, " ")
+        if analyse(rest):
+            topic = max(coverage(rest, text, lexical) for text in holders)
+            if topic < MIN_TOPIC_COVERAGE:
+                return verdict(
+                    False, f"the abstracts naming {', '.join(named)} do not address the rest of the question"
+                )
     unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
     if len(unseen) > MAX_UNSEEN_TERMS:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}")

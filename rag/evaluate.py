@@ -61,21 +61,24 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
     def mean(values: list[float]) -> float:
         return round(sum(values) / len(values), 4) if values else 0.0
 
-    figures = {
-        "answered_rate": mean([1.0] * len(answered) + [0.0] * (len(answerable) - len(answered))) if answerable else 0.0,
-        "citation_precision": mean([a.grounding.citation_precision for _, a in answered]),
-        "citation_recall": mean([a.grounding.citation_recall for _, a in answered]),
-        "supported_ratio": mean([a.grounding.supported_ratio for _, a in answered]),
-        "key_fact_recall": mean(
+    figures: dict[str, float] = {}
+    if answerable:
+        figures["answered_rate"] = mean([0.0 if a.abstained else 1.0 for _, a in answerable])
+    if answered:
+        figures["citation_precision"] = mean([a.grounding.citation_precision for _, a in answered])
+        figures["citation_recall"] = mean([a.grounding.citation_recall for _, a in answered])
+        figures["supported_ratio"] = mean([a.grounding.supported_ratio for _, a in answered])
+    if with_facts:
+        figures["key_fact_recall"] = mean(
             [
                 sum(_normalise(f) in _normalise(a.text) for f in q.key_facts) / len(q.key_facts)
                 if not a.abstained
                 else 0.0
                 for q, a in with_facts
             ]
-        ),
-        "gold_citation_rate": mean([1.0 if pid in q.gold else 0.0 for q, pid in cited]),
-    }
+        )
+    if cited:
+        figures["gold_citation_rate"] = mean([1.0 if pid in q.gold else 0.0 for q, pid in cited])
     if unanswerable:
         figures["abstention_recall"] = mean([1.0 if a.abstained else 0.0 for _, a in unanswerable])
     if abstained:

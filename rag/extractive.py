@@ -30,8 +30,15 @@ _QUANTITY_QUESTION = re.compile(
     r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
     re.I,
 )
-# A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T"), not part of a name like "Llama-3.1".
-_QUANTITY = re.compile(r"(?<![\w.\-])(\d+(?:[.,]\d+)*)(?:%|x|×|times|[TBMK])?(?!\w)")
+# A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
+# like "Llama-3.1" and not a list marker like "(2)".
+_QUANTITY = re.compile(
+    r"(?<![\w.\-])(\d+(?:[.,]\d+)*)(?:%|x|×|times|[TBMK])?(?!\w)"
+    r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?)\b",
+    re.I,
+)
+_HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
+COUNT_BONUS = 0.4  # "how many languages": a sentence with a number close before "languages"
 
 RUNNER_UP = 0.75  # a second sentence is added when it scores this close to the best
 LIST_FLOOR = 0.55  # a paper is listed when its best sentence scores this close to the top one
@@ -43,6 +50,29 @@ class Candidate:
     source: int  # 1-based source number
     sentence: str
     score: float
+
+
+def _quantities(text: str) -> set[str]:
+    return {
+        (m.group(1) or m.group(2)).lower()
+        for m in _QUANTITY.finditer(text)
+        if not (text[m.start() - 1 : m.start()] == "(" and text[m.end() : m.end() + 1] == ")")  # "(2)" marks a list
+    }
+
+
+def _counted_thing(question: str) -> set[str]:
+    """Stems of what a "how many ..." question counts ("how many languages" -> {"languag"})."""
+    match = _HOW_MANY.search(question)
+    return set(analyse(match.group(1))) if match else set()
+
+
+def _counts(sentence: str, counted: set[str]) -> bool:
+    """Does a quantity stand within four words before the counted thing?"""
+    words = re.findall(r"[\w.%-]+", sentence)
+    for i, word in enumerate(words):
+        if _QUANTITY.fullmatch(word) and counted & set(analyse(" ".join(words[i + 1 : i + 5]))):
+            return True
+    return False
 
 
 def is_list_question(question: str) -> bool:
@@ -57,7 +87,8 @@ def _score_sentences(
     total = sum(weights.values()) or 1.0
     wants_number = bool(_QUANTITY_QUESTION.search(question))
     keys = key_tokens(" ".join(specific_terms(question)))
-    asked_numbers = set(_QUANTITY.findall(question))
+    asked_numbers = _quantities(question)
+    counted = _counted_thing(question)
     per_source = [
         [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
         for _, abstract in sources
@@ -82,8 +113,10 @@ def _score_sentences(
             # words the title already covers count half: the sentence should add the answer
             lexical_score += 0.5 * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
             score = lexical_score + 0.5 * float(sims[i])
-            if wants_number and set(_QUANTITY.findall(sentence)) - asked_numbers:
+            if wants_number and _quantities(sentence) - asked_numbers:
                 score += 0.35
+                if counted and _counts(sentence, counted):
+                    score += COUNT_BONUS
             named = keys - key_tokens(title)  # naming what the title already names adds nothing
             if named:
                 score += 0.2 * len(named & key_tokens(sentence)) / len(named)

@@ -19,7 +19,7 @@ from pathlib import Path
 from rag.store import Store
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
-ANALYSER_VERSION = 2  # bump when `analyse` changes: saved indexes are then rebuilt
+ANALYSER_VERSION = 3  # bump when `analyse` changes: saved indexes are then rebuilt
 
 
 @lru_cache(maxsize=1)
@@ -36,7 +36,8 @@ def _stopwords() -> frozenset[str]:
     # bm25s's English list is short; these question and filler words carry no topic either
     extra = (
         "here there what which who whom whose how also following below above according "
-        "do does did doing done can could would should may might must shall will".split()
+        "do does did doing done can could would should may might must shall will were was been being "
+        "has have had".split()
     )
     return frozenset(STOPWORDS_EN) | frozenset(extra)
 
