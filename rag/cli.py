@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -25,7 +25,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RetrieverOpt = Annotated[str | None, typer.Option("--retriever", help="hybrid, dense or bm25.")]
+RetrieverOpt = Annotated[
+    Literal["hybrid", "dense", "bm25"] | None, typer.Option("--retriever", help="Which retriever.")
+]
 
 
 def _fail(message: str, code: int = 1) -> None:

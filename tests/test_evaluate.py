@@ -186,3 +186,16 @@ def test_dev_suite_loads(workspace):
     suite = load_suite(REPO / "eval" / "suites" / "dev.jsonl", workspace.store.titles())
     assert len(suite.questions) >= 40
     assert {q.type for q in suite.questions} == {"single", "multi", "detail", "unanswerable"}
+
+
+def test_judge_verdicts_are_cached_by_model_and_prompt(tmp_path):
+    from rag.judge import VerdictCache
+    from tests.test_answer import ScriptedLLM
+
+    llm = ScriptedLLM("yes", "no")
+    cache = VerdictCache(tmp_path / "judge.json")
+    assert cache.ask(llm, "prompt one") is True
+    assert cache.ask(llm, "prompt one") is True  # answered from the cache: the queued "no" is unused
+    assert llm.replies == ["no"]
+    assert VerdictCache(tmp_path / "judge.json").ask(llm, "prompt one") is True  # and from disk
+    assert cache.ask(llm, "prompt two") is False
