@@ -22,7 +22,8 @@ from rag.text import acronyms, key_tokens, split_sentences
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
-    r"|\b(papers|studies|surveys) (that|on|about|which|proposing|comparing)\b",
+    r"|\b(any|some|other|several|recent)\s+(papers|studies|surveys|works)\b"
+    r"|\b(papers|studies|surveys) (that|on|about|which|proposing|comparing|using|studying)\b",
     re.I,
 )
 _QUANTITY_QUESTION = re.compile(

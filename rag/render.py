@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
-from rag.answer import Answer
-from rag.retrieval import SearchResult
+if TYPE_CHECKING:
+    from rag.answer import Answer
+    from rag.retrieval import SearchResult
 
 console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
