@@ -7,10 +7,13 @@ whether the evidence mentions the specific thing asked about. So, in order:
      must appear in the retrieved abstracts, all of them in one abstract, and that abstract must
      also touch the rest of the question ("What is the context length of Gemini 1.5 Pro?" finds
      an abstract naming Gemini 1.5 Pro, but not one about its context length);
-  2. a question with two or more content words the corpus has never seen, and middling coverage
-     otherwise, is off the corpus;
-  3. the best abstract must cover enough of the question's IDF-weighted content words;
-  4. the best dense similarity must clear a floor.
+  2. a question using two or more words the corpus has never seen is off the corpus, unless the
+     closest passage is fairly similar or the abstracts cover the rest of it;
+  3. a question whose closest passage is dissimilar and whose words the abstracts barely cover
+     is off the corpus.
+Lexical coverage alone is not used: paraphrased questions ("making prompts shorter so the model
+runs cheaper") share few words with the abstract that answers them. Questions on a missing topic
+without any named term ("speculative decoding with draft models") are the hard remainder.
 Thresholds were calibrated on eval/suites/dev.jsonl (see the README for the figures).
 """
 
@@ -22,11 +25,12 @@ from dataclasses import dataclass
 from rag.lexical import LexicalIndex, analyse
 from rag.text import contains_key, key_tokens, normalise_key
 
-MIN_COVERAGE = 0.33
 MIN_TOPIC_COVERAGE = 0.2  # of the words besides the specific terms, in an abstract naming them all
-MIN_SIMILARITY = 0.22
-MAX_UNSEEN_TERMS = 1
-UNSEEN_COVERAGE = 0.6  # ... unless the rest of the question is well covered
+UNSEEN_WORDS = 2  # rule 2: this many words the corpus never uses ...
+UNSEEN_SIMILARITY = 0.5  # ... with the closest passage less similar than this
+UNSEEN_COVERAGE = 0.35  # ... and the abstracts covering less than this of the question
+MIN_SIMILARITY = 0.3  # rule 3: both below these
+MIN_COVERAGE = 0.3
 
 # Capitalised words inside a question (not its first word) usually name something, and a number
 # right after a name is part of it ("Stable Diffusion 3", "Llama 2").
@@ -102,10 +106,8 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
                     False, f"the abstracts naming {', '.join(named)} do not address the rest of the question"
                 )
     unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
-    if len(unseen) > MAX_UNSEEN_TERMS and cover < UNSEEN_COVERAGE:
+    if len(unseen) >= UNSEEN_WORDS and similarity < UNSEEN_SIMILARITY and cover < UNSEEN_COVERAGE:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}")
-    if cover < MIN_COVERAGE:
-        return verdict(False, f"the closest abstracts cover only {cover:.0%} of the question's terms")
-    if similarity < MIN_SIMILARITY:
-        return verdict(False, f"the closest passage is only {similarity:.2f} similar to the question")
+    if similarity < MIN_SIMILARITY and cover < MIN_COVERAGE:
+        return verdict(False, f"nothing retrieved is close to the question (similarity {similarity:.2f})")
     return verdict(True, "the evidence mentions what the question asks about")

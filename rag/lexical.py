@@ -129,6 +129,19 @@ class LexicalIndex:
         df = 0 if i is None or not n else int(self._bm25.scores["indptr"][i + 1] - self._bm25.scores["indptr"][i])
         return math.log((n + 1) / (df + 0.5))
 
+    def perfect_score(self, query: str) -> float:
+        """About the BM25 score of a chunk that contains every query term once: the sum of their
+        IDFs (bm25s's Lucene variant). Dividing by it gives the share of the query a chunk matched."""
+        vocab = self._bm25.vocab_dict or {}
+        indptr = self._bm25.scores["indptr"] if self.chunk_ids else None
+        n = len(self.chunk_ids)
+        total = 0.0
+        for term in analyse(query):
+            i = vocab.get(term)
+            df = 0 if i is None or indptr is None else int(indptr[i + 1] - indptr[i])
+            total += math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return total
+
     def knows(self, term: str) -> bool:
         return term in (self._bm25.vocab_dict or {})
 

@@ -1,10 +1,11 @@
 """Hybrid retrieval: dense (Chroma) and BM25 (bm25s) chunk scores, fused per paper.
 
 Each retriever scores chunks; a paper takes its best chunk's score. The hybrid score is the
-equal-weight convex combination of the dense cosine similarity and the BM25 score divided by the
-query's best BM25 score. On the development suite this beat reciprocal-rank fusion, which could
-not beat BM25 alone there (README, "Retrieval"). A paper's evidence is its best chunk by the
-same combination, so the passage shown is the one both retrievers liked most.
+equal-weight sum of the dense cosine similarity and the BM25 score divided by the score a chunk
+matching every query term would get (so BM25 speaks loudly only when it matched most of the
+query). On the development suite, and on paraphrased questions where BM25 alone is weak, this
+beat both retrievers and reciprocal-rank fusion (README, "How it works"). A paper's evidence is
+its best chunk by the same sum.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Retriever:
         texts: dict[str, str] = {}
         meta: dict[str, dict] = {}
         dense: dict[str, float] = {}  # chunk id -> cosine similarity
-        lexical: dict[str, float] = {}  # chunk id -> BM25 score / best BM25 score
+        lexical: dict[str, float] = {}  # chunk id -> BM25 score / a perfect match's score
 
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
@@ -97,8 +98,8 @@ class Retriever:
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
             hits = self.lexical.search(query, depth)
-            top = hits[0].score if hits else 1.0
-            lexical = {h.chunk_id: h.score / top for h in hits}
+            perfect = self.lexical.perfect_score(query) or 1.0
+            lexical = {h.chunk_id: min(1.0, h.score / perfect) for h in hits}
             timings["bm25"] = (time.perf_counter() - t) * 1000
             missing = [cid for cid in lexical if cid not in texts]
             if missing:
