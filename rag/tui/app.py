@@ -125,13 +125,12 @@ class ChatApp(App):
             if self._saved_sources:
                 found = self.retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
                 self.call_from_thread(lambda: self.query_one(SourcesPane).show_saved(self._saved_sources, found))
+            self.call_from_thread(self._status, self._mode_text() + " · ready")
         except RagError as exc:
             self.call_from_thread(self.notify, str(exc), title="rag", severity="error", timeout=15)
             self.call_from_thread(self._status, f"not ready: {exc}")
-            return
         finally:
             self._store_ready.set()
-        self.call_from_thread(self._status, self._mode_text() + " · ready")
 
     def _mode_text(self) -> str:
         mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"

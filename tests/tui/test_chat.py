@@ -8,7 +8,7 @@ import pytest
 from rag.history import History
 from rag.tui.app import create_app
 from rag.tui.widgets import SourcesPane, TurnView
-from tests.conftest import MODEL_DIR, make_settings
+from tests.conftest import make_settings
 
 SIZE = (140, 40)
 
@@ -81,8 +81,7 @@ async def test_clicking_a_citation_opens_the_source(app_factory):
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, "which papers compare FP8 vs INT8?")
         turn.markdown.post_message(Markdown.LinkClicked(turn.markdown, "source:2"))
-        await pilot.pause(0.2)
-        assert str(app.query_one("#abstract-text").render()).startswith("[2] ")
+        await wait_for(pilot, lambda: str(app.query_one("#abstract-text").render()).startswith("[2] "), timeout=10)
 
 
 async def test_streaming_llm_answer_can_be_cancelled_and_is_saved_incomplete(app_factory, tmp_path):
@@ -124,15 +123,18 @@ async def test_resume_reopens_the_last_conversation_and_up_recalls(app_factory):
     again = app_factory(resume=True)
     async with again.run_test(size=SIZE) as pilot:
         await wait_for(pilot, again._store_ready.is_set)
-        await pilot.pause(0.2)
         turns = again.query(TurnView)
         assert len(turns) == 1 and turns.first().question == "How often does the capacity density of LLMs double?"
-        assert "three months" in turns.first().markdown.source
+        await wait_for(pilot, lambda: "three months" in turns.first().markdown.source, timeout=10)
         await pilot.click("#question")
         await pilot.press("up")
         assert again.query_one("#question").value == "How often does the capacity density of LLMs double?"
         await pilot.press("ctrl+o", "1")
-        assert str(again.query_one("#abstract-text").render()).startswith("[1] Densing Law of LLMs")
+        await wait_for(
+            pilot,
+            lambda: str(again.query_one("#abstract-text").render()).startswith("[1] Densing Law of LLMs"),
+            timeout=10,
+        )
 
 
 async def test_new_chat_export_and_copy(app_factory, bundled_dir):
@@ -145,17 +147,15 @@ async def test_new_chat_export_and_copy(app_factory, bundled_dir):
         exported = (bundled_dir / "exports" / f"conversation-{app.conversation_id}.md").read_text()
         assert "## How many queries does the LitSearch benchmark contain?" in exported and "`litsearch-" in exported
         await pilot.press("ctrl+n")
-        await pilot.pause(0.1)
-        assert len(app.query(TurnView)) == 0 and app.conversation_id is None
+        await wait_for(pilot, lambda: len(app.query(TurnView)) == 0, timeout=10)
+        assert app.conversation_id is None
 
 
 async def test_missing_store_is_a_notice_and_the_app_keeps_running(tmp_path):
     settings = make_settings(tmp_path / "data", embed_model_dir=tmp_path / "no-model")
     app = create_app(settings, history_path=tmp_path / "h.sqlite3")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, app._store_ready.is_set)
-        await pilot.pause(0.1)
-        assert any("RAG_EMBED_MODEL_DIR" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("RAG_EMBED_MODEL_DIR" in n.message for n in app._notifications), timeout=30)
         app.query_one("#question").value = "anything?"
         await pilot.click("#question")
         await pilot.press("enter")
@@ -169,17 +169,17 @@ async def test_command_palette_changes_settings(app_factory):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, app._store_ready.is_set)
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.query("Input"), timeout=10)
         for ch in "Retriever: bm25":
             await pilot.press(ch if ch != " " else "space")
-        await pilot.pause(0.5)
+        await wait_for(
+            pilot,
+            lambda: app.screen.query("OptionList") and app.screen.query_one("OptionList").option_count,
+            timeout=10,
+        )
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.settings.retriever == "bm25" and app._store_ready.is_set())
-        assert "bm25" in str(app.query_one("#status").render())
-
-
-def test_model_dir_is_real():
-    assert (MODEL_DIR / "onnx" / "model.onnx").is_file()
+        await wait_for(pilot, lambda: "bm25 · k=5 · ready" in str(app.query_one("#status").render()), timeout=10)
 
 
 async def test_chat_against_the_local_llm_server(bundled_dir, tmp_path, llm_url):
