@@ -99,7 +99,8 @@ class Retriever:
             t = time.perf_counter()
             hits = self.lexical.search(query, depth)
             perfect = self.lexical.perfect_score(query) or 1.0
-            lexical = {h.chunk_id: min(1.0, h.score / perfect) for h in hits}
+            cap = 1.0 if mode == "hybrid" else float("inf")  # alone, BM25 keeps its full order
+            lexical = {h.chunk_id: min(cap, h.score / perfect) for h in hits}
             timings["bm25"] = (time.perf_counter() - t) * 1000
             missing = [cid for cid in lexical if cid not in texts]
             if missing:
