@@ -112,7 +112,6 @@ def answer_question(
     t = time.perf_counter()
     if llm is None:
         text = extractive.compose(question, pairs, retriever.embedder, retriever.lexical)
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
     else:
         system = render("system")
         user = render("answer", sources=sources_block(pairs), question=question)

@@ -114,9 +114,8 @@ def load_settings(**flags: Any) -> Settings:
         raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
 
 
-def describe(settings: Settings, **flags: Any) -> list[tuple[str, str, str]]:
-    """(name, shown value, source) for every setting; secrets are masked."""
-    given = {k for k, v in flags.items() if v is not None}
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, shown value, source: env, file or default) for every setting; secrets are masked."""
     try:
         toml_keys = set(TomlConfigSettingsSource(Settings, toml_file=config_path())().keys())
     except Exception:
@@ -125,9 +124,7 @@ def describe(settings: Settings, **flags: Any) -> list[tuple[str, str, str]]:
     for name, info in Settings.model_fields.items():
         env_names = [a for a in (info.validation_alias.choices if info.validation_alias else []) if a.isupper()]
         env_names = env_names or [f"RAG_{name.upper()}"]
-        if name in given:
-            source = "flag"
-        elif any(os.environ.get(e) for e in env_names):
+        if any(os.environ.get(e) for e in env_names):
             source = f"env {next(e for e in env_names if os.environ.get(e))}"
         elif name in toml_keys or any(e in toml_keys for e in env_names):
             source = f"file {config_path()}"
