@@ -112,7 +112,7 @@ def main() -> None:
     from rag.workspace import Workspace
 
     ws = Workspace(load_settings())
-    questions = [q.question for q in load_suite(REPO / "eval" / "suites" / "dev.jsonl", ws.store.titles()).questions]
+    questions = [q.question for q in load_suite(REPO / "eval" / "suites" / "tune.jsonl", ws.store.titles()).questions]
     ws.retriever.search("warm up", k=10)
     latencies = []
     for q in questions:

@@ -14,7 +14,7 @@ whether the evidence mentions the specific thing asked about. So, in order:
 Lexical coverage alone is not used: paraphrased questions ("making prompts shorter so the model
 runs cheaper") share few words with the abstract that answers them. Questions on a missing topic
 without any named term ("speculative decoding with draft models") are the hard remainder.
-Thresholds were calibrated on eval/suites/dev.jsonl (see the README for the figures).
+Thresholds were calibrated on eval/suites/tune.jsonl (see the README for the figures).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from rag.lexical import LexicalIndex, analyse
+from rag.retrieval import Mode, SearchResult
 from rag.text import contains_key, key_tokens, normalise_key
 
 MIN_TOPIC_COVERAGE = 0.2  # of the words besides the specific terms, in an abstract naming them all
@@ -111,3 +112,26 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
     if similarity < MIN_SIMILARITY and cover < MIN_COVERAGE:
         return verdict(False, f"nothing retrieved is close to the question (similarity {similarity:.2f})")
     return verdict(True, "the evidence mentions what the question asks about")
+
+
+# A search's best match is called weak (a note on stderr, not a refusal) when its hybrid score is
+# low, or middling while the passage holds little of the query's IDF-weighted words. Chosen on
+# eval/suites/tune.jsonl: 10% of answerable questions score below 0.30 and half of the
+# unanswerable ones do; middling scores with low coverage are on-topic-sounding misses.
+WEAK_SCORE = 0.30
+MIDDLING_SCORE = 0.40
+WEAK_COVERAGE = 0.25
+
+
+def weak_match(result: SearchResult, lexical: LexicalIndex, mode: Mode = "hybrid") -> str | None:
+    """Why the best hybrid match is weak, or None when it is not (or scores are not hybrid)."""
+    if mode != "hybrid" or not result.results:
+        return None
+    best = result.results[0]
+    covered = coverage(result.query, f"{best.title}. {best.evidence}", lexical)
+    if best.score < WEAK_SCORE or (best.score < MIDDLING_SCORE and covered < WEAK_COVERAGE):
+        return (
+            f"the best match is weak (score {best.score:.2f}, {covered:.0%} of the query's words); "
+            "the corpus may not cover this"
+        )
+    return None

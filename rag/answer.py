@@ -15,7 +15,7 @@ from rag.abstain import Assessment, assess
 from rag.grounding import Grounding, OverlapVerifier, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render, sources_block
-from rag.retrieval import PaperHit, Retriever
+from rag.retrieval import Mode, PaperHit, Retriever
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -28,8 +28,11 @@ class Source:
     title: str
     abstract: str
 
-    def as_json(self) -> dict:
-        return {"n": self.n, "paper_id": self.paper_id, "title": self.title}
+    def as_json(self, cited: bool | None = None) -> dict:
+        out: dict = {"n": self.n, "paper_id": self.paper_id, "title": self.title}
+        if cited is not None:
+            out["cited"] = cited
+        return out
 
 
 @dataclass
@@ -46,14 +49,25 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
 
+    @property
+    def cited(self) -> set[int]:
+        """Numbers of the sources some sentence of the answer cites."""
+        return {n for s in self.grounding.sentences for n in s.citations}
+
+    def sources_in_order(self) -> list[Source]:
+        """Cited sources first, then the ones retrieved but not cited, each group by number."""
+        cited = self.cited
+        return sorted(self.sources, key=lambda s: (s.n not in cited, s.n))
+
     def as_json(self) -> dict:
+        cited = self.cited
         return {
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
             "mode": self.mode,
             "model": self.model,
-            "citations": [s.as_json() for s in self.sources],
+            "citations": [s.as_json(cited=s.n in cited) for s in self.sources_in_order()],
             "sentences": [s.as_json() for s in self.grounding.sentences],
             "grounding": self.grounding.as_json(),
             "retrieval": [h.as_json() for h in self.retrieval],
@@ -72,7 +86,7 @@ def answer_question(
     question: str,
     retriever: Retriever,
     k: int = 5,
-    mode: str = "hybrid",
+    mode: Mode = "hybrid",
     llm: LLM | None = None,
     on_token: Callable[[str], None] | None = None,
     verifier: OverlapVerifier | None = None,

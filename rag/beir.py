@@ -13,6 +13,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.ingest import ingest
 from rag.metrics import retrieval_metrics
+from rag.retrieval import Mode
 from rag.workspace import Workspace
 
 
@@ -41,7 +42,7 @@ def _qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def evaluate_beir(folder: Path, settings: Settings, retrievers: list[str]) -> dict:
+def evaluate_beir(folder: Path, settings: Settings, retrievers: list[Mode]) -> dict:
     paths = {name: folder / name for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")}
     for path in paths.values():
         if not path.is_file():

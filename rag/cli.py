@@ -4,6 +4,7 @@ so `rag --help` stays fast."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -13,6 +14,10 @@ import typer
 from rag.errors import RagError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.progress import Progress
+
     from rag.config import Settings
     from rag.workspace import Workspace
 
@@ -70,7 +75,7 @@ def ingest(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
+    query: Annotated[str, typer.Argument(help="What to look for.", metavar="QUERY")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many papers.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see README).")] = False,
     retriever: RetrieverOpt = None,
@@ -80,6 +85,11 @@ def search(
         _fail("the query is empty; give some words to search for", 2)
     ws = _workspace(retriever=retriever)
     result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
+    from rag.abstain import weak_match
+
+    weak = weak_match(result, ws.retriever.lexical, ws.settings.retriever)
+    if weak:
+        typer.echo(f"rag: {weak}", err=True)
     if as_json:
         typer.echo(json.dumps(result.as_json(), ensure_ascii=False))
         return
@@ -90,7 +100,9 @@ def search(
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
+    question: Annotated[
+        str, typer.Argument(help="The question; '-' reads it from standard input.", metavar="QUESTION")
+    ],
     k: Annotated[int | None, typer.Option("-k", min=1, max=50, help="How many papers to draw on.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end (see README).")] = False,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the answer only when complete.")] = False,
@@ -130,14 +142,10 @@ def ask(
         render.print_answer(answer, streamed=stream)
 
 
-def _default_suite() -> Path:
-    return Path(__file__).resolve().parent.parent / "eval" / "suites" / "dev.jsonl"
-
-
 @app.command("eval")
 def run_eval(
     suites: Annotated[
-        list[Path] | None, typer.Argument(help="Suite files (JSON Lines); default: eval/suites/dev.jsonl.")
+        list[Path] | None, typer.Argument(help="Suite files (JSON Lines); default: the bundled suites.")
     ] = None,
     retrievers: Annotated[
         str, typer.Option(help="Comma-separated: bm25,dense,hybrid (empty for none).")
@@ -168,11 +176,13 @@ def run_eval(
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
         return
-    chosen_retrievers = [r for r in retrievers.split(",") if r]
+    from rag.retrieval import MODES
+
+    chosen_retrievers = [m for m in MODES if m in retrievers.split(",")]
     chosen_answerers = [a for a in answerers.split(",") if a]
-    for r in chosen_retrievers:
-        if r not in ("bm25", "dense", "hybrid"):
-            _fail(f"unknown retriever {r!r}; use bm25, dense or hybrid", 2)
+    for r in retrievers.split(","):
+        if r and r not in MODES:
+            _fail(f"unknown retriever {r!r}; use {', '.join(MODES)}", 2)
     for a in chosen_answerers:
         if a not in ("extractive", "llm"):
             _fail(f"unknown answerer {a!r}; use extractive or llm", 2)
@@ -182,7 +192,7 @@ def run_eval(
     if beir:
         from rag.beir import evaluate_beir
 
-        report = evaluate_beir(beir, settings, chosen_retrievers or ["bm25", "dense", "hybrid"])
+        report = evaluate_beir(beir, settings, chosen_retrievers or list(MODES))
         report.update(evaluate.provenance({"beir": str(beir), "retrievers": chosen_retrievers}))
         out.mkdir(parents=True, exist_ok=True)
         (out / "beir.json").write_text(json.dumps(report, indent=1))
@@ -190,7 +200,7 @@ def run_eval(
             typer.echo(f"{name:<7} nDCG@10 {figures['nDCG@10']:.4f}  Recall@100 {figures['R@100']:.4f}")
         return
     from rag.backends import open_llm
-    from rag.suite import load_suite
+    from rag.suite import bundled_suites, load_suite
     from rag.verifier_set import build, measure
     from rag.workspace import Workspace
 
@@ -198,7 +208,7 @@ def run_eval(
     retriever = ws.retriever
     titles = ws.store.titles()
     llm = open_llm(settings)
-    for suite_path in suites or [_default_suite()]:
+    for suite_path in suites or bundled_suites():
         suite = load_suite(suite_path, titles)
         with _progress(f"eval {suite.name}") as progress:
             report = evaluate.run(
@@ -212,7 +222,7 @@ def run_eval(
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
-        if judge:
+        if judge and llm is not None:
             from rag.judge import judge_report
 
             report["judge"] = judge_report(report, suite, ws, llm)
@@ -231,6 +241,8 @@ def run_eval(
         written = evaluate.save(report, folder)
         typer.echo((folder / "report.md").read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+        if not any(p.suffix == ".png" for p in written):
+            typer.echo("rag: no charts written: matplotlib is not installed (pip install 'rag[charts]')", err=True)
 
 
 def _read_report(path: Path) -> dict:
@@ -247,18 +259,18 @@ class _progress:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.bar = None
+        self.bar: Progress | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int, int], None] | None:
         if not sys.stderr.isatty():
             return None
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(transient=True, console=Console(stderr=True))
-        task = self.bar.add_task(self.label, total=None)
-        self.bar.start()
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
+        bar = self.bar = Progress(transient=True, console=Console(stderr=True))
+        task = bar.add_task(self.label, total=None)
+        bar.start()
+        return lambda done, total: bar.update(task, completed=done, total=total)
 
     def __exit__(self, *exc) -> None:
         if self.bar:
@@ -310,6 +322,8 @@ def show_config() -> None:
 
 
 def main() -> None:
+    """The console script: a problem the user can fix is one line; so is anything unexpected,
+    unless RAG_DEBUG is set, which shows the traceback."""
     try:
         app()
     except RagError as exc:
@@ -318,3 +332,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("rag: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        typer.echo(f"rag: error: internal error: {what} (set RAG_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)

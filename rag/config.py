@@ -122,7 +122,9 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         toml_keys = set()
     rows = []
     for name, info in Settings.model_fields.items():
-        env_names = [a for a in (info.validation_alias.choices if info.validation_alias else []) if a.isupper()]
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        env_names = [a for a in choices if isinstance(a, str) and a.isupper()]
         env_names = env_names or [f"RAG_{name.upper()}"]
         if any(os.environ.get(e) for e in env_names):
             source = f"env {next(e for e in env_names if os.environ.get(e))}"

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from statistics import quantiles
@@ -17,7 +18,7 @@ from rag.answer import Answer, answer_question
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
 from rag.metrics import retrieval_metrics
-from rag.retrieval import Retriever
+from rag.retrieval import Mode, Retriever
 from rag.suite import TYPES, Question, Suite
 
 RECALL_CURVE = tuple(range(1, 11))
@@ -98,7 +99,7 @@ def _by_type(questions: list[Question], fn: Callable[[list[Question]], dict]) ->
 def run(
     suite: Suite,
     retriever: Retriever,
-    retrievers: list[str],
+    retrievers: list[Mode],
     answerers: list[str],
     llm: LLM | None = None,
     k: int = 5,
@@ -153,14 +154,15 @@ def run(
         "retrieval": {
             m: {
                 "overall": retrieval_for(m, questions),
-                "by_type": _by_type(questions, lambda qs, m=m: retrieval_for(m, qs)),
+                # retrieval has no gold papers to find for unanswerable questions
+                "by_type": _by_type([q for q in questions if q.answerable], partial(retrieval_for, m)),
             }
             for m in retrievers
         },
         "answers": {
             a: {
                 "overall": answers_for(a, questions),
-                "by_type": _by_type(questions, lambda qs, a=a: answers_for(a, qs)),
+                "by_type": _by_type(questions, partial(answers_for, a)),
             }
             for a in answerers
         },
@@ -190,7 +192,7 @@ def provenance(config: dict) -> dict:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("rag", "chromadb", "bm25s", "llama-index-core", "openai", "ir-measures", "onnxruntime"):
         try:
             versions[pkg] = metadata.version(pkg)

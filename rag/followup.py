@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from rag.llm import LLM
+from rag.llm import LLM, complete
 from rag.prompts import render
 
 _REFERS_BACK = re.compile(
@@ -29,8 +29,8 @@ def standalone_question(question: str, history: list[tuple[str, str]], llm: LLM 
     if llm is None:
         return f"{question} ({history[-1][0]})"
     transcript = "\n".join(f"User: {q}\nAssistant: {a[:600]}" for q, a in history[-3:])
-    rewritten = llm.complete(
-        "You rewrite follow-up questions.", render("condense", history=transcript, question=question)
+    rewritten = complete(
+        llm, "You rewrite follow-up questions.", render("condense", history=transcript, question=question)
     )
     rewritten = " ".join(rewritten.split())
     return rewritten if 3 <= len(rewritten) <= 400 else question

@@ -43,7 +43,9 @@ class History:
 
     def new_conversation(self) -> int:
         with self.db:
-            return int(self.db.execute("INSERT INTO conversations (started) VALUES (?)", (time.time(),)).lastrowid)
+            row_id = self.db.execute("INSERT INTO conversations (started) VALUES (?)", (time.time(),)).lastrowid
+        assert row_id is not None  # an INSERT always sets it
+        return row_id
 
     def last_conversation(self) -> int | None:
         row = self.db.execute("SELECT conversation_id FROM turns ORDER BY created DESC, id DESC LIMIT 1").fetchone()

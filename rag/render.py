@@ -1,4 +1,9 @@
-"""Terminal rendering of search results and answers (rich); no logic beyond presentation."""
+"""Terminal rendering of search results and answers (rich); no logic beyond presentation.
+
+Answers may carry inline Markdown (a paper title in *italics*, **bold**, `code`): on a terminal it
+is shown styled, and piped output is plain text, so no literal asterisks reach either.
+Messages (the extractive banner, notices) go to stderr; the answer and its sources to stdout.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.retrieval import SearchResult
 
 console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+messages = Console(highlight=False, stderr=True)
 
 
 def _snippet(text: str, width: int = 220) -> str:
@@ -34,19 +41,46 @@ _MARKS = {
     "uncited": ("yellow", "⚠ no citation"),
     "bad_citation": ("red", "✗ cites a source that is not listed"),
 }
+_INLINE_STYLES = {"em": "italic", "strong": "bold", "s": "strike"}
+
+
+def inline_markdown(markdown: str) -> Text:
+    """One line of Markdown as styled text: emphasis and code become styles, markers vanish.
+    Parsed by markdown-it (rich's own Markdown parser), not by hand."""
+    from markdown_it import MarkdownIt
+
+    text = Text()
+    styles: list[str] = []
+    for block in MarkdownIt("zero").enable(["emphasis", "backticks", "strikethrough"]).parseInline(markdown):
+        for token in block.children or []:
+            kind = token.type.removesuffix("_open").removesuffix("_close")
+            if token.type.endswith("_open") and kind in _INLINE_STYLES:
+                styles.append(_INLINE_STYLES[kind])
+            elif token.type.endswith("_close") and kind in _INLINE_STYLES and styles:
+                styles.pop()
+            elif token.type == "code_inline":
+                text.append(token.content, style="bold")
+            elif token.type in ("softbreak", "hardbreak"):
+                text.append(" ")
+            else:
+                text.append(token.content, style=" ".join(styles))
+    return text
 
 
 def stream_token(text: str) -> None:
     console.print(escape(text), end="", soft_wrap=True)
 
 
-def _marked_text(answer: Answer) -> str:
-    parts = []
-    for s in answer.grounding.sentences:
+def _marked_text(answer: Answer) -> Text:
+    out = Text()
+    for i, s in enumerate(answer.grounding.sentences):
+        if i:
+            out.append("\n")
+        out.append_text(inline_markdown(s.text))
         mark = _MARKS.get(s.verdict)
-        text = escape(s.text)
-        parts.append(f"{text} [{mark[0]}]{{{mark[1]}}}[/{mark[0]}]" if mark else text)
-    return "\n".join(parts)
+        if mark:
+            out.append(f" {{{mark[1]}}}", style=mark[0])
+    return out
 
 
 def print_answer(answer: Answer, streamed: bool = False) -> None:
@@ -60,7 +94,7 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
                 console.print(f"  - {escape(hit.title)}  [dim]{hit.paper_id}[/dim]")
         return
     if answer.mode == "extractive":
-        console.print("[dim]Extractive answer (no LLM configured): sentences quoted from the abstracts.[/dim]")
+        messages.print("[dim]Extractive answer (no LLM configured): sentences quoted from the abstracts.[/dim]")
     if streamed:
         console.print()
         flagged = [s for s in answer.grounding.sentences if s.verdict in _MARKS]
@@ -68,15 +102,19 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
             console.print("\n[bold]Grounding check flagged:[/bold]")
             for s in flagged:
                 color, label = _MARKS[s.verdict]
-                console.print(f"  [{color}]{label}:[/{color}] {escape(s.text)}")
+                console.print(Text.assemble((f"  {label}: ", color), inline_markdown(s.text)))
     else:
         console.print(_marked_text(answer))
-    cited = {n for s in answer.grounding.sentences for n in s.citations}
+    cited = answer.cited
     console.print("\nSources:")
-    for src in answer.sources:
-        style = "" if src.n in cited else "dim"
-        line = f"  [{src.n}] {escape(src.title)}  [dim]{src.paper_id}[/dim]"
-        console.print(f"[{style}]{line}[/{style}]" if style else line)
+    also = [src for src in answer.sources_in_order() if src.n not in cited]
+    for src in answer.sources_in_order():
+        if src.n in cited:
+            console.print(f"  [{src.n}] {escape(src.title)}  [dim]{src.paper_id}[/dim]")
+    if also:
+        console.print("[dim]Also retrieved, not cited:[/dim]")
+        for src in also:
+            console.print(f"[dim]  [{src.n}] {escape(src.title)}  {src.paper_id}[/dim]")
     g = answer.grounding
     claims = g.claims
     supported = sum(s.supported for s in claims)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from rag.embedder import Embedder
 from rag.lexical import LexicalIndex
 from rag.store import Store
 
 Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[Mode, ...] = get_args(Mode)  # the retriever names, for the CLI, settings, eval and chat
 DENSE_WEIGHT = 0.5  # the rest goes to BM25
 DEPTH = 60  # chunks taken from each retriever before fusion (at least 2k)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from rag.corpus import normalise_title
@@ -91,3 +92,10 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
     if not suite.questions:
         raise SuiteError(f"{path}: the suite has no questions")
     return suite
+
+
+def bundled_suites() -> list[Path]:
+    """The suites shipped with rag (eval/suites: tune, then test), from a wheel or a checkout."""
+    packaged = Path(str(resources.files("rag") / "_suites"))
+    folder = packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "eval" / "suites"
+    return sorted(folder.glob("*.jsonl"), key=lambda p: (p.stem != "tune", p.stem))

@@ -66,7 +66,7 @@ def terms(text: str) -> set[str]:
     return set(analyse(text))
 
 
-_KEY_TOKEN = re.compile(r"[A-Za-z0-9][\w.%+-]*[\w%]|\d")
+_KEY_TOKEN = re.compile(r"[A-Za-z0-9](?:[\w.%+-]|,(?=\d{3}))*[\w%]|\d")  # "500,000" is one token
 
 
 def _is_key(token: str) -> bool:
@@ -97,14 +97,27 @@ def key_tokens(text: str) -> set[str]:
     return out
 
 
+_KEY_SEPARATORS = r"[\s,\-‐–—]*"
+
+
+@lru_cache(maxsize=8192)
+def _key_pattern(key: str) -> re.Pattern[str]:
+    """A normalised key as a whole token of a source: spacing and hyphens may differ ("Llama 2",
+    "Llama-2", "llama2"), a plural "s" may follow, but it never matches inside another token:
+    "BERT" is not in "RoBERTa", "T5" not in "mT5", 2 not in 12 or 1.2."""
+    body = _KEY_SEPARATORS.join(re.escape(c) for c in key)
+    suffix = "(?:x|×)?" if key[-1].isdigit() else "s?"  # "1.5" is stated by "1.5x"
+    return re.compile(rf"(?<![a-z0-9])(?<![0-9][.,]){body}{suffix}(?![a-z0-9])(?![.,][0-9])")
+
+
 @lru_cache(maxsize=4096)
-def squashed(text: str) -> str:
-    """A source text in the form key tokens are matched against."""
-    return normalise_key(text.replace(",", ""))
+def _lowered(text: str) -> str:
+    return text.lower()
 
 
 def contains_key(source: str, key: str) -> bool:
-    return key in squashed(source)
+    """Does `source` state the key token `key` (from `key_tokens` or `normalise_key`) as a whole?"""
+    return bool(key) and _key_pattern(key).search(_lowered(source)) is not None
 
 
 def negated(text: str) -> bool:

@@ -1,8 +1,10 @@
 """A labelled set for measuring the grounding verifier, made from the corpus itself.
 
 Supported pairs: a sentence of an abstract (whole, or cut short) with its own abstract.
-Unsupported pairs: the same sentence with a swapped number, a method or dataset name swapped for
-one from another paper, a negation added, or the sentence paired with another paper's abstract.
+Unsupported pairs: the same sentence with a swapped number, a number cut to a part of itself (12 ->
+2, 92.64% -> 2.64%), a name cut to a part of itself (RoBERTa -> BERTa), a method or dataset name
+swapped for one from another paper, a negation added, or the sentence paired with another paper's
+abstract. The "part of itself" kinds catch a matcher that compares substrings instead of tokens.
 The set is drawn with a fixed seed, so every run measures the same pairs.
 """
 
@@ -38,6 +40,24 @@ def _swap_number(sentence: str, rng: random.Random) -> str | None:
     new = value * rng.choice([2, 3, 0.5]) + rng.choice([1, 7])
     new_text = f"{new:.2f}" if "." in old else str(int(new))
     return re.sub(rf"(?<![\w.\-]){re.escape(old)}(?![\w.]\d)", new_text, sentence, count=1)
+
+
+def _cut_number(sentence: str) -> str | None:
+    """A number of two or more digits without its first digit: a different number hidden in it."""
+    for match in _NUMBER.finditer(sentence):
+        old = match.group(1)
+        if len(old.split(".")[0]) >= 2 and old[1] != "0" and key_tokens(old[1:]):
+            return sentence[: match.start()] + old[1:] + sentence[match.end() :]
+    return None
+
+
+def _cut_name(sentence: str) -> str | None:
+    """A name with an inner capital cut to its tail from that capital ("RoBERTa" -> "BERTa")."""
+    for name in _NAME.findall(sentence):
+        inner = [i for i, c in enumerate(name) if i >= 1 and c.isupper() and name[i - 1].islower()]
+        if inner and len(name) - inner[0] >= 3 and key_tokens(name[inner[0] :]):
+            return re.sub(rf"\b{re.escape(name)}\b", name[inner[0] :], sentence, count=1)
+    return None
 
 
 def _swap_name(sentence: str, abstract: str, other_names: list[str], rng: random.Random) -> str | None:
@@ -78,6 +98,8 @@ def build(papers: list[tuple[str, str]], size: int = 80, seed: int = 13) -> list
         pairs.append(Pair("wrong_paper", sentence, other_title, other_abstract, False))
         for kind, variant in (
             ("number_swap", _swap_number(sentence, rng)),
+            ("number_cut", _cut_number(sentence)),
+            ("name_cut", _cut_name(sentence)),
             ("name_swap", _swap_name(sentence, abstract, all_names, rng)),
             ("negation", _negate(sentence)),
         ):

@@ -149,7 +149,12 @@ def test_ask_json_contract(bundled_dir):
     ):
         assert key in out
     assert out["mode"] == "extractive" and out["model"] is None and out["abstained"] is False
-    assert set(out["citations"][0]) == {"n", "paper_id", "title"}
+    assert set(out["citations"][0]) == {"n", "paper_id", "title", "cited"}
+    # cited sources come first; the rest are marked as retrieved but not cited
+    flags = [c["cited"] for c in out["citations"]]
+    assert flags[0] is True and flags == sorted(flags, reverse=True) and False in flags
+    cited_numbers = {n for s in out["sentences"] for n in s["citations"]}
+    assert {c["n"] for c in out["citations"] if c["cited"]} == cited_numbers
     assert set(out["sentences"][0]) >= {"text", "citations", "supported", "score"}
     assert set(out["grounding"]) == {"citation_precision", "citation_recall", "supported_ratio"}
     assert set(out["usage"]) == {"prompt_tokens", "completion_tokens"}

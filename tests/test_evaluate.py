@@ -183,7 +183,7 @@ def test_beir_dataset_from_the_bundled_corpus(tmp_path, bundled_dir):
 
 
 def test_dev_suite_loads(workspace):
-    suite = load_suite(REPO / "eval" / "suites" / "dev.jsonl", workspace.store.titles())
+    suite = load_suite(REPO / "eval" / "suites" / "tune.jsonl", workspace.store.titles())
     assert len(suite.questions) >= 40
     assert {q.type for q in suite.questions} == {"single", "multi", "detail", "unanswerable"}
 

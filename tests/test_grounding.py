@@ -1,4 +1,5 @@
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
+from rag.text import contains_key
 
 SOURCES = {
     1: (
@@ -59,3 +60,23 @@ def test_jointly_supported_sentence_needs_both_citations():
     )
     (s,) = g.sentences
     assert s.supported and sorted(s.precise) == [1, 2]
+
+
+def test_key_terms_match_whole_tokens_not_substrings():
+    source = {1: ("Multilingual tuning", "We fine-tune RoBERTa and mT5 on 2 languages and report 1.5x gains.")}
+    wrong = check("We fine-tune BERT and T5 on 12 languages [1].", source).sentences[0]
+    assert wrong.verdict == "unsupported"
+    right = check("They fine-tune RoBERTa and mT5 on 2 languages [1].", source).sentences[0]
+    assert right.verdict == "supported"
+    # spelling variants of one token still match
+    assert contains_key("Llama 2-7B and FlashAttention-3 on 1,000 GPUs", "llama2")
+    assert contains_key("FlashAttention 3", "flashattention3")
+    assert contains_key("over 1,000 GPUs", "1000")
+    assert not contains_key("version 1.5 of it", "5") and not contains_key("1.5 times", "1")
+
+
+def test_abstention_names_must_appear_as_tokens():
+    from rag.abstain import _mentions
+
+    assert not _mentions("We fine-tune RoBERTa and mT5.", "BERT")
+    assert _mentions("We fine-tune BERT-base models.", "BERT")

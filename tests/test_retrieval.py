@@ -8,7 +8,7 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def dev_suite(workspace):
     titles = {m["paper_id"]: m["title"] for m in workspace.store.all_chunks()[2]}
-    return load_suite(REPO / "eval" / "suites" / "dev.jsonl", titles)
+    return load_suite(REPO / "eval" / "suites" / "tune.jsonl", titles)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -18,6 +19,10 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.history import History, Turn
 from rag.llm import LLM
+from rag.retrieval import MODES
+
+if TYPE_CHECKING:
+    from rag.retrieval import Retriever
 from rag.tui.widgets import (
     Conversation,
     QuestionInput,
@@ -34,10 +39,16 @@ class Cancelled(Exception):
 class SettingsCommands(Provider):
     """The command palette's settings: retriever, k, LLM on/off and model."""
 
-    def _choices(self) -> list[tuple[str, dict]]:
-        app: ChatApp = self.app  # type: ignore[assignment]
+    @property
+    def chat(self) -> ChatApp:
+        return cast(ChatApp, self.app)
+
+    def _choices(self) -> list[tuple[str, dict[str, Any]]]:
+        app = self.chat
         s = app.settings
-        choices = [(f"Retriever: {r}", {"retriever": r}) for r in ("hybrid", "dense", "bm25") if r != s.retriever]
+        choices: list[tuple[str, dict[str, Any]]] = [
+            (f"Retriever: {r}", {"retriever": r}) for r in MODES if r != s.retriever
+        ]
         choices += [(f"Sources per answer (k): {k}", {"top_k": k}) for k in (3, 5, 8, 10) if k != s.top_k]
         if s.llm == "auto":
             choices.append(("LLM: off (extractive answers)", {"llm": "off"}))
@@ -53,11 +64,11 @@ class SettingsCommands(Provider):
         for label, change in self._choices():
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(self.app.apply_settings, change), help="setting")
+                yield Hit(score, matcher.highlight(label), partial(self.chat.apply_settings, change), help="setting")
 
     async def discover(self) -> Hits:
         for label, change in self._choices():
-            yield Hit(1.0, label, partial(self.app.apply_settings, change), help="setting")
+            yield Hit(1.0, label, partial(self.chat.apply_settings, change), help="setting")
 
 
 class ChatApp(App):
@@ -87,8 +98,8 @@ class ChatApp(App):
         self.history = History(history_path or Path(settings.data_dir) / "chat.sqlite3")
         self.resume = resume
         self.conversation_id = self.history.last_conversation() if resume else None
-        self.retriever = None
-        self.llm = None
+        self.retriever: Retriever | None = None
+        self.llm: LLM | None = None
         self._store_ready = threading.Event()
         self._cancel = threading.Event()
         self._busy = False
@@ -120,15 +131,16 @@ class ChatApp(App):
         from rag.workspace import Workspace
 
         try:
-            self.retriever = Workspace(self.settings).retriever
+            retriever = self.retriever = Workspace(self.settings).retriever
             self.llm = self._given_llm if self._given_llm and self.settings.llm == "auto" else open_llm(self.settings)
             if self._saved_sources:
-                found = self.retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
+                found = retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
                 self.call_from_thread(lambda: self.query_one(SourcesPane).show_saved(self._saved_sources, found))
             self.call_from_thread(self._status, self._mode_text() + " · ready")
-        except RagError as exc:
-            self.call_from_thread(self.notify, str(exc), title="rag", severity="error", timeout=15)
-            self.call_from_thread(self._status, f"not ready: {exc}")
+        except Exception as exc:  # any failure is a notice; the app keeps running
+            message = _describe(exc)
+            self.call_from_thread(self.notify, message, title="rag", severity="error", timeout=15)
+            self.call_from_thread(self._status, f"not ready: {message}")
         finally:
             self._store_ready.set()
 
@@ -165,10 +177,12 @@ class ChatApp(App):
         turn.scroll_visible()
         self._busy = True
         self._cancel.clear()
-        self.ask(question, turn)
+        self.ask(question, turn, self.conversation_id)
 
     @work(thread=True, exclusive=True, group="ask")
-    def ask(self, question: str, turn: TurnView) -> None:
+    def ask(self, question: str, turn: TurnView, conversation: int) -> None:
+        """Answer in a worker thread. The turn's conversation is fixed here: a new chat started
+        meanwhile (ctrl+n) removes the turn from the screen, but it is still saved where it began."""
         from rag.followup import standalone_question
 
         self._store_ready.wait()
@@ -192,20 +206,22 @@ class ChatApp(App):
                 on_token=on_token,
             )
         except Cancelled:
-            self.call_from_thread(self._cancelled, question, standalone, turn)
+            self.call_from_thread(self._cancelled, question, standalone, turn, conversation)
             return
-        except RagError as exc:
-            self.call_from_thread(self._failed, question, standalone, turn, str(exc))
+        except Exception as exc:  # a failed turn is a notice and a saved failure, never the end of the app
+            self.call_from_thread(self._failed, question, standalone, turn, conversation, _describe(exc))
             return
-        self.call_from_thread(self._answered, question, standalone, turn, answer)
+        self.call_from_thread(self._answered, question, standalone, turn, conversation, answer)
 
-    def _answered(self, question: str, standalone: str, turn: TurnView, answer: Answer) -> None:
+    def _answered(self, question: str, standalone: str, turn: TurnView, conversation: int, answer: Answer) -> None:
         self._busy = False
+        sources = [s.as_json() for s in answer.sources]
+        self.history.add(conversation, Turn(question, standalone, answer.text, sources, True))
+        if not turn.is_attached:  # the chat was cleared while this answer was coming
+            return
         turn.finish(answer)
         self.query_one(SourcesPane).show_answer(answer)
         self._turns.append((standalone, answer.text))
-        sources = [s.as_json() for s in answer.sources]
-        self.history.add(self.conversation_id, Turn(question, standalone, answer.text, sources, True))
         t = answer.timings_ms
         tokens = answer.usage["prompt_tokens"] + answer.usage["completion_tokens"]
         self._status(
@@ -215,18 +231,20 @@ class ChatApp(App):
         )
         turn.scroll_visible()
 
-    def _cancelled(self, question: str, standalone: str, turn: TurnView) -> None:
+    def _cancelled(self, question: str, standalone: str, turn: TurnView, conversation: int) -> None:
         self._busy = False
-        turn.show((turn.text + "\n\n*(cancelled)*").strip())
-        self.history.add(self.conversation_id, Turn(question, standalone, turn.text, [], False))
+        self.history.add(conversation, Turn(question, standalone, turn.text, [], False))
         self._status(self._mode_text() + " · cancelled")
+        if turn.is_attached:
+            turn.show((turn.text + "\n\n*(cancelled)*").strip())
 
-    def _failed(self, question: str, standalone: str, turn: TurnView, message: str) -> None:
+    def _failed(self, question: str, standalone: str, turn: TurnView, conversation: int, message: str) -> None:
         self._busy = False
-        turn.show(f"*No answer: {message}*")
-        self.history.add(self.conversation_id, Turn(question, standalone, turn.text, [], False))
+        self.history.add(conversation, Turn(question, standalone, f"(failed: {message})", [], False))
         self.notify(message, title="rag", severity="error", timeout=10)
         self._status(self._mode_text() + " · failed")
+        if turn.is_attached:
+            turn.show(f"*No answer: {message}*")
 
     # -- actions -------------------------------------------------------------------------
 
@@ -293,6 +311,13 @@ class ChatApp(App):
                 self._turns.append((saved.standalone, saved.answer))
         if turns and turns[-1].sources:
             self._saved_sources = turns[-1].sources
+
+
+def _describe(exc: Exception) -> str:
+    """A failure as one line: a RagError says what to do; anything else is an internal error."""
+    if isinstance(exc, RagError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def create_app(

@@ -117,8 +117,13 @@ class SourcesPane(Vertical):
         self.abstracts = {s.n: (s.title, s.abstract) for s in answer.sources}
         items = self.query_one(ListView)
         items.clear()
-        for s in answer.sources:
-            items.append(ListItem(Static(f"[{s.n}] {s.title}", markup=False), name=str(s.n)))
+        cited = answer.cited
+        for s in answer.sources_in_order():
+            if s.n in cited:
+                label = Text(f"[{s.n}] {s.title}")
+            else:  # retrieved but not cited: shown apart, so it does not look like support
+                label = Text(f"[{s.n}] {s.title} (also retrieved, not cited)", style="dim")
+            items.append(ListItem(Static(label), name=str(s.n)))
         self.query_one("#abstract-text", Static).update(
             "Click a citation [N] in the answer, or press ctrl+o and pick a source (Enter or its number)."
         )
@@ -147,7 +152,9 @@ class SourcesPane(Vertical):
             support = any(words and len(words & terms(u)) / len(words) >= 0.5 for u in used)
             text.append(sentence + " ", style="black on yellow" if support else "")
         self.query_one("#abstract-text", Static).update(text)
-        self.query_one(ListView).index = list(self.abstracts).index(n)
+        names = [item.name for item in self.query_one(ListView).query(ListItem)]
+        if str(n) in names:
+            self.query_one(ListView).index = names.index(str(n))
         return True
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:

@@ -198,3 +198,66 @@ async def test_chat_against_the_local_llm_server(bundled_dir, tmp_path, llm_url)
         if not turn.answer.abstained:
             assert any(mark in turn.markdown.source for mark in ("✓", "⚠", "✗"))
         assert "LLM smollm2" in str(app.query_one("#status").render())
+
+
+async def test_new_chat_while_an_answer_streams_keeps_the_app_and_history_sound(app_factory, tmp_path):
+    llm = SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
+    app = app_factory(llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set)
+        app.query_one("#question").value = "which papers compare FP8 vs INT8?"
+        await pilot.click("#question")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
+        first_conversation = app.conversation_id
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: not app._busy)
+        assert app.is_running and len(app.query(TurnView)) == 0
+        turn = await ask(pilot, "How many queries does the LitSearch benchmark contain?")
+        assert turn.answer is not None
+    history = History(tmp_path / "chat.sqlite3")
+    nulls = history.db.execute("SELECT COUNT(*) FROM turns WHERE conversation_id IS NULL").fetchone()[0]
+    assert nulls == 0
+    (stopped,) = history.turns(first_conversation)
+    assert stopped.complete is False and stopped.question == "which papers compare FP8 vs INT8?"
+
+
+class BrokenLLM(SlowScriptedLLM):
+    """An LLM whose client fails with an exception that is not one of rag's own."""
+
+    def stream(self, system: str, user: str) -> Iterator[str]:
+        raise ValueError("unexpected payload from the client library")
+        yield ""
+
+
+async def test_an_unexpected_failure_in_a_worker_is_a_notice_and_a_saved_failed_turn(app_factory, tmp_path):
+    app = app_factory(llm=BrokenLLM(""))
+    async with app.run_test(size=SIZE) as pilot:
+        turn = await ask(pilot, "How many queries does the LitSearch benchmark contain?")
+        assert "internal error: ValueError" in turn.markdown.source
+        assert any("unexpected payload" in n.message for n in app._notifications)
+        assert app.is_running
+        # the app still answers afterwards
+        app.llm = None
+        again = await ask(pilot, "How many queries does the LitSearch benchmark contain?")
+        assert again.answer is not None and "597" in again.answer.text
+    saved = History(tmp_path / "chat.sqlite3").turns(1)
+    assert saved[0].complete is False and "ValueError" in saved[0].answer
+
+
+async def test_follow_up_with_the_local_llm_server_is_condensed_by_the_model(bundled_dir, tmp_path, llm_url):
+    settings = make_settings(bundled_dir, llm="auto", openai_base_url=llm_url, llm_model="smollm2", top_k=3)
+    app = create_app(settings, history_path=tmp_path / "chat.sqlite3")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, app._store_ready.is_set, timeout=120)
+        for question in ("which papers compare FP8 vs INT8?", "which of them has the larger accuracy loss?"):
+            app.query_one("#question").value = question
+            await pilot.click("#question")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.query(TurnView) and not app._busy, timeout=240)
+        assert app.is_running
+        assert not any("internal error" in n.message for n in app._notifications)
+    saved = History(tmp_path / "chat.sqlite3").turns(1)
+    assert len(saved) == 2
+    # the model rewrote the follow-up (it did not crash); whatever it wrote is a question of its own
+    assert saved[1].question == "which of them has the larger accuracy loss?" and saved[1].standalone
