@@ -63,8 +63,9 @@ def ingest(
     from rag.ingest import ingest as run_ingest
 
     ws = _workspace()
+    embedder = ws.embedder  # before the bar: a first use may show its own download bar
     with _progress("embedding") as progress:
-        report = run_ingest(ws.store, ws.embedder, paths or None, prune=prune, progress=progress)
+        report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress)
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -291,6 +292,7 @@ def chat(
 def stats() -> None:
     """What is in the store and where it lives."""
     from rag.lexical import LexicalIndex
+    from rag.model_fetch import describe as describe_model
 
     ws = _workspace()
     store = ws.store
@@ -300,7 +302,7 @@ def stats() -> None:
         ("chunks", str(store.count())),
         ("store", store.location + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
-        ("embedder", f"all-MiniLM-L6-v2 (ONNX) from {ws.settings.model_dir}"),
+        ("embedder", describe_model(ws.settings)),
         ("bm25", "fresh" if LexicalIndex.is_fresh(store) and papers else "stale (rebuilt on next search)"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -312,11 +314,13 @@ def stats() -> None:
 def show_config() -> None:
     """The effective settings and where each came from (secrets are never shown)."""
     from rag.config import config_path, describe
+    from rag.model_fetch import describe as describe_model
 
     settings = _settings()
     rows = describe(settings)
     width = max(len(r[0]) for r in rows)
-    typer.echo(f"config file: {config_path()}")
+    typer.echo(f"config file: {config_path()}" + ("" if config_path().is_file() else " (none)"))
+    typer.echo(f"embedding model: {describe_model(settings)}")
     for name, value, source in rows:
         typer.echo(f"{name:<{width}}  {value}  [{source}]")
 

@@ -1,20 +1,26 @@
-"""Chroma's default embedder (all-MiniLM-L6-v2, ONNX), loaded from a local folder only.
+"""Chroma's default embedder (all-MiniLM-L6-v2, ONNX), loaded from a local folder.
 
 It is Chroma's own `ONNXMiniLM_L6_V2` pointed at a folder, so vectors match what Chroma's default
-produces elsewhere. Two changes: it refuses to download (a missing folder is an error that says
-what to set), and it pads each batch to its longest text instead of always to 256 tokens, which
-gives the same vectors several times faster for short texts such as queries.
+produces elsewhere. Two changes: it never downloads by itself (`rag.model_fetch` fills Chroma's
+cache folder when no folder is configured; a configured folder is used as is, and a missing model
+there is an error that says what to set), and it pads each batch to its longest text instead of
+always to 256 tokens, which gives the same vectors several times faster for short texts such as
+queries.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag import model_fetch
 from rag.errors import RagError
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 MAX_TOKENS = 256  # the model's window, including [CLS] and [SEP]
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -65,15 +71,30 @@ class Embedder:
 
     name = MODEL_NAME
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(
+        self, model_dir: Path, *, fetch: bool = False, url: str | None = None, sha256: str | None = None
+    ) -> None:
+        """fetch: download the model into model_dir first when it is not complete there (for
+        Chroma's cache folder); url and sha256 default to Chroma's own."""
         model_dir = Path(model_dir)
-        if not (model_dir / "onnx" / "model.onnx").is_file():
+        if fetch and not model_fetch.is_complete(model_dir):
+            model_fetch.fetch(model_dir, url=url, sha256=sha256)
+        missing = model_fetch.missing_files(model_dir)
+        if missing:
             raise EmbedderError(
-                f"embedding model not found: {model_dir}/onnx/model.onnx is missing; "
+                f"embedding model not found: {model_dir}/onnx/{missing[0]} is missing; "
                 "set RAG_EMBED_MODEL_DIR to a folder holding all-MiniLM-L6-v2's onnx/ files"
             )
         self.model_dir = model_dir
         self._fn = _embedder_class()(model_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, url: str | None = None, sha256: str | None = None) -> Embedder:
+        """A configured folder is used as is and never touches the network; without one, Chroma's
+        cache folder is used and fetched on first use, as Chroma does."""
+        if settings.embed_model_dir is not None:
+            return cls(settings.embed_model_dir)
+        return cls(settings.model_dir, fetch=True, url=url, sha256=sha256)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, [CLS] and [SEP] included, before any truncation."""

@@ -20,7 +20,7 @@ class Workspace:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.settings.model_dir)
+        return Embedder.from_settings(self.settings)
 
     @cached_property
     def retriever(self) -> Retriever:
