@@ -45,14 +45,28 @@ class Assessment:
     reason: str
     coverage: float
     similarity: float
+    rule: str = "answerable"  # which rule decided: one of RULES
 
     def as_json(self) -> dict:
         return {
             "answerable": self.answerable,
+            "rule": self.rule,
             "reason": self.reason,
             "coverage": round(self.coverage, 3),
             "similarity": round(self.similarity, 3),
         }
+
+
+RULES = (
+    "answerable",
+    "nothing_retrieved",
+    "named_term_missing",
+    "named_terms_apart",
+    "rest_not_addressed",
+    "unseen_words",
+    "far_from_question",
+    "model_abstained",
+)
 
 
 def specific_terms(question: str) -> list[str]:
@@ -84,19 +98,19 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
     everything = " ".join(evidence)
     cover = max((coverage(question, text, lexical) for text in evidence), default=0.0)
 
-    def verdict(ok: bool, reason: str) -> Assessment:
-        return Assessment(ok, reason, cover, similarity)
+    def verdict(ok: bool, reason: str, rule: str = "answerable") -> Assessment:
+        return Assessment(ok, reason, cover, similarity, rule)
 
     if not evidence:
-        return verdict(False, "nothing was retrieved")
+        return verdict(False, "nothing was retrieved", "nothing_retrieved")
     named = specific_terms(question)
     missing = [t for t in named if not _mentions(everything, t)]
     if missing:
-        return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}")
+        return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}", "named_term_missing")
     if named:
         holders = [text for text in evidence if all(_mentions(text, t) for t in named)]
         if not holders:
-            return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together")
+            return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together", "named_terms_apart")
         rest = question
         for term in named:
             rest = rest.replace(term, " ")
@@ -104,13 +118,17 @@ def assess(question: str, evidence: list[str], similarity: float, lexical: Lexic
             topic = max(coverage(rest, text, lexical) for text in holders)
             if topic < MIN_TOPIC_COVERAGE:
                 return verdict(
-                    False, f"the abstracts naming {', '.join(named)} do not address the rest of the question"
+                    False,
+                    f"the abstracts naming {', '.join(named)} do not address the rest of the question",
+                    "rest_not_addressed",
                 )
     unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
     if len(unseen) >= UNSEEN_WORDS and similarity < UNSEEN_SIMILARITY and cover < UNSEEN_COVERAGE:
-        return verdict(False, f"the corpus never uses the words {', '.join(unseen)}")
+        return verdict(False, f"the corpus never uses the words {', '.join(unseen)}", "unseen_words")
     if similarity < MIN_SIMILARITY and cover < MIN_COVERAGE:
-        return verdict(False, f"nothing retrieved is close to the question (similarity {similarity:.2f})")
+        return verdict(
+            False, f"nothing retrieved is close to the question (similarity {similarity:.2f})", "far_from_question"
+        )
     return verdict(True, "the evidence mentions what the question asks about")
 
 

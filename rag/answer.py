@@ -7,7 +7,7 @@ callback are passed in, so callers choose streaming and backends without a secon
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from rag import extractive
@@ -90,11 +90,12 @@ def answer_question(
     llm: LLM | None = None,
     on_token: Callable[[str], None] | None = None,
     verifier: OverlapVerifier | None = None,
+    exclude: Collection[str] = (),
 ) -> Answer:
     """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    found = retriever.search(question, k=k, mode=mode)
+    found = retriever.search(question, k=k, mode=mode, exclude=exclude)
     timings["retrieval"] = found.timings_ms["total"]
     hits = found.results
     abstracts = retriever.store.abstracts([h.paper_id for h in hits])

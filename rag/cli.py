@@ -163,6 +163,9 @@ def run_eval(
     judge: Annotated[
         bool, typer.Option(help="Also ask the configured LLM to judge correctness and faithfulness.")
     ] = False,
+    counterfactual: Annotated[
+        bool, typer.Option(help="Also ask each answerable question with its gold papers removed: it should abstain.")
+    ] = False,
 ) -> None:
     """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
     from rag import evaluate
@@ -209,7 +212,8 @@ def run_eval(
     retriever = ws.retriever
     titles = ws.store.titles()
     llm = open_llm(settings)
-    for suite_path in suites or bundled_suites():
+    suite_paths = suites or bundled_suites()
+    for suite_path in suite_paths:
         suite = load_suite(suite_path, titles)
         with _progress(f"eval {suite.name}") as progress:
             report = evaluate.run(
@@ -220,6 +224,7 @@ def run_eval(
                 llm=llm if "llm" in chosen_answerers else None,
                 k=settings.top_k,
                 progress=progress,
+                counterfactual=counterfactual,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
@@ -234,11 +239,12 @@ def run_eval(
                     "retrievers": chosen_retrievers,
                     "answerers": chosen_answerers,
                     "top_k": settings.top_k,
+                    "counterfactual": counterfactual,
                     "llm_model": settings.llm_model if llm else None,
                 }
             )
         )
-        folder = out if len(suites or []) <= 1 else out / suite.name
+        folder = out if len(suite_paths) == 1 else out / suite.name
         written = evaluate.save(report, folder)
         typer.echo((folder / "report.md").read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)

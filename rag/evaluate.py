@@ -17,7 +17,7 @@ from statistics import quantiles
 from rag.answer import Answer, answer_question
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
-from rag.metrics import retrieval_metrics
+from rag.metrics import bootstrap_ci, per_question, retrieval_metrics
 from rag.retrieval import Mode, Retriever
 from rag.suite import TYPES, Question, Suite
 
@@ -30,6 +30,24 @@ class QuestionResult:
     question: Question
     ranked: dict[str, list[str]] = field(default_factory=dict)  # retriever -> paper ids
     answers: dict[str, Answer] = field(default_factory=dict)  # answerer -> answer
+    counterfactual: dict[str, Answer] = field(default_factory=dict)  # answerer -> answer without the gold papers
+
+
+def decided_by(answer: Answer) -> str:
+    """The rule that decided whether `answer` abstained (see rag.abstain.RULES)."""
+    if answer.assessment is None:
+        return "failed"
+    if answer.abstained and answer.assessment.answerable:
+        return "model_abstained"
+    return answer.assessment.rule
+
+
+def counterfactual_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
+    """Answerable questions asked again with their gold papers excluded from retrieval: the right
+    answer is now an abstention, with on-topic neighbours still retrieved (the hard near-miss)."""
+    if not results:
+        return {}
+    return {"abstention_recall": round(sum(a.abstained for _, a in results) / len(results), 4)}
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -104,12 +122,18 @@ def run(
     llm: LLM | None = None,
     k: int = 5,
     progress: Callable[[int, int], None] | None = None,
+    counterfactual: bool = False,
 ) -> dict:
+    """Every figure of one suite; `counterfactual` also asks each answerable question again with
+    its gold papers excluded from retrieval (see counterfactual_figures)."""
     results = [QuestionResult(q) for q in suite.questions]
     latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
     tokens = {"prompt_tokens": 0, "completion_tokens": 0}
     failures: dict[str, int] = {}
-    steps = len(results) * (len(retrievers) + len(answerers))
+    answerable_count = sum(q.answerable for q in suite.questions)
+    steps = len(results) * (len(retrievers) + len(answerers)) + (
+        answerable_count * len(answerers) if counterfactual else 0
+    )
     done = 0
     for r in results:
         for mode in retrievers:
@@ -126,6 +150,19 @@ def run(
                 answer = _failed(r.question.question, str(exc))
                 failures[name] = failures.get(name, 0) + 1
             r.answers[name] = answer
+            if counterfactual and r.question.answerable:
+                try:
+                    r.counterfactual[name] = answer_question(
+                        r.question.question,
+                        retriever,
+                        k=k,
+                        llm=llm if name == "llm" else None,
+                        exclude=frozenset(r.question.gold),
+                    )
+                except LLMError as exc:
+                    r.counterfactual[name] = _failed(r.question.question, str(exc))
+                    failures[name] = failures.get(name, 0) + 1
+                done += 1
             for stage in ("generation", "verification") if retrievers else ("retrieval", "generation", "verification"):
                 if stage in answer.timings_ms:
                     latency[stage].append(answer.timings_ms[stage])
@@ -146,6 +183,31 @@ def run(
     def answers_for(name: str, qs: list[Question]) -> dict[str, float]:
         return answer_figures([(r.question, r.answers[name]) for r in results if r.question in qs])
 
+    def retrieval_ci(mode: str) -> dict[str, list[float]]:
+        chosen = [r for r in results if r.question.answerable]
+        values = per_question(
+            {r.question.id: list(r.question.gold) for r in chosen},
+            {r.question.id: r.ranked[mode] for r in chosen},
+            ["R@5", "R@10", "RR@10", "nDCG@10"],
+        )
+        return bootstrap_ci(
+            list(values.values()), lambda rows: {m: sum(v[m] for v in rows) / len(rows) for m in rows[0]}
+        )
+
+    def counterfactual_for(name: str) -> dict:
+        pairs = [(r.question, r.counterfactual[name]) for r in results if name in r.counterfactual]
+        rules: dict[str, int] = {}
+        for _, a in pairs:
+            rules[decided_by(a)] = rules.get(decided_by(a), 0) + 1
+        return {
+            "overall": counterfactual_figures(pairs),
+            "by_type": {
+                t: counterfactual_figures(subset) for t in TYPES if (subset := [p for p in pairs if p[0].type == t])
+            },
+            "ci95": bootstrap_ci(pairs, counterfactual_figures),
+            "decided_by": dict(sorted(rules.items())),
+        }
+
     questions = suite.questions
     return {
         "suite": suite.name,
@@ -156,6 +218,7 @@ def run(
                 "overall": retrieval_for(m, questions),
                 # retrieval has no gold papers to find for unanswerable questions
                 "by_type": _by_type([q for q in questions if q.answerable], partial(retrieval_for, m)),
+                "ci95": retrieval_ci(m),
             }
             for m in retrievers
         },
@@ -163,9 +226,11 @@ def run(
             a: {
                 "overall": answers_for(a, questions),
                 "by_type": _by_type(questions, partial(answers_for, a)),
+                "ci95": bootstrap_ci([(r.question, r.answers[a]) for r in results], answer_figures),
             }
             for a in answerers
         },
+        "counterfactual": {a: counterfactual_for(a) for a in answerers} if counterfactual else {},
         "failures": failures,
         "latency_ms": {stage: _pct(values) for stage, values in latency.items()},
         "tokens": tokens,
@@ -175,8 +240,17 @@ def run(
                 "type": r.question.type,
                 "ranked": r.ranked,
                 "answers": {
-                    name: {"abstained": a.abstained, "answer": a.text, "grounding": a.grounding.as_json()}
+                    name: {
+                        "abstained": a.abstained,
+                        "decided_by": decided_by(a),
+                        "answer": a.text,
+                        "grounding": a.grounding.as_json(),
+                    }
                     for name, a in r.answers.items()
+                },
+                "counterfactual": {
+                    name: {"abstained": a.abstained, "decided_by": decided_by(a), "answer": a.text}
+                    for name, a in r.counterfactual.items()
                 },
             }
             for r in results
@@ -210,7 +284,7 @@ def provenance(config: dict) -> dict:
 def flatten(report: dict) -> dict[str, float]:
     """The figures a regression gate compares: every overall retrieval and answer figure."""
     flat: dict[str, float] = {}
-    for section in ("retrieval", "answers"):
+    for section in ("retrieval", "answers", "counterfactual"):
         for name, block in report.get(section, {}).items():
             for metric, value in block.get("overall", {}).items():
                 flat[f"{section}.{name}.{metric}"] = value
@@ -235,6 +309,14 @@ def compare(
     return rows, failed
 
 
+def _with_ci(block: dict, metric: str) -> str:
+    value = block["overall"].get(metric)
+    if value is None:
+        return "–"
+    ci = block.get("ci95", {}).get(metric)
+    return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.3f}"
+
+
 def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# rag eval: {report['suite']}", ""]
     lines += [
@@ -250,9 +332,9 @@ def write_markdown(report: dict, path: Path) -> None:
             "|---|---|---|---|---|",
         ]
         for name, block in report["retrieval"].items():
-            o = block["overall"]
-            lines.append(f"| {name} | {o['R@5']:.3f} | {o['R@10']:.3f} | {o['RR@10']:.3f} | {o['nDCG@10']:.3f} |")
-        lines.append("")
+            cells = [_with_ci(block, m) for m in ("R@5", "R@10", "RR@10", "nDCG@10")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "Overall figures carry a 95% bootstrap interval over questions in brackets.", ""]
     answer_cols = [
         "answered_rate",
         "citation_precision",
@@ -270,10 +352,22 @@ def write_markdown(report: dict, path: Path) -> None:
             "| scope | " + " | ".join(answer_cols) + " |",
             "|---" * (len(answer_cols) + 1) + "|",
         ]
-        for scope, figures in [("overall", block["overall"]), *block["by_type"].items()]:
+        lines.append("| overall | " + " | ".join(_with_ci(block, c) for c in answer_cols) + " |")
+        for scope, figures in block["by_type"].items():
             cells = [f"{figures[c]:.3f}" if c in figures else "–" for c in answer_cols]
             lines.append(f"| {scope} | " + " | ".join(cells) + " |")
         lines.append("")
+    for name, block in report.get("counterfactual", {}).items():
+        types = ", ".join(f"{t} {f['abstention_recall']:.3f}" for t, f in block["by_type"].items())
+        rules = ", ".join(f"{rule} {n}" for rule, n in block["decided_by"].items())
+        lines += [
+            f"## Counterfactual abstention: {name}",
+            "",
+            "Answerable questions asked again with their gold papers excluded from retrieval; the right",
+            f"answer is an abstention. Abstention recall {_with_ci(block, 'abstention_recall')} ({types}).",
+            f"Decided by: {rules}.",
+            "",
+        ]
     if "verifier" in report:
         v = report["verifier"]
         lines += [

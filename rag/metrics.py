@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 RETRIEVAL_MEASURES = ("R@5", "R@10", "RR@10", "nDCG@10")
+
+
+def per_question(
+    gold: Mapping[str, Sequence[str] | Mapping[str, int]],
+    ranked: Mapping[str, Sequence[str]],
+    measures: Sequence[str] = RETRIEVAL_MEASURES,
+) -> dict[str, dict[str, float]]:
+    """question -> measure -> value, for every question in `gold` (0 where nothing was retrieved)."""
+    import ir_measures
+
+    parsed = {str(ir_measures.parse_measure(m)): m for m in measures}
+    qrels = [
+        ir_measures.Qrel(q, d, docs[d] if isinstance(docs, Mapping) else 1) for q, docs in gold.items() for d in docs
+    ]
+    run = [
+        ir_measures.ScoredDoc(q, d, float(len(docs) - i))
+        for q, docs in ranked.items()
+        if q in gold
+        for i, d in enumerate(docs)
+    ]
+    out = {q: dict.fromkeys(measures, 0.0) for q in gold}
+    for metric in ir_measures.iter_calc([ir_measures.parse_measure(m) for m in measures], qrels, run):
+        out[metric.query_id][parsed[str(metric.measure)]] = metric.value
+    return out
 
 
 def retrieval_metrics(
@@ -31,3 +58,25 @@ def retrieval_metrics(
         totals[str(metric.measure)] += metric.value
     n = len(gold) or 1
     return {m: totals[str(p)] / n for m, p in zip(measures, parsed)}
+
+
+def bootstrap_ci(
+    items: Sequence[T], figures: Callable[[list[T]], Mapping[str, float]], rounds: int = 1000, seed: int = 7
+) -> dict[str, list[float]]:
+    """95% percentile bootstrap intervals of each figure, resampling `items` (the questions) with
+    replacement: how far a figure could move on another draw of questions of the same kind."""
+    import random
+
+    if not items:
+        return {}
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {}
+    pool = list(items)
+    for _ in range(rounds):
+        for name, value in figures(rng.choices(pool, k=len(pool))).items():
+            samples.setdefault(name, []).append(value)
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = [round(values[int(0.025 * (len(values) - 1))], 4), round(values[int(0.975 * (len(values) - 1))], 4)]
+    return out

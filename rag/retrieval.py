@@ -11,6 +11,7 @@ its best chunk by the same sum.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -77,7 +78,9 @@ class Retriever:
             self._lexical = LexicalIndex.open(self.store)
         return self._lexical
 
-    def search(self, query: str, k: int = 10, mode: Mode = "hybrid") -> SearchResult:
+    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", exclude: Collection[str] = ()) -> SearchResult:
+        """The top `k` papers for `query`; papers in `exclude` are never returned (the evaluation
+        uses it to ask questions whose answering papers are gone)."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         depth = max(DEPTH, 2 * k)
@@ -111,6 +114,8 @@ class Retriever:
 
         t = time.perf_counter()
         weight = {"hybrid": DENSE_WEIGHT, "dense": 1.0, "bm25": 0.0}[mode]
+        if exclude:
+            meta = {cid: m for cid, m in meta.items() if str(m["paper_id"]) not in exclude}
         chunk_scores = {cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta}
         best_chunk: dict[str, str] = {}
         for cid, _ in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
