@@ -76,7 +76,10 @@ def search(
     retriever: RetrieverOpt = None,
 ) -> None:
     """Rank papers for a query (hybrid dense + BM25 by default)."""
-    if not query.strip():
+    from rag.sanitise import normalise_question
+
+    query = normalise_question(query)
+    if not query:
         _fail("the query is empty; give some words to search for", 2)
     ws = _workspace(retriever=retriever)
     result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
@@ -101,7 +104,9 @@ def ask(
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":
         question = sys.stdin.read()
-    question = " ".join(question.split())
+    from rag.sanitise import normalise_question
+
+    question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
     settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
@@ -128,6 +133,8 @@ def ask(
         typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
     else:
         render.print_answer(answer, streamed=stream)
+    if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
+        typer.echo(f"rag: warning: {notice}", err=True)
 
 
 def _default_suite() -> Path:
@@ -198,6 +205,7 @@ def run_eval(
     retriever = ws.retriever
     titles = ws.store.titles()
     llm = open_llm(settings)
+    problems = []
     for suite_path in suites or [_default_suite()]:
         suite = load_suite(suite_path, titles)
         with _progress(f"eval {suite.name}") as progress:
@@ -231,6 +239,10 @@ def run_eval(
         written = evaluate.save(report, folder)
         typer.echo((folder / "report.md").read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+        if problem := evaluate.failure_problem(report):
+            problems.append(f"{suite.name}: {problem}")
+    if problems:
+        _fail("; ".join(problems))
 
 
 def _read_report(path: Path) -> dict:
@@ -278,6 +290,7 @@ def chat(
 @app.command()
 def stats() -> None:
     """What is in the store and where it lives."""
+    from rag.config import mask_url
     from rag.lexical import LexicalIndex
 
     ws = _workspace()
@@ -286,7 +299,7 @@ def stats() -> None:
     rows = [
         ("papers", str(papers)),
         ("chunks", str(store.count())),
-        ("store", store.location + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
+        ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
         ("embedder", f"all-MiniLM-L6-v2 (ONNX) from {ws.settings.model_dir}"),
         ("bm25", "fresh" if LexicalIndex.is_fresh(store) and papers else "stale (rebuilt on next search)"),

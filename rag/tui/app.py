@@ -18,6 +18,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.history import History, Turn
 from rag.llm import LLM
+from rag.sanitise import normalise_question
 from rag.tui.widgets import (
     Conversation,
     QuestionInput,
@@ -149,7 +150,7 @@ class ChatApp(App):
     # -- asking --------------------------------------------------------------------------
 
     def on_input_submitted(self, event: QuestionInput.Submitted) -> None:
-        question = " ".join(event.value.split())
+        question = normalise_question(event.value)
         if not question:
             return
         if self._busy:
