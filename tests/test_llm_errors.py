@@ -211,9 +211,7 @@ def test_the_forked_helper_is_stopped_when_it_overruns_the_deadline(endpoint, tm
 
 
 def test_the_deadline_holds_in_process_too(endpoint, tmp_path):
-    settings = make_settings(
-        tmp_path, llm="auto", openai_base_url=f"{endpoint}/drip/v1", llm_deadline=2, llm_timeout=5
-    )
+    settings = make_settings(tmp_path, llm="auto", openai_base_url=f"{endpoint}/drip/v1", llm_deadline=2, llm_timeout=5)
     llm = OpenAICompatible(settings)
     got: list[str] = []
     started = time.monotonic()
