@@ -110,6 +110,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
 
 
+_LIST_FIELDS = {"authors": ", ", "categories": " "}  # fields that may be lists of strings, and their joiner
+
+
 def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False) -> str:
     """A field's text; a value of the wrong type is refused rather than turned into text."""
     value = record.get(name)
@@ -117,8 +120,8 @@ def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False)
         return ""
     if numbers and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if name == "authors" and isinstance(value, list) and all(isinstance(a, str) for a in value):
-        value = ", ".join(value)
+    if name in _LIST_FIELDS and isinstance(value, list) and all(isinstance(a, str) for a in value):
+        value = _LIST_FIELDS[name].join(value)
     if not isinstance(value, str):
         kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
         raise CorpusError(path, line, f"field {name!r} is {kind}, not text; give it as a string")
@@ -137,7 +140,9 @@ def _make_paper(path: Path, line: int, record: dict) -> Paper:
     if not abstract:
         raise CorpusError(path, line, f"record {title[:60]!r} has no abstract")
     if len(title) > MAX_TITLE_CHARS:
-        raise CorpusError(path, line, f"title is {len(title):,} characters, over the limit of {MAX_TITLE_CHARS:,}")
+        raise CorpusError(
+            path, line, f"title is {len(title):,} characters, over the limit of {MAX_TITLE_CHARS:,}; shorten it"
+        )
     if len(abstract) > MAX_ABSTRACT_CHARS:
         raise CorpusError(
             path,

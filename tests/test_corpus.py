@@ -141,10 +141,10 @@ def test_records_of_the_wrong_type_or_size_are_refused(tmp_path, record, expecte
     assert str(err.value).startswith(f"{path}{expected}"), str(err.value)
 
 
-def test_numbers_stay_allowed_where_they_are_natural(tmp_path):
-    path = write_jsonl(tmp_path / "n.jsonl", [{"id": 7, "title": "T", "abstract": "x", "year": 2024, "url": None}])
-    (paper,) = read_corpus(path)
-    assert (paper.id, paper.year, paper.url) == ("7", "2024", "")
+def test_numbers_and_lists_stay_allowed_where_they_are_natural(tmp_path):
+    record = {"id": 7, "title": "T", "abstract": "x", "year": 2024, "url": None, "categories": ["cs.CL", "cs.LG"]}
+    (paper,) = read_corpus(write_jsonl(tmp_path / "n.jsonl", [record]))
+    assert (paper.id, paper.year, paper.url, paper.categories) == ("7", "2024", "", "cs.CL cs.LG")
 
 
 @pytest.mark.parametrize(

@@ -215,6 +215,8 @@ class ChatApp(App):
             f" recall {answer.grounding.citation_recall:.2f}"
         )
         turn.scroll_visible()
+        if notice := getattr(self.llm, "notice", ""):  # the reply was cut at the token cap
+            self.notify(notice, title="rag", severity="warning")
 
     def _cancelled(self, question: str, standalone: str, turn: TurnView) -> None:
         self._busy = False
