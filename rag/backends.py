@@ -72,7 +72,7 @@ def _serve(settings: Settings, conn) -> None:
         llm: OpenAICompatible | None = OpenAICompatible(settings)
         error = ""
     except Exception as exc:  # reported with the first request
-        llm, error = None, f"the LLM client could not start ({exc})"
+        llm, error = None, mask_url(f"the LLM client could not start ({exc})")
     while True:
         try:
             request = conn.recv()
@@ -88,7 +88,7 @@ def _serve(settings: Settings, conn) -> None:
         except RagError as exc:
             conn.send(("error", str(exc)))
         except Exception as exc:
-            conn.send(("error", f"the LLM client failed ({type(exc).__name__}: {exc})"))
+            conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))
 
 
 def open_llm(settings: Settings, forked: bool = False) -> LLM | None:
