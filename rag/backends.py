@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
-from rag.config import Settings, SettingsError
+from rag.config import Settings, SettingsError, mask_url
 from rag.errors import RagError
 from rag.grounding import LLMVerifier, OverlapVerifier
 from rag.llm import LLM, LLMError, OpenAICompatible, complete
@@ -17,14 +18,22 @@ class ForkedLLM:
     Importing LlamaIndex and the openai client costs about a second, as much as opening the store
     and retrieving. Threads cannot overlap the two (imports hold the GIL); a process forked before
     the store is opened can, so the request leaves about a second sooner. The helper receives
-    (system, user) prompts over a pipe and sends back text deltas, then usage or an error line."""
+    (system, user) prompts over a pipe and sends back text deltas, then usage or an error line.
+
+    The helper enforces the deadline, the token cap and the text cleaning itself (it runs
+    OpenAICompatible); the parent also stops waiting a little after the deadline, in case the
+    helper itself is stuck, and then ends it."""
+
+    GRACE = 10.0  # seconds beyond llm_deadline before the parent gives up on the helper
 
     def __init__(self, settings: Settings) -> None:
         import multiprocessing
 
         self.model = settings.llm_model
-        self.endpoint = settings.endpoint
+        self.endpoint = mask_url(settings.endpoint)
+        self.deadline = settings.llm_deadline
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.notice = ""
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(settings, child), daemon=True)
@@ -32,16 +41,27 @@ class ForkedLLM:
         child.close()
 
     def stream(self, system: str, user: str) -> Iterator[str]:
-        self._conn.send((system, user))
+        self.notice = ""
+        give_up = time.monotonic() + self.deadline + self.GRACE
+        try:
+            self._conn.send((system, user))
+        except (BrokenPipeError, OSError):
+            raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
         while True:
             try:
+                if not self._conn.poll(max(0.0, give_up - time.monotonic())):
+                    self._process.kill()
+                    raise LLMError(
+                        f"the LLM client for {self.endpoint} did not finish within the {self.deadline:g} s "
+                        "deadline and was stopped; raise RAG_LLM_DEADLINE or check the server"
+                    )
                 kind, value = self._conn.recv()
             except (EOFError, OSError):
                 raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
             if kind == "delta":
                 yield value
             elif kind == "done":
-                self.usage = value
+                self.usage, self.notice = value
                 return
             else:
                 raise LLMError(value)
@@ -52,7 +72,7 @@ def _serve(settings: Settings, conn) -> None:
         llm: OpenAICompatible | None = OpenAICompatible(settings)
         error = ""
     except Exception as exc:  # reported with the first request
-        llm, error = None, f"the LLM client could not start ({exc})"
+        llm, error = None, mask_url(f"the LLM client could not start ({exc})")
     while True:
         try:
             request = conn.recv()
@@ -64,11 +84,11 @@ def _serve(settings: Settings, conn) -> None:
         try:
             for delta in llm.stream(*request):
                 conn.send(("delta", delta))
-            conn.send(("done", llm.usage))
+            conn.send(("done", (llm.usage, llm.notice)))
         except RagError as exc:
             conn.send(("error", str(exc)))
         except Exception as exc:
-            conn.send(("error", f"the LLM client failed ({type(exc).__name__}: {exc})"))
+            conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))
 
 
 def open_llm(settings: Settings, forked: bool = False) -> LLM | None:

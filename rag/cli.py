@@ -82,7 +82,10 @@ def search(
     retriever: RetrieverOpt = None,
 ) -> None:
     """Rank papers for a query (hybrid dense + BM25 by default)."""
-    if not query.strip():
+    from rag.sanitise import normalise_question
+
+    query = normalise_question(query)
+    if not query:
         _fail("the query is empty; give some words to search for", 2)
     ws = _workspace(retriever=retriever)
     result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
@@ -114,7 +117,9 @@ def ask(
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":
         question = sys.stdin.read()
-    question = " ".join(question.split())
+    from rag.sanitise import normalise_question
+
+    question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
     settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
@@ -141,6 +146,8 @@ def ask(
         typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
     else:
         render.print_answer(answer, streamed=stream)
+    if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
+        typer.echo(f"rag: warning: {notice}", err=True)
 
 
 @app.command("eval")
@@ -212,6 +219,7 @@ def run_eval(
     retriever = ws.retriever
     titles = ws.store.titles()
     llm = open_llm(settings)
+    problems = []
     suite_paths = suites or bundled_suites()
     for suite_path in suite_paths:
         suite = load_suite(suite_path, titles)
@@ -250,6 +258,10 @@ def run_eval(
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
         if not any(p.suffix == ".png" for p in written):
             typer.echo("rag: no charts written: matplotlib is not installed (pip install 'rag[charts]')", err=True)
+        if problem := evaluate.failure_problem(report):
+            problems.append(f"{suite.name}: {problem}")
+    if problems:
+        _fail("; ".join(problems))
 
 
 def _read_report(path: Path) -> dict:
@@ -297,6 +309,7 @@ def chat(
 @app.command()
 def stats() -> None:
     """What is in the store and where it lives."""
+    from rag.config import mask_url
     from rag.lexical import LexicalIndex
     from rag.model_fetch import describe as describe_model
 
@@ -306,7 +319,7 @@ def stats() -> None:
     rows = [
         ("papers", str(papers)),
         ("chunks", str(store.count())),
-        ("store", store.location + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
+        ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
         ("embedder", describe_model(ws.settings)),
         ("bm25", "fresh" if LexicalIndex.is_fresh(store) and papers else "stale (rebuilt on next search)"),

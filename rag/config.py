@@ -7,12 +7,17 @@ Precedence, highest first: command-line flags, environment variables, the TOML c
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +36,26 @@ class SettingsError(RagError):
 
 def config_path() -> Path:
     return Path(os.environ.get("RAG_CONFIG") or Path(user_config_dir("rag")) / "config.toml")
+
+
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+_SECRET_PARAM = re.compile(r"([?&](?:api[_-]?key|key|token|access_token|password|secret|sig)=)[^&#]*", re.I)
+
+
+def mask_url(url: str) -> str:
+    """`url` (or a message holding URLs) fit to print: credentials (http://user:pass@host) and
+    key-like query values masked."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+
+
+def _check_url(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- parses the port, raising ValueError for a bad one
+    except ValueError as exc:
+        raise ValueError(f"{mask_url(value)} is not a valid URL ({exc}); write it as http://host:port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{mask_url(value)} is not an http(s)://host:port URL")
 
 
 class Settings(BaseSettings):
@@ -62,8 +87,14 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     """Model name sent to the OpenAI-compatible endpoint."""
 
-    llm_timeout: float = Field(60.0, gt=0)
-    """Seconds to wait for the LLM endpoint before giving up."""
+    llm_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
+    """Seconds to wait for the LLM endpoint to send anything (each read, each attempt)."""
+
+    llm_deadline: float = Field(120.0, gt=0, allow_inf_nan=False)
+    """Seconds one reply may take in all, however steadily the endpoint sends; then it is abandoned."""
+
+    llm_max_tokens: int = Field(400, ge=1, le=32_768)
+    """Longest reply in tokens: sent to the endpoint as max_tokens, and what arrives is cut there too."""
 
     verifier: Literal["overlap", "llm"] = "overlap"
     """Grounding check: overlap (deterministic, no model) or llm (judge through the endpoint)."""
@@ -73,6 +104,15 @@ class Settings(BaseSettings):
 
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
     """Base URL of an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio)."""
+
+    @field_validator("chroma_url", "openai_base_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        """A malformed URL fails here, as one settings line, not later inside a client library."""
+        if value is None or not value.strip():
+            return None
+        _check_url(value.strip())
+        return value.strip()
 
     @classmethod
     def settings_customise_sources(
@@ -99,16 +139,62 @@ class Settings(BaseSettings):
         return self.embed_model_dir or CHROMA_CACHE_MODEL_DIR
 
 
+_warned: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"rag: warning: {message}", file=sys.stderr)
+
+
+def known_keys() -> set[str]:
+    """Every key a config file may use: setting names and their aliases (OPENAI_API_KEY, ...)."""
+    keys = set(Settings.model_fields)
+    for info in Settings.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
+            keys.update(a for a in info.validation_alias.choices if isinstance(a, str))
+    return keys
+
+
+def check_config_file() -> None:
+    """Warn (without stopping) about a RAG_CONFIG that names no file and about unknown keys.
+
+    Unknown keys are warnings, not errors, so a file written for a newer version still works;
+    a typo ("top-k") is named on every run until it is fixed."""
+    path = config_path()
+    if os.environ.get("RAG_CONFIG") and not path.is_file():
+        _warn(f"RAG_CONFIG names {path}, which is not a file; no config file is read")
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # no file, or one that does not parse (reported when the settings load)
+    known = known_keys()
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key.lower().replace("-", "_"), sorted(known), n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; see `rag config` for the {len(Settings.model_fields)} settings"
+            )
+            _warn(f"{path}: unknown setting {key!r} is ignored{hint}")
+
+
 def load_settings(**flags: Any) -> Settings:
     """Settings from flags (None means 'not given'), environment and config file."""
     given = {k: v for k, v in flags.items() if v is not None}
+    check_config_file()
     try:
         return Settings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
         raise SettingsError(
-            f"invalid setting {name}: {err['msg']} (check flags, RAG_* variables and {config_path()})"
+            f"invalid setting {name}: {message} (check flags, RAG_* variables and {config_path()})"
         ) from None
     except Exception as exc:  # a TOML file that does not parse
         raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
@@ -135,6 +221,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "(set)" if value.get_secret_value() else "(not set)"
+        elif name in ("chroma_url", "openai_base_url") and value:
+            shown = mask_url(value)
         else:
             shown = "(not set)" if value is None else str(value)
         rows.append((name, shown, source))

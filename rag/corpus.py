@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag.errors import RagError
+from rag.sanitise import clean, has_surrogate
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 
@@ -29,6 +30,12 @@ _PAGE_NOISE_PREFIX = "Subscribe"
 _JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _CSV_SUFFIXES = {".csv"}
 _TEXT_SUFFIXES = {".txt"}
+
+# Longest title and abstract accepted, in characters after white space is collapsed. Real
+# abstracts stay under about 3,000 characters (arXiv caps them at 1,920); a record far beyond
+# that is a mistake or an attack, and would stall the sentence splitter.
+MAX_TITLE_CHARS = 1_000
+MAX_ABSTRACT_CHARS = 20_000
 
 
 class CorpusError(RagError):
@@ -82,7 +89,8 @@ def bundled_corpus_path() -> Path:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.split())
+    """Control characters and escape sequences out, white space (newlines too) collapsed."""
+    return " ".join(clean(text).split())
 
 
 def _check_binary(path: Path) -> None:
@@ -102,26 +110,56 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
 
 
+_LIST_FIELDS = {"authors": ", ", "categories": " "}  # fields that may be lists of strings, and their joiner
+
+
+def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False) -> str:
+    """A field's text; a value of the wrong type is refused rather than turned into text."""
+    value = record.get(name)
+    if value is None:
+        return ""
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if name in _LIST_FIELDS and isinstance(value, list) and all(isinstance(a, str) for a in value):
+        value = _LIST_FIELDS[name].join(value)
+    if not isinstance(value, str):
+        kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+        raise CorpusError(path, line, f"field {name!r} is {kind}, not text; give it as a string")
+    if has_surrogate(value):
+        raise CorpusError(
+            path, line, f"field {name!r} holds an unpaired surrogate (such as \\ud800), not valid Unicode"
+        )
+    return _clean(value)
+
+
 def _make_paper(path: Path, line: int, record: dict) -> Paper:
-    title = _clean(str(record.get("title") or ""))
-    abstract = _clean(str(record.get("abstract") or ""))
+    title = _text(path, line, record, "title")
+    abstract = _text(path, line, record, "abstract")
     if not title:
         raise CorpusError(path, line, "record has no title")
     if not abstract:
         raise CorpusError(path, line, f"record {title[:60]!r} has no abstract")
-    given_id = _clean(str(record.get("id") or ""))
-    authors = record.get("authors") or ""
-    if isinstance(authors, list):
-        authors = ", ".join(str(a) for a in authors)
-    year = str(record.get("year") or record.get("update_date") or "")[:4]
+    if len(title) > MAX_TITLE_CHARS:
+        raise CorpusError(
+            path, line, f"title is {len(title):,} characters, over the limit of {MAX_TITLE_CHARS:,}; shorten it"
+        )
+    if len(abstract) > MAX_ABSTRACT_CHARS:
+        raise CorpusError(
+            path,
+            line,
+            f"abstract of {title[:60]!r} is {len(abstract):,} characters, over the limit of "
+            f"{MAX_ABSTRACT_CHARS:,}; shorten it or split the record",
+        )
+    given_id = _text(path, line, record, "id", numbers=True)
+    year = _text(path, line, record, "year", numbers=True) or _text(path, line, record, "update_date")
     return Paper(
         id=given_id or paper_id_for(title),
         title=title,
         abstract=abstract,
-        url=_clean(str(record.get("url") or "")),
-        authors=_clean(str(authors)),
-        year=year,
-        categories=_clean(str(record.get("categories") or "")),
+        url=_text(path, line, record, "url"),
+        authors=_text(path, line, record, "authors"),
+        year=year[:4],
+        categories=_text(path, line, record, "categories"),
         line=line,
     )
 
@@ -153,6 +191,10 @@ def _read_jsonl(path: Path) -> Iterator[Paper]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
+        except RecursionError:
+            raise CorpusError(path, number, "JSON nested too deeply; each line must be one flat JSON object") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise CorpusError(path, number, f"unreadable JSON value ({exc})") from None
         if not isinstance(record, dict):
             raise CorpusError(path, number, "each line must be a JSON object with 'title' and 'abstract'")
         yield _make_paper(path, number, record)
@@ -161,7 +203,9 @@ def _read_jsonl(path: Path) -> Iterator[Paper]:
 def _read_csv(path: Path) -> Iterator[Paper]:
     """CSV with a header row naming at least `title` and `abstract`."""
     numbered = _lines(path)
-    reader = csv.DictReader(line for _, line in numbered)
+    # Lines go back with their newline, so a quoted field spanning lines keeps its line break
+    # (as white space) instead of gluing "abstract.Second" together.
+    reader = csv.DictReader(f"{line}\n" for _, line in numbered)
     try:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import quantiles
 
 from rag.answer import Answer, answer_question
+from rag.errors import RagError
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
 from rag.metrics import bootstrap_ci, per_question, retrieval_metrics
@@ -23,6 +24,9 @@ from rag.suite import TYPES, Question, Suite
 
 RECALL_CURVE = tuple(range(1, 11))
 TOLERANCE = 0.02
+# `rag eval` exits 1 when more than this share of an answerer's questions failed (an endpoint
+# that is down or misbehaving): figures over the few answers that came back would mislead.
+MAX_FAILED_SHARE = 0.2
 
 
 @dataclass
@@ -47,7 +51,8 @@ def counterfactual_figures(results: list[tuple[Question, Answer]]) -> dict[str, 
     answer is now an abstention, with on-topic neighbours still retrieved (the hard near-miss)."""
     if not results:
         return {}
-    return {"abstention_recall": round(sum(a.abstained for _, a in results) / len(results), 4)}
+    abstained = sum(a.abstained and a.assessment is not None for _, a in results)  # a failed answer is no abstention
+    return {"abstention_recall": round(abstained / len(results), 4)}
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -129,7 +134,7 @@ def run(
     results = [QuestionResult(q) for q in suite.questions]
     latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
     tokens = {"prompt_tokens": 0, "completion_tokens": 0}
-    failures: dict[str, int] = {}
+    failures: dict[str, dict[str, int]] = {name: {} for name in answerers}  # answerer -> message -> count
     answerable_count = sum(q.answerable for q in suite.questions)
     steps = len(results) * (len(retrievers) + len(answerers)) + (
         answerable_count * len(answerers) if counterfactual else 0
@@ -148,7 +153,7 @@ def run(
                 answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
             except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
                 answer = _failed(r.question.question, str(exc))
-                failures[name] = failures.get(name, 0) + 1
+                failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
             r.answers[name] = answer
             if counterfactual and r.question.answerable:
                 try:
@@ -161,7 +166,7 @@ def run(
                     )
                 except LLMError as exc:
                     r.counterfactual[name] = _failed(r.question.question, str(exc))
-                    failures[name] = failures.get(name, 0) + 1
+                    failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
                 done += 1
             for stage in ("generation", "verification") if retrievers else ("retrieval", "generation", "verification"):
                 if stage in answer.timings_ms:
@@ -209,6 +214,7 @@ def run(
         }
 
     questions = suite.questions
+    asked = len(questions) + (answerable_count if counterfactual else 0)  # answers each answerer gave
     return {
         "suite": suite.name,
         "questions": len(questions),
@@ -231,7 +237,15 @@ def run(
             for a in answerers
         },
         "counterfactual": {a: counterfactual_for(a) for a in answerers} if counterfactual else {},
-        "failures": failures,
+        "failures": {
+            name: {
+                "failed": sum(messages.values()),
+                "questions": asked,
+                "share": round(sum(messages.values()) / asked, 4) if asked else 0.0,
+                "errors": dict(sorted(messages.items(), key=lambda m: -m[1])),
+            }
+            for name, messages in failures.items()
+        },
         "latency_ms": {stage: _pct(values) for stage, values in latency.items()},
         "tokens": tokens,
         "per_question": [
@@ -281,6 +295,18 @@ def provenance(config: dict) -> dict:
     }
 
 
+def failure_problem(report: dict, limit: float = MAX_FAILED_SHARE) -> str | None:
+    """Why a report should not pass (too many failed answers), or None."""
+    for name, f in report.get("failures", {}).items():
+        if isinstance(f, dict) and f.get("share", 0) > limit:
+            first = next(iter(f["errors"]), "")
+            return (
+                f"{f['failed']} of {f['questions']} {name} answers failed ({f['share']:.0%}, more than "
+                f"{limit:.0%}); the figures are not meaningful. First error: {first}"
+            )
+    return None
+
+
 def flatten(report: dict) -> dict[str, float]:
     """The figures a regression gate compares: every overall retrieval and answer figure."""
     flat: dict[str, float] = {}
@@ -293,11 +319,39 @@ def flatten(report: dict) -> dict[str, float]:
     return flat
 
 
+def _figures(report: object, which: str) -> dict[str, float]:
+    """flatten(), after checking that `report` has the shape `rag eval` writes."""
+    problem = f"the {which} report is not a report.json written by `rag eval`"
+    if not isinstance(report, dict):
+        raise RagError(f"{problem} (it is not a JSON object)")
+    for section in ("retrieval", "answers"):
+        blocks = report.get(section, {})
+        if not isinstance(blocks, dict) or not all(
+            isinstance(b, dict) and isinstance(b.get("overall", {}), dict) for b in blocks.values()
+        ):
+            raise RagError(f"{problem} ({section!r} is not a mapping of figures)")
+    verifier = report.get("verifier", {})
+    if not isinstance(verifier, dict) or ("verifier" in report and "balanced_accuracy" not in verifier):
+        raise RagError(f"{problem} ('verifier' lacks balanced_accuracy)")
+    flat = flatten(report)
+    bad = [k for k, v in flat.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+    if bad:
+        raise RagError(f"{problem} ({bad[0]} is not a number)")
+    if not flat:
+        raise RagError(f"{problem} (it holds no retrieval or answer figures)")
+    return flat
+
+
 def compare(
     baseline: dict, new: dict, tolerance: float = TOLERANCE
 ) -> tuple[list[tuple[str, float, float, float]], bool]:
-    """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`."""
-    old_flat, new_flat = flatten(baseline), flatten(new)
+    """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`.
+
+    Reports of another shape (not written by `rag eval`, or sharing no figure) are refused:
+    comparing nothing must not pass the gate."""
+    old_flat, new_flat = _figures(baseline, "baseline"), _figures(new, "new")
+    if not set(old_flat) & set(new_flat):
+        raise RagError("the two reports share no figure; compare reports of the same suite, retrievers and answerers")
     rows = []
     failed = False
     for key in sorted(old_flat):
@@ -377,6 +431,26 @@ def write_markdown(report: dict, path: Path) -> None:
             f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).",
             "",
         ]
+    failures = {n: f for n, f in report.get("failures", {}).items() if isinstance(f, dict) and f.get("failed")}
+    if failures:
+        lines += [
+            "## Failed answers",
+            "",
+            "| answerer | failed | of | share | most frequent error |",
+            "|---|---|---|---|---|",
+        ]
+        for name, f in failures.items():
+            error, count = next(iter(f["errors"].items()))
+            error = error.replace("|", "\\|")
+            lines.append(f"| {name} | {f['failed']} | {f['questions']} | {f['share']:.1%} | {error} ({count}x) |")
+        lines += [
+            "",
+            "Failed answers count as abstentions in the figures above; more than "
+            f"{MAX_FAILED_SHARE:.0%} failed makes `rag eval` exit 1.",
+            "",
+        ]
+    elif report.get("answers"):
+        lines += ["No answer failed.", ""]
     lines += ["## Latency (ms)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     for stage, p in report["latency_ms"].items():
         lines.append(f"| {stage} | {p['p50']:.1f} | {p['p95']:.1f} |")

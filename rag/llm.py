@@ -4,18 +4,34 @@
 for OpenAI itself and for any OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio).
 Anything with a `stream(system, user)` method and `model`/`endpoint`/`usage` attributes can
 stand in for it, which is how the tests queue canned replies for exact-format cases.
+
+Whatever the server sends is treated as untrusted: every delta is cleaned of control
+characters and escape sequences, a reply is cut at `llm_max_tokens`, abandoned after
+`llm_deadline` seconds however steadily it drips, and a stream that ends without a finish
+reason or `[DONE]` is an error, not a shorter answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from rag.config import mask_url
 from rag.errors import RagError
-from rag.tokens import count_tokens
+from rag.sanitise import StreamCleaner
+from rag.tokens import count_tokens, tiktoken_encoding
 
 if TYPE_CHECKING:
+    import httpx
+
     from rag.config import Settings
+
+T = TypeVar("T")
 
 
 class LLMError(RagError):
@@ -24,7 +40,7 @@ class LLMError(RagError):
 
 class LLM(Protocol):
     model: str
-    endpoint: str
+    endpoint: str  # for messages: credentials in the URL are masked
     usage: dict[str, int]
 
     def stream(self, system: str, user: str) -> Iterator[str]:
@@ -32,12 +48,24 @@ class LLM(Protocol):
         ...
 
 
-def _explain(exc: Exception, endpoint: str, timeout: float) -> str:
+def _explain(exc: Exception, endpoint: str, timeout: float, attempts: int, elapsed: float) -> str:
+    import httpx
     import openai
 
     where = f"the LLM endpoint {endpoint}"
     if isinstance(exc, openai.APITimeoutError):
-        return f"{where} did not answer within {timeout:g} s; raise RAG_LLM_TIMEOUT or check the server"
+        tries = f"{attempts} attempts, " if attempts > 1 else ""
+        return (
+            f"{where} did not answer within {timeout:g} s ({tries}{elapsed:.1f} s in all); "
+            "raise RAG_LLM_TIMEOUT or check the server"
+        )
+    if isinstance(exc, httpx.TimeoutException):  # mid-stream: the openai client does not wrap it
+        return (
+            f"{where} stopped sending for {timeout:g} s in the middle of its reply ({elapsed:.1f} s in all); "
+            "raise RAG_LLM_TIMEOUT or check the server"
+        )
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):  # the connection closed mid-reply
+        return f"{where} cut off its reply (the connection closed mid-stream); try again or check the server"
     if isinstance(exc, openai.APIConnectionError):
         return f"cannot reach {where}; start the server or fix OPENAI_BASE_URL (or use --no-llm)"
     if isinstance(exc, openai.AuthenticationError):
@@ -50,55 +78,224 @@ def _explain(exc: Exception, endpoint: str, timeout: float) -> str:
         return f"{where} is rate limiting requests (429); wait and try again"
     if isinstance(exc, openai.APIStatusError):
         return f"{where} failed with HTTP {exc.status_code}; try again later or check the server's log"
+    if isinstance(exc, ValueError):  # json.JSONDecodeError from the event stream, or a bad chunk
+        return f"{where} sent a malformed reply (not valid JSON in the event stream); check the server"
     return f"{where} sent a malformed or cut-off reply ({type(exc).__name__}); try again or check the server"
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _put(q: queue.Queue, stop: threading.Event, item: tuple[str, Any]) -> bool:
+    """Hand an item to the consumer unless it has gone away."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(make: Callable[[], Iterator[T]], q: queue.Queue, stop: threading.Event) -> None:
+    try:
+        items = make()
+        try:
+            for item in items:
+                if not _put(q, stop, ("item", item)):
+                    return
+        finally:
+            close = getattr(items, "close", None)
+            if close:
+                close()  # releases the HTTP response
+        _put(q, stop, ("end", None))
+    except BaseException as exc:  # handed to the consumer, which raises it
+        _put(q, stop, ("error", exc))
+
+
+def within(make: Callable[[], Iterator[T]], deadline: float) -> Generator[T, None, None]:
+    """Items of `make()` until the monotonic clock reaches `deadline`, then `_Deadline`.
+
+    The iterator runs in a helper thread, because a read blocked inside the HTTP client cannot
+    be interrupted from outside; the consumer stops waiting when the time is up, and the helper
+    stops at its next item (or when its read times out) and closes the response."""
+    q: queue.Queue = queue.Queue(maxsize=64)
+    stop = threading.Event()
+    threading.Thread(target=_produce, args=(make, q, stop), daemon=True, name="llm-stream").start()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Deadline
+            try:
+                kind, value = q.get(timeout=left)
+            except queue.Empty:
+                raise _Deadline from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+class _TokenCap:
+    """Counts what arrives with tiktoken and cuts the reply at `limit` tokens."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.hit = False
+
+    def take(self, text: str) -> str:
+        if self.hit or not text:
+            return ""
+        longest = self.left * 16 + 16  # no real token is longer; spares encoding megabytes
+        tokens = tiktoken_encoding().encode(text[:longest], disallowed_special=())
+        if len(tokens) <= self.left and len(text) <= longest:
+            self.left -= len(tokens)
+            return text
+        self.hit = True
+        kept = tiktoken_encoding().decode(tokens[: self.left])
+        self.left = 0
+        return kept
+
+
+_DONE = re.compile(rb"(?:^|\n)data: ?\[DONE\]")
+
+
+@cache
+def _watched_stream() -> type:
+    """An httpx byte stream that notes whether the server sent the closing `[DONE]` event
+    (defined on first use, so importing this module does not import httpx)."""
+    import httpx
+
+    class WatchedStream(httpx.SyncByteStream):
+        def __init__(self, inner: httpx.SyncByteStream, seen: Callable[[], None]) -> None:
+            self._inner = inner
+            self._seen = seen
+
+        def __iter__(self) -> Iterator[bytes]:
+            tail = b"\n"
+            for chunk in self._inner:
+                window = tail + chunk
+                if _DONE.search(window):
+                    self._seen()
+                tail = window[-16:]
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return WatchedStream
 
 
 class OpenAICompatible:
     """OpenAI or any OpenAI-compatible server, through LlamaIndex's OpenAILike."""
 
     def __init__(self, settings: Settings, max_retries: int = 2) -> None:
+        import httpx
         from llama_index.llms.openai_like import OpenAILike
 
         self.model = settings.llm_model
-        self.endpoint = settings.endpoint
+        self.endpoint = mask_url(settings.endpoint)
         self.timeout = settings.llm_timeout
+        self.deadline = settings.llm_deadline
+        self.max_tokens = settings.llm_max_tokens
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.notice = ""  # set when a reply was cut at the token cap
+        self._attempts = 0
+        self._done = False
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+        client = httpx.Client(event_hooks={"request": [self._on_request], "response": [self._on_response]})
         # The openai client retries connection errors, 429 and 5xx with backoff before any text
         # arrives, which is safe; a stream cut midway is reported, never retried.
         self._llm = OpenAILike(
             model=self.model,
-            api_base=self.endpoint,
+            api_base=settings.endpoint,
             api_key=key,
             timeout=self.timeout,
             max_retries=max_retries,
             is_chat_model=True,
             context_window=8192,
             temperature=0.0,
-            max_tokens=400,
+            max_tokens=self.max_tokens,
+            http_client=client,
         )
+
+    def _on_request(self, request: httpx.Request) -> None:
+        self._attempts += 1
+
+    def _on_response(self, response: httpx.Response) -> None:
+        response.stream = _watched_stream()(response.stream, self._saw_done)
+
+    def _saw_done(self) -> None:
+        self._done = True
 
     def _messages(self, system: str, user: str):
         from llama_index.core.llms import ChatMessage
 
         return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 
+    def _cap_notice(self) -> str:
+        return f"the reply was cut at {self.max_tokens} tokens (RAG_LLM_MAX_TOKENS); raise it for longer answers"
+
     def stream(self, system: str, user: str) -> Iterator[str]:
+        start = time.monotonic()
+        self._attempts, self._done, self.notice = 0, False, ""
         parts: list[str] = []
         reported: dict[str, int] = {}
+        finished = received = False
+        cleaner = StreamCleaner()
+        cap = _TokenCap(self.max_tokens)
+        chunks = within(lambda: self._llm.stream_chat(self._messages(system, user)), start + self.deadline)
         try:
-            for chunk in self._llm.stream_chat(self._messages(system, user)):
-                usage = getattr(chunk.raw, "usage", None) if chunk.raw is not None else None
+            for chunk in chunks:
+                received = True
+                raw = chunk.raw
+                usage = getattr(raw, "usage", None) if raw is not None else None
                 if usage:
                     reported = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-                if chunk.delta:
-                    parts.append(chunk.delta)
-                    yield chunk.delta
+                for choice in getattr(raw, "choices", None) or []:
+                    if choice.finish_reason:
+                        finished = True
+                        if choice.finish_reason == "length":
+                            self.notice = self._cap_notice()
+                text = cap.take(cleaner.feed(chunk.delta)) if chunk.delta else ""
+                if text:
+                    parts.append(text)
+                    yield text
+                if cap.hit:
+                    self.notice = self._cap_notice()
+                    break
+        except _Deadline:
+            raise LLMError(
+                f"the LLM endpoint {self.endpoint} did not finish its reply within the {self.deadline:g} s "
+                f"deadline ({time.monotonic() - start:.1f} s elapsed); raise RAG_LLM_DEADLINE or check the server"
+            ) from None
         except RagError:
             raise
         except Exception as exc:
-            raise LLMError(_explain(exc, self.endpoint, self.timeout)) from None
+            elapsed = time.monotonic() - start
+            raise LLMError(_explain(exc, self.endpoint, self.timeout, self._attempts, elapsed)) from None
+        finally:
+            chunks.close()
+        tail = cap.take(cleaner.flush())
+        if tail:
+            parts.append(tail)
+            yield tail
         text = "".join(parts)
+        if not (received or self._done):
+            raise LLMError(
+                f"the LLM endpoint {self.endpoint} sent a malformed reply (no chat completion events in the "
+                "stream); check that it is an OpenAI-compatible endpoint"
+            )
+        if not (finished or self._done or cap.hit):
+            raise LLMError(
+                f"the LLM endpoint {self.endpoint} cut off its reply (the stream ended without a finish "
+                "reason or [DONE]); try again or check the server"
+            )
         if not text.strip():
             raise LLMError(f"the LLM endpoint {self.endpoint} returned an empty reply; check the model ({self.model})")
         self.usage = reported or {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,9 +24,13 @@ def render(name: str, **values: object) -> str:
     return template(name).format(abstain_phrase=ABSTAIN_PHRASE, **values).strip()
 
 
+# `<source`, `</SOURCE>`, `< / Sources` ...: any spelling a model might read as a delimiter.
+_TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
+
+
 def _data(text: str) -> str:
-    """Source text cannot close or open the tags that delimit it."""
-    return text.replace("<source", "&lt;source").replace("</source", "&lt;/source").replace("</sources", "&lt;/sources")
+    """Source text cannot close or open the tags that delimit it, in any letter case or spacing."""
+    return _TAG.sub("&lt;", text)
 
 
 def sources_block(sources: list[tuple[str, str]]) -> str:

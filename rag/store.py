@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from rag.config import mask_url
 from rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def _client(settings: Settings):
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise StoreError(f"RAG_CHROMA_URL={settings.chroma_url!r} is not an http(s)://host:port address")
+            raise StoreError(f"RAG_CHROMA_URL={mask_url(settings.chroma_url)!r} is not an http(s)://host:port address")
         try:
             return chromadb.HttpClient(
                 host=url.hostname,
@@ -72,7 +73,7 @@ def _client(settings: Settings):
             )
         except Exception as exc:
             raise StoreError(
-                f"cannot reach the Chroma server at {settings.chroma_url} ({exc}); start it with "
+                f"cannot reach the Chroma server at {mask_url(settings.chroma_url)} ({mask_url(str(exc))}); start it with "
                 "`chroma run` or unset RAG_CHROMA_URL to use the local store"
             ) from None
     path = Path(settings.data_dir) / "chroma"
@@ -97,7 +98,9 @@ class Store:
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:
-            raise StoreError(f"cannot open collection {settings.collection!r} at {self.location} ({exc})") from None
+            raise StoreError(
+                f"cannot open collection {settings.collection!r} at {mask_url(self.location)} ({mask_url(str(exc))})"
+            ) from None
 
     # -- reading -------------------------------------------------------------------------
 

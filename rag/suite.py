@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rag.corpus import normalise_title
 from rag.errors import RagError
+from rag.sanitise import clean, has_surrogate, normalise_question
 
 TYPES = ("single", "multi", "detail", "unanswerable")
 
@@ -60,6 +61,10 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise bad(f"malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise bad("JSON nested too deeply; each line must be one flat JSON object") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise bad(f"unreadable JSON value ({exc})") from None
         if not isinstance(row, dict):
             raise bad("each line must be a JSON object")
         for key in ("id", "question", "type"):
@@ -76,6 +81,11 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
             raise bad("'gold' must be a list of paper ids or titles")
         if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
             raise bad("'key_facts' must be a list of strings")
+        notes = row.get("notes") or ""
+        if not isinstance(notes, str):
+            raise bad("'notes' must be a string")
+        if any(has_surrogate(t) for t in (row["id"], row["question"], *gold_in, *facts, notes)):
+            raise bad("the line holds an unpaired surrogate (such as \\ud800), not valid Unicode")
         gold = []
         for g in gold_in:
             pid = g if g in titles else by_title.get(normalise_title(g))
@@ -87,7 +97,14 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
         if row["type"] != "unanswerable" and not gold:
             raise bad("an answerable question needs at least one gold paper")
         suite.questions.append(
-            Question(row["id"], row["question"], row["type"], tuple(gold), tuple(facts), str(row.get("notes", "")))
+            Question(
+                row["id"],
+                normalise_question(row["question"]),
+                row["type"],
+                tuple(gold),
+                tuple(facts),
+                clean(notes),
+            )
         )
     if not suite.questions:
         raise SuiteError(f"{path}: the suite has no questions")

@@ -36,7 +36,9 @@ def _isolated_env(monkeypatch, tmp_path_factory):
         "RAG_LLM",
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.toml"))
+    empty_config = tmp_path_factory.getbasetemp() / "empty-config.toml"
+    empty_config.touch()  # exists, so `rag` does not warn that RAG_CONFIG names no file
+    monkeypatch.setenv("RAG_CONFIG", str(empty_config))
     monkeypatch.setenv("RAG_EMBED_MODEL_DIR", str(MODEL_DIR))
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -109,3 +110,109 @@ def test_json_array_file_is_rejected_with_a_hint(tmp_path):
     path.write_text(json.dumps([{"title": "a", "abstract": "b"}]))
     with pytest.raises(CorpusError, match="JSON object"):
         scan_corpus(path)
+
+
+def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_bytes(b'title,abstract\n"A\r\ntitle","First abstract.\nSecond sentence.\r\nThird."\nB,Two.\n')
+    first, second = read_corpus(path)
+    assert first.title == "A title" and first.abstract == "First abstract. Second sentence. Third."
+    assert second.line == 6  # line numbers still count the physical lines
+
+
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"title": "T", "abstract": ["x", "y"]}, ":1: field 'abstract' is a list, not text"),
+        ({"title": "T", "abstract": 42}, ":1: field 'abstract' is int, not text"),
+        ({"title": "T", "abstract": {"text": "x"}}, ":1: field 'abstract' is an object, not text"),
+        ({"title": ["T"], "abstract": "x"}, ":1: field 'title' is a list, not text"),
+        ({"title": "T", "abstract": "x", "url": 3.5}, ":1: field 'url' is float, not text"),
+        ({"title": "T", "abstract": "x", "authors": [["A"]]}, ":1: field 'authors' is a list, not text"),
+        ({"title": "T", "abstract": "x\ud800y"}, ":1: field 'abstract' holds an unpaired surrogate"),
+        ({"title": "T" * 1001, "abstract": "x"}, ":1: title is 1,001 characters, over the limit of 1,000"),
+        ({"title": "T", "abstract": "a " * 10_001}, ":1: abstract of 'T' is 20,001 characters, over the limit"),
+    ],
+)
+def test_records_of_the_wrong_type_or_size_are_refused(tmp_path, record, expected):
+    path = write_jsonl(tmp_path / "r.jsonl", [record])  # json.dumps writes "\ud800" as an escape
+    with pytest.raises(CorpusError) as err:
+        scan_corpus(path)
+    assert str(err.value).startswith(f"{path}{expected}"), str(err.value)
+
+
+def test_numbers_and_lists_stay_allowed_where_they_are_natural(tmp_path):
+    record = {"id": 7, "title": "T", "abstract": "x", "year": 2024, "url": None, "categories": ["cs.CL", "cs.LG"]}
+    (paper,) = read_corpus(write_jsonl(tmp_path / "n.jsonl", [record]))
+    assert (paper.id, paper.year, paper.url, paper.categories) == ("7", "2024", "", "cs.CL cs.LG")
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("[" * 100_000 + "]" * 100_000, ":1: JSON nested too deeply"),
+        ('{"title": "T", "abstract": "x", "year": ' + "9" * 5000 + "}", ":1: unreadable JSON value"),
+    ],
+)
+def test_deep_or_huge_json_is_one_error(tmp_path, line, expected):
+    path = tmp_path / "deep.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(CorpusError) as err:
+        scan_corpus(path)
+    assert str(err.value).startswith(f"{path}{expected}")
+
+
+def test_a_10_mb_abstract_is_refused_quickly(tmp_path):
+    import time
+
+    path = write_jsonl(tmp_path / "huge.jsonl", [{"title": "T", "abstract": "word. " * 1_700_000}])
+    started = time.monotonic()
+    with pytest.raises(CorpusError, match="over the limit of 20,000"):
+        scan_corpus(path)
+    assert time.monotonic() - started < 5
+
+
+def test_a_hostile_record_stops_ingest_before_anything_is_written(tmp_path):
+    from tests.conftest import run_rag
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"title": "Fine", "abstract": "A fine abstract."}])
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"title": "Ok", "abstract": "Ok."}, {"title": "List", "abstract": ["x", "y"]}],
+    )
+    env = {"RAG_DATA_DIR": str(tmp_path / "data")}
+    assert run_rag("ingest", str(good), env=env).returncode == 0
+    proc = run_rag("ingest", str(bad), env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"rag: error: {bad}:2: field 'abstract' is a list, not text; give it as a string"
+    ]
+    stats = run_rag("stats", env=env)
+    assert re.search(r"papers\s+1\n", stats.stdout), stats.stdout
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("[" * 100_000 + "]" * 100_000, ":1: JSON nested too deeply"),
+        ('{"id": "q1", "question": "a\\ud800", "type": "unanswerable"}', ":1: the line holds an unpaired surrogate"),
+        ('{"id": "q1", "question": "q", "type": "unanswerable", "notes": [1]}', ":1: 'notes' must be a string"),
+        ('{"id": "q1", "question": ["q"], "type": "unanswerable"}', ":1: missing or empty 'question'"),
+        ('{"id": "q1", "question": "q", "type": "unanswerable", "n": ' + "9" * 5000 + "}", ":1: unreadable JSON"),
+    ],
+)
+def test_bad_suite_lines_are_one_error(tmp_path, line, expected):
+    from rag.suite import SuiteError, load_suite
+
+    path = tmp_path / "suite.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(path, {})
+    assert str(err.value).startswith(f"{path}{expected}"), str(err.value)
+
+
+def test_suite_questions_are_cleaned(tmp_path):
+    from rag.suite import load_suite
+
+    path = write_jsonl(tmp_path / "s.jsonl", [{"id": "q", "question": "what\x1b[2J is\r\nit?", "type": "unanswerable"}])
+    assert load_suite(path, {}).questions[0].question == "what is it?"

@@ -1,9 +1,11 @@
 """A misbehaving OpenAI-compatible endpoint: every failure is one clear line and exit code 1.
 
 The endpoint here is a small local HTTP server that misbehaves on purpose (the real server
-cannot be made to return 401 or cut a stream); the real server is tested in test_llm_live."""
+cannot be made to return 401, hang, drip, or cut a stream); the real server is tested in
+test_llm_live. The first part of the URL path picks the misbehaviour."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -11,18 +13,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import run_rag
+from rag.backends import ForkedLLM
+from rag.llm import LLMError, OpenAICompatible
+from tests.conftest import make_settings, run_rag
 
 REQUESTS: dict[str, int] = {}
+BODIES: dict[str, dict] = {}
+ANSWER = "FP8 formats outperform INT8 [1]. "
 
 
-def _chunk(content: str) -> bytes:
+def _chunk(content: str, finish: str | None = None) -> bytes:
     body = {
         "id": "x",
         "object": "chat.completion.chunk",
         "created": 0,
         "model": "m",
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
     }
     return f"data: {json.dumps(body)}\n\n".encode()
 
@@ -31,10 +37,18 @@ class Misbehaving(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
+    def _send(self, data: bytes) -> bool:
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except OSError:  # the client gave up, as it should
+            return False
+
     def do_POST(self) -> None:
         mode = self.path.strip("/").split("/")[0]
         REQUESTS[mode] = REQUESTS.get(mode, 0) + 1
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        BODIES[mode] = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
         status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
         if status:
             body = json.dumps({"error": {"message": "nope", "type": "error"}}).encode()
@@ -48,38 +62,64 @@ class Misbehaving(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(3)
         self.send_response(200)
+        if mode == "nosse":  # a plain JSON body where an event stream was asked for
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self._send(b'{"choices": [{"message": {"content": "hi"}}]}')
+            return
         self.send_header("content-type", "text/event-stream")
         if mode == "cut":
             self.send_header("content-length", "100000")
         self.end_headers()
         if mode == "malformed":
-            self.wfile.write(b"data: {this is not json\n\n")
-        elif mode == "cut":
-            self.wfile.write(_chunk("FP8 formats outperform"))
-            self.wfile.flush()
+            self._send(b"data: {this is not json\n\n")
+        elif mode == "cut":  # the connection drops before the promised length
+            self._send(_chunk("FP8 formats outperform"))
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        elif mode == "cutclean":  # a clean close, but no finish reason and no [DONE]
+            self._send(_chunk("FP8 formats outperform"))
+            return
+        elif mode == "drip":  # one token a second, for ever: never silent long enough to time out
+            for _ in range(60):
+                if not self._send(_chunk("FP8 ")):
+                    return
+                time.sleep(1)
+        elif mode == "big":  # 5 MB in 1,000-character chunks
+            for _ in range(5000):
+                if not self._send(_chunk(ANSWER * 30)):
+                    return
+            self._send(_chunk("", "stop"))
+        elif mode == "bigone":  # 5 MB in one event
+            self._send(_chunk(ANSWER * 150_000, "stop"))
+        elif mode == "length":  # the server itself stopped at max_tokens
+            self._send(_chunk(ANSWER))
+            self._send(_chunk("FP8 formats", "length"))
         elif mode == "empty":
-            self.wfile.write(_chunk(""))
+            self._send(_chunk(""))
+        elif mode == "finish":  # a finish reason, then a clean close without [DONE]: complete
+            self._send(_chunk(ANSWER, "stop"))
+            return
         else:
-            self.wfile.write(_chunk("FP8 formats outperform INT8 [1]."))
-        self.wfile.write(b"data: [DONE]\n\n")
+            self._send(_chunk(ANSWER.strip()))
+        self._send(b"data: [DONE]\n\n")
 
 
 @pytest.fixture(scope="module")
 def endpoint():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-def ask(bundled_dir, base_url: str):
+def ask(bundled_dir, base_url: str, **env: str):
     return run_rag(
         "ask",
         "which papers compare FP8 vs INT8?",
-        env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": base_url, "RAG_LLM_TIMEOUT": "1"},
+        env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": base_url, "RAG_LLM_TIMEOUT": "1", **env},
     )
 
 
@@ -89,10 +129,12 @@ def ask(bundled_dir, base_url: str):
         ("e401", "rejected the API key (401); check OPENAI_API_KEY", 1),
         ("e429", "rate limiting requests (429)", 3),
         ("e500", "failed with HTTP 500", 3),
-        ("malformed", "malformed or cut-off reply", 1),
-        ("cut", "malformed or cut-off reply", 1),
+        ("malformed", "sent a malformed reply (not valid JSON in the event stream)", 1),
+        ("nosse", "sent a malformed reply (no chat completion events", 1),
+        ("cut", "cut off its reply (the connection closed mid-stream)", 1),
+        ("cutclean", "cut off its reply (the stream ended without a finish reason or [DONE])", 1),
         ("empty", "returned an empty reply", 1),
-        ("slow", "did not answer within 1 s", 3),
+        ("slow", "did not answer within 1 s (3 attempts, ", 3),
     ],
 )
 def test_endpoint_failures_are_one_line_with_exit_1(bundled_dir, endpoint, mode, message, tries):
@@ -100,9 +142,84 @@ def test_endpoint_failures_are_one_line_with_exit_1(bundled_dir, endpoint, mode,
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rag: error: "), proc.stderr
-    assert f"{endpoint}/{mode}/v1" in lines[0] and message in lines[0]
+    assert f"{endpoint}/{mode}/v1" in lines[0] and message in lines[0], lines[0]
     # retried with backoff only before any text arrived (429, 5xx, time-outs), never a cut stream
     assert REQUESTS[mode] == tries
+
+
+def test_a_hang_reports_the_time_it_really_took(bundled_dir, endpoint):
+    """Three attempts of 1 s each and the backoff between them: the line says so, not "1 s"."""
+    proc = ask(bundled_dir, f"{endpoint}/slow/v1")
+    seconds = float(re.search(r"attempts, ([\d.]+) s in all", proc.stderr).group(1))
+    assert seconds >= 3.0, proc.stderr
+
+
+def test_a_dripping_endpoint_stops_at_the_deadline(bundled_dir, endpoint):
+    """One token a second never trips the 3 s read time-out; the 3 s deadline ends it."""
+    started = time.monotonic()
+    proc = ask(bundled_dir, f"{endpoint}/drip/v1", RAG_LLM_TIMEOUT="3", RAG_LLM_DEADLINE="3")
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "did not finish its reply within the 3 s deadline" in line and "RAG_LLM_DEADLINE" in line, line
+
+
+@pytest.mark.parametrize("mode", ["big", "bigone"])
+def test_a_huge_reply_is_cut_at_the_token_cap_with_a_notice(bundled_dir, endpoint, mode):
+    proc = ask(bundled_dir, f"{endpoint}/{mode}/v1", RAG_LLM_MAX_TOKENS="40")
+    assert proc.returncode == 0, proc.stderr
+    assert BODIES[mode]["max_tokens"] == 40  # asked of the server, and enforced on what arrived
+    answer = proc.stdout.split("\nSources:")[0]
+    assert "FP8 formats outperform INT8 [1]" in answer and len(answer) < 1000
+    assert proc.stderr.strip() == (
+        "rag: warning: the reply was cut at 40 tokens (RAG_LLM_MAX_TOKENS); raise it for longer answers"
+    )
+
+
+def test_a_reply_the_server_stopped_at_max_tokens_gets_the_same_notice(bundled_dir, endpoint):
+    proc = ask(bundled_dir, f"{endpoint}/length/v1")
+    assert proc.returncode == 0, proc.stderr
+    assert "rag: warning: the reply was cut at 400 tokens" in proc.stderr
+    assert BODIES["length"]["max_tokens"] == 400
+
+
+def test_a_finish_reason_without_done_is_a_complete_reply(bundled_dir, endpoint):
+    proc = ask(bundled_dir, f"{endpoint}/finish/v1")
+    assert proc.returncode == 0, proc.stderr
+    assert "FP8 formats outperform INT8 [1]." in proc.stdout and proc.stderr == ""
+
+
+def test_credentials_in_the_endpoint_are_masked_in_errors(bundled_dir, endpoint):
+    url = endpoint.replace("http://", "http://user:s3cret@") + "/e401/v1"
+    proc = ask(bundled_dir, url)
+    assert proc.returncode == 1
+    assert "s3cret" not in proc.stderr and "user" not in proc.stderr
+    assert endpoint.replace("http://", "http://***@") + "/e401/v1" in proc.stderr
+
+
+def test_the_forked_helper_is_stopped_when_it_overruns_the_deadline(endpoint, tmp_path, monkeypatch):
+    """The helper enforces the deadline itself; should it hang anyway, the parent gives up."""
+    settings = make_settings(tmp_path, llm="auto", openai_base_url=f"{endpoint}/drip/v1", llm_deadline=30)
+    monkeypatch.setattr(ForkedLLM, "GRACE", -29.0)  # the parent waits 1 s, the helper 30 s
+    llm = ForkedLLM(settings)
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="did not finish within the 30 s deadline and was stopped"):
+        "".join(llm.stream("system", "user"))
+    assert time.monotonic() - started < 10
+    llm._process.join(5)
+    assert not llm._process.is_alive()
+
+
+def test_the_deadline_holds_in_process_too(endpoint, tmp_path):
+    settings = make_settings(tmp_path, llm="auto", openai_base_url=f"{endpoint}/drip/v1", llm_deadline=2, llm_timeout=5)
+    llm = OpenAICompatible(settings)
+    got: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="within the 2 s deadline"):
+        for delta in llm.stream("system", "user"):
+            got.append(delta)
+    assert 1.5 < time.monotonic() - started < 6
+    assert got and set("".join(got).split()) == {"FP8"}  # what arrived in time was passed on
 
 
 def test_unreachable_endpoint(bundled_dir):

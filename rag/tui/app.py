@@ -20,6 +20,7 @@ from rag.errors import RagError
 from rag.history import History, Turn
 from rag.llm import LLM
 from rag.retrieval import MODES
+from rag.sanitise import normalise_question
 
 if TYPE_CHECKING:
     from rag.retrieval import Retriever
@@ -161,7 +162,7 @@ class ChatApp(App):
     # -- asking --------------------------------------------------------------------------
 
     def on_input_submitted(self, event: QuestionInput.Submitted) -> None:
-        question = " ".join(event.value.split())
+        question = normalise_question(event.value)
         if not question:
             return
         if self._busy:
@@ -230,6 +231,8 @@ class ChatApp(App):
             f" recall {answer.grounding.citation_recall:.2f}"
         )
         turn.scroll_visible()
+        if notice := getattr(self.llm, "notice", ""):  # the reply was cut at the token cap
+            self.notify(notice, title="rag", severity="warning")
 
     def _cancelled(self, question: str, standalone: str, turn: TurnView, conversation: int) -> None:
         self._busy = False

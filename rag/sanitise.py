@@ -1,0 +1,74 @@
+"""Text that reaches the terminal: control characters and escape sequences removed.
+
+Titles and abstracts come from files anyone can write, and replies from whatever server answers
+at the endpoint. A terminal obeys what it prints: ESC[2J clears the screen, OSC 0 retitles the
+window, OSC 8 hides a link behind text, U+009B is a one-character CSI, and BEL, backspace and
+carriage return rewrite what was shown. So text is cleaned once, where it enters: corpus records
+when they are read (before hashing, so the store only ever holds clean text), every LLM delta as
+it arrives (`StreamCleaner`, since a sequence can be split across deltas), and typed questions.
+
+Escape sequences are removed whole, so no "[2J" residue is left; other control characters
+(C0 except newline and tab, DEL, C1) become spaces, CR and CRLF become newlines, and unpaired
+surrogates (which cannot be printed or stored as UTF-8) become U+FFFD.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ECMA-48 sequences, 7-bit (ESC ...) and 8-bit (C1) forms:
+#   CSI: ESC [ or U+009B, parameter bytes, intermediate bytes, one final byte
+#   string commands (OSC, DCS, SOS, PM, APC): introducer, payload, then BEL, ESC \ or U+009C
+#   other escapes: ESC, intermediate bytes, one final byte (ESC c resets the terminal)
+# String payloads are bounded so a stray introducer cannot make the scan quadratic.
+_PAYLOAD = r"[^\x07\x1b\x9c]{0,4096}"
+_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"
+    rf"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]){_PAYLOAD}(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]"
+)
+# A sequence that has started but not ended at the end of a delta: held back for the next one.
+_PARTIAL = re.compile(
+    r"(?:(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*"
+    rf"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]){_PAYLOAD}\x1b?"
+    r"|\x1b[\x20-\x2f]*|\r)\Z"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """`text` without escape sequences or control characters; newlines and tabs are kept."""
+    text = _SEQUENCE.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub(" ", text)
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def has_surrogate(text: str) -> bool:
+    """True when `text` holds an unpaired surrogate (e.g. from a JSON "\\ud800" escape)."""
+    return _SURROGATE.search(text) is not None
+
+
+def normalise_question(text: str) -> str:
+    """A typed question or query: cleaned, white space collapsed to single spaces."""
+    return " ".join(clean(text).split())
+
+
+class StreamCleaner:
+    """`clean` over a stream of deltas: a sequence split across deltas is still removed whole."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self._held + delta
+        partial = _PARTIAL.search(text)
+        cut = partial.start() if partial else len(text)
+        self._held = text[cut:]
+        return clean(text[:cut])
+
+    def flush(self) -> str:
+        """What is left at the end of the stream; an unfinished sequence is dropped."""
+        held, self._held = self._held, ""
+        return "\n" if held == "\r" else ""
