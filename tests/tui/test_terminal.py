@@ -29,10 +29,11 @@ def wait_for_screen(session: str, *needles: str, timeout: float = 60) -> str:
 
 def test_chat_in_a_real_terminal_shows_a_cited_answer(bundled_dir, tmp_path):
     session = f"rag-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "config.toml").write_text("")
     env = {
         "RAG_DATA_DIR": str(bundled_dir),
         "RAG_EMBED_MODEL_DIR": os.environ["RAG_EMBED_MODEL_DIR"],
-        "RAG_CONFIG": str(tmp_path / "none.toml"),
+        "RAG_CONFIG": str(tmp_path / "config.toml"),
         "RAG_LLM": "off",
         "TERM": "xterm-256color",
     }
