@@ -11,11 +11,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from rag import extractive
-from rag.abstain import Assessment, assess
+from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
 from rag.grounding import Grounding, OverlapVerifier, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render, sources_block
-from rag.retrieval import Mode, PaperHit, Retriever
+from rag.retrieval import Mode, PaperHit, Retriever, SearchResult
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -82,6 +82,28 @@ def _model_abstained(text: str) -> bool:
     return core in " ".join(text.lower().split())
 
 
+def gather(
+    question: str, found: SearchResult, retriever: Retriever, k: int, exclude: Collection[str] = ()
+) -> tuple[list[PaperHit], list[Source], Evidence]:
+    """The top `k` hits as numbered sources, and the evidence the answerability check reads (the
+    top papers by hybrid score: the model was fitted on those, whatever retriever answers)."""
+    hits = found.results[:k]
+    ranked = found.results
+    if found.mode != "hybrid":
+        ranked = retriever.search(question, EVIDENCE_PAPERS, exclude=exclude).results
+    ranked = ranked[:EVIDENCE_PAPERS]
+    abstracts = retriever.store.abstracts(list({h.paper_id for h in [*hits, *ranked]}))
+
+    def abstract_of(hit: PaperHit) -> str:
+        return abstracts.get(hit.paper_id, ("", hit.evidence))[1]
+
+    sources = [Source(n, h.paper_id, h.title, abstract_of(h)) for n, h in enumerate(hits, start=1)]
+    evidence = gather_evidence(
+        question, [f"{h.title}. {abstract_of(h)}" for h in ranked], [h.score for h in ranked], retriever.embedder
+    )
+    return hits, sources, evidence
+
+
 def answer_question(
     question: str,
     retriever: Retriever,
@@ -95,18 +117,13 @@ def answer_question(
     """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    found = retriever.search(question, k=k, mode=mode, exclude=exclude)
+    found = retriever.search(question, k=max(k, EVIDENCE_PAPERS), mode=mode, exclude=exclude)
     timings["retrieval"] = found.timings_ms["total"]
-    hits = found.results
-    abstracts = retriever.store.abstracts([h.paper_id for h in hits])
-    sources = [
-        Source(n, h.paper_id, h.title, abstracts.get(h.paper_id, ("", h.evidence))[1])
-        for n, h in enumerate(hits, start=1)
-    ]
+    t = time.perf_counter()
+    hits, sources, evidence = gather(question, found, retriever, k, exclude)
     pairs = [(s.title, s.abstract) for s in sources]
-    similarity = max((h.dense_similarity for h in hits), default=0.0)
-    assessment = assess(question, [f"{t}. {a}" for t, a in pairs], similarity, retriever.lexical)
-    timings["assessment"] = (time.perf_counter() - t0) * 1000 - timings["retrieval"]
+    assessment = assess(question, evidence, retriever.lexical, with_llm=llm is not None)
+    timings["assessment"] = (time.perf_counter() - t) * 1000
 
     mode_name = "llm" if llm else "extractive"
     model = llm.model if llm else None

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_TOKENS = 256  # the model's window, including [CLS] and [SEP]
 MODEL_NAME = "all-MiniLM-L6-v2"
+RECENT_VECTORS = 2048  # texts `embed_cached` remembers (a few questions' worth of sentences)
 
 
 class EmbedderError(RagError):
@@ -86,6 +87,7 @@ class Embedder:
                 "set RAG_EMBED_MODEL_DIR to a folder holding all-MiniLM-L6-v2's onnx/ files"
             )
         self.model_dir = model_dir
+        self._recent: dict[str, np.ndarray] = {}
         self._fn = _embedder_class()(model_dir)
 
     @classmethod
@@ -104,6 +106,17 @@ class Embedder:
             return len(tok.encode(text, add_special_tokens=True).ids)
         finally:
             tok.enable_truncation(max_length=MAX_TOKENS)
+
+    def embed_cached(self, texts: list[str]) -> np.ndarray:
+        """`embed`, remembering recent texts: answering reads the same abstract sentences twice
+        (the answerability check, then the extractive answerer)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
+        if missing:
+            for text, vector in zip(missing, self.embed(missing)):
+                self._recent[text] = vector
+            while len(self._recent) > RECENT_VECTORS:
+                self._recent.pop(next(iter(self._recent)))
+        return np.stack([self._recent[t] for t in texts]) if texts else self.embed([])
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:

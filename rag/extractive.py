@@ -95,7 +95,7 @@ def _score_sentences(
         for _, abstract in sources
     ]
     flat = [s for sents in per_source for s in sents]
-    vectors = embedder.embed([question, *flat])
+    vectors = embedder.embed_cached([question, *flat])
     sims = vectors[1:] @ vectors[0]
     out: list[list[Candidate]] = []
     i = 0

@@ -50,6 +50,7 @@ class SearchResult:
     query: str
     results: list[PaperHit]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: Mode = "hybrid"
 
     def as_json(self) -> dict:
         return {
@@ -145,4 +146,4 @@ class Retriever:
             )
         timings["fuse"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(query=query, results=results, timings_ms=timings)
+        return SearchResult(query=query, results=results, timings_ms=timings, mode=mode)
