@@ -55,11 +55,16 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
 ) -> None:
     """Add papers to the store; unchanged papers are skipped, changed ones replaced."""
+    from rag.ingest import IngestInterrupted
     from rag.ingest import ingest as run_ingest
 
     ws = _workspace()
-    with _progress("embedding") as progress:
-        report = run_ingest(ws.store, ws.embedder, paths or None, prune=prune, progress=progress)
+    try:
+        with _progress("embedding") as progress:
+            report = run_ingest(ws.store, ws.embedder, paths or None, prune=prune, progress=progress)
+    except IngestInterrupted as exc:
+        typer.echo(f"rag: interrupted; {exc}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -289,7 +294,7 @@ def stats() -> None:
         ("store", store.location + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
         ("embedder", f"all-MiniLM-L6-v2 (ONNX) from {ws.settings.model_dir}"),
-        ("bm25", "fresh" if LexicalIndex.is_fresh(store) and papers else "stale (rebuilt on next search)"),
+        ("bm25", LexicalIndex.describe(store)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +73,14 @@ class Settings(BaseSettings):
 
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
     """Base URL of an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio)."""
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: Any) -> Any:
+        """An empty RAG_DATA_DIR would put the store in the current directory."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("it is empty; unset RAG_DATA_DIR for the default or give a folder")
+        return value
 
     @classmethod
     def settings_customise_sources(
