@@ -170,8 +170,11 @@ class Store:
             raise self._error(exc, f"opening collection {settings.collection!r}") from None
 
     def key(self) -> str:
-        """Names this store's files beside the data (BM25 index, lock): location and collection."""
-        return hashlib.sha1(f"{self.location}|{self.settings.collection}".encode()).hexdigest()[:12]
+        """Names this store's files beside the data (BM25 index, lock): the server and the
+        collection. A local store is named by its collection alone, so a data folder that is
+        moved or copied keeps its BM25 index."""
+        where = self.settings.chroma_url or "local"
+        return hashlib.sha1(f"{where}|{self.settings.collection}".encode()).hexdigest()[:12]
 
     # -- errors --------------------------------------------------------------------------
 

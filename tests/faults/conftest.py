@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,21 @@ def stats(env: dict) -> dict[str, str]:
     assert proc.returncode == 0, proc.stderr
     return {line.split()[0]: line.split(None, 1)[1] for line in proc.stdout.splitlines()}
 
+
+
+@pytest.fixture(scope="session")
+def ingested_template(tmp_path_factory, corpus_rows) -> Path:
+    """A data folder holding the small corpus, ingested once; tests copy it."""
+    root = tmp_path_factory.mktemp("template")
+    corpus = write_jsonl(root / "mine.jsonl", corpus_rows)
+    proc = run_rag("ingest", str(corpus), env={"RAG_DATA_DIR": str(root / "data")}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return root / "data"
+
+
+@pytest.fixture
+def ingested(tmp_path, ingested_template) -> dict[str, str]:
+    """The environment of a private copy of the ingested small corpus."""
+    data = tmp_path / "data"
+    shutil.copytree(ingested_template, data)
+    return {"RAG_DATA_DIR": str(data)}
