@@ -113,6 +113,10 @@ def _client(settings: Settings):
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
+        if _disk_full(exc):
+            raise StoreError(
+                f"the disk holding the Chroma store at {path} is full; free some space and run the command again"
+            ) from None
         raise StoreError(
             f"cannot open the Chroma store at {path} ({_one_line(exc)}); check RAG_DATA_DIR, or move that "
             "folder away to start a new store"

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,6 @@ def stats(env: dict) -> dict[str, str]:
     return {line.split()[0]: line.split(None, 1)[1] for line in proc.stdout.splitlines()}
 
 
-
 @pytest.fixture(scope="session")
 def ingested_template(tmp_path_factory, corpus_rows) -> Path:
     """A data folder holding the small corpus, ingested once; tests copy it."""
@@ -107,3 +107,15 @@ def ingested(tmp_path, ingested_template) -> dict[str, str]:
     data = tmp_path / "data"
     shutil.copytree(ingested_template, data)
     return {"RAG_DATA_DIR": str(data)}
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until `proc` has stopped itself (RAG_FAULT_STOP_AT=<step>:STOP)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the process never reached its stop point")
