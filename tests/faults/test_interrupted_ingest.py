@@ -4,7 +4,12 @@ that holds exactly the chunks Chroma holds."""
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -80,7 +85,35 @@ def test_an_interrupted_bundled_auto_ingest_is_resumed_by_the_next_command(data_
     assert first.returncode == -signal.SIGKILL
     assert "ingesting the bundled corpus" in first.stderr
     assert len(inspect(data_env)["papers"]) == 64
-    second = rag("search", QUERY, "--json", env=data_env)
-    assert second.returncode == 0, second.stderr
-    assert "rag: resuming the interrupted ingest of the bundled corpus" in second.stderr
+    second, terminal = search_with_a_terminal_for_stderr(data_env)
+    assert second.returncode == 0, terminal
+    assert "rag: resuming the interrupted ingest of the bundled corpus" in terminal
+    assert "embedding the bundled corpus" in terminal  # the progress bar
+    assert json.loads(second.stdout)["results"]
     assert_consistent(data_env, papers=223)
+
+
+def search_with_a_terminal_for_stderr(env: dict) -> tuple[subprocess.CompletedProcess, str]:
+    """`rag search` with stderr on a pseudo-terminal (stdout a pipe); returns what the terminal showed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "search", QUERY, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+        env={**os.environ, **env, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(follower)
+    shown = bytearray()
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the follower side closed
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.wait(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), shown.decode(errors="replace")
