@@ -16,7 +16,7 @@ import pytest
 from rag.corpus import bundled_corpus_path, iter_papers
 from tests.conftest import REPO, run_rag, write_jsonl
 
-N_PAPERS = 70  # three ingest batches: 32, 32 and 6 papers
+N_PAPERS = 40  # two ingest batches: 32 and 8 papers
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import write_jsonl
-from tests.faults.conftest import assert_consistent, inspect, popen_rag, rag, wait_stopped
+from tests.faults.conftest import N_PAPERS, assert_consistent, inspect, popen_rag, rag, wait_stopped
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -34,7 +34,7 @@ def test_parallel_searches_on_a_stale_index_all_succeed(tmp_path, ingested, corp
         assert "Traceback" not in err
     results = [[r["paper_id"] for r in json.loads(out)["results"]] for out, _ in outputs]
     assert results[0] and all(r == results[0] for r in results)
-    assert_consistent(ingested, papers=110)
+    assert_consistent(ingested, papers=N_PAPERS + 40)
 
 
 def test_a_search_during_an_ingest_uses_what_is_stored_and_saves_nothing(tmp_path, ingested, corpus_rows):
@@ -47,10 +47,10 @@ def test_a_search_during_an_ingest_uses_what_is_stored_and_saves_nothing(tmp_pat
         assert "rag: an ingest into this store is running; results cover the papers stored so far" in reader.stderr
         assert "the BM25 index is kept in memory until it finishes" in reader.stderr
         during = inspect(ingested)
-        assert len(during["papers"]) == 70 + 32
+        assert len(during["papers"]) == N_PAPERS + 32
         assert during["bm25_ids"] == before["bm25_ids"] and during["bm25_status"] == "stale"
     finally:
         writer.send_signal(signal.SIGCONT)
     _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
-    assert_consistent(ingested, papers=110)
+    assert_consistent(ingested, papers=N_PAPERS + 40)

@@ -48,14 +48,14 @@ def test_bm25_built_between_two_interrupted_ingests_is_not_taken_as_fresh(corpus
     first = inspect(data_env)
     assert first["bm25_ids"] == first["chroma_ids"] and len(first["papers"]) == 32
 
-    assert rag("ingest", str(corpus), env=data_env, stop_at="batch-1").returncode == -signal.SIGKILL
+    assert rag("ingest", str(corpus), env=data_env, stop_at="batch-1").returncode == -signal.SIGKILL  # the rest
     assert inspect(data_env)["bm25_status"] == "stale"
     proc = rag("stats", env=data_env)
     assert proc.returncode == 0, proc.stderr
     assert "rag: the BM25 index is out of date with the store; rebuilding it (" in proc.stderr
     chunks = len(inspect(data_env)["chroma_ids"])
     assert f"fresh ({chunks} chunks)" in proc.stdout
-    assert_consistent(data_env, papers=64)
+    assert_consistent(data_env, papers=N_PAPERS)
 
 
 def test_a_user_ingest_killed_before_storing_anything_gets_no_bundled_papers(corpus, data_env):
