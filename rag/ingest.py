@@ -226,7 +226,8 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
         with store.lock.try_exclusive() as mine:
             if not mine:
                 raise StoreError(
-                    "the store is empty and another rag process is writing to it; wait for it to finish and try again"
+                    "the store is empty and another rag process is using it (an ingest or a BM25 rebuild); "
+                    "try again when it finishes"
                 )
             state, count = store.ingest_state(), store.count()
             if state.status is None and count == 0:

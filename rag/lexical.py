@@ -174,25 +174,25 @@ class LexicalIndex:
     def _save(self, folder: Path) -> None:
         """Write a new build and make it current; on a full disk or an unwritable folder the
         index stays in memory for this command, with a notice."""
-        tmp: Path | None = None
+        leftovers: list[Path] = []  # removed again if the save fails half way
+        name = f"build-{uuid.uuid4().hex[:12]}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+            leftovers.append(tmp)
             if self.chunk_ids:
                 self._bm25.save(str(tmp))
             (tmp / "ids.json").write_text(json.dumps(self.chunk_ids))
             _fault("bm25-save")
-            name = f"build-{uuid.uuid4().hex[:12]}"
             tmp.rename(folder / name)
-            tmp = None
-            pointer = folder / f".current-{uuid.uuid4().hex[:12]}.json"
-            pointer.write_text(
+            leftovers = [folder / name, folder / f".current-{name}.json"]
+            leftovers[1].write_text(
                 json.dumps({"build": name, "fingerprint": self.fingerprint, "analyser": ANALYSER_VERSION})
             )
-            os.replace(pointer, folder / CURRENT)
+            os.replace(leftovers[1], folder / CURRENT)
         except OSError as exc:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+            for path in leftovers:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             _notice(
                 f"rag: cannot save the BM25 index in {folder} ({exc.strerror or exc}); "
                 "using it in memory for this command"
@@ -228,7 +228,10 @@ class LexicalIndex:
                 continue
             except Exception as exc:  # bm25s raises what numpy and json raise on damaged files
                 return None, f"damaged ({_why(exc)})"
-            problem = _inconsistency(retriever, ids)
+            try:
+                problem = _inconsistency(retriever, ids)
+            except Exception as exc:  # arrays of the wrong kind
+                problem = _why(exc)
             if problem:
                 return None, f"damaged ({problem})"
             return cls(retriever, ids, info["fingerprint"], saved=True), "fresh"
