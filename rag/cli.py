@@ -60,12 +60,17 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
 ) -> None:
     """Add papers to the store; unchanged papers are skipped, changed ones replaced."""
+    from rag.ingest import IngestInterrupted
     from rag.ingest import ingest as run_ingest
 
     ws = _workspace()
     embedder = ws.embedder  # before the bar: a first use may show its own download bar
-    with _progress("embedding") as progress:
-        report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress)
+    try:
+        with _progress("embedding") as progress:
+            report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress)
+    except IngestInterrupted as exc:
+        typer.echo(f"rag: interrupted; {exc}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -322,7 +327,7 @@ def stats() -> None:
         ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
         ("embedder", describe_model(ws.settings)),
-        ("bm25", "fresh" if LexicalIndex.is_fresh(store) and papers else "stale (rebuilt on next search)"),
+        ("bm25", LexicalIndex.describe(store)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

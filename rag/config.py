@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         _check_url(value.strip())
         return value.strip()
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: Any) -> Any:
+        """An empty RAG_DATA_DIR would put the store in the current directory."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("it is empty; unset RAG_DATA_DIR for the default or give a folder")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -3,15 +3,26 @@
 A local `PersistentClient` under the data directory, or a Chroma server when `chroma_url` is set.
 Vectors are computed here by `Embedder` (so a server never needs the model), and every chunk
 carries its paper's id, title and content hash, so ingest can tell what changed.
+
+Derived indexes (BM25) compare themselves with `fingerprint()`: the chunk count and a generation
+counter kept in the collection's metadata, bumped *before* every write. A writer killed at any
+point therefore leaves the generation ahead of every index built before its write, never behind.
+The collection metadata also records the last ingest (running or done, bundled or user files),
+so a killed ingest is told apart from a store that was never written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from rag.config import mask_url
@@ -20,11 +31,32 @@ from rag.errors import RagError
 if TYPE_CHECKING:
     from rag.config import Settings
 
-FINGERPRINT_KEY = "rag_fingerprint"
+GENERATION_KEY = "rag_generation"
+INGEST_KEY = "rag_ingest"  # "running" while an ingest writes, "done" when it finished
+SOURCE_KEY = "rag_source"  # "bundled" or "user": what the last ingest read
+WANTED_KEY = "rag_wanted"  # papers the last ingest wanted stored
+COMMAND_KEY = "rag_command"  # the last ingest's command line, to tell the user what to re-run
+EMBED_DIM = 384  # all-MiniLM-L6-v2
+
+T = TypeVar("T")
 
 
 class StoreError(RagError):
     pass
+
+
+@dataclass(frozen=True)
+class IngestState:
+    """What the collection metadata says about the last ingest; `status` None: never ingested."""
+
+    status: str | None
+    source: str | None
+    wanted: int
+    command: str
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
 
 
 @dataclass(frozen=True)
@@ -77,11 +109,52 @@ def _client(settings: Settings):
                 "`chroma run` or unset RAG_CHROMA_URL to use the local store"
             ) from None
     path = Path(settings.data_dir) / "chroma"
+    _check_database(path / "chroma.sqlite3")
     try:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
-        raise StoreError(f"cannot open the Chroma store at {path} ({exc}); check RAG_DATA_DIR") from None
+        if _disk_full(exc):
+            raise StoreError(
+                f"the disk holding the Chroma store at {path} is full; free some space and run the command again"
+            ) from None
+        raise StoreError(
+            f"cannot open the Chroma store at {path} ({_one_line(exc)}); check RAG_DATA_DIR, or move that "
+            "folder away to start a new store"
+        ) from None
+
+
+def _check_database(db: Path) -> None:
+    """A zero-byte or non-SQLite database is reported, never silently replaced by an empty store
+    (SQLite would happily treat a zero-byte file as a new database)."""
+    try:
+        size = db.stat().st_size
+        with db.open("rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot read the Chroma database {db} ({exc.strerror}); check its permissions") from None
+    fix = f"restore it from a backup, or move the folder {db.parent} away to start a new store"
+    if size == 0:
+        raise StoreError(f"the Chroma database {db} is empty (0 bytes); {fix}")
+    if head != b"SQLite format 3\x00":
+        raise StoreError(f"the Chroma database {db} is not an SQLite database; {fix}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+        or "disk is full" in text
+        or "no space left" in text
+        or (isinstance(exc, sqlite3.OperationalError) and "full" in text)
+    )
 
 
 class Store:
@@ -90,6 +163,7 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.location = settings.chroma_url or str(Path(settings.data_dir) / "chroma")
+        self.lock = StoreLock(Path(settings.data_dir) / "locks" / f"{self.key()}.lock")
         self._client = _client(settings)
         try:
             self.collection = self._client.get_or_create_collection(
@@ -98,19 +172,75 @@ class Store:
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:
-            raise StoreError(
-                f"cannot open collection {settings.collection!r} at {mask_url(self.location)} ({mask_url(str(exc))})"
-            ) from None
+            raise self._error(exc, f"opening collection {settings.collection!r}") from None
+
+    def key(self) -> str:
+        """Names this store's files beside the data (BM25 index, lock): the server and the
+        collection. A local store is named by its collection alone, so a data folder that is
+        moved or copied keeps its BM25 index."""
+        where = self.settings.chroma_url or "local"
+        return hashlib.sha1(f"{where}|{self.settings.collection}".encode()).hexdigest()[:12]
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _error(self, exc: BaseException, action: str) -> StoreError:
+        """One line for a failed Chroma call: what failed and what to do."""
+        if isinstance(exc, StoreError):
+            return exc
+        text = _one_line(exc)
+        if "dimension" in text.lower():
+            return StoreError(
+                f"collection {self.settings.collection!r} at {mask_url(self.location)} holds vectors of another size "
+                f"({mask_url(text)}); rag embeds {EMBED_DIM}-d all-MiniLM-L6-v2 vectors: use another collection "
+                "(RAG_COLLECTION) or another data directory"
+            )
+        if _disk_full(exc):
+            return StoreError(
+                f"the disk is full while {action} in the Chroma store at {mask_url(self.location)}; free some space "
+                "and run the same command again (papers already stored are kept)"
+            )
+        if self.settings.chroma_url and _connection_lost(exc):
+            return StoreError(
+                f"lost the Chroma server at {mask_url(self.settings.chroma_url or "")} while {action} ({mask_url(text)}); start it "
+                "again and re-run the command (an interrupted `rag ingest` resumes where it stopped)"
+            )
+        return StoreError(f"the Chroma store at {mask_url(self.location)} failed while {action} ({mask_url(text)})")
+
+    def _call(self, action: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit, RagError):
+            raise
+        except Exception as exc:
+            raise self._error(exc, action) from None
 
     # -- reading -------------------------------------------------------------------------
 
     def count(self) -> int:
-        return self.collection.count()
+        return self._call("counting chunks", self.collection.count)
+
+    def metadata(self) -> dict[str, Any]:
+        """The collection metadata as stored now (another process may have changed it)."""
+        name = self.settings.collection
+        return dict(self._call("reading the collection", lambda: self._client.get_collection(name).metadata) or {})
 
     def fingerprint(self) -> str:
-        """Changes whenever the stored chunks change; derived indexes compare against it."""
-        meta = self.collection.metadata or {}
-        return str(meta.get(FINGERPRINT_KEY, ""))
+        """Changes whenever the stored chunks change: the write generation and the chunk count.
+        Every write bumps the generation before it touches a chunk, so no kill leaves it unchanged."""
+        return f"g{int(self.metadata().get(GENERATION_KEY, 0))}-n{self.count()}"
+
+    def ingest_state(self) -> IngestState:
+        meta = self.metadata()
+        status = meta.get(INGEST_KEY)
+        return IngestState(
+            status=str(status) if status else None,
+            source=str(meta[SOURCE_KEY]) if meta.get(SOURCE_KEY) else None,
+            wanted=int(meta.get(WANTED_KEY, 0) or 0),
+            command=str(meta.get(COMMAND_KEY, "") or ""),
+        )
+
+    def chunk_ids(self) -> set[str]:
+        return set(self._all(include=[])["ids"])
 
     def paper_hashes(self) -> dict[str, str]:
         """paper id -> content hash of what is stored."""
@@ -131,7 +261,7 @@ class Store:
         result: dict[str, list] = {"ids": [], "documents": [], "metadatas": []}
         offset = 0
         while True:
-            got = self.collection.get(include=include, limit=page, offset=offset)
+            got = self._call("reading chunks", partial(self.collection.get, include=include, limit=page, offset=offset))
             for key in result:
                 result[key].extend(got.get(key) or [])
             if len(got["ids"]) < page:
@@ -140,7 +270,10 @@ class Store:
 
     def paper(self, paper_id: str) -> tuple[str, list[str]] | None:
         """Title and chunk texts (in order) of one stored paper."""
-        got = self.collection.get(where={"paper_id": paper_id}, include=["documents", "metadatas"])
+        got = self._call(
+            "reading a paper",
+            lambda: self.collection.get(where={"paper_id": paper_id}, include=["documents", "metadatas"]),
+        )
         if not got["ids"]:
             return None
         pairs = sorted(zip(got["metadatas"], got["documents"]), key=lambda p: p[0]["chunk"])
@@ -150,17 +283,19 @@ class Store:
         """paper id -> (title, abstract) of stored papers."""
         if not paper_ids:
             return {}
-        got = self.collection.get(
-            where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas"]
-        )
+        where = {"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}
+        got = self._call("reading abstracts", lambda: self.collection.get(where=where, include=["metadatas"]))
         return {str(m["paper_id"]): (str(m["title"]), str(m.get("abstract", ""))) for m in got["metadatas"]}
 
     def dense(self, vector: list[float], n: int) -> list[DenseHit]:
         total = self.count()
         if total == 0:
             return []
-        got = self.collection.query(
-            query_embeddings=[vector], n_results=min(n, total), include=["documents", "metadatas", "distances"]
+        got = self._call(
+            "searching",
+            lambda: self.collection.query(
+                query_embeddings=[vector], n_results=min(n, total), include=["documents", "metadatas", "distances"]
+            ),
         )
         return [
             DenseHit(cid, 1.0 - float(dist), doc, meta)
@@ -170,40 +305,123 @@ class Store:
         ]
 
     # -- writing -------------------------------------------------------------------------
+    # Every write bumps the generation first (see the module docstring).
 
     def add(self, chunks: list[Chunk], vectors: Iterable[list[float]]) -> None:
         if chunks:
-            self.collection.upsert(
-                ids=[c.id for c in chunks],
-                documents=[c.text for c in chunks],
-                metadatas=[c.metadata() for c in chunks],
-                embeddings=list(vectors),
+            vectors = list(vectors)
+            self._bump()
+            self._call(
+                "writing chunks",
+                lambda: self.collection.upsert(
+                    ids=[c.id for c in chunks],
+                    documents=[c.text for c in chunks],
+                    metadatas=[c.metadata() for c in chunks],
+                    embeddings=vectors,
+                ),
             )
 
     def chunk_ids_of(self, paper_ids: list[str]) -> set[str]:
-        got = self.collection.get(where={"paper_id": {"$in": paper_ids}}, include=[])
+        got = self._call(
+            "reading chunks", lambda: self.collection.get(where={"paper_id": {"$in": paper_ids}}, include=[])
+        )
         return set(got["ids"])
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
-            self.collection.delete(ids=ids)
+            self._bump()
+            self._call("deleting chunks", lambda: self.collection.delete(ids=ids))
 
     def delete_papers(self, paper_ids: Iterable[str]) -> None:
         ids = list(paper_ids)
         for i in range(0, len(ids), 500):
-            self.collection.delete(where={"paper_id": {"$in": ids[i : i + 500]}})
+            self._bump()
+            part = ids[i : i + 500]
+            self._call("deleting papers", partial(self.collection.delete, where={"paper_id": {"$in": part}}))
 
-    def mark_changing(self) -> None:
-        """Clear the fingerprint first, so an interrupted ingest leaves derived indexes stale."""
-        self._set_fingerprint("")
+    def _update_metadata(self, **values: Any) -> None:
+        """Read-modify-write of the collection metadata; writers hold the store lock, so no
+        two of them interleave."""
+        meta = self.metadata()
+        meta.update(values)
+        self._call("writing the collection metadata", lambda: self.collection.modify(metadata=meta))
 
-    def _set_fingerprint(self, value: str) -> None:
-        meta = dict(self.collection.metadata or {})
-        meta[FINGERPRINT_KEY] = value
-        self.collection.modify(metadata=meta)
+    def _bump(self) -> None:
+        self._update_metadata(**{GENERATION_KEY: int(self.metadata().get(GENERATION_KEY, 0)) + 1})
 
-    def refresh_fingerprint(self) -> None:
-        hashes = self.paper_hashes()
-        digest = hashlib.sha1("".join(f"{k}:{v};" for k, v in sorted(hashes.items())).encode()).hexdigest()[:16]
-        self._set_fingerprint(digest)
+    def begin_ingest(self, source: str, wanted: int, command: str) -> None:
+        """Recorded before an ingest writes anything: a kill from here on is seen as an
+        interrupted ingest of these files, not as a store that was never written."""
+        self._update_metadata(**{INGEST_KEY: "running", SOURCE_KEY: source, WANTED_KEY: wanted, COMMAND_KEY: command})
+
+    def end_ingest(self) -> None:
+        meta = self.metadata()
+        self._update_metadata(**{INGEST_KEY: "done", GENERATION_KEY: int(meta.get(GENERATION_KEY, 0)) + 1})
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(exc)}
+    text = str(exc).lower()
+    return bool(
+        names & {"ConnectError", "ConnectTimeout", "ReadError", "RemoteProtocolError", "ReadTimeout", "ConnectionError"}
+        or "connect" in text
+        or "connection" in text
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+class StoreLock:
+    """An advisory file lock beside the data (flock): ingest holds it exclusively for its whole
+    run; a process that rebuilds the BM25 index holds it shared while it reads the store and
+    saves, and saves nothing when a writer is active. The kernel drops it when a process dies,
+    so a killed ingest never leaves the store locked. It covers processes on this machine (for
+    a Chroma server, those sharing this data directory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _lock(self, exclusive: bool, wait: bool, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no protection against concurrent processes
+            yield True
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+b")  # noqa: SIM115 - closed below, which releases the lock
+        except OSError:
+            yield True  # an unwritable data dir: nothing to coordinate with
+            return
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                if on_wait:
+                    on_wait()
+                fcntl.flock(fh, mode)
+            yield True
+        finally:
+            fh.close()
+
+    def exclusive(self, on_wait: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[bool]:
+        """Waits for other writers and index builders; `on_wait` runs once if it has to."""
+        return self._lock(True, True, on_wait)
+
+    def try_exclusive(self) -> contextlib.AbstractContextManager[bool]:
+        return self._lock(True, False)
+
+    def try_shared(self) -> contextlib.AbstractContextManager[bool]:
+        """Yields False at once when a writer holds the lock."""
+        return self._lock(False, False)

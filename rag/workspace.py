@@ -24,7 +24,8 @@ class Workspace:
 
     @cached_property
     def retriever(self) -> Retriever:
-        """A retriever over a store that is never empty: the bundled corpus is ingested first."""
+        """A retriever over a ready store: a store never written gets the bundled corpus first, an
+        interrupted ingest is resumed or reported (see `ensure_index`)."""
         from rag.ingest import ensure_index
 
         ensure_index(self.store, lambda: self.embedder)

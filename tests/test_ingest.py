@@ -111,3 +111,55 @@ def test_ingest_against_a_chroma_server(tmp_path, chroma_url):
         top = ws.retriever.search("FP8 quantization accuracy", k=2, mode=mode).results[0]
         assert top.paper_id == paper_id_for("Paper B on FP8"), mode
     ws.store._client.delete_collection(ws.settings.collection)
+
+
+def test_every_write_moves_the_fingerprint_even_if_the_ingest_never_finishes(tmp_path):
+    """What a killed ingest leaves: chunks written, never marked done. A BM25 index built before
+    must not match the store afterwards, also when a chunk is replaced in place (same count)."""
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
+    assert LexicalIndex.is_fresh(ws.store)
+    before = ws.store.fingerprint()
+    ids, docs, metas = ws.store.all_chunks()
+    vector = ws.embedder.embed(["replaced text"]).tolist()
+    from rag.store import Chunk
+
+    meta = metas[0]
+    chunk = Chunk(ids[0], meta["paper_id"], meta["title"], "replaced text", 0, "other-hash", {})
+    ws.store.add([chunk], vector)
+    assert ws.store.count() == len(ids)
+    assert ws.store.fingerprint() != before
+    assert LexicalIndex.status(ws.store) == "stale"
+    assert LexicalIndex.open(ws.store).saved and LexicalIndex.is_fresh(ws.store)
+
+
+def test_no_index_is_saved_while_an_ingest_holds_the_store_lock(tmp_path):
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
+    import shutil
+
+    shutil.rmtree(LexicalIndex.folder(ws.store))
+    with ws.store.lock.exclusive():
+        index = LexicalIndex.build(ws.store)
+    assert not index.saved and len(index.chunk_ids) == ws.store.count()
+    assert LexicalIndex.status(ws.store) == "missing"
+
+
+def test_a_store_that_was_written_and_emptied_never_gets_the_bundled_corpus(tmp_path):
+    from rag.ingest import ensure_index
+    from rag.store import StoreError
+
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
+    ws.store.delete_papers(list(ws.store.paper_hashes()))
+    with pytest.raises(StoreError, match="holds no papers; add some with `rag ingest FILE`"):
+        ensure_index(ws.store, lambda: ws.embedder)
+    assert ws.store.count() == 0
+
+
+def test_an_empty_data_dir_setting_is_rejected(monkeypatch):
+    from rag.config import SettingsError, load_settings
+
+    monkeypatch.setenv("RAG_DATA_DIR", "")
+    with pytest.raises(SettingsError, match="invalid setting data_dir: .*it is empty"):
+        load_settings()
