@@ -201,7 +201,7 @@ class Store:
             )
         if self.settings.chroma_url and _connection_lost(exc):
             return StoreError(
-                f"lost the Chroma server at {mask_url(self.settings.chroma_url or "")} while {action} ({mask_url(text)}); start it "
+                f"lost the Chroma server at {mask_url(self.settings.chroma_url or '')} while {action} ({mask_url(text)}); start it "
                 "again and re-run the command (an interrupted `rag ingest` resumes where it stopped)"
             )
         return StoreError(f"the Chroma store at {mask_url(self.location)} failed while {action} ({mask_url(text)})")
