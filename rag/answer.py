@@ -48,6 +48,7 @@ class Answer:
     assessment: Assessment | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    parts: list[extractive.Part] = field(default_factory=list)  # sub-questions, when it asks several
 
     @property
     def cited(self) -> set[int]:
@@ -74,6 +75,7 @@ class Answer:
             "abstention": self.assessment.as_json() if self.assessment else None,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "usage": self.usage,
+            "parts": [p.as_json() for p in self.parts],
         }
 
 
@@ -128,6 +130,7 @@ def answer_question(
     mode_name = "llm" if llm else "extractive"
     model = llm.model if llm else None
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    parts: list[extractive.Part] = []
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
@@ -136,23 +139,25 @@ def answer_question(
         )
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Answer(question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage)
+        return Answer(
+            question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage, parts
+        )
 
     if not assessment.answerable:
         return finish(NO_ANSWER, True)
 
     t = time.perf_counter()
     if llm is None:
-        text = extractive.compose(question, pairs, retriever.embedder, retriever.lexical)
+        text, parts = extractive.compose_parts(question, pairs, retriever.embedder, retriever.lexical)
     else:
         system = render("system")
         user = render("answer", sources=sources_block(pairs), question=question)
-        parts = []
+        deltas = []
         for delta in llm.stream(system, user):
-            parts.append(delta)
+            deltas.append(delta)
             if on_token:
                 on_token(delta)
-        text = "".join(parts).strip()
+        text = "".join(deltas).strip()
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),

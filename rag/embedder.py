@@ -110,13 +110,16 @@ class Embedder:
     def embed_cached(self, texts: list[str]) -> np.ndarray:
         """`embed`, remembering recent texts: answering reads the same abstract sentences twice
         (the answerability check, then the extractive answerer)."""
+        if not texts:
+            return self.embed([])
         missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
         if missing:
             for text, vector in zip(missing, self.embed(missing)):
                 self._recent[text] = vector
-            while len(self._recent) > RECENT_VECTORS:
-                self._recent.pop(next(iter(self._recent)))
-        return np.stack([self._recent[t] for t in texts]) if texts else self.embed([])
+        out = np.stack([self._recent[t] for t in texts])
+        while len(self._recent) > RECENT_VECTORS:  # the oldest go first
+            self._recent.pop(next(iter(self._recent)))
+        return out
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:

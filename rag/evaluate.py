@@ -103,6 +103,18 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
         )
     if cited:
         figures["gold_citation_rate"] = mean([1.0 if pid in q.gold else 0.0 for q, pid in cited])
+    multi_part = [(q, a) for q, a in answered if len(a.parts) > 1]
+    if multi_part:  # the answerer's own judgement: parts it found stated
+        figures["parts_answered"] = mean([sum(p.answered for p in a.parts) / len(a.parts) for _, a in multi_part])
+    with_parts = [(q, a) for q, a in answerable if q.parts]
+    if with_parts:  # the suite's judgement: each part's key facts in the answer (abstentions count 0)
+        figures["part_key_fact_recall"] = mean(
+            [
+                float(not a.abstained and all(_normalise(f) in _normalise(a.text) for f in facts))
+                for q, a in with_parts
+                for _, facts in q.parts
+            ]
+        )
     if unanswerable:
         figures["abstention_recall"] = mean([1.0 if a.abstained else 0.0 for _, a in unanswerable])
     if abstained:
@@ -395,6 +407,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "citation_recall",
         "supported_ratio",
         "key_fact_recall",
+        "part_key_fact_recall",
         "gold_citation_rate",
         "abstention_precision",
         "abstention_recall",

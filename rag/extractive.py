@@ -45,12 +45,58 @@ RUNNER_UP = 0.75  # a second sentence is added when it scores this close to the 
 LIST_FLOOR = 0.55  # a paper is listed when its best sentence scores this close to the top one
 MAX_SENTENCE_CHARS = 700
 
+# Abstracts move from background ("Recent work ...", "... remains challenging") to what the paper
+# proposes and finds ("We propose ...", "Results show ..."). A question about a method or a result
+# is answered by the second kind, so those sentences get a small lift and background a small cut.
+_FINDING = re.compile(
+    r"\b(we|our|this (?:paper|work|study))\b[^.]*\b(propos|introduc|present|develop|show|find|found|demonstrat"
+    r"|achiev|outperform|improv|reduc|increas|obtain|reach|releas|design|train)"
+    r"|\b(results?|experiments?|evaluations?|analys[ie]s)\b[^.]*\b(show|reveal|demonstrat|indicat|suggest)"
+    r"|\b(outperform|surpass|speed-?up|faster|state-of-the-art)",
+    re.I,
+)
+_BACKGROUND = re.compile(
+    r"^(recent(ly)?|despite|however|although|while|traditional(ly)?|existing|current|many|most)\b"
+    r"|\b(remains? (a )?(challeng|difficult|open|unclear)|has (long )?been|have (long )?been|is (still )?limited)",
+    re.I,
+)
+_ASKS_BACKGROUND = re.compile(r"\b(why|motivat|problem|challeng|limitation|background)", re.I)
+FINDING_BONUS = 0.1
+BACKGROUND_PENALTY = 0.1
+
+# Two or more questions in one ("how many X, and how large is Y?", "which model did best and with
+# what score?") are split into parts, each answered on its own.
+_PART_SPLIT = re.compile(
+    r"\?\s+(?=\S)|;\s*|,?\s+and\s+(?=(?:how|what|which|who|when|where|why|whether|is|are|does|do|did|was|were"
+    r"|can|could|with what|by how|to what)\b)",
+    re.I,
+)
+PART_FLOOR = 0.5  # a part counts as answered when its best sentence scores at least this
+
 
 @dataclass(frozen=True)
 class Candidate:
     source: int  # 1-based source number
     sentence: str
     score: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """One sub-question and whether the quoted sentences answer it."""
+
+    ask: str
+    answered: bool
+
+    def as_json(self) -> dict:
+        return {"ask": self.ask, "answered": self.answered}
+
+
+def question_parts(question: str) -> list[str]:
+    """The sub-questions of a question that asks several things; one part otherwise."""
+    parts = [p.strip(" ,;?") for p in _PART_SPLIT.split(question)]
+    parts = [p for p in parts if analyse(p)]
+    return parts if len(parts) >= 2 else [question.strip()]
 
 
 def _quantities(text: str) -> set[str]:
@@ -90,6 +136,7 @@ def _score_sentences(
     keys = key_tokens(" ".join(specific_terms(question)))
     asked_numbers = _quantities(question)
     counted = _counted_thing(question)
+    asks_background = bool(_ASKS_BACKGROUND.search(question))
     per_source = [
         [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
         for _, abstract in sources
@@ -121,6 +168,9 @@ def _score_sentences(
             named = keys - key_tokens(title)  # naming what the title already names adds nothing
             if named:
                 score += 0.2 * len(named & key_tokens(sentence)) / len(named)
+            if not asks_background:
+                score += FINDING_BONUS * bool(_FINDING.search(sentence))
+                score -= BACKGROUND_PENALTY * bool(_BACKGROUND.search(sentence))
             cands.append(Candidate(n, sentence, score))
             i += 1
         out.append(sorted(cands, key=lambda c: -c.score))
@@ -129,6 +179,13 @@ def _score_sentences(
 
 def compose(question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
     """A short cited answer quoted from `sources` ((title, abstract), numbered from 1)."""
+    return compose_parts(question, sources, embedder, lexical)[0]
+
+
+def compose_parts(
+    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+) -> tuple[str, list[Part]]:
+    """The answer, and for a question of several parts whether each part is answered."""
     ranked = _score_sentences(question, sources, embedder, lexical)
     if is_list_question(question):
         top = max(c[0].score for c in ranked if c)
@@ -137,13 +194,25 @@ def compose(question: str, sources: list[tuple[str, str]], embedder: Embedder, l
             for c in ranked
             if c and c[0].score >= LIST_FLOOR * top
         ]
-        return "\n".join(lines)
+        return "\n".join(lines), []
     # rank-aware: the first sources are favoured a little, as retrieval put them first
     best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - 0.05 * (c.source - 1)))
     picked = [best]
-    for cand in ranked[best.source - 1][1:2]:
-        if cand.score >= RUNNER_UP * best.score:
-            picked.append(cand)
+    asks = question_parts(question)
+    parts: list[Part] = []
+    if len(asks) > 1:
+        # each part is scored on its own words plus the names the whole question gives it
+        named = " ".join(specific_terms(question))
+        home = [(sources[best.source - 1])]
+        for ask in asks:
+            part_best = _score_sentences(f"{ask} {named}".strip(), home, embedder, lexical)[0][0]
+            parts.append(Part(ask, part_best.score >= PART_FLOOR))
+            if part_best.score >= PART_FLOOR and part_best.sentence not in {c.sentence for c in picked}:
+                picked.append(Candidate(best.source, part_best.sentence, part_best.score))
+    else:
+        for cand in ranked[best.source - 1][1:2]:
+            if cand.score >= RUNNER_UP * best.score:
+                picked.append(cand)
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
     picked.sort(key=lambda c: order.get(c.sentence, 0))
-    return " ".join(f"{c.sentence} [{c.source}]" for c in picked)
+    return " ".join(f"{c.sentence} [{c.source}]" for c in picked), parts

@@ -105,6 +105,9 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
                 console.print(Text.assemble((f"  {label}: ", color), inline_markdown(s.text)))
     else:
         console.print(_marked_text(answer))
+    missing = [p.ask for p in answer.parts if not p.answered]
+    if missing:
+        console.print(f"[yellow]Not stated in the abstracts: {escape('; '.join(missing))}.[/yellow]")
     cited = answer.cited
     console.print("\nSources:")
     also = [src for src in answer.sources_in_order() if src.n not in cited]

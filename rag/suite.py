@@ -26,6 +26,7 @@ class Question:
     gold: tuple[str, ...]  # paper ids (titles are resolved on load)
     key_facts: tuple[str, ...] = ()
     notes: str = ""
+    parts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (sub-question, its key facts) for multi-part questions
 
     @property
     def answerable(self) -> bool:
@@ -84,6 +85,16 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
         notes = row.get("notes") or ""
         if not isinstance(notes, str):
             raise bad("'notes' must be a string")
+        parts_in = row.get("parts", [])
+        if not isinstance(parts_in, list) or not all(
+            isinstance(p, dict)
+            and isinstance(p.get("ask"), str)
+            and isinstance(p.get("key_facts", []), list)
+            and all(isinstance(f, str) for f in p.get("key_facts", []))
+            for p in parts_in
+        ):
+            raise bad('\'parts\' must be a list of {"ask": text, "key_facts": [text, ...]}')
+        parts = tuple((clean(p["ask"]), tuple(p.get("key_facts", []))) for p in parts_in)
         if any(has_surrogate(t) for t in (row["id"], row["question"], *gold_in, *facts, notes)):
             raise bad("the line holds an unpaired surrogate (such as \\ud800), not valid Unicode")
         gold = []
@@ -104,6 +115,7 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
                 tuple(gold),
                 tuple(facts),
                 clean(notes),
+                parts,
             )
         )
     if not suite.questions:

@@ -85,10 +85,14 @@ def normalise_key(token: str) -> str:
     return re.sub(r"[-‐–—\s]", "", token)
 
 
+_MODIFIER = re.compile(r"(?<=[A-Z0-9])-[a-z]{3,}$")
+
+
 def key_tokens(text: str) -> set[str]:
     """Tokens that must appear in a source for a sentence to be supported by it."""
     out = set()
-    for tok in _KEY_TOKEN.findall(strip_citations(text)):
+    for tok in _KEY_TOKEN.findall(strip_citations(text).replace("×", "x")):
+        tok = _MODIFIER.sub("", tok)  # "GPT-4-generated" states GPT-4; "BERT-based", BERT
         if _is_key(tok):
             # a bare list number like "1" or "(2)" carries no claim
             if tok.isdigit() and len(tok) == 1:
@@ -112,7 +116,7 @@ def _key_pattern(key: str) -> re.Pattern[str]:
 
 @lru_cache(maxsize=4096)
 def _lowered(text: str) -> str:
-    return text.lower()
+    return text.lower().replace("×", "x")
 
 
 def contains_key(source: str, key: str) -> bool:

@@ -241,7 +241,7 @@ def test_config_lists_the_new_llm_limits():
 
 def test_eval_fails_when_too_many_llm_answers_failed(bundled_dir, tmp_path):
     suite = tmp_path / "few.jsonl"
-    suite.write_text("".join((REPO / "eval" / "suites" / "dev.jsonl").read_text().splitlines(True)[:3]))
+    suite.write_text("".join((REPO / "eval" / "suites" / "tune.jsonl").read_text().splitlines(True)[:3]))
     out = tmp_path / "out"
     proc = run_rag(
         "eval",

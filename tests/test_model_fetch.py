@@ -177,10 +177,11 @@ def test_explicit_empty_folder_never_contacts_the_server(tmp_path, monkeypatch, 
 
 def test_stats_and_config_show_where_the_model_is(tmp_path, monkeypatch):
     data = str(tmp_path / "data")
-    present = run_rag("config", env={"RAG_DATA_DIR": data})
+    missing_config = str(tmp_path / "no-config.toml")
+    present = run_rag("config", env={"RAG_DATA_DIR": data, "RAG_CONFIG": missing_config})
     assert present.returncode == 0, present.stderr
     lines = present.stdout.splitlines()
-    assert lines[0].endswith("no-config.toml (none)")  # conftest points RAG_CONFIG at a missing file
+    assert lines[0] == f"config file: {missing_config} (none)"
     assert lines[1] == f"embedding model: all-MiniLM-L6-v2 (ONNX) at {MODEL_DIR} (present)"
 
     empty = tmp_path / "empty"

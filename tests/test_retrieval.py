@@ -55,3 +55,18 @@ def test_results_are_papers_not_chunks(workspace):
     assert len({h.paper_id for h in results}) == len(results) == 20
     assert [h.rank for h in results] == list(range(1, 21))
     assert all(a.score >= b.score for a, b in zip(results, results[1:]))
+
+
+def test_embed_cached_gives_the_vectors_of_embed_past_its_capacity(workspace, monkeypatch):
+    import numpy as np
+
+    from rag import embedder as module
+
+    monkeypatch.setattr(module, "RECENT_VECTORS", 3)
+    emb = workspace.embedder
+    texts = [f"sentence number {i} about retrieval" for i in range(6)]
+    first = emb.embed_cached(texts[:2])
+    again = emb.embed_cached(texts)  # the first two are remembered, then the oldest are dropped
+    assert np.allclose(again, emb.embed(texts), atol=1e-5)
+    assert np.allclose(first, again[:2], atol=1e-5)
+    assert len(emb._recent) <= 3

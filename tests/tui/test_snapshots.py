@@ -28,7 +28,10 @@ SOURCES = [
 
 
 async def until_ready(pilot) -> None:
+    """Conditions, not fixed pauses: a loaded machine renders late."""
     await wait_for(pilot, pilot.app._store_ready.is_set)
+    await wait_for(pilot, lambda: "ready" in str(pilot.app.query_one("#status").render()))
+    await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
 
 
@@ -59,9 +62,14 @@ def test_command_palette_settings(snap_compare, bundled_dir, tmp_path):
     async def palette(pilot) -> None:
         await until_ready(pilot)
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: pilot.app.screen.query("Input"))
         for ch in "retriever":
             await pilot.press(ch)
+        await wait_for(
+            pilot,
+            lambda: pilot.app.screen.query("OptionList") and pilot.app.screen.query_one("OptionList").option_count == 2,
+        )
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=palette)
