@@ -302,6 +302,10 @@ def run_eval(
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
+        from rag.draft import CorpusIndex, measure_bundled
+
+        if (drafts := measure_bundled(CorpusIndex.from_store(ws.store))) is not None:
+            report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if judge and llm is not None:
             from rag.judge import judge_report
 
@@ -360,6 +364,14 @@ class _progress:
     def __exit__(self, *exc) -> None:
         if self.bar:
             self.bar.stop()
+
+
+@app.command()
+def mcp() -> None:
+    """Serve search, ask and check to an MCP client over stdio (for editors and assistants)."""
+    from rag.mcp_server import serve
+
+    serve(_settings())
 
 
 @app.command()

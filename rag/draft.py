@@ -38,6 +38,7 @@ LABELS = {
     UNCITED: "uncited claim",
     NO_CLAIM: "no checkable claim",
 }
+BAD_CITATION_LABEL = "cites a source that was not given"
 FailOn = Literal["unsupported", "missing", "never"]
 SUGGEST_DEPTH = 5  # retrieved papers tried as a suggestion for one sentence
 
@@ -84,7 +85,7 @@ def _line_at(text: str, pos: int) -> int:
     return text.count("\n", 0, max(0, pos)) + 1
 
 
-def _clean_sentence(text: str) -> str:
+def clean_sentence(text: str) -> str:
     text = re.sub(r"^(?:[-*•]|\d+[.)])\s+", "", _MARK.sub("", text).strip())  # a list item's bullet
     text = re.sub(r"\s+([.,;:!?)])", r"\1", " ".join(text.split()))
     return re.sub(r"\(\s*\)", "", text).strip()
@@ -104,7 +105,7 @@ def _sentences(text: str, line_of: Callable[[int], int], cites: list[list[str]])
             keys: list[str] = []
             for m in _MARK.finditer(sentence):
                 keys += [k for k in cites[int(m.group(1))] if k not in keys]
-            clean = _clean_sentence(sentence)
+            clean = clean_sentence(sentence)
             if clean or keys:
                 out.append(DraftSentence(clean, line_of(para.start() + start), keys))
     return out
