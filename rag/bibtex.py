@@ -125,7 +125,8 @@ def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
     library = bibtexparser.parse_string(text)
     for block in library.failed_blocks:
         line = (block.start_line or 0) + 1
-        head = block.raw.strip().splitlines()[0][:60] if block.raw.strip() else ""
+        raw = (block.raw or "").strip()
+        head = raw.splitlines()[0][:60] if raw else ""
         if isinstance(block, DuplicateBlockKeyBlock):
             raise CorpusError(path, line, f"duplicate key {block.key!r}; each entry needs its own key")
         raise CorpusError(

@@ -127,8 +127,7 @@ def _latex_walker(source: str):
     db = get_default_latex_context_db()
     db.add_context_category(
         "rag-citations",
-        macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS]
-        + [MacroSpec(name, "[{") for name in _BIB_MACROS],
+        macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS] + [MacroSpec(name, "[{") for name in _BIB_MACROS],
         prepend=True,
     )
     return LatexWalker(source, latex_context=db, tolerant_parsing=False)
@@ -158,7 +157,9 @@ def read_latex(path: Path, source: str) -> Draft:
         first = str(exc).splitlines()[0]
         first = re.sub(r"\s*@\(\d+,\d+\)\s*$", "", first)
         line = getattr(exc, "lineno", None) or 1
-        raise DraftError(f"{path}:{line}: cannot parse the LaTeX: {first} (unbalanced braces or environments?)") from None
+        raise DraftError(
+            f"{path}:{line}: cannot parse the LaTeX: {first} (unbalanced braces or environments?)"
+        ) from None
     l2t = LatexNodes2Text(math_mode="verbatim")
     pieces: list[str] = []
     starts: list[tuple[int, int, bool]] = []  # (text offset, source offset, verbatim chars?)
@@ -200,9 +201,7 @@ def read_latex(path: Path, source: str) -> Draft:
                 continue
             emit(l2t.nodelist_to_text([node]), node.pos)
 
-    document = next(
-        (n for n in nodes if isinstance(n, LatexEnvironmentNode) and n.environmentname == "document"), None
-    )
+    document = next((n for n in nodes if isinstance(n, LatexEnvironmentNode) and n.environmentname == "document"), None)
     if document is not None:
         # the preamble holds no prose, but may name the bibliography (biblatex)
         for node in nodes:
@@ -238,6 +237,10 @@ def read_latex(path: Path, source: str) -> Draft:
 _PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@[A-Za-z0-9_][^\[\]]*)\](?!\()")
 _PANDOC_KEY = re.compile(r"(?<![\w.@])-?@([A-Za-z0-9_](?:[\w:.#$%&+?<>~/-]*[\w])?)")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
+
+
+def _line_counter(text: str, first: int) -> Callable[[int], int]:
+    return lambda pos: first + text.count("\n", 0, pos)
 
 
 def read_markdown(path: Path, source: str) -> Draft:
@@ -276,8 +279,7 @@ def read_markdown(path: Path, source: str) -> Draft:
 
         text = _PANDOC_GROUP.sub(group, text)
         text = _PANDOC_KEY.sub(bare, text)
-        first = token.map[0] + 1
-        sentences += _sentences(text, lambda pos, t=text, f=first: f + t.count("\n", 0, pos), cites)
+        sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
     return Draft(path, "markdown", sentences, bib_names)
 
 
@@ -554,27 +556,25 @@ def check_draft(
         for key in s.keys:
             if key not in entries:
                 names = ", ".join(str(p) for p in bib_paths or []) or "the .bib file"
-                raise DraftError(f"{draft.path}:{s.line}: citation key {key!r} is not in {names}; add it or fix the key")
+                raise DraftError(
+                    f"{draft.path}:{s.line}: citation key {key!r} is not in {names}; add it or fix the key"
+                )
     matched = {key: checker.index.match(entry) for key, entry in entries.items()}
     keys_by_paper = {m.paper_id: key for key, m in matched.items() if m is not None}
     cited_keys = {k for s in draft.sentences for k in s.keys}
     claims: list[ClaimCheck] = []
     for s in draft.sentences:
         if s.keys:
-            cited = [
-                CitedPaper(
-                    k, matched[k].paper_id if matched[k] else None, (matched[k].title if matched[k] else entries[k].title)
-                )
-                for k in s.keys
-            ]
+            cited = []
+            for k in s.keys:
+                meta = matched[k]
+                cited.append(CitedPaper(k, meta.paper_id if meta else None, meta.title if meta else entries[k].title))
             claims.append(checker.claim(s.line, s.text, cited, keys_by_paper=keys_by_paper))
         elif suggest_uncited and checkable(s.text) and len(terms(s.text)) >= MIN_CLAIM_TERMS + 2:
             other = checker.supporting_paper(s.text)
             if other is not None:
                 claims.append(ClaimCheck(s.line, s.text, [], UNCITED, suggestion=_suggestion(other, keys_by_paper)))
-    missing = [
-        CitedPaper(k, None, entries[k].title) for k in entries if k in cited_keys and matched[k] is None
-    ]
+    missing = [CitedPaper(k, None, entries[k].title) for k in entries if k in cited_keys and matched[k] is None]
     return DraftReport(str(draft.path), [str(p) for p in bib_paths or []], claims, missing)
 
 
