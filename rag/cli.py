@@ -55,7 +55,8 @@ def _workspace(**flags) -> Workspace:
 @app.command()
 def ingest(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Corpus files (.txt, .jsonl, .csv); default: the bundled abstracts.")
+        list[Path] | None,
+        typer.Argument(help="Corpus files (.txt, .jsonl, .csv, .bib); default: the bundled abstracts."),
     ] = None,
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
 ) -> None:
@@ -63,6 +64,16 @@ def ingest(
     from rag.ingest import IngestInterrupted
     from rag.ingest import ingest as run_ingest
 
+    for path in paths or []:
+        if path.suffix.lower() == ".bib":
+            from rag.corpus import bib_without_abstract
+
+            if skipped := bib_without_abstract(path):
+                typer.echo(
+                    f"rag: {path}: {len(skipped)} entries have no abstract field and are not ingested: "
+                    + ", ".join(skipped),
+                    err=True,
+                )
     ws = _workspace()
     embedder = ws.embedder  # before the bar: a first use may show its own download bar
     try:
@@ -118,6 +129,9 @@ def ask(
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer extractively even if an LLM is configured.")] = False,
     model: Annotated[str | None, typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
     retriever: RetrieverOpt = None,
+    bib: Annotated[
+        Path | None, typer.Option("--bib", help="Add the answer's cited sources to this .bib file.")
+    ] = None,
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":
@@ -153,6 +167,58 @@ def ask(
         render.print_answer(answer, streamed=stream)
     if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
         typer.echo(f"rag: warning: {notice}", err=True)
+    if bib is not None:
+        _write_bib(bib, ws, [s.paper_id for s in answer.sources_in_order() if s.n in answer.cited])
+
+
+def _write_bib(path: Path, ws: Workspace, paper_ids: list[str]) -> None:
+    if not paper_ids:
+        typer.echo(f"rag: the answer cites no source; nothing written to {path}", err=True)
+        return
+    from rag.bibtex import write_bib
+    from rag.draft import paper_metas
+
+    keys = write_bib(path, paper_metas(ws.store, paper_ids))
+    typer.echo(f"rag: {path}: {len(keys)} cited sources as BibTeX ({', '.join(keys)})", err=True)
+
+
+@app.command("check")
+def check_draft(
+    draft: Annotated[Path, typer.Argument(help="A LaTeX (.tex) or Markdown (.md) draft.", metavar="DRAFT")],
+    bib: Annotated[
+        Path | None, typer.Option("--bib", help="The .bib file (default: the one \\bibliography{} names).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see README).")] = False,
+    suggest: Annotated[
+        bool, typer.Option("--suggest", help="Also propose citations for uncited sentences that make a claim.")
+    ] = False,
+    fail_on: Annotated[
+        Literal["unsupported", "missing", "never"],
+        typer.Option("--fail-on", help="Exit 1 when a claim is unsupported (or also when its paper is missing)."),
+    ] = "unsupported",
+) -> None:
+    """Check a draft's citations: is each citing sentence supported by the abstract it cites?"""
+    from rag.draft import Checker, CorpusIndex, bib_for, load_entries, read_draft
+    from rag.draft import check_draft as run_check
+
+    parsed = read_draft(draft)
+    bib_paths = bib_for(parsed, bib)
+    entries = load_entries(bib_paths)
+    ws = _workspace()
+    retriever = ws.retriever
+    from rag.backends import open_llm, open_verifier
+
+    llm = open_llm(ws.settings) if ws.settings.verifier == "llm" else None
+    checker = Checker(CorpusIndex.from_store(ws.store), retriever, open_verifier(ws.settings, llm))
+    report = run_check(parsed, entries, checker, bib_paths, suggest_uncited=suggest)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        from rag.render import print_check
+
+        print_check(report)
+    if report.failed(fail_on):
+        raise typer.Exit(1)
 
 
 @app.command("eval")
@@ -241,6 +307,10 @@ def run_eval(
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
+        from rag.draft import CorpusIndex, measure_bundled
+
+        if (drafts := measure_bundled(CorpusIndex.from_store(ws.store))) is not None:
+            report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if judge and llm is not None:
             from rag.judge import judge_report
 
@@ -299,6 +369,14 @@ class _progress:
     def __exit__(self, *exc) -> None:
         if self.bar:
             self.bar.stop()
+
+
+@app.command()
+def mcp() -> None:
+    """Serve search, ask and check to an MCP client over stdio (for editors and assistants)."""
+    from rag.mcp_server import serve
+
+    serve(_settings())
 
 
 @app.command()

@@ -30,6 +30,7 @@ _PAGE_NOISE_PREFIX = "Subscribe"
 _JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _CSV_SUFFIXES = {".csv"}
 _TEXT_SUFFIXES = {".txt"}
+_BIB_SUFFIXES = {".bib"}
 
 # Longest title and abstract accepted, in characters after white space is collapsed. Real
 # abstracts stay under about 3,000 characters (arXiv caps them at 1,920); a record far beyond
@@ -58,6 +59,8 @@ class Paper:
     year: str = ""
     categories: str = ""
     line: int = field(default=0, compare=False)
+    doi: str = ""
+    arxiv_id: str = ""
 
     @property
     def content_hash(self) -> str:
@@ -223,6 +226,30 @@ def _read_csv(path: Path) -> Iterator[Paper]:
         raise CorpusError(path, reader.line_num, f"malformed CSV ({exc})") from None
 
 
+def _read_bib(path: Path) -> Iterator[Paper]:
+    """BibTeX entries that have an abstract; the others are listed by `bib_without_abstract`.
+
+    The id is the one a .txt or .jsonl record of the same title gets, so a paper listed in both
+    is one paper; arXiv id and DOI are kept as metadata, and the URL defaults to the arXiv page."""
+    from rag.bibtex import read_bib
+
+    for entry in read_bib(path):
+        if not entry.abstract:
+            continue
+        arxiv = entry.arxiv_id
+        url = entry.fields.get("url", "") or (f"https://arxiv.org/abs/{arxiv}" if arxiv else "")
+        record = {"title": entry.title, "abstract": entry.abstract, "url": url, "authors": entry.authors}
+        paper = _make_paper(path, entry.line, {**record, "year": entry.year})
+        yield Paper(**{**paper.__dict__, "doi": entry.doi, "arxiv_id": arxiv})
+
+
+def bib_without_abstract(path: Path) -> list[str]:
+    """`KEY (line N)` for each entry of a .bib file that has no abstract and so is not ingested."""
+    from rag.bibtex import read_bib
+
+    return [f"{e.key} (line {e.line})" for e in read_bib(Path(path)) if not e.abstract]
+
+
 def _reader_for(path: Path):
     suffix = path.suffix.lower()
     if suffix in _JSON_SUFFIXES:
@@ -231,7 +258,9 @@ def _reader_for(path: Path):
         return _read_csv
     if suffix in _TEXT_SUFFIXES:
         return _read_text
-    raise CorpusError(path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json or .csv")
+    if suffix in _BIB_SUFFIXES:
+        return _read_bib
+    raise CorpusError(path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json, .csv or .bib")
 
 
 def iter_papers(path: Path) -> Iterator[Paper]:

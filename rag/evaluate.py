@@ -328,6 +328,8 @@ def flatten(report: dict) -> dict[str, float]:
                 flat[f"{section}.{name}.{metric}"] = value
     if "verifier" in report:
         flat["verifier.balanced_accuracy"] = report["verifier"]["balanced_accuracy"]
+    if "drafts" in report:
+        flat["drafts.balanced_accuracy"] = report["drafts"]["balanced_accuracy"]
     return flat
 
 
@@ -442,6 +444,18 @@ def write_markdown(report: dict, path: Path) -> None:
             "",
             f"Balanced accuracy {v['balanced_accuracy']:.3f} on {v['pairs']} labelled pairs "
             f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).",
+            "",
+        ]
+    if "drafts" in report:
+        d = report["drafts"]
+        lines += [
+            "## Draft checking (`rag check`, eval/drafts/labels.jsonl)",
+            "",
+            f"Balanced accuracy {d['balanced_accuracy']:.3f}, precision of the \"not supported\" flag "
+            f"{d['unsupported_precision']:.3f} on {d['sentences']} labelled draft sentences "
+            f"({d['not_scored']} not scored: cited paper not in the store); by kind: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in d["accuracy_by_kind"].items())
+            + ".",
             "",
         ]
     failures = {n: f for n, f in report.get("failures", {}).items() if isinstance(f, dict) and f.get("failed")}

@@ -17,6 +17,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from rag.answer import Answer
+    from rag.draft import DraftReport
     from rag.retrieval import SearchResult
 
 console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
@@ -127,3 +128,38 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         f"{answer.model if answer.mode == 'llm' else 'extractive'}; "
         f"{answer.timings_ms.get('total', 0):.0f} ms.[/dim]"
     )
+
+
+_CHECK_STYLE = {"supported": "green", "unsupported": "red", "missing": "yellow", "uncited": "cyan", "no_claim": "dim"}
+
+
+def print_check(report: DraftReport) -> None:
+    """`FILE:LINE: verdict [keys]`, the sentence, what the cited abstract says or what to cite
+    instead; then the entries not in the corpus and a summary line."""
+    for claim in report.claims:
+        keys = f" [{', '.join(claim.keys)}]" if claim.keys else ""
+        head = Text(f"{report.file}:{claim.line}: ")
+        head.append(claim.label, style=_CHECK_STYLE.get(claim.verdict, ""))
+        head.append(keys)
+        console.print(head)
+        console.print(Text(f"  {_snippet(claim.sentence, 300)}"))
+        if claim.closest:
+            console.print(Text(f"  the cited abstract says: {_snippet(claim.closest, 300)}", style="dim"))
+        if claim.suggestion:
+            s = claim.suggestion
+            key = f" [{s['key']}]" if s.get("key") else " (not in the .bib file)"
+            console.print(Text(f"  supported by: {s['title']} ({s['paper_id']}){key}", style="cyan"))
+    if report.not_in_corpus:
+        listed = ", ".join(c.key for c in report.not_in_corpus)
+        bibs = " ".join(report.bib) or "FILE.bib"
+        print(
+            f"rag: {len(report.not_in_corpus)} cited entries are not in the corpus ({listed}); "
+            f"add those with an abstract field with `rag ingest {bibs}`",
+            file=sys.stderr,
+        )
+    s = report.summary
+    parts = [f"{s['supported']} supported", f"{s['unsupported']} not supported by the cited paper"]
+    parts.append(f"{s['missing']} cited paper not in corpus")
+    if s["uncited"]:
+        parts.append(f"{s['uncited']} uncited with a suggestion")
+    console.print(Text(f"{report.file}: {s['checked']} citing sentences checked: " + ", ".join(parts)))

@@ -1,0 +1,640 @@
+"""`rag check`: a researcher's own draft (LaTeX or Markdown) checked against the papers it cites.
+
+A draft is turned into sentences with their source line and the citation keys they carry
+(pylatexenc walks LaTeX, markdown-it-py parses Markdown, pandoc-style `[@key]` citations are read
+from its text). Keys resolve through a .bib file (bibtexparser) to corpus papers, matched by arXiv
+id, DOI or normalised title. Each citing sentence is judged by the same grounding verifier that
+checks `rag ask`'s answers, against the abstracts of the papers it cites. No UI here: the CLI and
+the MCP server render the `DraftReport`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
+from rag.corpus import CorpusError, normalise_title
+from rag.errors import RagError
+from rag.grounding import MIN_CLAIM_TERMS, NO_CLAIM, SUPPORTED, OverlapVerifier, check
+from rag.text import key_tokens, split_sentences, terms
+
+if TYPE_CHECKING:
+    from rag.retrieval import Retriever
+    from rag.store import Store
+
+# Verdicts of a draft sentence (the JSON's `verdict`), and how the terminal says them.
+MISSING = "missing"  # a cited paper is not in the corpus, and those that are do not support it
+UNSUPPORTED = "unsupported"
+UNCITED = "uncited"  # only with --suggest: no citation, but a corpus paper supports it
+VERDICTS = (SUPPORTED, UNSUPPORTED, MISSING, UNCITED, NO_CLAIM)
+LABELS = {
+    SUPPORTED: "supported",
+    UNSUPPORTED: "not supported by the cited paper",
+    MISSING: "cited paper not in corpus",
+    UNCITED: "uncited claim",
+    NO_CLAIM: "no checkable claim",
+}
+BAD_CITATION_LABEL = "cites a source that was not given"
+FailOn = Literal["unsupported", "missing", "never"]
+SUGGEST_DEPTH = 5  # retrieved papers tried as a suggestion for one sentence
+
+_MARK = re.compile(r"\s*\[@@(\d+)\]")  # a citation's place in the extracted text
+_DRAFT_SUFFIXES = {".tex": "latex", ".latex": "latex", ".md": "markdown", ".markdown": "markdown"}
+
+
+class DraftError(RagError):
+    """A draft that cannot be read or resolved; the message names the file and line."""
+
+
+@dataclass
+class DraftSentence:
+    text: str  # plain text, citations removed
+    line: int
+    keys: list[str]
+
+
+@dataclass
+class Draft:
+    path: Path
+    kind: str  # "latex" | "markdown"
+    sentences: list[DraftSentence]
+    bib_names: list[str] = field(default_factory=list)  # as \bibliography{} or front matter names them
+
+
+# ---- reading drafts ----------------------------------------------------------------------------
+
+
+def _read_source(path: Path) -> str:
+    if not path.is_file():
+        raise DraftError(f"{path}: no such file; give a .tex or .md draft")
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise DraftError(f"{path}: looks like a binary file, not a .tex or .md draft")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DraftError(f"{path}:{line}: invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+
+
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, max(0, pos)) + 1
+
+
+def clean_sentence(text: str) -> str:
+    text = re.sub(r"^(?:[-*•]|\d+[.)])\s+", "", _MARK.sub("", text).strip())  # a list item's bullet
+    text = re.sub(r"\s+([.,;:!?)])", r"\1", " ".join(text.split()))
+    return re.sub(r"\(\s*\)", "", text).strip()
+
+
+def _sentences(text: str, line_of: Callable[[int], int], cites: list[list[str]]) -> list[DraftSentence]:
+    """Sentences of extracted text (paragraphs at blank lines), each with its line and keys."""
+    out: list[DraftSentence] = []
+    for para in re.finditer(r"(?:[^\n]|\n(?![ \t\r\f\v]*\n))+", text):
+        flat = para.group(0).replace("\n", " ")
+        cursor = 0
+        for sentence in split_sentences(flat):
+            head = sentence[:20]
+            found = flat.find(head, cursor)
+            start = found if found >= 0 else cursor
+            cursor = start + len(head) if found >= 0 else cursor
+            keys: list[str] = []
+            for m in _MARK.finditer(sentence):
+                keys += [k for k in cites[int(m.group(1))] if k not in keys]
+            clean = clean_sentence(sentence)
+            if clean or keys:
+                out.append(DraftSentence(clean, line_of(para.start() + start), keys))
+    return out
+
+
+_CITE_MACROS = (
+    "cite citep citet citealp citealt citeauthor citeyear parencite textcite autocite footcite "
+    "Cite Citep Citet Parencite Textcite Autocite nocite"
+).split()
+_BIB_MACROS = ("bibliography", "addbibresource")
+_VERBATIM_ENVS = {"verbatim", "verbatim*", "lstlisting", "minted", "comment"}
+_MATH_ENVS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline", "eqnarray", "displaymath"}
+
+
+def _latex_walker(source: str):
+    from pylatexenc.latexwalker import LatexWalker, get_default_latex_context_db
+    from pylatexenc.macrospec import MacroSpec
+
+    db = get_default_latex_context_db()
+    db.add_context_category(
+        "rag-citations",
+        macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS] + [MacroSpec(name, "[{") for name in _BIB_MACROS],
+        prepend=True,
+    )
+    return LatexWalker(source, latex_context=db, tolerant_parsing=False)
+
+
+def _arg_text(node, index: int = -1) -> str:
+    args = node.nodeargd.argnlist if node.nodeargd else []
+    arg = args[index] if args else None
+    if arg is None:
+        return ""
+    return arg.latex_verbatim().strip()[1:-1] if arg.latex_verbatim().strip().startswith("{") else ""
+
+
+def read_latex(path: Path, source: str) -> Draft:
+    from pylatexenc.latex2text import LatexNodes2Text
+    from pylatexenc.latexwalker import (
+        LatexCharsNode,
+        LatexCommentNode,
+        LatexEnvironmentNode,
+        LatexMacroNode,
+        LatexWalkerParseError,
+    )
+
+    try:
+        nodes, _, _ = _latex_walker(source).get_latex_nodes()
+    except LatexWalkerParseError as exc:
+        first = str(exc).splitlines()[0]
+        first = re.sub(r"\s*@\(\d+,\d+\)\s*$", "", first)
+        line = getattr(exc, "lineno", None) or 1
+        raise DraftError(
+            f"{path}:{line}: cannot parse the LaTeX: {first} (unbalanced braces or environments?)"
+        ) from None
+    l2t = LatexNodes2Text(math_mode="verbatim")
+    pieces: list[str] = []
+    starts: list[tuple[int, int, bool]] = []  # (text offset, source offset, verbatim chars?)
+    cites: list[list[str]] = []
+    bib_names: list[str] = []
+    offset = 0
+
+    def emit(text: str, pos: int, chars: bool = False) -> None:
+        nonlocal offset
+        starts.append((offset, pos, chars))
+        pieces.append(text)
+        offset += len(text)
+
+    def walk(nodelist) -> None:
+        for node in nodelist or []:
+            if isinstance(node, LatexCommentNode):
+                continue
+            if isinstance(node, LatexEnvironmentNode):
+                name = node.environmentname
+                if name in _VERBATIM_ENVS or name in _MATH_ENVS:
+                    emit(" ", node.pos)
+                    continue
+                emit("\n\n", node.pos)
+                walk(node.nodelist)
+                emit("\n\n", node.pos + node.len)
+                continue
+            if isinstance(node, LatexMacroNode) and node.macroname in _CITE_MACROS:
+                keys = [k.strip() for k in _arg_text(node).split(",") if k.strip()]
+                if node.macroname != "nocite" and keys:
+                    cites.append(keys)
+                    emit(f" [@@{len(cites) - 1}]", node.pos)
+                continue
+            if isinstance(node, LatexMacroNode) and node.macroname in _BIB_MACROS:
+                bib_names.extend(n.strip() for n in _arg_text(node).split(",") if n.strip())
+                emit("\n\n", node.pos)
+                continue
+            if isinstance(node, LatexCharsNode):
+                emit(node.chars, node.pos, chars=True)
+                continue
+            emit(l2t.nodelist_to_text([node]), node.pos)
+
+    document = next((n for n in nodes if isinstance(n, LatexEnvironmentNode) and n.environmentname == "document"), None)
+    if document is not None:
+        # the preamble holds no prose, but may name the bibliography (biblatex)
+        for node in nodes:
+            if isinstance(node, LatexMacroNode) and node.macroname in _BIB_MACROS:
+                bib_names.extend(n.strip() for n in _arg_text(node).split(",") if n.strip())
+        walk(document.nodelist)
+    else:
+        walk(nodes)
+    text = "".join(pieces)
+
+    def line_of(text_pos: int) -> int:
+        lo, hi = 0, len(starts) - 1
+        while lo < hi:  # the last piece starting at or before text_pos
+            mid = (lo + hi + 1) // 2
+            if starts[mid][0] <= text_pos:
+                lo = mid
+            else:
+                hi = mid - 1
+        if not starts:
+            return 1
+        t0, src, chars = starts[lo]
+        if chars:
+            piece = pieces[lo]
+            inside = text_pos - t0
+            # the sentence starts after the piece's leading white space
+            src += inside
+            return _line_at(source, src + len(piece[inside:]) - len(piece[inside:].lstrip()))
+        return _line_at(source, src)
+
+    return Draft(path, "latex", _sentences(text, line_of, cites), bib_names)
+
+
+_PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@[A-Za-z0-9_][^\[\]]*)\](?!\()")
+_PANDOC_KEY = re.compile(r"(?<![\w.@])-?@([A-Za-z0-9_](?:[\w:.#$%&+?<>~/-]*[\w])?)")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
+
+
+def _line_counter(text: str, first: int) -> Callable[[int], int]:
+    return lambda pos: first + text.count("\n", 0, pos)
+
+
+def read_markdown(path: Path, source: str) -> Draft:
+    from markdown_it import MarkdownIt
+
+    bib_names: list[str] = []
+    front = _FRONT_MATTER.match(source)
+    if front:
+        for m in re.finditer(r"^bibliography:\s*(.+)$|^\s*-\s*(\S+\.bib)\s*$", front.group(1), re.M):
+            bib_names.append((m.group(1) or m.group(2)).strip().strip("'\""))
+        source = "\n" * front.group(0).count("\n") + source[front.end() :]  # keep line numbers
+    tokens = MarkdownIt("commonmark").enable("table").parse(source)
+    sentences: list[DraftSentence] = []
+    cites: list[list[str]] = []
+    for i, token in enumerate(tokens):
+        if token.type != "inline" or i == 0 or tokens[i - 1].type != "paragraph_open" or not token.map:
+            continue
+        parts: list[str] = []
+        for child in token.children or []:
+            if child.type in ("text", "code_inline"):
+                parts.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                parts.append("\n")
+            elif child.type == "image":
+                parts.append(child.content)
+        text = "".join(parts)
+
+        def group(m: re.Match[str]) -> str:
+            keys = [k for k in _PANDOC_KEY.findall(m.group(1))]
+            cites.append(keys)
+            return f" [@@{len(cites) - 1}]"
+
+        def bare(m: re.Match[str]) -> str:  # an in-text citation: "@doe99 shows that ..."
+            cites.append([m.group(1)])
+            return f"[@@{len(cites) - 1}]"
+
+        text = _PANDOC_GROUP.sub(group, text)
+        text = _PANDOC_KEY.sub(bare, text)
+        sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
+    return Draft(path, "markdown", sentences, bib_names)
+
+
+def read_draft(path: Path) -> Draft:
+    """Sentences of a .tex or .md draft with their lines and citation keys."""
+    path = Path(path)
+    kind = _DRAFT_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DraftError(f"{path}: unknown draft type {path.suffix or '(none)'!r}; give a .tex or .md file")
+    source = _read_source(path)
+    return read_latex(path, source) if kind == "latex" else read_markdown(path, source)
+
+
+def bib_for(draft: Draft, bib: Path | None) -> list[Path]:
+    """The .bib files for a draft: `bib` if given, else those the draft names, next to it."""
+    if bib is not None:
+        return [Path(bib)]
+    if not draft.bib_names:
+        how = "\\bibliography{}" if draft.kind == "latex" else "a `bibliography:` front-matter line"
+        raise DraftError(f"{draft.path}: no .bib file given and none named by {how}; pass --bib FILE")
+    paths: list[Path] = []
+    for name in draft.bib_names:
+        p = Path(name)
+        p = p if p.suffix.lower() == ".bib" else p.with_name(p.name + ".bib")
+        p = p if p.is_absolute() else draft.path.parent / p
+        if p not in paths:
+            paths.append(p)
+    return paths
+
+
+def load_entries(paths: Iterable[Path]) -> dict[str, BibEntry]:
+    entries: dict[str, BibEntry] = {}
+    for path in paths:
+        try:
+            for entry in read_bib(path):
+                entries.setdefault(entry.key, entry)
+        except CorpusError as exc:
+            raise DraftError(str(exc)) from None
+    return entries
+
+
+# ---- matching bib entries to corpus papers -----------------------------------------------------
+
+
+def _meta(m: dict[str, Any]) -> PaperMeta:
+    return PaperMeta(
+        paper_id=str(m["paper_id"]),
+        title=str(m["title"]),
+        authors=str(m.get("authors", "")),
+        year=str(m.get("year", "")),
+        url=str(m.get("url", "")),
+        arxiv_id=str(m.get("arxiv_id", "")),
+        doi=str(m.get("doi", "")),
+        abstract=str(m.get("abstract", "")),
+    )
+
+
+def paper_metas(store: Store, paper_ids: list[str]) -> list[PaperMeta]:
+    """Metadata of stored papers, in the order of `paper_ids` (unknown ids left out)."""
+    if not paper_ids:
+        return []
+    got = store.collection.get(
+        where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas"]
+    )
+    found = {str(m["paper_id"]): _meta(m) for m in got["metadatas"]}
+    return [found[p] for p in paper_ids if p in found]
+
+
+class CorpusIndex:
+    """Stored papers by arXiv id, DOI and normalised title, for matching bib entries."""
+
+    def __init__(self, papers: Iterable[PaperMeta]) -> None:
+        self.papers: dict[str, PaperMeta] = {}
+        self.by_arxiv: dict[str, str] = {}
+        self.by_doi: dict[str, str] = {}
+        self.by_title: dict[str, str] = {}
+        for meta in papers:
+            self.papers[meta.paper_id] = meta
+            if arxiv := arxiv_id_of(meta):
+                self.by_arxiv.setdefault(arxiv.lower(), meta.paper_id)
+            doi = meta.doi or (meta.url.split("doi.org/", 1)[1] if "doi.org/" in meta.url else "")
+            if doi:
+                self.by_doi.setdefault(doi.lower(), meta.paper_id)
+            self.by_title.setdefault(normalise_title(meta.title), meta.paper_id)
+
+    @classmethod
+    def from_store(cls, store: Store, page: int = 5000) -> CorpusIndex:
+        metas = []
+        offset = 0
+        while True:
+            got = store.collection.get(where={"chunk": 0}, include=["metadatas"], limit=page, offset=offset)
+            metas += [_meta(m) for m in got["metadatas"]]
+            if len(got["ids"]) < page:
+                break
+            offset += page
+        return cls(metas)
+
+    def match(self, entry: BibEntry) -> PaperMeta | None:
+        pid = (
+            (self.by_arxiv.get(entry.arxiv_id.lower()) if entry.arxiv_id else None)
+            or (self.by_doi.get(entry.doi) if entry.doi else None)
+            or (self.by_title.get(normalise_title(entry.title)) if entry.title else None)
+        )
+        return self.papers.get(pid) if pid else None
+
+
+# ---- judging -------------------------------------------------------------------------------------
+
+
+def closest_sentence(claim: str, abstract: str) -> str:
+    """The abstract sentence sharing the most content words with the claim."""
+    sents = split_sentences(abstract) or [abstract]
+    claim_terms = terms(claim)
+    return max(sents, key=lambda s: len(claim_terms & terms(s)))
+
+
+def judge(claim: str, papers: list[PaperMeta], verifier: OverlapVerifier | None = None) -> tuple[str, float]:
+    """(verdict, score) of one claim against the abstracts of `papers`, by the grounding check."""
+    if not papers:
+        return MISSING, 0.0
+    numbers = ", ".join(str(i + 1) for i in range(len(papers)))
+    answer = f"{claim.rstrip(' .;:')} [{numbers}]."
+    sources = {i + 1: (p.title, p.abstract) for i, p in enumerate(papers)}
+    checked = check(answer, sources, verifier).sentences
+    if not checked:
+        return NO_CLAIM, 0.0
+    last = checked[-1]
+    return last.verdict, last.score
+
+
+def checkable(claim: str) -> bool:
+    """A sentence that states something a paper could support (the grounding check's rule)."""
+    return len(terms(claim)) >= MIN_CLAIM_TERMS or bool(key_tokens(claim))
+
+
+@dataclass
+class CitedPaper:
+    key: str
+    paper_id: str | None
+    title: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "paper_id": self.paper_id, "title": self.title}
+
+
+@dataclass
+class ClaimCheck:
+    line: int
+    sentence: str
+    keys: list[str]
+    verdict: str
+    score: float = 0.0
+    cited: list[CitedPaper] = field(default_factory=list)
+    closest: str | None = None  # the closest sentence of the cited abstracts, when unsupported
+    suggestion: dict[str, Any] | None = None  # a corpus paper that supports it: paper_id, title, key
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.verdict]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "sentence": self.sentence,
+            "keys": self.keys,
+            "verdict": self.verdict,
+            "score": round(self.score, 3),
+            "cited": [c.as_json() for c in self.cited],
+            "closest": self.closest,
+            "suggestion": self.suggestion,
+        }
+
+
+@dataclass
+class DraftReport:
+    file: str
+    bib: list[str]
+    claims: list[ClaimCheck]
+    not_in_corpus: list[CitedPaper]
+
+    def count(self, verdict: str) -> int:
+        return sum(c.verdict == verdict for c in self.claims)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {
+            "checked": sum(c.verdict in (SUPPORTED, UNSUPPORTED, MISSING) for c in self.claims),
+            **{v: self.count(v) for v in VERDICTS},
+            "entries_not_in_corpus": len(self.not_in_corpus),
+        }
+
+    def failed(self, fail_on: FailOn) -> bool:
+        if fail_on == "never":
+            return False
+        if fail_on == "missing":
+            return bool(self.count(UNSUPPORTED) or self.count(MISSING))
+        return bool(self.count(UNSUPPORTED))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "bib": self.bib,
+            "claims": [c.as_json() for c in self.claims],
+            "not_in_corpus": [c.as_json() for c in self.not_in_corpus],
+            "summary": self.summary,
+        }
+
+
+class Checker:
+    """Judges claims against cited corpus papers and finds a corpus paper that supports a claim."""
+
+    def __init__(
+        self, index: CorpusIndex, retriever: Retriever | None = None, verifier: OverlapVerifier | None = None
+    ) -> None:
+        self.index = index
+        self.retriever = retriever
+        self.verifier = verifier
+
+    def supporting_paper(self, claim: str, exclude: Iterable[str] = ()) -> PaperMeta | None:
+        """The best-ranked of the top retrieved papers (not in `exclude`) whose abstract supports `claim`."""
+        if self.retriever is None:
+            return None
+        hits = self.retriever.search(claim, k=SUGGEST_DEPTH, exclude=set(exclude)).results
+        for hit in hits:
+            meta = self.index.papers.get(hit.paper_id)
+            if meta is not None and judge(claim, [meta], self.verifier)[0] == SUPPORTED:
+                return meta
+        return None
+
+    def claim(
+        self,
+        line: int,
+        sentence: str,
+        cited: list[CitedPaper],
+        suggest: bool = True,
+        keys_by_paper: dict[str, str] | None = None,
+    ) -> ClaimCheck:
+        """The verdict of one sentence citing `cited` (paper_id None: not in the corpus)."""
+        keys = [c.key for c in cited]
+        if not checkable(sentence):
+            return ClaimCheck(line, sentence, keys, NO_CLAIM, cited=cited)
+        found = [self.index.papers[c.paper_id] for c in cited if c.paper_id in self.index.papers]
+        if not found:
+            verdict, score = MISSING, 0.0
+        else:
+            verdict, score = judge(sentence, found, self.verifier)
+            if verdict != SUPPORTED and len(found) < len(cited):
+                verdict = MISSING  # the missing paper may be the one that supports it
+        result = ClaimCheck(line, sentence, keys, verdict, score, cited)
+        if verdict == UNSUPPORTED:
+            best = max(found, key=lambda p: len(terms(sentence) & terms(closest_sentence(sentence, p.abstract))))
+            result.closest = closest_sentence(sentence, best.abstract)
+        if verdict in (UNSUPPORTED, MISSING) and suggest:
+            other = self.supporting_paper(sentence, exclude=[p.paper_id for p in found])
+            if other is not None:
+                result.suggestion = _suggestion(other, keys_by_paper)
+        return result
+
+
+def _suggestion(meta: PaperMeta, keys_by_paper: dict[str, str] | None) -> dict[str, Any]:
+    return {"paper_id": meta.paper_id, "title": meta.title, "key": (keys_by_paper or {}).get(meta.paper_id)}
+
+
+def check_draft(
+    draft: Draft,
+    entries: dict[str, BibEntry],
+    checker: Checker,
+    bib_paths: list[Path] | None = None,
+    suggest_uncited: bool = False,
+) -> DraftReport:
+    """Every citing sentence of `draft` judged; with `suggest_uncited`, uncited checkable sentences
+    that a corpus paper supports are reported too, with that paper."""
+    for s in draft.sentences:
+        for key in s.keys:
+            if key not in entries:
+                names = ", ".join(str(p) for p in bib_paths or []) or "the .bib file"
+                raise DraftError(
+                    f"{draft.path}:{s.line}: citation key {key!r} is not in {names}; add it or fix the key"
+                )
+    matched = {key: checker.index.match(entry) for key, entry in entries.items()}
+    keys_by_paper = {m.paper_id: key for key, m in matched.items() if m is not None}
+    cited_keys = {k for s in draft.sentences for k in s.keys}
+    claims: list[ClaimCheck] = []
+    for s in draft.sentences:
+        if s.keys:
+            cited = []
+            for k in s.keys:
+                meta = matched[k]
+                cited.append(CitedPaper(k, meta.paper_id if meta else None, meta.title if meta else entries[k].title))
+            claims.append(checker.claim(s.line, s.text, cited, keys_by_paper=keys_by_paper))
+        elif suggest_uncited and checkable(s.text) and len(terms(s.text)) >= MIN_CLAIM_TERMS + 2:
+            other = checker.supporting_paper(s.text)
+            if other is not None:
+                claims.append(ClaimCheck(s.line, s.text, [], UNCITED, suggestion=_suggestion(other, keys_by_paper)))
+    missing = [CitedPaper(k, None, entries[k].title) for k in entries if k in cited_keys and matched[k] is None]
+    return DraftReport(str(draft.path), [str(p) for p in bib_paths or []], claims, missing)
+
+
+# ---- measuring on a labelled set ---------------------------------------------------------------
+
+
+def measure(rows: list[dict[str, Any]], entries: dict[str, BibEntry], checker: Checker) -> dict[str, Any]:
+    """Balanced accuracy and the precision of the "not supported" flag on labelled sentences
+    (`sentence`, `keys`, `label` supported|unsupported, `kind`); sentences whose cited papers are
+    not in the corpus are counted apart, not scored."""
+    tp = tn = fp = fn = 0
+    by_kind: dict[str, list[bool]] = {}
+    skipped = 0
+    for row in rows:
+        cited = []
+        for key in row["keys"]:
+            meta = checker.index.match(entries[key]) if key in entries else None
+            cited.append(CitedPaper(key, meta.paper_id if meta else None, meta.title if meta else ""))
+        result = checker.claim(0, row["sentence"], cited, suggest=False)
+        if result.verdict in (MISSING, NO_CLAIM):
+            skipped += 1
+            continue
+        said = result.verdict == SUPPORTED
+        truth = row["label"] == SUPPORTED
+        tp += said and truth
+        tn += (not said) and (not truth)
+        fp += said and not truth
+        fn += (not said) and truth
+        by_kind.setdefault(row.get("kind", "?"), []).append(said == truth)
+    pos, neg = tp + fn, tn + fp
+    tpr = tp / pos if pos else 0.0
+    tnr = tn / neg if neg else 0.0
+    flagged = tn + fn
+    return {
+        "sentences": tp + tn + fp + fn,
+        "not_scored": skipped,
+        "balanced_accuracy": round((tpr + tnr) / 2, 4),
+        "unsupported_precision": round(tn / flagged, 4) if flagged else 0.0,
+        "tpr": round(tpr, 4),
+        "tnr": round(tnr, 4),
+        "accuracy_by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+    }
+
+
+def bundled_drafts() -> Path | None:
+    """eval/drafts of a checkout (or the copy a wheel ships), if present."""
+    from importlib import resources
+
+    packaged = Path(str(resources.files("rag") / "_drafts"))
+    folder = packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "eval" / "drafts"
+    return folder if (folder / "labels.jsonl").is_file() else None
+
+
+def measure_bundled(index: CorpusIndex, verifier: OverlapVerifier | None = None) -> dict[str, Any] | None:
+    """`measure` on eval/drafts/labels.jsonl with eval/drafts/refs.bib; None when not shipped."""
+    import json
+
+    folder = bundled_drafts()
+    if folder is None:
+        return None
+    rows = [json.loads(line) for line in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    entries = load_entries([folder / "refs.bib"])
+    return measure(rows, entries, Checker(index, None, verifier))

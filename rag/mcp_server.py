@@ -1,0 +1,130 @@
+"""`rag mcp`: the core as an MCP server over stdio (the official `mcp` SDK), for editors and
+assistants. Three tools, over the same store, retriever, answerer and verifier as the CLI:
+
+- `search(query, k)`: ranked papers with their best passage (as `rag search --json`);
+- `ask(question, k)`: the cited, checked answer: sentences with verdicts, and the sources;
+- `check(text, papers)`: a passage whose `[n]` citations name `papers[n-1]` (paper ids, as
+  `search` returns them), each sentence judged like `rag check` judges a draft.
+
+stdout carries the protocol, so nothing else may print there; notices go to stderr.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rag.config import Settings
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+INSTRUCTIONS = (
+    "Answers questions about research papers from their abstracts. Use `search` to find papers, "
+    "`ask` for a short answer whose every sentence cites a source and carries a verdict from the "
+    "grounding check, and `check` to test whether the papers a passage cites support it."
+)
+
+
+def check_passage(text: str, papers: list[str], checker: Any) -> dict[str, Any]:
+    """Each sentence of `text`: its [n] citations resolved to `papers`, and its verdict."""
+    from rag.draft import BAD_CITATION_LABEL, CitedPaper, clean_sentence
+    from rag.text import citations_of, split_sentences, strip_citations
+
+    sentences = []
+    counts: dict[str, int] = {}
+    for number, sentence in enumerate(split_sentences(text), start=1):
+        cites = citations_of(sentence)
+        claim = clean_sentence(strip_citations(sentence))
+        if any(not 0 < n <= len(papers) for n in cites):
+            result: dict[str, Any] = {
+                "text": claim,
+                "citations": cites,
+                "verdict": "bad_citation",
+                "label": BAD_CITATION_LABEL,
+            }
+        elif not cites:
+            result = {"text": claim, "citations": [], "verdict": "uncited", "label": "uncited"}
+        else:
+            cited = []
+            for n in cites:
+                meta = checker.index.papers.get(papers[n - 1])
+                cited.append(CitedPaper(str(n), meta.paper_id if meta else None, meta.title if meta else ""))
+            verdict = checker.claim(number, claim, cited)
+            result = {"text": claim, "citations": cites, **verdict.as_json(), "label": verdict.label}
+            result.pop("line", None)
+            result.pop("sentence", None)
+            result.pop("keys", None)
+        counts[result["verdict"]] = counts.get(result["verdict"], 0) + 1
+        sentences.append(result)
+    return {"sentences": sentences, "summary": counts}
+
+
+def build_server(settings: Settings) -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
+    from rag.workspace import Workspace
+
+    ws = Workspace(settings)
+    server = MCPServer("rag", instructions=INSTRUCTIONS)
+    state: dict[str, Any] = {}
+
+    def checker() -> Any:
+        if "checker" not in state:
+            from rag.backends import open_llm, open_verifier
+            from rag.draft import Checker, CorpusIndex
+
+            llm = open_llm(settings) if settings.verifier == "llm" else None
+            state["checker"] = Checker(CorpusIndex.from_store(ws.store), ws.retriever, open_verifier(settings, llm))
+        return state["checker"]
+
+    @server.tool()
+    def search(query: str, k: int = 10) -> dict[str, Any]:
+        """Rank the corpus's papers for a query; each with its id, title, score and best passage."""
+        from rag.sanitise import normalise_question
+
+        query = normalise_question(query)
+        if not query:
+            raise ValueError("the query is empty; give some words to search for")
+        return ws.retriever.search(query, k=max(1, min(k, 100)), mode=settings.retriever).as_json()
+
+    @server.tool()
+    def ask(question: str, k: int = 5) -> dict[str, Any]:
+        """Answer a question from the papers: each sentence cites sources [n] and carries a verdict
+        (supported, unsupported, uncited, bad_citation, no_claim); abstains when the corpus does not
+        answer."""
+        from rag.answer import answer_question
+        from rag.backends import open_llm, open_verifier
+        from rag.sanitise import normalise_question
+
+        question = normalise_question(question)
+        if not question:
+            raise ValueError("the question is empty")
+        llm = state.setdefault("llm", open_llm(settings))
+        answer = answer_question(
+            question,
+            ws.retriever,
+            k=max(1, min(k, 50)),
+            mode=settings.retriever,
+            llm=llm,
+            verifier=open_verifier(settings, llm),
+        )
+        full = answer.as_json()
+        return {
+            key: full[key]
+            for key in ("question", "answer", "abstained", "mode", "model", "sentences", "citations", "grounding")
+        }
+
+    @server.tool()
+    def check(text: str, papers: list[str]) -> dict[str, Any]:
+        """Check a passage's citations: `[n]` in `text` cites `papers[n-1]` (paper ids from `search`).
+        Each sentence gets supported, unsupported (with the closest sentence of the cited abstract
+        and, when one exists, another corpus paper that supports it), missing (paper not in the
+        corpus), uncited, bad_citation or no_claim."""
+        return check_passage(text, papers, checker())
+
+    return server
+
+
+def serve(settings: Settings) -> None:
+    """Run the server on stdin/stdout until the client closes it."""
+    build_server(settings).run("stdio")

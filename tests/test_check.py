@@ -1,0 +1,145 @@
+"""`rag check`: drafts parsed with their lines and keys, verdicts on the sample drafts in eval/drafts
+against the real bundled store, exit codes, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.draft import CorpusIndex, DraftError, measure_bundled, read_draft
+from tests.conftest import REPO, run_rag
+
+DRAFTS = REPO / "eval" / "drafts"
+
+
+def test_latex_sentences_keep_lines_keys_and_bibliography(tmp_path: Path) -> None:
+    tex = tmp_path / "d.tex"
+    tex.write_text(
+        "\\documentclass{article}\n\\addbibresource{refs.bib}\n\\begin{document}\n"
+        "Large models help~\\citep[see][p.~3]{a, b}. A second claim\n"
+        "wraps \\cite{c} onto the next line.\n% a comment \\cite{zz}\n\\emph{Bold} 3.5\\% gain \\citet{d}.\n"
+        "\\bibliography{refs}\n\\end{document}\n"
+    )
+    draft = read_draft(tex)
+    got = [(s.line, s.keys, s.text) for s in draft.sentences]
+    assert got == [
+        (4, ["a", "b"], "Large models help."),
+        (4, ["c"], "A second claim wraps onto the next line."),
+        (7, ["d"], "Bold 3.5% gain."),
+    ]
+    assert draft.bib_names == ["refs.bib", "refs"]
+
+
+def test_markdown_pandoc_citations(tmp_path: Path) -> None:
+    md = tmp_path / "d.md"
+    md.write_text(
+        "---\nbibliography: refs.bib\n---\n# Title\n\nFirst claim [@a; @b]. Second\nclaim [see @c, p. 3]. "
+        "Mail x@y.com.\n\n- As @d shows.\n\n```\n[@zz] code\n```\n"
+    )
+    draft = read_draft(md)
+    assert [(s.line, s.keys) for s in draft.sentences] == [(6, ["a", "b"]), (6, ["c"]), (7, []), (9, ["d"])]
+    assert draft.bib_names == ["refs.bib"]
+
+
+def _check_json(*args: str, env: dict) -> tuple[int, dict]:
+    proc = run_rag("check", *args, "--json", env=env)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_sample_latex_draft_verdicts(bundled_dir: Path) -> None:
+    env = {"RAG_DATA_DIR": str(bundled_dir)}
+    code, report = _check_json(str(DRAFTS / "sample.tex"), "--suggest", env=env)
+    assert code == 1  # two claims are not supported by what they cite
+    by_line = {c["line"]: c for c in report["claims"]}
+    assert by_line[10]["verdict"] == "supported" and by_line[10]["keys"] == ["bf16"]
+    assert by_line[12]["verdict"] == "unsupported"  # 76.7% where the abstract says 67.7%
+    assert "67.7%" in by_line[12]["closest"]
+    assert by_line[16]["verdict"] == "unsupported"  # the right claim, the wrong paper ...
+    assert by_line[16]["suggestion"]["key"] == "guidance"  # ... and the paper that supports it
+    assert by_line[24]["verdict"] == "missing"
+    assert by_line[25]["verdict"] == "uncited" and by_line[25]["suggestion"]["key"] == "peakperf"
+    assert [c["key"] for c in report["not_in_corpus"]] == ["kaplan2020scaling"]
+    assert report["summary"]["supported"] == 4 and report["summary"]["unsupported"] == 2
+    assert report["bib"] == [str(DRAFTS / "refs.bib")]
+
+    text = run_rag("check", str(DRAFTS / "sample.tex"), "--fail-on", "never", env=env)
+    assert text.returncode == 0
+    assert f"{DRAFTS / 'sample.tex'}:12: not supported by the cited paper [smoltulu]" in text.stdout
+    assert "cited paper not in corpus [kaplan2020scaling]" in text.stdout
+    assert "rag ingest" in text.stderr
+
+
+def test_sample_markdown_draft(bundled_dir: Path) -> None:
+    code, report = _check_json(str(DRAFTS / "sample.md"), env={"RAG_DATA_DIR": str(bundled_dir)})
+    assert code == 1
+    verdicts = {c["line"]: c["verdict"] for c in report["claims"]}
+    assert verdicts == {8: "supported", 11: "unsupported", 13: "supported", 16: "supported", 18: "supported"}
+
+
+def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
+    md = tmp_path / "d.md"
+    md.write_text("Loss falls as a power law in model size, data and compute [@kaplan2020scaling].\n")
+    env = {"RAG_DATA_DIR": str(bundled_dir)}
+    bib = str(DRAFTS / "refs.bib")
+    assert run_rag("check", str(md), "--bib", bib, env=env).returncode == 0
+    assert run_rag("check", str(md), "--bib", bib, "--fail-on", "missing", env=env).returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "bib", "expected"),
+    [
+        (
+            "unbalanced.tex",
+            b"\\begin{document}\nA claim {here \\cite{bf16}.\n\\end{document}\n",
+            True,
+            "d/unbalanced.tex:",
+        ),
+        ("nobib.tex", b"A claim \\cite{bf16}.\n", False, "no .bib file given"),
+        ("unknown.md", b"Line one.\n\nA claim [@nosuchkey].\n", True, "d/unknown.md:3: citation key 'nosuchkey'"),
+        ("binary.md", b"\x00\x01\x02PK", True, "binary"),
+        ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
+        ("draft.docx", b"text", True, "unknown draft type"),
+        ("missing.md", None, True, "no such file"),
+    ],
+)
+def test_bad_input_is_one_line(bundled_dir: Path, tmp_path: Path, name, content, bib, expected) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    path = folder / name
+    if content is not None:
+        path.write_bytes(content)
+    args = ["check", str(path)] + (["--bib", str(DRAFTS / "refs.bib")] if bib else [])
+    proc = run_rag(*args, env={"RAG_DATA_DIR": str(bundled_dir)})
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rag: error: "), proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_bib_named_by_draft(tmp_path: Path) -> None:
+    tex = tmp_path / "d.tex"
+    tex.write_text("A claim \\cite{x}.\n\\bibliography{absent}\n")
+    proc = run_rag("check", str(tex))
+    assert proc.returncode == 1 and "absent.bib: no such file" in proc.stderr
+
+
+def test_unreadable_draft_raises_draft_error(tmp_path: Path) -> None:
+    with pytest.raises(DraftError, match="unbalanced"):
+        read_draft(_write(tmp_path / "x.tex", "\\textbf{open"))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_measured_on_the_labelled_set(workspace) -> None:
+    """The figures the README reports (eval/drafts/labels.jsonl against the bundled corpus)."""
+    figures = measure_bundled(CorpusIndex.from_store(workspace.store))
+    assert figures is not None
+    assert figures["sentences"] == 48 and figures["not_scored"] == 0
+    assert figures["accuracy_by_kind"]["wrong_citation"] == 1.0
+    assert figures["balanced_accuracy"] >= 0.8 and figures["unsupported_precision"] >= 0.85

@@ -1,0 +1,57 @@
+"""`rag mcp` end to end: the MCP SDK's own client spawns `python -m rag mcp` over stdio against
+the real bundled store and calls each tool."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+mcp = pytest.importorskip("mcp")
+
+
+async def test_tools_over_stdio(bundled_dir: Path) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    env = {
+        "RAG_DATA_DIR": str(bundled_dir),
+        "RAG_EMBED_MODEL_DIR": os.environ["RAG_EMBED_MODEL_DIR"],
+        "RAG_CONFIG": os.environ["RAG_CONFIG"],
+        "RAG_LLM": "off",
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "rag", "mcp"], env=env, cwd=str(REPO))
+    async with Client(params, read_timeout_seconds=120) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == {"search", "ask", "check"}
+
+        found = await client.call_tool("search", {"query": "LitSearch literature search benchmark", "k": 3})
+        assert not found.is_error
+        top = found.structured_content["results"][0]
+        assert top["title"] == "LitSearch: A Retrieval Benchmark for Scientific Literature Search"
+
+        asked = await client.call_tool("ask", {"question": "How many queries does the LitSearch benchmark contain?"})
+        answer = asked.structured_content
+        assert not asked.is_error and not answer["abstained"]
+        assert "597" in answer["answer"]
+        assert answer["sentences"][0]["verdict"] == "supported"
+        assert answer["citations"][0]["paper_id"] == top["paper_id"]
+
+        checked = await client.call_tool(
+            "check",
+            {
+                "text": "LitSearch has 597 literature search queries [1]. LitSearch has 9000 queries [1]. "
+                "It cites nothing given [2].",
+                "papers": [top["paper_id"]],
+            },
+        )
+        sentences = checked.structured_content["sentences"]
+        assert [s["verdict"] for s in sentences] == ["supported", "unsupported", "bad_citation"]
+        assert "597" in sentences[1]["closest"]
+
+        empty = await client.call_tool("search", {"query": "   "})
+        assert empty.is_error
