@@ -181,3 +181,27 @@ def test_verifier_llm_without_an_llm_is_a_settings_error(workspace):
 
     with pytest.raises(SettingsError, match="verifier = llm needs an LLM"):
         open_verifier(make_settings(workspace.settings.data_dir, verifier="llm"), None)
+
+
+def test_question_parts_split_only_real_sub_questions():
+    from rag.extractive import question_parts
+
+    assert question_parts(
+        "How many queries does LitSearch contain, and how large is the gap between BM25 and dense retrievers?"
+    ) == ["How many queries does LitSearch contain", "how large is the gap between BM25 and dense retrievers"]
+    assert question_parts("Which model did best and with what score?") == ["Which model did best", "with what score"]
+    assert question_parts("which papers compare FP8 and INT8?") == ["which papers compare FP8 and INT8?"]
+
+
+def test_a_two_part_question_records_each_part(workspace):
+    answer = answer_question(
+        "How many queries does the LitSearch benchmark contain, and how were the queries written?",
+        workspace.retriever,
+    )
+    assert [p.ask for p in answer.parts] == [
+        "How many queries does the LitSearch benchmark contain",
+        "how were the queries written",
+    ]
+    assert answer.parts[0].answered and "597" in answer.text
+    out = answer.as_json()["parts"]
+    assert out[0] == {"ask": "How many queries does the LitSearch benchmark contain", "answered": True}

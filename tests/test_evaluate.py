@@ -199,3 +199,57 @@ def test_judge_verdicts_are_cached_by_model_and_prompt(tmp_path):
     assert llm.replies == ["no"]
     assert VerdictCache(tmp_path / "judge.json").ask(llm, "prompt one") is True  # and from disk
     assert cache.ask(llm, "prompt two") is False
+
+
+def test_bootstrap_interval_holds_the_mean_and_is_repeatable():
+    from rag.metrics import bootstrap_ci
+
+    values = [0.0] * 30 + [1.0] * 70
+
+    def mean(sample):
+        return {"m": sum(sample) / len(sample)}
+
+    low, high = bootstrap_ci(values, mean)["m"]
+    assert low < 0.7 < high and 0.05 < high - low < 0.3
+    assert bootstrap_ci(values, mean) == bootstrap_ci(values, mean)
+
+
+def test_counterfactual_eval_hides_gold_papers_and_names_the_deciding_rule(tmp_path, bundled_dir):
+    suite = write_jsonl(
+        tmp_path / "cf.jsonl",
+        [
+            {
+                "id": "d1",
+                "question": "How many queries does the LitSearch benchmark contain?",
+                "type": "detail",
+                "gold": ["LitSearch: A Retrieval Benchmark for Scientific Literature Search"],
+                "key_facts": ["597"],
+            },
+            {
+                "id": "s1",
+                "question": "lossless compression of model weights",
+                "type": "single",
+                "gold": ["ZipNN: Lossless Compression for AI Models"],
+            },
+        ],
+    )
+    out = tmp_path / "out"
+    proc = run_rag(
+        "eval",
+        str(suite),
+        "--retrievers",
+        "",
+        "--counterfactual",
+        "--out",
+        str(out),
+        env={"RAG_DATA_DIR": str(bundled_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    cf = report["counterfactual"]["extractive"]
+    assert sum(cf["decided_by"].values()) == 2
+    d1 = next(r for r in report["per_question"] if r["id"] == "d1")
+    assert d1["counterfactual"]["extractive"]["abstained"] is True
+    assert d1["counterfactual"]["extractive"]["decided_by"] == "named_term_missing"
+    assert cf["overall"]["abstention_recall"] >= 0.5
+    assert "Counterfactual abstention" in (out / "report.md").read_text()

@@ -1,0 +1,75 @@
+"""Abstention: the named-term rules and the answerability model, on the real store."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rag.abstain import AnswerabilityModel, assess, default_model, features, specific_terms
+from rag.answer import answer_question, gather
+from tests.conftest import REPO
+
+
+def _evidence(workspace, question: str, exclude=()):
+    retriever = workspace.retriever
+    found = retriever.search(question, k=5, exclude=exclude)
+    return gather(question, found, retriever, 5, exclude)[2]
+
+
+def test_named_terms_are_found_through_modifiers_and_spelling():
+    from rag.abstain import _mentions
+
+    assert specific_terms("What is the context length of Gemini 1.5 Pro?") == ["Pro", "Gemini 1.5"]
+    assert "GPT-4-generated" in specific_terms("How many GPT-4-generated queries are in LitSearch?")
+    assert _mentions("queries written by GPT-4 and by authors", "GPT-4-generated")
+    assert _mentions("at a resolution of 256×256 on ImageNet", "256x256")
+    assert not _mentions("We fine-tune RoBERTa.", "BERT")
+
+
+def test_the_model_file_is_the_one_the_fit_writes():
+    data = json.loads((REPO / "rag" / "data" / "abstention.json").read_text())
+    model = default_model()
+    assert list(model.names) == data["features"] and model.threshold == data["threshold"]
+    assert 0 < model.threshold_llm <= model.threshold < 1  # with an LLM only clear misses stop
+
+
+def test_features_separate_an_answering_paper_from_its_neighbours(workspace):
+    question = "How many queries does the LitSearch benchmark contain?"
+    gold = {h.paper_id for h in workspace.retriever.search(question, k=1).results}
+    with_gold = features(question, _evidence(workspace, question), workspace.retriever.lexical)
+    without = features(question, _evidence(workspace, question, gold), workspace.retriever.lexical)
+    assert with_gold["sentence_similarity"] > without["sentence_similarity"]
+    assert with_gold["lead"] > without["lead"]
+    assert with_gold["rare_coverage"] > without["rare_coverage"]
+
+
+def test_a_model_below_its_threshold_abstains_and_says_so(workspace):
+    question = "How many queries does the LitSearch benchmark contain?"
+    evidence = _evidence(workspace, question)
+    strict = AnswerabilityModel(("sentence_similarity",), (0.0,), 0.0, threshold=0.9, threshold_llm=0.1)
+    verdict = assess(question, evidence, workspace.retriever.lexical, model=strict)
+    assert not verdict.answerable and verdict.rule == "model" and verdict.confidence == 0.5
+    assert assess(question, evidence, workspace.retriever.lexical, with_llm=True, model=strict).answerable
+
+
+def test_counterfactual_question_abstains_when_its_paper_is_hidden(workspace):
+    question = "How many queries does the LitSearch benchmark contain?"
+    answered = answer_question(question, workspace.retriever)
+    assert not answered.abstained
+    gold = answered.sources[0].paper_id
+    hidden = answer_question(question, workspace.retriever, exclude={gold})
+    assert hidden.abstained and gold not in {h.paper_id for h in hidden.retrieval}
+    assert hidden.assessment is not None and hidden.assessment.rule == "named_term_missing"
+
+
+def test_fit_logistic_recovers_a_separating_direction():
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "eval"))
+    from fit_abstention import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(float)
+    w = fit_logistic(x, y)
+    assert w[1] > 0 and w[2] < 0 and abs(w[0]) < abs(w[1])
