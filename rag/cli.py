@@ -129,9 +129,7 @@ def ask(
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Answer extractively even if an LLM is configured.")] = False,
     model: Annotated[str | None, typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
     retriever: RetrieverOpt = None,
-    bib: Annotated[
-        Path | None, typer.Option("--bib", help="Add the answer's cited sources to this .bib file.")
-    ] = None,
+    bib: Annotated[Path | None, typer.Option("--bib", help="Add the answer's cited sources to this .bib file.")] = None,
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":

@@ -451,7 +451,7 @@ def write_markdown(report: dict, path: Path) -> None:
         lines += [
             "## Draft checking (`rag check`, eval/drafts/labels.jsonl)",
             "",
-            f"Balanced accuracy {d['balanced_accuracy']:.3f}, precision of the \"not supported\" flag "
+            f'Balanced accuracy {d["balanced_accuracy"]:.3f}, precision of the "not supported" flag '
             f"{d['unsupported_precision']:.3f} on {d['sentences']} labelled draft sentences "
             f"({d['not_scored']} not scored: cited paper not in the store); by kind: "
             + ", ".join(f"{k} {v:.3f}" for k, v in d["accuracy_by_kind"].items())
