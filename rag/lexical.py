@@ -393,9 +393,19 @@ class LexicalIndex:
 
     @classmethod
     def _build(cls, store: Store, may_save: bool) -> LexicalIndex:
-        before = store.fingerprint()
         folder = cls.folder(store)
-        scratch = _scratch(folder)
+        try:
+            return cls._build_in(store, folder, _scratch(folder), may_save)
+        except OSError as exc:  # a full disk under the index folder: build beside, keep in memory
+            _notice(
+                f"rag: cannot save the BM25 index in {folder} ({exc.strerror or exc}); "
+                "using it in memory for this command"
+            )
+            return cls._build_in(store, folder, Path(tempfile.mkdtemp(prefix="rag-bm25-")), may_save=False)
+
+    @classmethod
+    def _build_in(cls, store: Store, folder: Path, scratch: Path, may_save: bool) -> LexicalIndex:
+        before = store.fingerprint()
         try:
             pending = _Pending()
             builder = SegmentBuilder()
@@ -544,10 +554,10 @@ class LexicalIndex:
         answer is about the index the next search will use."""
         index = cls.open(store)
         n, parts = index.size, len(index.segments)
-        where = f"{n} chunks in {parts} segment{'s' if parts != 1 else ''}"
+        segments = f"{parts} segment{'s' if parts != 1 else ''}"
         if index.saved:
-            return f"fresh ({where})"
-        return f"in memory only ({where}): it could not be saved, see the notice above"
+            return f"fresh ({n} chunks), {segments}"
+        return f"in memory only ({n} chunks), {segments}: it could not be saved, see the notice above"
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -623,31 +633,41 @@ class IndexUpdate:
     def discard(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def commit(self, store: Store) -> LexicalIndex:
+    def commit(self, store: Store) -> LexicalIndex | None:
         """Save base + new segments, removals applied and small segments merged, as matching
-        the store as it is now (the caller holds the store lock and wrote nothing else)."""
+        the store as it is now (the caller holds the store lock and wrote nothing else). None
+        when the segments cannot be written (a full disk): the index is then stale, and the
+        next command rebuilds it."""
         try:
-            if len(self.builder):
-                _write_segment(self.builder, self.scratch, self.pending)
-            new_segments = _open_pending(self.scratch, self.pending)
-            gone = _encode_ids(self.removed)
-            removed: dict[str, np.ndarray] = {}
-            old: list[Segment] = []
-            for seg in self.base.segments:
-                rows = seg.rows_of(gone)
-                if len(rows):
-                    seg = _with_removed(seg, np.union1d(seg.removed, rows))
-                    removed[seg.name] = seg.removed
-                if seg.live:
-                    old.append(seg)
-            segments = old + [s for s in new_segments if s.docs]
-            segments = _merge(segments, self.scratch, self.pending)
-            removed = {s.name: s.removed for s in segments if s.name in removed}
-            index = LexicalIndex(segments, store.fingerprint())
-            index._commit(LexicalIndex.folder(store), self.scratch, self.pending, removed)
-            return index
+            return self._commit(store)
+        except OSError as exc:
+            _notice(
+                f"rag: cannot save the BM25 index ({exc.strerror or exc}); the next command rebuilds it"
+            )
+            return None
         finally:
             self.discard()
+
+    def _commit(self, store: Store) -> LexicalIndex:
+        if len(self.builder):
+            _write_segment(self.builder, self.scratch, self.pending)
+        new_segments = _open_pending(self.scratch, self.pending)
+        gone = _encode_ids(self.removed)
+        removed: dict[str, np.ndarray] = {}
+        old: list[Segment] = []
+        for seg in self.base.segments:
+            rows = seg.rows_of(gone)
+            if len(rows):
+                seg = _with_removed(seg, np.union1d(seg.removed, rows))
+                removed[seg.name] = seg.removed
+            if seg.live:
+                old.append(seg)
+        segments = old + [s for s in new_segments if s.docs]
+        segments = _merge(segments, self.scratch, self.pending)
+        removed = {s.name: s.removed for s in segments if s.name in removed}
+        index = LexicalIndex(segments, store.fingerprint())
+        index._commit(LexicalIndex.folder(store), self.scratch, self.pending, removed)
+        return index
 
 
 def _scratch(folder: Path) -> Path:

@@ -177,3 +177,15 @@ def test_segment_ids_are_a_memory_mapped_array(tmp_path, rows):
     (seg,) = index.segments
     assert isinstance(seg.ids, np.memmap) and isinstance(seg.rows, np.memmap)
     assert list(seg.ids) == sorted(seg.ids)
+
+
+def test_the_embedder_uses_the_configured_threads_and_batching_keeps_vectors(tmp_path):
+    from rag.embedder import Embedder, available_cpus
+
+    one = Embedder.from_settings(make_settings(tmp_path / "d", embed_threads=1))
+    every = Embedder.from_settings(make_settings(tmp_path / "d"))
+    assert one._fn.threads == 1 and every._fn.threads == available_cpus()
+    texts = [f"Paper {i}: " + "quantization of language models " * (i % 7 + 1) for i in range(20)]
+    small, large = one.embed(texts, batch_size=8), one.embed(texts, batch_size=32)
+    assert np.allclose(small, large, atol=1e-5)
+    assert np.allclose(small, every.embed(texts), atol=1e-5)
