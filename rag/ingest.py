@@ -258,6 +258,8 @@ def _ingest_locked(
     start: float,
     select: Selection | None,
 ) -> IngestReport:
+    name = getattr(embedder, "name", "all-MiniLM-L6-v2")
+    store.check_embedder(name)
     added, replaced = plan.look_up(store)
     to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
@@ -277,6 +279,7 @@ def _ingest_locked(
     base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
     update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
     store.begin_ingest(source, plan.size, command)
+    store.record_embedder(name)
     fault_point("start")
     done = 0
     batches = 0

@@ -49,6 +49,7 @@ COMMAND_KEY = "rag_command"  # the last ingest's command line, to tell the user 
 PAPERS_KEY = "rag_papers"  # papers stored, kept up to date by every write
 CHUNKS_KEY = "rag_chunks"  # chunks stored, likewise
 LAYOUT_KEY = "rag_layout"
+EMBEDDER_KEY = "rag_embedder"  # which embedder made the vectors; a store never mixes two
 LAYOUT = 2
 LOOKUP_BATCH = 500  # ids per Chroma lookup
 EMBED_DIM = 384  # all-MiniLM-L6-v2
@@ -474,6 +475,23 @@ class Store:
 
     def _bump(self) -> None:
         self._update_metadata(**{GENERATION_KEY: int(self.metadata().get(GENERATION_KEY, 0)) + 1})
+
+    def check_embedder(self, name: str) -> None:
+        """Refuse to mix vectors of two embedders (a store without a record was made by the
+        full-precision MiniLM, the only one before the record was kept)."""
+        meta = self.metadata()
+        made_by = str(meta.get(EMBEDDER_KEY) or "all-MiniLM-L6-v2")
+        if made_by != name and (EMBEDDER_KEY in meta or self.chunk_count()):
+            quantized = made_by.endswith("-int8")
+            raise StoreError(
+                f"collection {self.settings.collection!r} holds vectors made by {made_by}, and rag is set to embed "
+                f"with {name}; set RAG_EMBED_QUANTIZED={'1' if quantized else '0'} to use it, or choose another "
+                "collection (RAG_COLLECTION)"
+            )
+
+    def record_embedder(self, name: str) -> None:
+        if self.metadata().get(EMBEDDER_KEY) != name:
+            self._update_metadata(**{EMBEDDER_KEY: name})
 
     def begin_ingest(self, source: str, wanted: int, command: str) -> None:
         """Recorded before an ingest writes anything: a kill from here on is seen as an

@@ -189,3 +189,36 @@ def test_the_embedder_uses_the_configured_threads_and_batching_keeps_vectors(tmp
     small, large = one.embed(texts, batch_size=8), one.embed(texts, batch_size=32)
     assert np.allclose(small, large, atol=1e-5)
     assert np.allclose(small, every.embed(texts), atol=1e-5)
+
+
+def test_the_int8_embedder_is_made_once_beside_the_model_and_a_store_never_mixes_vectors(tmp_path, rows):
+    import shutil
+
+    from rag.embedder import Embedder
+    from rag.store import StoreError
+    from tests.conftest import MODEL_DIR
+
+    model = tmp_path / "models" / "all-MiniLM-L6-v2"
+    shutil.copytree(MODEL_DIR, model)
+    data = tmp_path / "data"
+    full = Embedder(model)
+    int8 = Embedder(model, quantized=True)
+    made = model.parent / "all-MiniLM-L6-v2-int8" / "model.onnx"
+    assert made.is_file() and made.stat().st_size < (model / "onnx" / "model.onnx").stat().st_size / 2
+    assert int8.name == "all-MiniLM-L6-v2-int8" and full.name == "all-MiniLM-L6-v2"
+    texts = [r["abstract"] for r in rows[:8]]
+    a, b = full.embed(texts), int8.embed(texts)
+    assert not np.allclose(a, b) and float(np.min(np.sum(a * b, axis=1))) > 0.9  # close, not equal
+
+    ws = Workspace(make_settings(data, embed_model_dir=model, embed_quantized=True))
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "a.jsonl", rows[:3])])
+    assert ws.store.metadata()["rag_embedder"] == "all-MiniLM-L6-v2-int8"
+    assert ws.retriever.search("language models", k=1).results
+    other = Workspace(make_settings(data, embed_model_dir=model))
+    with pytest.raises(StoreError, match="holds vectors made by all-MiniLM-L6-v2-int8.*RAG_EMBED_QUANTIZED=1"):
+        ingest(other.store, other.embedder, [write_jsonl(tmp_path / "b.jsonl", rows[:4])])
+    with pytest.raises(StoreError, match="holds vectors made by all-MiniLM-L6-v2-int8"):
+        _ = other.retriever
+    assert other.store.counts() == (3, other.store.count())
+    proc = run_rag("search", "language models", env={"RAG_DATA_DIR": str(data), "RAG_EMBED_MODEL_DIR": str(model)})
+    assert proc.returncode == 1 and proc.stderr.startswith("rag: error: collection 'papers' holds vectors made by")
