@@ -130,11 +130,15 @@ def _quantize(source: Path, target: Path) -> None:
         raise EmbedderError(
             "embed_quantized needs the onnx package: pip install 'rag[int8]', or unset RAG_EMBED_QUANTIZED"
         ) from None
+    import logging
+
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    logging.disable(logging.WARNING)  # its advice to pre-process the model is not for our users
     try:
         quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
         os.replace(tmp, target)  # readers see the whole file or none
     finally:
+        logging.disable(logging.NOTSET)
         tmp.unlink(missing_ok=True)
 
 
