@@ -209,7 +209,11 @@ def table(rows: list[dict]) -> str:
     def add(name: str, key: str, spec: str, scale: str | None = None) -> None:
         cells = [fmt(r, key, spec) for r in rows]
         extra = ["–", "–"]
-        if scale == "linear":
+        if scale == "linear" and len(rows) >= 2:  # a fixed cost plus a cost per paper, through the two largest
+            lo, hi = sorted(rows, key=lambda r: r["papers"])[-2:]
+            slope = (hi[key] - lo[key]) / (hi["papers"] - lo["papers"])
+            extra = [format(hi[key] + slope * (m - hi["papers"]), spec) for m in (1e6, 2.7e6)]
+        elif scale == "linear":
             extra = [format(big[key] * m / big["papers"], spec) for m in (1e6, 2.7e6)]
         elif scale == "flat":
             extra = [f"~{format(big[key], spec)}"] * 2
@@ -245,7 +249,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="papers, comma-separated, real embeddings")
     parser.add_argument("--pool-vectors", default="", help="papers, comma-separated, pooled real vectors + noise")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--table", type=Path, nargs="+", help="only print the table of figures saved by --json")
     args = parser.parse_args()
+    if args.table:
+        saved = [row for path in args.table for row in json.loads(path.read_text())]
+        print(table(sorted(saved, key=lambda r: r["papers"])))
+        return
     model_dir = os.environ.get("RAG_EMBED_MODEL_DIR") or str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2")
     root = Path(tempfile.mkdtemp(prefix="rag-scale-"))
     env = {**os.environ, "RAG_EMBED_MODEL_DIR": model_dir, "RAG_CONFIG": str(root / "none.toml")}
