@@ -31,6 +31,10 @@ def _splitter(chunk_size: int):
     )
 
 
+def _first_extra(extra: dict[str, str | int], abstract: str, n: int) -> dict[str, str | int]:
+    return {**extra, "chunks": n, **({"abstract": abstract} if n > 1 else {})}
+
+
 def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]:
     """Chunks of one paper, each at most MAX_TOKENS embedder tokens including the title."""
     size = CHUNK_TOKENS
@@ -42,7 +46,7 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]
         if size <= 16:
             raise ValueError(f"paper {paper.id!r}: its title alone does not fit the embedder's window")
         size = int(size * 0.8)
-    extra = {"url": paper.url, "authors": paper.authors, "year": paper.year, "categories": paper.categories}
+    extra: dict[str, str | int] = {"url": paper.url, "authors": paper.authors, "year": paper.year, "categories": paper.categories}
     extra.update(doi=paper.doi, arxiv_id=paper.arxiv_id)
     content_hash = f"{paper.content_hash}-{CHUNKER_VERSION}"
     return [
@@ -53,8 +57,9 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]
             text=text,
             index=i,
             content_hash=content_hash,
-            # the first chunk also carries the whole abstract, which answers quote and check
-            extra={**extra, "abstract": paper.abstract} if i == 0 else extra,
+            # the first chunk records the paper's chunk count, and carries the whole abstract
+            # (which answers quote and check) when it is split; otherwise its text holds it
+            extra=_first_extra(extra, paper.abstract, len(texts)) if i == 0 else extra,
         )
         for i, text in enumerate(texts)
     ]

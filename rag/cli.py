@@ -59,11 +59,20 @@ def ingest(
         typer.Argument(help="Corpus files (.txt, .jsonl, .csv, .bib); default: the bundled abstracts."),
     ] = None,
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
+    category: Annotated[
+        str | None, typer.Option(help="Only papers in any of these arXiv categories, e.g. cs.CL,cs.LG.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only papers updated on or after YYYY-MM-DD.")] = None,
 ) -> None:
     """Add papers to the store; unchanged papers are skipped, changed ones replaced."""
-    from rag.ingest import IngestInterrupted
+    from rag.corpus import parse_selection
+    from rag.ingest import IngestInterrupted, terminal_progress
     from rag.ingest import ingest as run_ingest
 
+    try:
+        select = parse_selection(category, since)
+    except ValueError as exc:
+        _fail(str(exc), 2)
     for path in paths or []:
         if path.suffix.lower() == ".bib":
             from rag.corpus import bib_without_abstract
@@ -77,8 +86,8 @@ def ingest(
     ws = _workspace()
     embedder = ws.embedder  # before the bar: a first use may show its own download bar
     try:
-        with _progress("embedding") as progress:
-            report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress)
+        with terminal_progress("embedding") as progress:
+            report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
     except IngestInterrupted as exc:
         typer.echo(f"rag: interrupted; {exc}", err=True)
         raise typer.Exit(130) from None
@@ -396,10 +405,12 @@ def stats() -> None:
 
     ws = _workspace()
     store = ws.store
-    papers = len(store.paper_hashes())
+    kept = store.counts()
+    papers, chunks = kept if kept is not None else (len(store.paper_hashes()), store.count())
+    lag = " (an ingest is running or was interrupted: as of its last batch)" if store.ingest_state().running else ""
     rows = [
-        ("papers", str(papers)),
-        ("chunks", str(store.count())),
+        ("papers", f"{papers}{lag}"),
+        ("chunks", f"{chunks}{lag}"),
         ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
         ("collection", ws.settings.collection),
         ("embedder", describe_model(ws.settings)),

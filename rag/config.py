@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     embed_model_dir: Path | None = None
     """Folder holding onnx/model.onnx of all-MiniLM-L6-v2 (Chroma's cache layout)."""
 
+    embed_quantized: bool = False
+    """Embed with an int8-quantized MiniLM (made once beside the model): faster, slightly different vectors."""
+
+    embed_threads: int = Field(0, ge=0, le=256)
+    """onnxruntime threads for embedding; 0: one per CPU this process may use."""
+
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
     """Which retriever feeds answers: hybrid (dense + BM25), dense or bm25."""
 

@@ -61,6 +61,7 @@ class Paper:
     line: int = field(default=0, compare=False)
     doi: str = ""
     arxiv_id: str = ""
+    date: str = field(default="", compare=False)  # YYYY-MM-DD (arXiv's update_date) or a year, for --since
 
     @property
     def content_hash(self) -> str:
@@ -154,7 +155,8 @@ def _make_paper(path: Path, line: int, record: dict) -> Paper:
             f"{MAX_ABSTRACT_CHARS:,}; shorten it or split the record",
         )
     given_id = _text(path, line, record, "id", numbers=True)
-    year = _text(path, line, record, "year", numbers=True) or _text(path, line, record, "update_date")
+    updated = _text(path, line, record, "update_date")
+    year = _text(path, line, record, "year", numbers=True) or updated
     return Paper(
         id=given_id or paper_id_for(title),
         title=title,
@@ -164,6 +166,7 @@ def _make_paper(path: Path, line: int, record: dict) -> Paper:
         year=year[:4],
         categories=_text(path, line, record, "categories"),
         line=line,
+        date=updated or year,
     )
 
 
@@ -261,6 +264,40 @@ def _reader_for(path: Path):
     if suffix in _BIB_SUFFIXES:
         return _read_bib
     raise CorpusError(path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json, .csv or .bib")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which papers of a file to take: any of these arXiv categories (none: all), updated on
+    or after this date (YYYY-MM-DD; none: all). A paper without a date fails a date filter."""
+
+    categories: frozenset[str] = frozenset()
+    since: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.categories or self.since)
+
+    def keeps(self, paper: Paper) -> bool:
+        if self.categories and not self.categories & set(paper.categories.split()):
+            return False
+        return not self.since or (bool(paper.date) and paper.date >= self.since[: len(paper.date)])
+
+    def describe(self) -> str:
+        parts = [f"--category {','.join(sorted(self.categories))}"] if self.categories else []
+        return " ".join(parts + ([f"--since {self.since}"] if self.since else []))
+
+
+def parse_selection(categories: str | None, since: str | None) -> Selection:
+    """The --category and --since options; ValueError says what is wrong."""
+    import datetime
+
+    cats = frozenset(c.strip() for c in (categories or "").split(",") if c.strip())
+    if since:
+        try:
+            since = datetime.date.fromisoformat(since).isoformat()
+        except ValueError:
+            raise ValueError(f"--since {since!r} is not a date; give it as YYYY-MM-DD") from None
+    return Selection(cats, since or "")
 
 
 def iter_papers(path: Path) -> Iterator[Paper]:

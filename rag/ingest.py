@@ -1,10 +1,20 @@
-"""Ingest: corpus files -> chunks -> vectors -> Chroma, incrementally.
+"""Ingest: corpus files -> chunks -> vectors -> Chroma, incrementally, in constant memory.
 
-Every file is validated in full before anything is written, so a bad file changes nothing.
-Only papers whose text (or the chunker) changed are embedded again; a changed paper's chunks are
-overwritten in place and its surplus old chunks deleted, so it is never missing from the store.
+Every file is validated in full before anything is written, so a bad file changes nothing. The
+validating pass streams the files and keeps each paper's id, content hash and first line in a
+temporary on-disk SQLite table (deleted when the ingest ends, even when it is killed), so a
+multi-gigabyte arXiv snapshot needs no more memory than a small file. Inside the store lock, the
+wanted papers are looked up in the store in batches by id, never by reading the whole store, and
+only papers whose text (or the chunker) changed are embedded again. The write pass streams the
+files once more and commits every BATCH_PAPERS papers; a changed paper's chunks are overwritten
+in place and its surplus old chunks deleted, so it is never missing from the store.
 An ingest runs under the store lock and is recorded in the collection metadata as running until
-its last write, so an interrupted one is resumed by running it again (see `ensure_index`).
+its last write, so an interrupted one is resumed by running it again (see `ensure_index`): it
+finds the papers already stored and writes only the rest.
+
+The BM25 index is brought up to date by the ingest that changed the store: a new segment of the
+chunks it wrote, its replaced and deleted chunks marked removed (rag.lexical). Only when the
+index did not match the store at the start (a killed ingest, a missing index) is it rebuilt.
 """
 
 from __future__ import annotations
@@ -12,20 +22,22 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.chunking import CHUNKER_VERSION, chunk_paper
-from rag.corpus import CorpusError, Paper, bundled_corpus_path, iter_papers, scan_corpus
+from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, iter_papers
 from rag.embedder import Embedder
-from rag.lexical import LexicalIndex
-from rag.store import Store, StoreError
+from rag.lexical import IndexUpdate, LexicalIndex
+from rag.store import LOOKUP_BATCH, Store, StoreError
 
-BATCH_PAPERS = 32
+BATCH_PAPERS = 32  # papers embedded and committed together
+READ_BATCH = 1000  # papers read from the files between lookups in the plan table
 
 
 @dataclass
@@ -46,25 +58,126 @@ class IngestReport:
 Progress = Callable[[int, int], None]  # (papers done, papers to embed)
 
 
-def _wanted(paths: list[Path]) -> dict[str, str]:
-    wanted: dict[str, str] = {}
-    origin: dict[str, Path] = {}
-    for path in paths:
-        for pid, digest in scan_corpus(path).items():
-            if pid in wanted and wanted[pid] != digest:
-                raise CorpusError(path, None, f"paper id {pid!r} is also in {origin[pid]} with different text")
-            wanted[pid] = digest
-            origin.setdefault(pid, path)
-    return wanted
+class Plan:
+    """The wanted papers of an ingest, on disk: id, content hash, where each first occurs, and
+    (once looked up in the store) whether it must be written and how many chunks it has now."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # a private temporary database on disk, deleted on close
+        self.db.execute(
+            "CREATE TABLE wanted (id TEXT PRIMARY KEY, hash TEXT, file INT, line INT, "
+            "todo INT DEFAULT 0, stored INT DEFAULT 0, chunks INT)"
+        )
+        self.size = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    @classmethod
+    def scan(cls, paths: list[Path], select: Selection | None) -> Plan:
+        """Validate every file in one streaming pass (see `_read_batches`)."""
+        plan = cls()
+        try:
+            for number, path in enumerate(paths):
+                seen_any = False
+                for batch in _read_batches(path, None):
+                    seen_any = True
+                    plan._add(number, path, paths, [p for p in batch if not select or select.keeps(p)])
+                if not seen_any:
+                    raise CorpusError(path, None, "contains no papers")
+        except BaseException:
+            plan.close()
+            raise
+        return plan
+
+    def _add(self, number: int, path: Path, paths: list[Path], papers: list[Paper]) -> None:
+        fresh: dict[str, Paper] = {}
+        for paper in papers:
+            first = fresh.setdefault(paper.id, paper)
+            if first.content_hash != paper.content_hash:
+                raise CorpusError(
+                    path, paper.line, f"duplicate id {paper.id!r} (first at line {first.line}) with different text"
+                )
+        if not fresh:
+            return
+        marks = ",".join("?" * len(fresh))
+        rows = self.db.execute(f"SELECT id, hash, file, line FROM wanted WHERE id IN ({marks})", list(fresh))
+        for pid, digest, file, line in rows.fetchall():
+            paper = fresh.pop(pid)
+            if digest != paper.content_hash:
+                if file == number:
+                    raise CorpusError(
+                        path, paper.line, f"duplicate id {pid!r} (first at line {line}) with different text"
+                    )
+                raise CorpusError(path, None, f"paper id {pid!r} is also in {paths[file]} with different text")
+        self.db.executemany(
+            "INSERT INTO wanted (id, hash, file, line) VALUES (?, ?, ?, ?)",
+            [(p.id, p.content_hash, number, p.line) for p in fresh.values()],
+        )
+        self.size += len(fresh)
+
+    def look_up(self, store: Store) -> tuple[int, int]:
+        """Mark which wanted papers must be written; returns (new, replaced)."""
+        version = f"-{CHUNKER_VERSION}"
+        added = replaced = 0
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT rowid, id, hash FROM wanted WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, LOOKUP_BATCH)
+            ).fetchall()
+            if not rows:
+                return added, replaced
+            last = rows[-1][0]
+            stored = store.stored([pid for _, pid, _ in rows])
+            updates: list[tuple[int, int, int | None, str]] = []
+            for _, pid, digest in rows:
+                have = stored.get(pid)
+                if have is None:
+                    added += 1
+                    updates.append((1, 0, None, pid))
+                elif have[0] != digest + version:
+                    replaced += 1
+                    updates.append((1, 1, have[1], pid))
+            self.db.executemany("UPDATE wanted SET todo = ?, stored = ?, chunks = ? WHERE id = ?", updates)
+
+    def to_write(self, number: int, papers: list[Paper]) -> list[tuple[Paper, bool, int | None]]:
+        """Of papers read from file `number`: those to write, at their first occurrence, with
+        whether they are stored already and how many chunks they have there."""
+        if not papers:
+            return []
+        marks = ",".join("?" * len(papers))
+        rows = self.db.execute(
+            f"SELECT id, file, line, stored, chunks FROM wanted WHERE todo = 1 AND id IN ({marks})",
+            [p.id for p in papers],
+        ).fetchall()
+        first = {pid: (file, line, bool(stored), chunks) for pid, file, line, stored, chunks in rows}
+        out = []
+        for paper in papers:
+            got = first.get(paper.id)
+            if got and got[0] == number and got[1] == paper.line:
+                out.append((paper, got[2], got[3]))
+        return out
+
+    def unwanted(self, ids: list[str]) -> list[str]:
+        """Of these paper ids, those the files do not hold."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        have = {r[0] for r in self.db.execute(f"SELECT id FROM wanted WHERE id IN ({marks})", ids)}
+        return [pid for pid in ids if pid not in have]
 
 
-def _papers_to_write(paths: list[Path], ids: set[str]) -> Iterator[Paper]:
-    seen: set[str] = set()
-    for path in paths:
-        for paper in iter_papers(path):
-            if paper.id in ids and paper.id not in seen:
-                seen.add(paper.id)
-                yield paper
+def _read_batches(path: Path, select: Selection | None) -> Iterator[list[Paper]]:
+    batch: list[Paper] = []
+    for paper in iter_papers(path):
+        if select and not select.keeps(paper):
+            continue
+        batch.append(paper)
+        if len(batch) >= READ_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def fault_point(step: str) -> None:
@@ -92,9 +205,9 @@ class IngestInterrupted(KeyboardInterrupt):
         super().__init__(f"{stored} of {wanted} papers were stored; {again}")
 
 
-def _command(paths: list[Path] | None, prune: bool) -> str:
+def _command(paths: list[Path] | None, prune: bool, select: Selection | None = None) -> str:
     args = ["rag", "ingest", *(str(p.resolve()) for p in paths or [])] + (["--prune"] if prune else [])
-    return shlex.join(args)
+    return shlex.join(args + (select.describe().split() if select else []))
 
 
 def ingest(
@@ -104,8 +217,10 @@ def ingest(
     prune: bool = False,
     progress: Progress | None = None,
     locked: bool = False,
+    select: Selection | None = None,
 ) -> IngestReport:
-    """Store the papers of `paths` (default: the bundled corpus), then rebuild the BM25 index.
+    """Store the papers of `paths` (default: the bundled corpus) that `select` keeps, then bring
+    the BM25 index up to date.
 
     Holds the store lock for the whole run, records the ingest as running before its first write
     and as done after its last, so a killed ingest is recognised and resumed by running it again;
@@ -115,83 +230,131 @@ def ingest(
     given = [Path(p) for p in paths] if paths else None
     source = "user" if given else "bundled"
     paths = given or [bundled_corpus_path()]
-    wanted = _wanted(paths)  # every file validated before anything is locked or written
+    with closing(Plan.scan(paths, select)) as plan:  # every file validated before anything is locked or written
+        if not plan.size:
+            raise CorpusError(
+                ", ".join(str(p) for p in paths), None, f"no paper matches {select.describe() if select else 'the filters'}"
+            )
 
-    def waiting() -> None:
-        print("rag: another rag process is writing to this store; waiting for it to finish ...", file=sys.stderr)
+        def waiting() -> None:
+            print("rag: another rag process is writing to this store; waiting for it to finish ...", file=sys.stderr)
 
-    if locked:
-        return _ingest_locked(store, embedder, paths, wanted, source, _command(given, prune), prune, progress, start)
-    with store.lock.exclusive(on_wait=waiting):
-        return _ingest_locked(store, embedder, paths, wanted, source, _command(given, prune), prune, progress, start)
+        command = _command(given, prune, select)
+        if locked:
+            return _ingest_locked(store, embedder, paths, plan, source, command, prune, progress, start, select)
+        with store.lock.exclusive(on_wait=waiting):
+            return _ingest_locked(store, embedder, paths, plan, source, command, prune, progress, start, select)
 
 
 def _ingest_locked(
     store: Store,
     embedder: Embedder,
     paths: list[Path],
-    wanted: dict[str, str],
+    plan: Plan,
     source: str,
     command: str,
     prune: bool,
     progress: Progress | None,
     start: float,
+    select: Selection | None,
 ) -> IngestReport:
-    stored = store.paper_hashes()
-    version = f"-{CHUNKER_VERSION}"
-    to_write = {pid for pid, digest in wanted.items() if stored.get(pid) != digest + version}
-    to_prune = set(stored) - set(wanted) if prune else set()
+    name = getattr(embedder, "name", "all-MiniLM-L6-v2")
+    store.check_embedder(name)
+    added, replaced = plan.look_up(store)
+    to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
-        papers=len(wanted),
-        added=sum(1 for pid in to_write if pid not in stored),
-        replaced=sum(1 for pid in to_write if pid in stored),
-        unchanged=len(wanted) - len(to_write),
-        pruned=len(to_prune),
+        papers=plan.size, added=added, replaced=replaced, unchanged=plan.size - added - replaced, pruned=len(to_prune)
     )
     if not report.changed:
         if store.ingest_state().running:  # a killed ingest whose writes had all landed
+            store.recount()
             store.end_ingest()
+        elif store.counts() is None:  # a store from before counts were kept
+            store.recount()
         if not LexicalIndex.is_fresh(store):
             LexicalIndex.build(store, locked=True)
         report.seconds = time.perf_counter() - start
         return report
 
-    store.begin_ingest(source, len(wanted), command)
+    base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
+    update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
+    store.begin_ingest(source, plan.size, command)
+    store.record_embedder(name)
     fault_point("start")
     done = 0
     batches = 0
-    batch: list[Paper] = []
+    total = added + replaced
+    batch: list[tuple[Paper, bool, int | None]] = []
 
     def flush() -> None:
         nonlocal done, batches
-        chunks = [c for paper in batch for c in chunk_paper(paper, embedder.count_tokens)]
-        replaced = [p.id for p in batch if p.id in stored]
-        old_ids = store.chunk_ids_of(replaced) if replaced else set()
-        store.add(chunks, embedder.embed([c.text for c in chunks]).tolist())
-        store.delete_ids(old_ids - {c.id for c in chunks})
+        chunks = [c for paper, _, _ in batch for c in chunk_paper(paper, embedder.count_tokens)]
+        old_ids: set[str] = set()
+        unknown = [paper.id for paper, stored, n in batch if stored and n is None]  # layout-1 papers
+        if unknown:
+            old_ids |= store.chunk_ids_of(unknown)
+        for paper, stored, n in batch:
+            if stored and n is not None:
+                old_ids.update(f"{paper.id}#{i}" for i in range(n))
+        vectors = embedder.embed([c.text for c in chunks])
+        store.add(chunks, vectors.tolist())
+        new_ids = {c.id for c in chunks}
+        store.delete_ids(old_ids - new_ids)
+        if update is not None:
+            update.remove(old_ids)
+            update.add([c.id for c in chunks], [c.text for c in chunks])
         report.chunks_written += len(chunks)
         done += len(batch)
         batches += 1
         batch.clear()
         if progress:
-            progress(done, len(to_write))
+            progress(done, total)
         fault_point(f"batch-{batches}")
 
     try:
-        for paper in _papers_to_write(paths, to_write):
-            batch.append(paper)
-            if len(batch) >= BATCH_PAPERS:
-                flush()
+        if progress:
+            progress(0, total)
+        for number, path in enumerate(paths):
+            for papers in _read_batches(path, select):
+                for item in plan.to_write(number, papers):
+                    batch.append(item)
+                    if len(batch) >= BATCH_PAPERS:
+                        flush()
         if batch:
             flush()
-        store.delete_papers(to_prune)
+        for i in range(0, len(to_prune), LOOKUP_BATCH):
+            deleted = store.delete_papers(to_prune[i : i + LOOKUP_BATCH])
+            if update is not None:
+                update.remove(deleted)
         fault_point("before-index")
         store.end_ingest()
     except KeyboardInterrupt:
-        raise IngestInterrupted(report.unchanged + done, len(wanted), source == "bundled") from None
-    LexicalIndex.build(store, locked=True)
+        if update is not None:
+            update.discard()
+        raise IngestInterrupted(report.unchanged + done, plan.size, source == "bundled") from None
+    except BaseException:
+        if update is not None:
+            update.discard()
+        raise
+    if update is not None:
+        update.commit(store)
+    else:
+        LexicalIndex.build(store, locked=True)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _to_prune(store: Store, plan: Plan) -> list[str]:
+    """Stored papers the files do not hold (reads every paper id: --prune asks for it)."""
+    out: list[str] = []
+    batch: list[str] = []
+    for cid in store.iter_ids(where={"chunk": 0}):
+        batch.append(cid.rsplit("#", 1)[0])
+        if len(batch) >= LOOKUP_BATCH:
+            out.extend(plan.unwanted(batch))
+            batch = []
+    out.extend(plan.unwanted(batch))
+    return out
 
 
 def _notice(message: str) -> None:
@@ -200,17 +363,34 @@ def _notice(message: str) -> None:
 
 @contextmanager
 def terminal_progress(label: str) -> Iterator[Progress | None]:
-    """A transient progress bar on stderr when it is a terminal; otherwise None."""
+    """A transient progress bar on stderr when it is a terminal (papers done, papers/s, time
+    left); otherwise None."""
     if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
-    bar = Bar(transient=True, console=Console(stderr=True))
-    task = bar.add_task(label, total=None)
+    bar = Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+    task = bar.add_task(label, total=None, rate="")
+    started = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        rate = f"{done / elapsed:.1f} papers/s" if done and elapsed > 0 else ""
+        bar.update(task, completed=done, total=total, rate=rate)
+
     with bar:
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        yield update
 
 
 def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> IngestReport | None:
@@ -221,7 +401,7 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
     resumed; an interrupted ingest of the user's files is reported, never topped up with the
     bundled papers. The BM25 index itself is checked (and rebuilt) when the retriever opens it."""
     state = store.ingest_state()
-    count = store.count()
+    count = store.chunk_count()
     if state.status is None and count == 0:
         with store.lock.try_exclusive() as mine:
             if not mine:
@@ -229,7 +409,7 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
                     "the store is empty and another rag process is using it (an ingest or a BM25 rebuild); "
                     "try again when it finishes"
                 )
-            state, count = store.ingest_state(), store.count()
+            state, count = store.ingest_state(), store.chunk_count()
             if state.status is None and count == 0:
                 _notice(f"rag: the store at {store.location} is empty; ingesting the bundled corpus first ...")
                 return _auto_ingest(store, embedder_factory, locked=True)
@@ -248,7 +428,7 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
     if state.source == "bundled":
         _notice("rag: resuming the interrupted ingest of the bundled corpus ...")
         return _auto_ingest(store, embedder_factory)
-    papers = len(store.paper_hashes())
+    papers = (store.counts() or (0, 0))[0]
     if count == 0:
         raise StoreError(f"an ingest was interrupted before it stored any paper; run `{state.command}` again")
     _notice(

@@ -9,6 +9,16 @@ counter kept in the collection's metadata, bumped *before* every write. A writer
 point therefore leaves the generation ahead of every index built before its write, never behind.
 The collection metadata also records the last ingest (running or done, bundled or user files),
 so a killed ingest is told apart from a store that was never written.
+
+Nothing here reads the whole collection on a normal path: ingest looks papers up by their first
+chunk's id (`stored`), and the paper and chunk counts are kept in the collection metadata, updated
+after every write (`counts`). A write killed before its count update leaves the store marked as
+an ingest in progress, and the ingest that resumes it counts again (`recount`), the one step that
+reads every record.
+
+Layout 2 (`LAYOUT_KEY`): a paper's first chunk records how many chunks it has, and carries the
+whole abstract only when the abstract is split over several chunks (a one-chunk paper's abstract
+is its chunk's text). Layout-1 stores (every first chunk carries the abstract) read the same.
 """
 
 from __future__ import annotations
@@ -36,6 +46,12 @@ INGEST_KEY = "rag_ingest"  # "running" while an ingest writes, "done" when it fi
 SOURCE_KEY = "rag_source"  # "bundled" or "user": what the last ingest read
 WANTED_KEY = "rag_wanted"  # papers the last ingest wanted stored
 COMMAND_KEY = "rag_command"  # the last ingest's command line, to tell the user what to re-run
+PAPERS_KEY = "rag_papers"  # papers stored, kept up to date by every write
+CHUNKS_KEY = "rag_chunks"  # chunks stored, likewise
+LAYOUT_KEY = "rag_layout"
+EMBEDDER_KEY = "rag_embedder"  # which embedder made the vectors; a store never mixes two
+LAYOUT = 2
+LOOKUP_BATCH = 500  # ids per Chroma lookup
 EMBED_DIM = 384  # all-MiniLM-L6-v2
 
 T = TypeVar("T")
@@ -67,7 +83,7 @@ class Chunk:
     text: str  # what is embedded and indexed: title line, then a slice of the abstract
     index: int
     content_hash: str
-    extra: dict[str, str]
+    extra: dict[str, str | int]
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -225,9 +241,36 @@ class Store:
         return dict(self._call("reading the collection", lambda: self._client.get_collection(name).metadata) or {})
 
     def fingerprint(self) -> str:
-        """Changes whenever the stored chunks change: the write generation and the chunk count.
-        Every write bumps the generation before it touches a chunk, so no kill leaves it unchanged."""
-        return f"g{int(self.metadata().get(GENERATION_KEY, 0))}-n{self.count()}"
+        """Changes whenever the stored chunks change: the write generation, which every write
+        bumps before it touches a chunk, so no kill leaves it unchanged. One metadata read."""
+        return f"g{int(self.metadata().get(GENERATION_KEY, 0))}"
+
+    def counts(self) -> tuple[int, int] | None:
+        """(papers, chunks) as kept in the collection metadata, or None for a store written
+        before counts were kept. While an ingest runs, or after one was killed, they may lag
+        its last batch."""
+        meta = self.metadata()
+        if PAPERS_KEY not in meta or CHUNKS_KEY not in meta:
+            return None
+        return int(meta[PAPERS_KEY]), int(meta[CHUNKS_KEY])
+
+    def chunk_count(self) -> int:
+        """Chunks stored: the kept count, or Chroma's own count for an older store."""
+        kept = self.counts()
+        return kept[1] if kept is not None else self.count()
+
+    def recount(self) -> tuple[int, int]:
+        """Count papers and chunks by reading every id, and keep the result. Reads the whole
+        store: only for a store from before counts were kept, or after a killed ingest."""
+        papers = sum(1 for _ in self.iter_ids(where={"chunk": 0}))
+        chunks = self.count()
+        self._update_metadata(**{PAPERS_KEY: papers, CHUNKS_KEY: chunks, LAYOUT_KEY: LAYOUT})
+        return papers, chunks
+
+    def _add_counts(self, papers: int, chunks: int) -> None:
+        kept = self.counts()
+        if kept is not None:
+            self._update_metadata(**{PAPERS_KEY: max(0, kept[0] + papers), CHUNKS_KEY: max(0, kept[1] + chunks)})
 
     def ingest_state(self) -> IngestState:
         meta = self.metadata()
@@ -242,8 +285,47 @@ class Store:
     def chunk_ids(self) -> set[str]:
         return set(self._all(include=[])["ids"])
 
+    def stored(self, paper_ids: list[str]) -> dict[str, tuple[str, int | None]]:
+        """paper id -> (content hash, number of chunks; None in a layout-1 store) of those of
+        `paper_ids` that are stored, looked up by their first chunk's id in batches."""
+        out: dict[str, tuple[str, int | None]] = {}
+        for i in range(0, len(paper_ids), LOOKUP_BATCH):
+            ids = [f"{pid}#0" for pid in paper_ids[i : i + LOOKUP_BATCH]]
+            got = self._call("looking papers up", partial(self.collection.get, ids=ids, include=["metadatas"]))
+            for meta in got["metadatas"] or []:
+                n = meta.get("chunks")
+                out[str(meta["paper_id"])] = (str(meta["content_hash"]), int(n) if n is not None else None)
+        return out
+
+    def iter_ids(self, where: dict[str, Any] | None = None, page: int = 5000) -> Iterator[str]:
+        """Every chunk id (matching `where`), page by page: reads the whole store."""
+        offset = 0
+        while True:
+            got = self._call(
+                "reading chunks", partial(self.collection.get, where=where, include=[], limit=page, offset=offset)
+            )
+            yield from got["ids"]
+            if len(got["ids"]) < page:
+                return
+            offset += page
+
+    def iter_chunks(self, page: int = 2000) -> Iterator[tuple[list[str], list[str]]]:
+        """(ids, documents) of every chunk, a page at a time: reads the whole store, holding one
+        page. For rebuilding the BM25 index after a crash or when it is missing."""
+        offset = 0
+        while True:
+            got = self._call(
+                "reading chunks",
+                partial(self.collection.get, include=["documents"], limit=page, offset=offset),
+            )
+            if got["ids"]:
+                yield list(got["ids"]), [str(d) for d in got["documents"] or []]
+            if len(got["ids"]) < page:
+                return
+            offset += page
+
     def paper_hashes(self) -> dict[str, str]:
-        """paper id -> content hash of what is stored."""
+        """paper id -> content hash of everything stored: reads the whole store (tests, --prune)."""
         out: dict[str, str] = {}
         for meta in self._all(include=["metadatas"])["metadatas"]:
             out[str(meta["paper_id"])] = str(meta["content_hash"])
@@ -283,20 +365,31 @@ class Store:
         """paper id -> (title, abstract) of stored papers."""
         if not paper_ids:
             return {}
-        where = {"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}
-        got = self._call("reading abstracts", lambda: self.collection.get(where=where, include=["metadatas"]))
-        return {str(m["paper_id"]): (str(m["title"]), str(m.get("abstract", ""))) for m in got["metadatas"]}
+        out: dict[str, tuple[str, str]] = {}
+        ids = list(dict.fromkeys(paper_ids))
+        for i in range(0, len(ids), LOOKUP_BATCH):
+            first = [f"{pid}#0" for pid in ids[i : i + LOOKUP_BATCH]]
+            got = self._call(
+                "reading abstracts", partial(self.collection.get, ids=first, include=["metadatas", "documents"])
+            )
+            for meta, doc in zip(got["metadatas"], got["documents"]):
+                title = str(meta["title"])
+                abstract = meta.get("abstract")
+                if abstract is None:  # a one-chunk paper: its chunk is the title line and the abstract
+                    abstract = _strip_title(str(doc), title)
+                out[str(meta["paper_id"])] = (title, str(abstract))
+        return out
 
     def dense(self, vector: list[float], n: int) -> list[DenseHit]:
-        total = self.count()
-        if total == 0:
-            return []
+        """The `n` nearest chunks (fewer in a smaller store); no count of the store per query."""
         got = self._call(
             "searching",
             lambda: self.collection.query(
-                query_embeddings=[vector], n_results=min(n, total), include=["documents", "metadatas", "distances"]
+                query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"]
             ),
         )
+        if not got["ids"] or not got["ids"][0]:
+            return []
         return [
             DenseHit(cid, 1.0 - float(dist), doc, meta)
             for cid, dist, doc, meta in zip(
@@ -307,18 +400,39 @@ class Store:
     # -- writing -------------------------------------------------------------------------
     # Every write bumps the generation first (see the module docstring).
 
+    def _existing(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """chunk id -> metadata of those of `ids` that are stored."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), LOOKUP_BATCH):
+            part = ids[i : i + LOOKUP_BATCH]
+            got = self._call("reading chunks", partial(self.collection.get, ids=part, include=["metadatas"]))
+            out.update(zip(got["ids"], got["metadatas"] or []))
+        return out
+
     def add(self, chunks: list[Chunk], vectors: Iterable[list[float]]) -> None:
         if chunks:
             vectors = list(vectors)
+            before = self._existing([c.id for c in chunks])
+            metadatas = []
+            for c in chunks:
+                meta = c.metadata()
+                # Chroma's upsert keeps keys the new metadata lacks; None removes them (such as
+                # the abstract a layout-1 first chunk carried)
+                meta.update({k: None for k in before.get(c.id, {}) if k not in meta})
+                metadatas.append(meta)
             self._bump()
             self._call(
                 "writing chunks",
                 lambda: self.collection.upsert(
                     ids=[c.id for c in chunks],
                     documents=[c.text for c in chunks],
-                    metadatas=[c.metadata() for c in chunks],
+                    metadatas=metadatas,
                     embeddings=vectors,
                 ),
+            )
+            self._add_counts(
+                sum(1 for c in chunks if c.index == 0 and c.id not in before),
+                sum(1 for c in chunks if c.id not in before),
             )
 
     def chunk_ids_of(self, paper_ids: list[str]) -> set[str]:
@@ -328,17 +442,29 @@ class Store:
         return set(got["ids"])
 
     def delete_ids(self, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        if ids:
+        existing = self._existing(list(ids))
+        if existing:
             self._bump()
-            self._call("deleting chunks", lambda: self.collection.delete(ids=ids))
+            self._call("deleting chunks", lambda: self.collection.delete(ids=list(existing)))
+            self._add_counts(-sum(1 for m in existing.values() if m.get("chunk") == 0), -len(existing))
 
-    def delete_papers(self, paper_ids: Iterable[str]) -> None:
+    def delete_papers(self, paper_ids: Iterable[str]) -> list[str]:
+        """Delete whole papers; returns the chunk ids deleted."""
         ids = list(paper_ids)
-        for i in range(0, len(ids), 500):
+        deleted: list[str] = []
+        for i in range(0, len(ids), LOOKUP_BATCH):
+            part = ids[i : i + LOOKUP_BATCH]
+            got = self._call(
+                "reading chunks",
+                partial(self.collection.get, where={"paper_id": {"$in": part}}, include=["metadatas"]),
+            )
+            if not got["ids"]:
+                continue
             self._bump()
-            part = ids[i : i + 500]
-            self._call("deleting papers", partial(self.collection.delete, where={"paper_id": {"$in": part}}))
+            self._call("deleting papers", partial(self.collection.delete, ids=list(got["ids"])))
+            self._add_counts(-sum(1 for m in got["metadatas"] if m.get("chunk") == 0), -len(got["ids"]))
+            deleted.extend(got["ids"])
+        return deleted
 
     def _update_metadata(self, **values: Any) -> None:
         """Read-modify-write of the collection metadata; writers hold the store lock, so no
@@ -350,14 +476,41 @@ class Store:
     def _bump(self) -> None:
         self._update_metadata(**{GENERATION_KEY: int(self.metadata().get(GENERATION_KEY, 0)) + 1})
 
+    def check_embedder(self, name: str) -> None:
+        """Refuse to mix vectors of two embedders (a store without a record was made by the
+        full-precision MiniLM, the only one before the record was kept)."""
+        meta = self.metadata()
+        made_by = str(meta.get(EMBEDDER_KEY) or "all-MiniLM-L6-v2")
+        if made_by != name and (EMBEDDER_KEY in meta or self.chunk_count()):
+            quantized = made_by.endswith("-int8")
+            raise StoreError(
+                f"collection {self.settings.collection!r} holds vectors made by {made_by}, and rag is set to embed "
+                f"with {name}; set RAG_EMBED_QUANTIZED={'1' if quantized else '0'} to use it, or choose another "
+                "collection (RAG_COLLECTION)"
+            )
+
+    def record_embedder(self, name: str) -> None:
+        if self.metadata().get(EMBEDDER_KEY) != name:
+            self._update_metadata(**{EMBEDDER_KEY: name})
+
     def begin_ingest(self, source: str, wanted: int, command: str) -> None:
         """Recorded before an ingest writes anything: a kill from here on is seen as an
-        interrupted ingest of these files, not as a store that was never written."""
+        interrupted ingest of these files, not as a store that was never written. Counts that
+        a killed ingest may have left behind its writes, or that an older store never kept,
+        are made exact first."""
+        meta = self.metadata()
+        if meta.get(INGEST_KEY) == "running" or PAPERS_KEY not in meta or CHUNKS_KEY not in meta:
+            self.recount()
         self._update_metadata(**{INGEST_KEY: "running", SOURCE_KEY: source, WANTED_KEY: wanted, COMMAND_KEY: command})
 
     def end_ingest(self) -> None:
         meta = self.metadata()
         self._update_metadata(**{INGEST_KEY: "done", GENERATION_KEY: int(meta.get(GENERATION_KEY, 0)) + 1})
+
+
+def _strip_title(text: str, title: str) -> str:
+    head, _, rest = text.partition("\n")
+    return rest if head == title else text
 
 
 def _connection_lost(exc: BaseException) -> bool:

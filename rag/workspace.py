@@ -26,7 +26,9 @@ class Workspace:
     def retriever(self) -> Retriever:
         """A retriever over a ready store: a store never written gets the bundled corpus first, an
         interrupted ingest is resumed or reported (see `ensure_index`)."""
+        from rag.embedder import embedder_name
         from rag.ingest import ensure_index
 
+        self.store.check_embedder(embedder_name(self.settings.embed_quantized))
         ensure_index(self.store, lambda: self.embedder)
         return Retriever(self.store, self.embedder)

@@ -38,7 +38,7 @@ CASES = [
     ("rag.retrieval.Retriever:search", ["search", "anything"]),
     ("rag.retrieval.Retriever:search", ["ask", "which papers compare FP8 vs INT8?"]),
     ("rag.ingest.ingest", ["ingest"]),
-    ("rag.store.Store:count", ["stats"]),
+    ("rag.store.Store:counts", ["stats"]),
     ("rag.config.describe", ["config"]),
     ("rag.evaluate.run", ["eval", "--retrievers", "hybrid", "--answerers", ""]),
 ]

@@ -10,7 +10,7 @@ import sys
 from collections import defaultdict
 
 from rag.config import load_settings
-from rag.lexical import CURRENT, LexicalIndex
+from rag.lexical import LexicalIndex
 from rag.store import Store
 
 
@@ -25,12 +25,7 @@ def inspect() -> dict:
         for pid, chunks in by_paper.items()
         if sorted(i for i, _ in chunks) != list(range(len(chunks))) or len({h for _, h in chunks}) != 1
     )
-    folder = LexicalIndex.folder(store)
-    try:
-        build = json.loads((folder / CURRENT).read_text())["build"]
-        bm25_ids: list[str] | None = json.loads((folder / build / "ids.json").read_text())
-    except (OSError, ValueError, KeyError):
-        bm25_ids = None
+    bm25_ids = LexicalIndex.saved_ids(store)  # what the saved index holds, fresh or not
     state = store.ingest_state()
     return {
         "chroma_ids": sorted(ids),

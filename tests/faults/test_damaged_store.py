@@ -22,8 +22,9 @@ def bm25_folder(env: dict) -> Path:
 
 
 def current_build(env: dict) -> Path:
+    """The folder of the index's first segment (the small corpus is one segment)."""
     folder = bm25_folder(env)
-    return folder / json.loads((folder / CURRENT).read_text())["build"]
+    return folder / json.loads((folder / CURRENT).read_text())["segments"][0]["name"]
 
 
 def test_zero_byte_database_is_reported_not_replaced(data_env):
@@ -78,9 +79,11 @@ def test_garbage_bm25_files_are_rebuilt_with_a_notice(ingested):
 
 
 def test_bm25_files_that_parse_but_disagree_are_rebuilt(ingested):
-    ids_file = current_build(ingested) / "ids.json"
-    ids = json.loads(ids_file.read_text())
-    ids_file.write_text(json.dumps(ids[:-5]))  # valid JSON, but five chunks short of the matrix
+    import numpy as np
+
+    ids_file = current_build(ingested) / "ids.npy"
+    ids = np.load(ids_file)
+    np.save(ids_file, ids[:-5])  # a valid array, but five chunks short of the postings
     proc = rag("search", QUERY, "--retriever", "bm25", env=ingested)
     assert proc.returncode == 0, proc.stderr
     assert f"is damaged ({len(ids) - 5} chunk ids for {len(ids)} indexed chunks); rebuilding it" in proc.stderr

@@ -1,0 +1,283 @@
+"""Scale benchmark: how ingest and search costs grow with the store, for the README.
+
+    python eval/bench_scale.py                        # 1k and 10k papers, real embeddings
+    python eval/bench_scale.py --sizes 1000 --pool-vectors 100000
+
+Each size gets a synthetic corpus recombined from the bundled abstracts (sentences drawn across
+abstracts, unique titles), ingested into a fresh data folder in a temporary directory, then:
+ingest papers/s and its ratio to the embedder alone on the same chunk texts, a no-op re-ingest,
+an incremental re-ingest (100 papers added and 10 changed) beside the same 110 papers ingested
+into an empty store, peak RSS of each child process (os.wait4), disk, a fresh-process
+`rag search`, in-process search p50/p95 and `rag stats`. It prints a Markdown table with an
+extrapolation to 1M and 2.7M papers.
+
+`--pool-vectors N` ingests N papers with the project's own ingest but vectors drawn from a pool of
+real MiniLM vectors of the bundled chunks plus noise (this machine embeds about 20 papers/s, so
+100k real embeddings take hours); the table marks those rows. Everything after the first ingest
+(re-ingests, search, stats) is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = 14
+
+# Timed in a child process: the embedder alone on the chunk texts of a corpus file.
+EMBED_ONLY = """
+import json, sys, time
+from rag.chunking import chunk_paper
+from rag.config import load_settings
+from rag.corpus import iter_papers
+from rag.embedder import Embedder
+from pathlib import Path
+emb = Embedder.from_settings(load_settings())
+limit = int(sys.argv[2])
+papers = [p for _, p in zip(range(limit), iter_papers(Path(sys.argv[1])))]
+texts = [c.text for p in papers for c in chunk_paper(p, emb.count_tokens)]
+emb.embed(texts[:32])
+t = time.perf_counter()
+for i in range(0, len(texts), 1024):
+    emb.embed(texts[i : i + 1024])
+print(json.dumps({"papers": len(papers), "chunks": len(texts), "seconds": time.perf_counter() - t}))
+"""
+
+# The project's ingest with vectors from a pool of real ones plus noise (--pool-vectors).
+POOL_INGEST = """
+import sys, zlib, time
+import numpy as np
+from pathlib import Path
+from rag.config import load_settings
+from rag.ingest import ingest
+from rag.workspace import Workspace
+ws = Workspace(load_settings())
+pool = np.load(sys.argv[2])
+
+class PoolEmbedder:
+    def __init__(self, real):
+        self.count_tokens = real.count_tokens
+    def embed(self, texts):
+        rows = [pool[zlib.crc32(t.encode()) % len(pool)] for t in texts]
+        noise = np.random.default_rng(len(texts)).normal(0, 0.02, (len(texts), pool.shape[1]))
+        v = np.asarray(rows) + noise
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+t = time.perf_counter()
+report = ingest(ws.store, PoolEmbedder(ws.embedder), [Path(sys.argv[1])])
+print(report.added, time.perf_counter() - t)
+"""
+
+MAKE_POOL = """
+import sys, numpy as np
+from rag.chunking import chunk_paper
+from rag.config import load_settings
+from rag.corpus import bundled_corpus_path, iter_papers
+from rag.embedder import Embedder
+emb = Embedder.from_settings(load_settings())
+texts = [c.text for p in iter_papers(bundled_corpus_path()) for c in chunk_paper(p, emb.count_tokens)]
+np.save(sys.argv[1], emb.embed(texts))
+"""
+
+SEARCH_LATENCY = """
+import json, statistics, sys, time
+from rag.config import load_settings
+from rag.workspace import Workspace
+ws = Workspace(load_settings())
+queries = [json.loads(l)["question"] for l in open(sys.argv[1]) if l.strip()]
+ws.retriever.search("warm up", k=10)
+ms = []
+for q in queries:
+    t = time.perf_counter()
+    ws.retriever.search(q, k=10)
+    ms.append((time.perf_counter() - t) * 1000)
+ms.sort()
+print(json.dumps({"p50": statistics.median(ms), "p95": ms[int(0.95 * len(ms))], "n": len(ms)}))
+"""
+
+
+def sentences() -> tuple[list[str], list[str]]:
+    sys.path.insert(0, str(REPO))
+    from rag.corpus import bundled_corpus_path, iter_papers
+
+    papers = list(iter_papers(bundled_corpus_path()))
+    sents = [s for p in papers for s in re.split(r"(?<=[.!?])\s+", p.abstract) if len(s) > 30]
+    words = [w for p in papers for w in p.title.split() if w.isalpha()]
+    return sents, words
+
+
+def make_corpus(path: Path, n: int, start: int = 0, changed: int = 0) -> None:
+    """Papers start..start+n; the first `changed` get a different abstract than usual."""
+    sents, words = sentences()
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(start, start + n):
+            rng = random.Random(SEED * 1_000_003 + i + (7_777_777 if i < changed else 0))
+            title = " ".join(rng.choice(words) for _ in range(rng.randint(5, 9))) + f" (study {i})"
+            abstract = " ".join(rng.choice(sents) for _ in range(rng.randint(4, 8)))
+            out.write(json.dumps({"id": f"syn{i:07d}", "title": title, "abstract": abstract}) + "\n")
+
+
+def child(args: list[str], env: dict) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, stdout) of one child process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(args[:4])} failed: {err.read().decode()[-2000:]}")
+        return seconds, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def du(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def run_size(n: int, pool: Path | None, root: Path, base_env: dict) -> dict:
+    folder = root / f"n{n}"
+    folder.mkdir()
+    data = folder / "data"
+    env = {**base_env, "RAG_DATA_DIR": str(data)}
+    corpus = folder / "corpus.jsonl"
+    make_corpus(corpus, n)
+    rag = [sys.executable, "-m", "rag"]
+    row: dict = {"papers": n, "vectors": "pool+noise" if pool else "real"}
+
+    if pool:
+        secs, rss, out = child([sys.executable, "-c", POOL_INGEST, str(corpus), str(pool)], env)
+    else:
+        secs, rss, _ = child([*rag, "ingest", str(corpus)], env)
+    row["ingest_s"], row["ingest_rss_mb"] = secs, rss
+    row["ingest_pps"] = n / secs
+    sample = min(n, 1000)
+    _, _, out = child([sys.executable, "-c", EMBED_ONLY, str(corpus), str(sample)], env)
+    alone = json.loads(out)
+    row["embed_pps"] = alone["papers"] / alone["seconds"]
+    row["embed_sample"] = alone["papers"]
+    row["chunks_per_paper"] = alone["chunks"] / alone["papers"]
+    row["ratio"] = row["ingest_pps"] / row["embed_pps"] if not pool else float("nan")
+
+    row["noop_s"] = statistics.median(child([*rag, "ingest", str(corpus)], env)[0] for _ in range(3))
+    more = folder / "more.jsonl"
+    make_corpus(more, n + 100, changed=10)
+    row["incr_s"], row["incr_rss_mb"], _ = child([*rag, "ingest", str(more)], env)
+    small = folder / "small.jsonl"
+    with small.open("w") as out_f:  # the same 110 papers: 10 changed, 100 new
+        lines = more.read_text().splitlines()
+        out_f.write("\n".join(lines[:10] + lines[n:]) + "\n")
+    row["small_s"] = child([*rag, "ingest", str(small)], {**env, "RAG_DATA_DIR": str(folder / "small")})[0]
+    shutil.rmtree(folder / "small")
+    row["disk_mb"] = du(data)
+    searches = [child([*rag, "search", "quantization of large language models", "--json"], env) for _ in range(3)]
+    row["search_s"] = statistics.median(s[0] for s in searches)
+    row["search_rss_mb"] = max(s[1] for s in searches)
+    _, _, out = child([sys.executable, "-c", SEARCH_LATENCY, str(REPO / "eval" / "suites" / "tune.jsonl")], env)
+    row.update(json.loads(out))
+    row["stats_s"] = statistics.median(child([*rag, "stats"], env)[0] for _ in range(3))
+    row["bm25_segments"] = next(
+        (line.rsplit(", ", 1)[-1] for line in child([*rag, "stats"], env)[2].splitlines() if "bm25" in line),
+        "",
+    )
+    shutil.rmtree(data)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(r: dict, key: str, spec: str) -> str:
+        v = r.get(key)
+        return "–" if v is None or v != v else format(v, spec)
+
+    cols = [f"{r['papers']:,} ({r['vectors']})" for r in rows]
+    big = rows[-1]
+    lines = ["| figure | " + " | ".join(cols) + " | 1M (extrapolated) | 2.7M (extrapolated) |"]
+    lines.append("|---" * (len(rows) + 3) + "|")
+
+    def add(name: str, key: str, spec: str, scale: str | None = None) -> None:
+        cells = [fmt(r, key, spec) for r in rows]
+        extra = ["–", "–"]
+        if scale == "linear" and len(rows) >= 2:  # a fixed cost plus a cost per paper, through the two largest
+            lo, hi = sorted(rows, key=lambda r: r["papers"])[-2:]
+            slope = (hi[key] - lo[key]) / (hi["papers"] - lo["papers"])
+            extra = [format(hi[key] + slope * (m - hi["papers"]), spec) for m in (1e6, 2.7e6)]
+        elif scale == "linear":
+            extra = [format(big[key] * m / big["papers"], spec) for m in (1e6, 2.7e6)]
+        elif scale == "flat":
+            extra = [f"~{format(big[key], spec)}"] * 2
+        lines.append(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(extra) + " |")
+
+    add("ingest papers/s", "ingest_pps", ".1f")
+    add("embedder alone, papers/s (sample)", "embed_pps", ".1f")
+    add("ingest / embedder alone", "ratio", ".2f")
+    real = [r for r in rows if r["vectors"] == "real"] or rows
+    hours = [m / real[-1]["ingest_pps"] / 3600 for m in (1e6, 2.7e6)]
+    lines.append(
+        "| first ingest (h; extrapolated at the largest real run's rate) | "
+        + " | ".join(fmt({"h": r["ingest_s"] / 3600}, "h", ".2f") for r in rows)
+        + f" | {hours[0]:.0f} | {hours[1]:.0f} |"
+    )
+    add("no-op re-ingest (s)", "noop_s", ".1f", "linear")
+    add("add 100 + change 10 (s)", "incr_s", ".1f")
+    add("the same 110 into an empty store (s)", "small_s", ".1f")
+    add("peak RSS, ingest (MB)", "ingest_rss_mb", ".0f", "flat")
+    add("peak RSS, incremental ingest (MB)", "incr_rss_mb", ".0f")
+    add("disk (MB)", "disk_mb", ".0f", "linear")
+    add("fresh-process rag search (s)", "search_s", ".2f")
+    add("peak RSS, rag search (MB)", "search_rss_mb", ".0f")
+    add("in-process search p50 (ms)", "p50", ".1f")
+    add("in-process search p95 (ms)", "p95", ".1f")
+    add("rag stats (s)", "stats_s", ".2f", "flat")
+    lines.append("| BM25 segments | " + " | ".join(r.get("bm25_segments", "") for r in rows) + " | – | – |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="papers, comma-separated, real embeddings")
+    parser.add_argument("--pool-vectors", default="", help="papers, comma-separated, pooled real vectors + noise")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--table", type=Path, nargs="+", help="only print the table of figures saved by --json")
+    args = parser.parse_args()
+    if args.table:
+        saved = [row for path in args.table for row in json.loads(path.read_text())]
+        print(table(sorted(saved, key=lambda r: r["papers"])))
+        return
+    model_dir = os.environ.get("RAG_EMBED_MODEL_DIR") or str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2")
+    root = Path(tempfile.mkdtemp(prefix="rag-scale-"))
+    env = {**os.environ, "RAG_EMBED_MODEL_DIR": model_dir, "RAG_CONFIG": str(root / "none.toml")}
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_CHROMA_URL"):
+        env.pop(key, None)
+    rows = []
+    try:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
+            rows.append(run_size(n, None, root, env))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        pooled = [int(x) for x in args.pool_vectors.split(",") if x]
+        if pooled:
+            pool = root / "pool.npy"
+            child([sys.executable, "-c", MAKE_POOL, str(pool)], env)
+            for n in pooled:
+                rows.append(run_size(n, pool, root, env))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
