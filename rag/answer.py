@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from rag import extractive
 from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
-from rag.grounding import Grounding, OverlapVerifier, check
+from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render, sources_block
+from rag.repair import GroundingMode, repair
 from rag.retrieval import Mode, PaperHit, Retriever, SearchResult
 from rag.tokens import count_tokens
 
@@ -48,6 +49,9 @@ class Answer:
     assessment: Assessment | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    removed: list[SentenceCheck] = field(default_factory=list)  # the model's unsupported sentences (strict)
+    fell_back: bool = False  # the model's answer did not hold up; the text is the extractive answer
+    changed: bool = False  # the repair step changed the model's answer (what was streamed is not the answer)
 
     @property
     def cited(self) -> set[int]:
@@ -74,6 +78,8 @@ class Answer:
             "abstention": self.assessment.as_json() if self.assessment else None,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "usage": self.usage,
+            "removed": [{"text": s.text, "citations": s.citations, "verdict": s.verdict} for s in self.removed],
+            "fell_back": self.fell_back,
         }
 
 
@@ -113,8 +119,10 @@ def answer_question(
     on_token: Callable[[str], None] | None = None,
     verifier: OverlapVerifier | None = None,
     exclude: Collection[str] = (),
+    grounding: GroundingMode = "strict",
 ) -> Answer:
-    """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text."""
+    """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text;
+    `grounding` says what happens to the LLM's unsupported sentences (rag/repair.py)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     found = retriever.search(question, k=max(k, EVIDENCE_PAPERS), mode=mode, exclude=exclude)
@@ -131,12 +139,25 @@ def answer_question(
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
-        grounding = (
-            check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier) if not abstained else Grounding([])
-        )
+        numbered = {s.n: (s.title, s.abstract) for s in sources}
+        checked = check(text, numbered, verifier) if not abstained else Grounding([])
+        fixed = None
+        if llm is not None and not abstained:
+            fixed = repair(
+                text,
+                checked,
+                numbered,
+                verifier,
+                grounding,
+                fallback=lambda: extractive.compose(question, pairs, retriever.embedder, retriever.lexical),
+            )
+            text, checked = fixed.text, fixed.grounding
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Answer(question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage)
+        answer = Answer(question, text, abstained, mode_name, model, sources, checked, hits, assessment, timings, usage)
+        if fixed is not None:
+            answer.removed, answer.fell_back, answer.changed = fixed.removed, fixed.fell_back, fixed.changed
+        return answer
 
     if not assessment.answerable:
         return finish(NO_ANSWER, True)

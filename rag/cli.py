@@ -146,6 +146,7 @@ def ask(
         llm=llm,
         on_token=render.stream_token if stream else None,
         verifier=open_verifier(settings, llm),
+        grounding=settings.grounding,
     )
     if as_json:
         typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
@@ -238,6 +239,7 @@ def run_eval(
                 k=settings.top_k,
                 progress=progress,
                 counterfactual=counterfactual,
+                grounding=settings.grounding,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
@@ -254,6 +256,7 @@ def run_eval(
                     "top_k": settings.top_k,
                     "counterfactual": counterfactual,
                     "llm_model": settings.llm_model if llm else None,
+                    "grounding": settings.grounding,
                 }
             )
         )

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     verifier: Literal["overlap", "llm"] = "overlap"
     """Grounding check: overlap (deterministic, no model) or llm (judge through the endpoint)."""
 
+    grounding: Literal["strict", "mark"] = "strict"
+    """LLM answers: strict fixes wrong or missing citations, removes sentences no source supports and falls
+    back to the extractive answer when too little survives; mark shows the model's answer as written, marked."""
+
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key"))
     """API key for OpenAI or a compatible server; never printed."""
 

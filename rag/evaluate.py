@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
 from rag.metrics import bootstrap_ci, per_question, retrieval_metrics
+from rag.repair import GroundingMode
 from rag.retrieval import Mode, Retriever
 from rag.suite import TYPES, Question, Suite
 
@@ -89,6 +90,7 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
     if answerable:
         figures["answered_rate"] = mean([0.0 if a.abstained else 1.0 for _, a in answerable])
     if answered:
+        figures["fallback_rate"] = mean([1.0 if a.fell_back else 0.0 for _, a in answered])
         figures["citation_precision"] = mean([a.grounding.citation_precision for _, a in answered])
         figures["citation_recall"] = mean([a.grounding.citation_recall for _, a in answered])
         figures["supported_ratio"] = mean([a.grounding.supported_ratio for _, a in answered])
@@ -128,6 +130,7 @@ def run(
     k: int = 5,
     progress: Callable[[int, int], None] | None = None,
     counterfactual: bool = False,
+    grounding: GroundingMode = "strict",
 ) -> dict:
     """Every figure of one suite; `counterfactual` also asks each answerable question again with
     its gold papers excluded from retrieval (see counterfactual_figures)."""
@@ -150,7 +153,9 @@ def run(
                 progress(done, steps)
         for name in answerers:
             try:
-                answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
+                answer = answer_question(
+                    r.question.question, retriever, k=k, llm=llm if name == "llm" else None, grounding=grounding
+                )
             except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
                 answer = _failed(r.question.question, str(exc))
                 failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
@@ -163,6 +168,7 @@ def run(
                         k=k,
                         llm=llm if name == "llm" else None,
                         exclude=frozenset(r.question.gold),
+                        grounding=grounding,
                     )
                 except LLMError as exc:
                     r.counterfactual[name] = _failed(r.question.question, str(exc))
@@ -394,6 +400,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "citation_precision",
         "citation_recall",
         "supported_ratio",
+        "fallback_rate",
         "key_fact_recall",
         "gold_citation_rate",
         "abstention_precision",
