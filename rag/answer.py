@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from rag import extractive
+from rag import extractive, structured
 from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
 from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
 from rag.llm import LLM
@@ -168,12 +168,7 @@ def answer_question(
     else:
         system = render("system")
         user = render("answer", sources=sources_block(pairs), question=question)
-        parts = []
-        for delta in llm.stream(system, user):
-            parts.append(delta)
-            if on_token:
-                on_token(delta)
-        text = "".join(parts).strip()
+        text = structured.generate(llm, system, user, len(sources), on_token or (lambda _: None)).strip()
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Scripted:
     replies: list[str]
-    reject_schema: bool = False  # answer a request with response_format by HTTP 400, as some servers do
+    formats: tuple[str, ...] = ("json_schema", "json_object")  # response_format types it takes
+    refusal: int = 400  # the status of a refused format (llama-cpp-python's server sends 500)
     bodies: list[dict] = field(default_factory=list)
     url: str = ""
 
@@ -42,9 +43,9 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
             script.bodies.append(body)
-            if script.reject_schema and "response_format" in body:
-                data = json.dumps({"error": {"message": "response_format is not supported", "type": "invalid"}})
-                self.send_response(400)
+            if "response_format" in body and body["response_format"].get("type") not in script.formats:
+                data = json.dumps({"error": {"message": "response_format: unsupported type", "type": "invalid"}})
+                self.send_response(script.refusal)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -64,8 +65,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve(replies: list[str], reject_schema: bool = False) -> Iterator[Scripted]:
-    script = Scripted(list(replies), reject_schema)
+def serve(
+    replies: list[str], formats: tuple[str, ...] = ("json_schema", "json_object"), refusal: int = 400
+) -> Iterator[Scripted]:
+    script = Scripted(list(replies), formats, refusal)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

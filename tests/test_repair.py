@@ -11,7 +11,9 @@ from tests.test_answer import ScriptedLLM
 
 FP8 = "which papers compare FP8 vs INT8?"
 # Sentences of the sources retrieved for FP8 (source 1: FP8 formats; source 2: ZeroQuant-FP).
-S1 = "FP8 formats outperform INT8 in workload coverage, model accuracy and suitability for a broader range of operations"
+S1 = (
+    "FP8 formats outperform INT8 in workload coverage, model accuracy and suitability for a broader range of operations"
+)
 S2 = "For LLMs, FP8 activation consistently outshines its integer (INT8) equivalent"
 INVENTED = "Quantum annealers double the throughput of every transformer on mobile phones"
 
@@ -34,7 +36,11 @@ def test_strict_changes_nothing_for_a_model_that_cites_perfectly(workspace, repl
 
 @pytest.mark.parametrize(
     "question",
-    [FP8, "How many queries does the LitSearch benchmark contain?", "How often does the capacity density of LLMs double?"],
+    [
+        FP8,
+        "How many queries does the LitSearch benchmark contain?",
+        "How often does the capacity density of LLMs double?",
+    ],
 )
 def test_extractive_answers_pass_through_unchanged(workspace, question):
     strict = answer_question(question, workspace.retriever, grounding="strict")
@@ -89,7 +95,9 @@ def test_filler_alone_falls_back_too(workspace):
 
 def test_rebuild_keeps_list_layout_and_drops_emptied_lines():
     sources = {1: ("Alpha", "Alpha models compress activations to eight bits. They run faster on GPUs.")}
-    text = "- Alpha models compress activations to eight bits [1].\n- Zebras migrate across the savanna every winter [1]."
+    text = (
+        "- Alpha models compress activations to eight bits [1].\n- Zebras migrate across the savanna every winter [1]."
+    )
     repaired = repair(text, check(text, sources), sources)
     assert repaired.text == "- Alpha models compress activations to eight bits [1]."
     assert [s.text for s in repaired.removed] == ["- Zebras migrate across the savanna every winter [1]."]
@@ -143,5 +151,7 @@ def test_grounding_setting_mark_keeps_the_sentence(bundled_dir):
 
 
 def test_supported_verdicts_count_as_supported():
-    g = Grounding([SentenceCheck("a b c [1]", [1], "corrected", 1.0, [1]), SentenceCheck("d e f", [2], "attributed", 1.0, [2])])
+    g = Grounding(
+        [SentenceCheck("a b c [1]", [1], "corrected", 1.0, [1]), SentenceCheck("d e f", [2], "attributed", 1.0, [2])]
+    )
     assert g.supported_ratio == 1.0 and g.citation_precision == 1.0
