@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from rag import extractive, structured
 from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
+from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
 from rag.llm import LLM
-from rag.prompts import ABSTAIN_PHRASE, render, sources_block
+from rag.prompts import ABSTAIN_PHRASE, render
 from rag.repair import GroundingMode, repair
 from rag.retrieval import Mode, PaperHit, Retriever, SearchResult
 from rag.tokens import count_tokens
@@ -52,6 +53,7 @@ class Answer:
     removed: list[SentenceCheck] = field(default_factory=list)  # the model's unsupported sentences (strict)
     fell_back: bool = False  # the model's answer did not hold up; the text is the extractive answer
     changed: bool = False  # the repair step changed the model's answer (what was streamed is not the answer)
+    context: Packed | None = None  # how the sources were packed into the model's prompt
 
     @property
     def cited(self) -> set[int]:
@@ -80,6 +82,7 @@ class Answer:
             "usage": self.usage,
             "removed": [{"text": s.text, "citations": s.citations, "verdict": s.verdict} for s in self.removed],
             "fell_back": self.fell_back,
+            "context": self.context.as_json() if self.context else None,
         }
 
 
@@ -136,6 +139,7 @@ def answer_question(
     mode_name = "llm" if llm else "extractive"
     model = llm.model if llm else None
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    context: Packed | None = None
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
@@ -155,6 +159,7 @@ def answer_question(
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         answer = Answer(question, text, abstained, mode_name, model, sources, checked, hits, assessment, timings, usage)
+        answer.context = context
         if fixed is not None:
             answer.removed, answer.fell_back, answer.changed = fixed.removed, fixed.fell_back, fixed.changed
         return answer
@@ -167,8 +172,13 @@ def answer_question(
         text = extractive.compose(question, pairs, retriever.embedder, retriever.lexical)
     else:
         system = render("system")
-        user = render("answer", sources=sources_block(pairs), question=question)
-        text = structured.generate(llm, system, user, len(sources), on_token or (lambda _: None)).strip()
+        window = getattr(llm, "context_window", None)
+        frame = render("answer", sources="", question=question)
+        budget = budget_for(window, llm_max_tokens(llm), system, frame) if isinstance(window, int) else None
+        packed = pack([(s.n, s.title, s.abstract) for s in sources], budget)
+        user = render("answer", sources=packed.block, question=question)
+        text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()
+        context = packed
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),

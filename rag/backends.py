@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 from rag.config import Settings, SettingsError, mask_url
+from rag.context import model_window
 from rag.errors import RagError
 from rag.grounding import LLMVerifier, OverlapVerifier
 from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible, complete
@@ -32,6 +33,8 @@ class ForkedLLM:
         self.model = settings.llm_model
         self.endpoint = mask_url(settings.endpoint)
         self.deadline = settings.llm_deadline
+        self.max_tokens = settings.llm_max_tokens
+        self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.notice = ""
         from rag.structured import MEMORY_FILE, FormatMemory

@@ -213,11 +213,14 @@ class OpenAICompatible:
         import httpx
         from llama_index.llms.openai_like import OpenAILike
 
+        from rag.context import model_window
+
         self.model = settings.llm_model
         self.endpoint = mask_url(settings.endpoint)
         self.timeout = settings.llm_timeout
         self.deadline = settings.llm_deadline
         self.max_tokens = settings.llm_max_tokens
+        self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.notice = ""  # set when a reply was cut at the token cap
         from rag.structured import MEMORY_FILE, FormatMemory

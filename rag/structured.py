@@ -1,7 +1,7 @@
 """Structured citations: ask the model for JSON whose citations can only name the sources given.
 
 The answer is requested as `{"sentences": [{"text": ..., "citations": [n, ...]}]}` with every
-citation restricted to 1..k by the schema, so a model cannot cite a source that does not exist or
+citation restricted to the sources given (1..k) by the schema, so a model cannot cite a source that does not exist or
 forget the form of a citation. Endpoints differ in how they take a schema: OpenAI and Ollama take
 `{"type": "json_schema", ...}`, llama.cpp's servers take `{"type": "json_object", "schema": ...}`.
 Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to the next, and
@@ -70,8 +70,8 @@ class StructuredLLM(Protocol):
     def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]: ...
 
 
-def schema(k: int, at_least_one: bool = False) -> dict:
-    """A JSON schema of cited sentences; citations are the numbers 1..k only. `at_least_one`
+def schema(citable: list[int], at_least_one: bool = False) -> dict:
+    """A JSON schema of cited sentences; citations are the given source numbers only. `at_least_one`
     forbids an empty list, which small models under a grammar otherwise tend to produce."""
     out: dict = {
         "type": "object",
@@ -82,7 +82,7 @@ def schema(k: int, at_least_one: bool = False) -> dict:
                     "type": "object",
                     "properties": {
                         "text": {"type": "string"},
-                        "citations": {"type": "array", "items": {"type": "integer", "enum": list(range(1, k + 1))}},
+                        "citations": {"type": "array", "items": {"type": "integer", "enum": citable}},
                     },
                     "required": ["text", "citations"],
                     "additionalProperties": False,
@@ -97,10 +97,13 @@ def schema(k: int, at_least_one: bool = False) -> dict:
     return out
 
 
-def response_format(kind: str, k: int) -> dict:
+def response_format(kind: str, citable: list[int]) -> dict:
     if kind == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": "cited_answer", "strict": True, "schema": schema(k)}}
-    return {"type": "json_object", "schema": schema(k, at_least_one=True)}  # llama.cpp: a grammar
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "cited_answer", "strict": True, "schema": schema(citable)},
+        }
+    return {"type": "json_object", "schema": schema(citable, at_least_one=True)}  # llama.cpp: a grammar
 
 
 def sentence_text(item: Any) -> str:
@@ -193,16 +196,16 @@ def _structured(
     return sentences, ""
 
 
-def generate(llm: Any, system: str, user: str, k: int, on_text: Callable[[str], None]) -> str:
+def generate(llm: Any, system: str, user: str, citable: list[int], on_text: Callable[[str], None]) -> str:
     """The model's answer as `sentence [n]` text, asked as structured output when the endpoint
     takes it (see the module docstring); `on_text` receives what to show as it arrives."""
     memory: FormatMemory | None = getattr(llm, "formats", None)
     known = memory.get() if memory else "text"
-    if memory is None or k < 1 or known == "text":
+    if memory is None or not citable or known == "text":
         return "".join(_passing(llm.stream(system, user), on_text))
     for kind in [known] if known else list(FORMATS):
         try:
-            sentences, prose = _structured(llm, system, user, response_format(kind, k), on_text)
+            sentences, prose = _structured(llm, system, user, response_format(kind, citable), on_text)
         except FormatRefused:
             continue
         except NotStructured:  # valid JSON of another shape: ask again in plain text
