@@ -60,12 +60,15 @@ class Repaired:
         return bool(self.removed) or self.fell_back or any(s.cited_before is not None for s in self.grounding.sentences)
 
 
+def uncited(sentence: str) -> str:
+    """`sentence` without its citations ("X [1]." becomes "X.")."""
+    body = re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", sentence))
+    return re.sub(r"[ \t]{2,}", " ", body).strip()
+
+
 def recite(sentence: str, n: int) -> str:
     """`sentence` with its citations replaced by `[n]` after its final punctuation."""
-    body = CITATION.sub("", sentence)
-    body = re.sub(r"\s+([.,;:!?])", r"\1", body)
-    body = re.sub(r"[ \t]{2,}", " ", body).strip()
-    return f"{body} [{n}]"
+    return f"{uncited(sentence)} [{n}]"
 
 
 def find_support(

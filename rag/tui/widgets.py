@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
 from rag.answer import Answer
-from rag.repair import FELL_BACK, REMOVED_HEADING
+from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
 from rag.text import CITATION, split_sentences, strip_citations, terms
 
 MARKS = {
@@ -48,7 +48,7 @@ def marked_markdown(answer: Answer) -> str:
     if answer.fell_back:
         text = f"*{FELL_BACK}*\n\n" + text
     if answer.removed:
-        removed = "\n".join(f"- ~~{strip_citations(s.text)}~~" for s in answer.removed)
+        removed = "\n".join(f"- ~~{uncited(s.text)}~~" for s in answer.removed)
         text += f"\n\n**{REMOVED_HEADING}:**\n\n{removed}"
     return text
 
