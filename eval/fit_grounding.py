@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 from rag.answer import Answer, Source, answer_question
@@ -44,7 +45,13 @@ def collect(suite_path: Path, cache: Path, limit: int | None) -> list[dict]:
         for line in cache.read_text().splitlines():
             row = json.loads(line)
             done[row["id"]] = row
-    questions = suite.questions[:limit] if limit else suite.questions
+    # round-robin over question types, so a run stopped early still covers each (detail questions,
+    # the ones with key facts, are not all at the end)
+    by_type: dict[str, list] = {}
+    for q in suite.questions:
+        by_type.setdefault(q.type, []).append(q)
+    order = [q for group in zip_longest(*by_type.values()) for q in group if q is not None]
+    questions = order[:limit] if limit else order
     with cache.open("a") as out:
         for q in questions:
             if q.id in done:
@@ -82,6 +89,8 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
     by_id = {q.id: q for q in suite.questions}
     pairs, extractive = [], []
     for row in rows:
+        if row["failed"]:
+            continue  # counted separately: a failed reply says nothing about the repair step
         q = by_id[row["id"]]
         sources = [Source(n, pid, title, abstract) for n, pid, title, abstract in row["sources"]]
         numbered = {s.n: (s.title, s.abstract) for s in sources}
@@ -127,7 +136,8 @@ def main() -> None:
         "key_fact_recall",
         "fallback_rate",
     ]
-    print(f"{len(rows)} questions; latency {_pct([r['total_ms'] for r in rows])} ms")
+    failed = sum(bool(r["failed"]) for r in rows)
+    print(f"{len(rows)} questions ({failed} failed); latency {_pct([r['total_ms'] for r in rows])} ms")
     print("mode".ljust(14) + " ".join(c[:18].rjust(18) for c in cols))
     mark, extractive = replay(rows, args.suite, None)
     for name, pairs in (("extractive", extractive), ("mark", mark)):

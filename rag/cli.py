@@ -187,7 +187,8 @@ def run_eval(
         baseline, new = (_read_report(p) for p in compare)
         rows, failed = evaluate.compare(baseline, new, tolerance)
         for key, old, now, delta in rows:
-            flag = "  REGRESSION" if delta < -tolerance else ""
+            worse = delta if key.endswith(evaluate.LOWER_IS_BETTER) else -delta
+            flag = "  REGRESSION" if worse > tolerance else ""
             typer.echo(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")
         if failed:
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")

@@ -28,6 +28,7 @@ TOLERANCE = 0.02
 # `rag eval` exits 1 when more than this share of an answerer's questions failed (an endpoint
 # that is down or misbehaving): figures over the few answers that came back would mislead.
 MAX_FAILED_SHARE = 0.2
+LOWER_IS_BETTER = (".fallback_rate",)  # figures the --compare gate fails on a rise, not a drop
 
 
 @dataclass
@@ -365,7 +366,8 @@ def compare(
             continue
         delta = new_flat[key] - old_flat[key]
         rows.append((key, old_flat[key], new_flat[key], delta))
-        failed |= delta < -tolerance
+        worse = delta if key.endswith(LOWER_IS_BETTER) else -delta
+        failed |= worse > tolerance
     return rows, failed
 
 
