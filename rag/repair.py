@@ -3,7 +3,8 @@
 The grounding check (rag/grounding.py) judges every sentence against the sources it cites. This
 step acts on the verdicts, whatever model wrote the answer:
   * a sentence citing the wrong source (or one not listed) that another retrieved source supports
-    gets that source's citation instead (verdict `corrected`);
+    gets that source's citation instead (verdict `corrected`), and a supported sentence loses the
+    citations that do not support it (also `corrected`);
   * an uncited sentence that a source supports gets that citation (`attributed`);
   * in `strict` mode a sentence no single source supports is removed from the answer and listed
     as removed; in `mark` mode the answer is left exactly as the model wrote it, marks and all;
@@ -66,9 +67,9 @@ def uncited(sentence: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", body).strip()
 
 
-def recite(sentence: str, n: int) -> str:
-    """`sentence` with its citations replaced by `[n]` after its final punctuation."""
-    return f"{uncited(sentence)} [{n}]"
+def recite(sentence: str, numbers: list[int]) -> str:
+    """`sentence` with its citations replaced by `numbers` after its final punctuation."""
+    return f"{uncited(sentence)} {''.join(f'[{n}]' for n in numbers)}"
 
 
 def find_support(
@@ -123,6 +124,13 @@ def repair(
     replacements: list[str | None] = []
     removed: list[SentenceCheck] = []
     for s in grounding.sentences:
+        if s.supported and s.precise and len(s.precise) < len(s.citations):  # drop citations that add nothing
+            new_text = recite(s.text, s.precise)
+            checks.append(
+                SentenceCheck(new_text, s.precise, CORRECTED, s.score, s.precise, s.window, cited_before=s.citations)
+            )
+            replacements.append(new_text)
+            continue
         if s.supported or s.verdict == NO_CLAIM:
             checks.append(s)
             replacements.append(s.text)
@@ -137,7 +145,7 @@ def repair(
             continue
         n, score, window = found
         verdict = ATTRIBUTED if s.verdict == UNCITED else CORRECTED
-        new_text = recite(s.text, n)
+        new_text = recite(s.text, [n])
         checks.append(SentenceCheck(new_text, [n], verdict, score, [n], window, cited_before=list(s.citations)))
         replacements.append(new_text)
     claims = len(grounding.claims)

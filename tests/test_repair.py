@@ -63,6 +63,13 @@ def test_a_wrong_citation_is_corrected_and_an_uncited_sentence_attributed(worksp
     assert answer.removed == [] and not answer.fell_back
 
 
+def test_a_citation_that_adds_nothing_is_dropped(workspace):
+    answer = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1][4]."), grounding="strict")
+    (only,) = answer.grounding.sentences
+    assert (only.verdict, only.citations, only.cited_before) == ("corrected", [1], [1, 4])
+    assert answer.text == f"{S1}. [1]" and answer.grounding.citation_precision == 1.0
+
+
 def test_a_citation_to_a_source_not_listed_is_corrected(workspace):
     answer = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [9]. {S2} [2]."), grounding="strict")
     assert [(s.verdict, s.citations) for s in answer.grounding.sentences] == [("corrected", [1]), ("supported", [2])]
