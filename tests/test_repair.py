@@ -162,3 +162,14 @@ def test_supported_verdicts_count_as_supported():
         [SentenceCheck("a b c [1]", [1], "corrected", 1.0, [1]), SentenceCheck("d e f", [2], "attributed", 1.0, [2])]
     )
     assert g.supported_ratio == 1.0 and g.citation_precision == 1.0
+
+
+def test_the_settings_are_documented_and_checked(bundled_dir):
+    from rag.config import Settings, describe
+
+    rows = {name: value for name, value, _ in describe(Settings())}
+    assert rows["grounding"] == "strict" and rows["llm_context_tokens"] == "(not set)"
+    assert Settings.model_fields["grounding"].description and Settings.model_fields["llm_context_tokens"].description
+    proc = run_rag("ask", FP8, env={"RAG_DATA_DIR": str(bundled_dir), "RAG_GROUNDING": "loose"})
+    assert proc.returncode == 1 and proc.stderr.startswith("rag: error: invalid setting grounding")
+    assert len(proc.stderr.strip().splitlines()) == 1
