@@ -130,6 +130,7 @@ def main() -> None:
         rows = collect(args.suite, args.cache, args.limit)
     cols = [
         "answered_rate",
+        "abstention_recall",
         "supported_ratio",
         "citation_precision",
         "citation_recall",
