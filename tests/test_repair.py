@@ -15,6 +15,7 @@ S1 = (
     "FP8 formats outperform INT8 in workload coverage, model accuracy and suitability for a broader range of operations"
 )
 S2 = "For LLMs, FP8 activation consistently outshines its integer (INT8) equivalent"
+S3 = "E4M3 is better suited for NLP models, whereas E3M4 performs marginally better on computer vision tasks"
 INVENTED = "Quantum annealers double the throughput of every transformer on mobile phones"
 
 PERFECT = [
@@ -76,14 +77,14 @@ def test_a_citation_to_a_source_not_listed_is_corrected(workspace):
 
 
 def test_strict_removes_what_no_source_supports_and_mark_keeps_it(workspace):
-    reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]."
+    reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]. {S3} [1]."
     strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
     assert INVENTED not in strict.text and S1 in strict.text and S2 in strict.text
     assert [s.text for s in strict.removed] == [f"{INVENTED} [1]."]
     assert strict.grounding.supported_ratio == 1.0 and not strict.fell_back
     mark = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
     assert mark.text == reply and mark.removed == []
-    assert [s.verdict for s in mark.grounding.sentences] == ["supported", "unsupported", "supported"]
+    assert [s.verdict for s in mark.grounding.sentences] == ["supported", "unsupported", "supported", "supported"]
 
 
 def test_too_little_surviving_falls_back_to_the_extractive_answer(workspace):
@@ -122,7 +123,7 @@ def test_json_and_text_output_list_what_was_removed(bundled_dir, tmp_path):
     """Through the real command, against a scripted OpenAI-compatible endpoint."""
     from tests.scripted_server import serve
 
-    reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]."
+    reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]. {S3} [1]."
     with serve([reply]) as server:
         env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url}
         out = rag_json("ask", FP8, "--json", env=env)

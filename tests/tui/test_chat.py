@@ -265,9 +265,9 @@ async def test_follow_up_with_the_local_llm_server_is_condensed_by_the_model(bun
 
 async def test_chat_shows_what_strict_grounding_removed_and_corrected(app_factory):
     from rag.repair import REMOVED_HEADING
-    from tests.test_repair import FP8, INVENTED, S1, S2
+    from tests.test_repair import FP8, INVENTED, S1, S2, S3
 
-    llm = SlowScriptedLLM(f"{S1} [2]. {INVENTED} [1]. {S2} [2].")
+    llm = SlowScriptedLLM(f"{S1} [2]. {INVENTED} [1]. {S2} [2]. {S3} [1].")
     app = app_factory(llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, FP8)
