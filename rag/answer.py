@@ -10,11 +10,13 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from rag import extractive
+from rag import extractive, structured
 from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
-from rag.grounding import Grounding, OverlapVerifier, check
+from rag.context import Packed, budget_for, llm_max_tokens, pack
+from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
 from rag.llm import LLM
-from rag.prompts import ABSTAIN_PHRASE, render, sources_block
+from rag.prompts import ABSTAIN_PHRASE, render
+from rag.repair import GroundingMode, repair
 from rag.retrieval import Mode, PaperHit, Retriever, SearchResult
 from rag.tokens import count_tokens
 
@@ -49,6 +51,10 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
     parts: list[extractive.Part] = field(default_factory=list)  # sub-questions, when it asks several
+    removed: list[SentenceCheck] = field(default_factory=list)  # the model's unsupported sentences (strict)
+    fell_back: bool = False  # the model's answer did not hold up; the text is the extractive answer
+    changed: bool = False  # the repair step changed the model's answer (what was streamed is not the answer)
+    context: Packed | None = None  # how the sources were packed into the model's prompt
 
     @property
     def cited(self) -> set[int]:
@@ -76,6 +82,9 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "usage": self.usage,
             "parts": [p.as_json() for p in self.parts],
+            "removed": [{"text": s.text, "citations": s.citations, "verdict": s.verdict} for s in self.removed],
+            "fell_back": self.fell_back,
+            "context": self.context.as_json() if self.context else None,
         }
 
 
@@ -115,8 +124,10 @@ def answer_question(
     on_token: Callable[[str], None] | None = None,
     verifier: OverlapVerifier | None = None,
     exclude: Collection[str] = (),
+    grounding: GroundingMode = "strict",
 ) -> Answer:
-    """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text."""
+    """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text;
+    `grounding` says what happens to the LLM's unsupported sentences (rag/repair.py)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     found = retriever.search(question, k=max(k, EVIDENCE_PAPERS), mode=mode, exclude=exclude)
@@ -131,17 +142,30 @@ def answer_question(
     model = llm.model if llm else None
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
     parts: list[extractive.Part] = []
+    context: Packed | None = None
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
-        grounding = (
-            check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier) if not abstained else Grounding([])
-        )
+        numbered = {s.n: (s.title, s.abstract) for s in sources}
+        checked = check(text, numbered, verifier) if not abstained else Grounding([])
+        fixed = None
+        if llm is not None and not abstained:
+            fixed = repair(
+                text,
+                checked,
+                numbered,
+                verifier,
+                grounding,
+                fallback=lambda: extractive.compose(question, pairs, retriever.embedder, retriever.lexical),
+            )
+            text, checked = fixed.text, fixed.grounding
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Answer(
-            question, text, abstained, mode_name, model, sources, grounding, hits, assessment, timings, usage, parts
-        )
+        answer = Answer(question, text, abstained, mode_name, model, sources, checked, hits, assessment, timings, usage, parts)
+        answer.context = context
+        if fixed is not None:
+            answer.removed, answer.fell_back, answer.changed = fixed.removed, fixed.fell_back, fixed.changed
+        return answer
 
     if not assessment.answerable:
         return finish(NO_ANSWER, True)
@@ -151,13 +175,13 @@ def answer_question(
         text, parts = extractive.compose_parts(question, pairs, retriever.embedder, retriever.lexical)
     else:
         system = render("system")
-        user = render("answer", sources=sources_block(pairs), question=question)
-        deltas = []
-        for delta in llm.stream(system, user):
-            deltas.append(delta)
-            if on_token:
-                on_token(delta)
-        text = "".join(deltas).strip()
+        window = getattr(llm, "context_window", None)
+        frame = render("answer", sources="", question=question)
+        budget = budget_for(window, llm_max_tokens(llm), system, frame) if isinstance(window, int) else None
+        packed = pack([(s.n, s.title, s.abstract) for s in sources], budget)
+        user = render("answer", sources=packed.block, question=question)
+        text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()
+        context = packed
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),

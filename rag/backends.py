@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterator
 
 from rag.config import Settings, SettingsError, mask_url
+from rag.context import model_window
 from rag.errors import RagError
 from rag.grounding import LLMVerifier, OverlapVerifier
-from rag.llm import LLM, LLMError, OpenAICompatible, complete
+from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible, complete
 from rag.prompts import render
 
 
@@ -32,19 +33,24 @@ class ForkedLLM:
         self.model = settings.llm_model
         self.endpoint = mask_url(settings.endpoint)
         self.deadline = settings.llm_deadline
+        self.max_tokens = settings.llm_max_tokens
+        self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.notice = ""
+        from rag.structured import MEMORY_FILE, FormatMemory
+
+        self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(settings, child), daemon=True)
         self._process.start()
         child.close()
 
-    def stream(self, system: str, user: str) -> Iterator[str]:
+    def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]:
         self.notice = ""
         give_up = time.monotonic() + self.deadline + self.GRACE
         try:
-            self._conn.send((system, user))
+            self._conn.send((system, user, response_format))
         except (BrokenPipeError, OSError):
             raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
         while True:
@@ -63,6 +69,8 @@ class ForkedLLM:
             elif kind == "done":
                 self.usage, self.notice = value
                 return
+            elif kind == "refused":
+                raise FormatRefused(value)
             else:
                 raise LLMError(value)
 
@@ -82,9 +90,12 @@ def _serve(settings: Settings, conn) -> None:
             conn.send(("error", error))
             continue
         try:
-            for delta in llm.stream(*request):
+            system, user, response_format = request
+            for delta in llm.stream(system, user, response_format=response_format):
                 conn.send(("delta", delta))
             conn.send(("done", (llm.usage, llm.notice)))
+        except FormatRefused as exc:
+            conn.send(("refused", str(exc)))
         except RagError as exc:
             conn.send(("error", str(exc)))
         except Exception as exc:

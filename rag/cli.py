@@ -167,6 +167,7 @@ def ask(
         llm=llm,
         on_token=render.stream_token if stream else None,
         verifier=open_verifier(settings, llm),
+        grounding=settings.grounding,
     )
     if as_json:
         typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
@@ -259,7 +260,8 @@ def run_eval(
         baseline, new = (_read_report(p) for p in compare)
         rows, failed = evaluate.compare(baseline, new, tolerance)
         for key, old, now, delta in rows:
-            flag = "  REGRESSION" if delta < -tolerance else ""
+            worse = delta if key.endswith(evaluate.LOWER_IS_BETTER) else -delta
+            flag = "  REGRESSION" if worse > tolerance else ""
             typer.echo(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")
         if failed:
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
@@ -311,6 +313,7 @@ def run_eval(
                 k=settings.top_k,
                 progress=progress,
                 counterfactual=counterfactual,
+                grounding=settings.grounding,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
@@ -331,6 +334,7 @@ def run_eval(
                     "top_k": settings.top_k,
                     "counterfactual": counterfactual,
                     "llm_model": settings.llm_model if llm else None,
+                    "grounding": settings.grounding,
                 }
             )
         )

@@ -102,8 +102,16 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(400, ge=1, le=32_768)
     """Longest reply in tokens: sent to the endpoint as max_tokens, and what arrives is cut there too."""
 
+    llm_context_tokens: int | None = Field(None, ge=512, le=10_000_000)
+    """The model's context window in tokens, which the prompt's sources are packed into; unset: the
+    published window of known OpenAI models, else 4096 (llama.cpp's and Ollama's usual size)."""
+
     verifier: Literal["overlap", "llm"] = "overlap"
     """Grounding check: overlap (deterministic, no model) or llm (judge through the endpoint)."""
+
+    grounding: Literal["strict", "mark"] = "strict"
+    """LLM answers: strict fixes wrong or missing citations, removes sentences no source supports and falls
+    back to the extractive answer when too little survives; mark shows the model's answer as written, marked."""
 
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key"))
     """API key for OpenAI or a compatible server; never printed."""

@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
 from rag.metrics import bootstrap_ci, per_question, retrieval_metrics
+from rag.repair import GroundingMode
 from rag.retrieval import Mode, Retriever
 from rag.suite import TYPES, Question, Suite
 
@@ -27,6 +28,7 @@ TOLERANCE = 0.02
 # `rag eval` exits 1 when more than this share of an answerer's questions failed (an endpoint
 # that is down or misbehaving): figures over the few answers that came back would mislead.
 MAX_FAILED_SHARE = 0.2
+LOWER_IS_BETTER = (".fallback_rate",)  # figures the --compare gate fails on a rise, not a drop
 
 
 @dataclass
@@ -89,6 +91,7 @@ def answer_figures(results: list[tuple[Question, Answer]]) -> dict[str, float]:
     if answerable:
         figures["answered_rate"] = mean([0.0 if a.abstained else 1.0 for _, a in answerable])
     if answered:
+        figures["fallback_rate"] = mean([1.0 if a.fell_back else 0.0 for _, a in answered])
         figures["citation_precision"] = mean([a.grounding.citation_precision for _, a in answered])
         figures["citation_recall"] = mean([a.grounding.citation_recall for _, a in answered])
         figures["supported_ratio"] = mean([a.grounding.supported_ratio for _, a in answered])
@@ -140,6 +143,7 @@ def run(
     k: int = 5,
     progress: Callable[[int, int], None] | None = None,
     counterfactual: bool = False,
+    grounding: GroundingMode = "strict",
 ) -> dict:
     """Every figure of one suite; `counterfactual` also asks each answerable question again with
     its gold papers excluded from retrieval (see counterfactual_figures)."""
@@ -162,7 +166,9 @@ def run(
                 progress(done, steps)
         for name in answerers:
             try:
-                answer = answer_question(r.question.question, retriever, k=k, llm=llm if name == "llm" else None)
+                answer = answer_question(
+                    r.question.question, retriever, k=k, llm=llm if name == "llm" else None, grounding=grounding
+                )
             except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
                 answer = _failed(r.question.question, str(exc))
                 failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
@@ -175,6 +181,7 @@ def run(
                         k=k,
                         llm=llm if name == "llm" else None,
                         exclude=frozenset(r.question.gold),
+                        grounding=grounding,
                     )
                 except LLMError as exc:
                     r.counterfactual[name] = _failed(r.question.question, str(exc))
@@ -373,7 +380,8 @@ def compare(
             continue
         delta = new_flat[key] - old_flat[key]
         rows.append((key, old_flat[key], new_flat[key], delta))
-        failed |= delta < -tolerance
+        worse = delta if key.endswith(LOWER_IS_BETTER) else -delta
+        failed |= worse > tolerance
     return rows, failed
 
 
@@ -408,6 +416,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "citation_precision",
         "citation_recall",
         "supported_ratio",
+        "fallback_rate",
         "key_fact_recall",
         "part_key_fact_recall",
         "gold_citation_rate",

@@ -36,6 +36,10 @@ UNSUPPORTED = "unsupported"
 UNCITED = "uncited"
 BAD_CITATION = "bad_citation"
 NO_CLAIM = "no_claim"
+# Set by the repair step (rag/repair.py): the sentence is supported, by a citation it rewrote.
+CORRECTED = "corrected"  # the model cited another source; the one that supports it is cited now
+ATTRIBUTED = "attributed"  # the model cited nothing; the one source that supports it is cited now
+SUPPORTED_VERDICTS = frozenset({SUPPORTED, CORRECTED, ATTRIBUTED})
 
 
 @dataclass
@@ -46,10 +50,11 @@ class SentenceCheck:
     score: float
     precise: list[int] = field(default_factory=list)  # citations that count as precise (ALCE)
     window: str = ""  # the source passage that best supports it
+    cited_before: list[int] | None = None  # what the model cited, when the repair step changed it
 
     @property
     def supported(self) -> bool:
-        return self.verdict == SUPPORTED
+        return self.verdict in SUPPORTED_VERDICTS
 
     @property
     def is_claim(self) -> bool:
@@ -57,13 +62,16 @@ class SentenceCheck:
         return self.verdict != NO_CLAIM
 
     def as_json(self) -> dict:
-        return {
+        out = {
             "text": self.text,
             "citations": self.citations,
             "supported": self.supported,
             "score": round(self.score, 3),
             "verdict": self.verdict,
         }
+        if self.cited_before is not None:
+            out["cited_before"] = self.cited_before
+        return out
 
 
 @dataclass

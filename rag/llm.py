@@ -38,13 +38,18 @@ class LLMError(RagError):
     pass
 
 
+class FormatRefused(LLMError):
+    """The endpoint rejected the requested response format (HTTP 400 or 422) before replying."""
+
+
 class LLM(Protocol):
     model: str
     endpoint: str  # for messages: credentials in the URL are masked
     usage: dict[str, int]
 
     def stream(self, system: str, user: str) -> Iterator[str]:
-        """Yield the reply's text as it arrives; set `usage` when done."""
+        """Yield the reply's text as it arrives; set `usage` when done. Backends that can ask for
+        a response format also take `response_format=` (see rag/structured.py)."""
         ...
 
 
@@ -81,6 +86,16 @@ def _explain(exc: Exception, endpoint: str, timeout: float, attempts: int, elaps
     if isinstance(exc, ValueError):  # json.JSONDecodeError from the event stream, or a bad chunk
         return f"{where} sent a malformed reply (not valid JSON in the event stream); check the server"
     return f"{where} sent a malformed or cut-off reply ({type(exc).__name__}); try again or check the server"
+
+
+def _refused(exc: Exception) -> bool:
+    """A rejection of the response format: 400 or 422, or a 5xx that names it (llama-cpp-python's
+    server answers an unknown format type with HTTP 500 and a validation message)."""
+    import openai
+
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and "response_format" in f"{exc.message} {exc.body}"
 
 
 class _Deadline(Exception):
@@ -198,13 +213,19 @@ class OpenAICompatible:
         import httpx
         from llama_index.llms.openai_like import OpenAILike
 
+        from rag.context import model_window
+
         self.model = settings.llm_model
         self.endpoint = mask_url(settings.endpoint)
         self.timeout = settings.llm_timeout
         self.deadline = settings.llm_deadline
         self.max_tokens = settings.llm_max_tokens
+        self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.notice = ""  # set when a reply was cut at the token cap
+        from rag.structured import MEMORY_FILE, FormatMemory
+
+        self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
         self._attempts = 0
         self._done = False
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
@@ -241,7 +262,7 @@ class OpenAICompatible:
     def _cap_notice(self) -> str:
         return f"the reply was cut at {self.max_tokens} tokens (RAG_LLM_MAX_TOKENS); raise it for longer answers"
 
-    def stream(self, system: str, user: str) -> Iterator[str]:
+    def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]:
         start = time.monotonic()
         self._attempts, self._done, self.notice = 0, False, ""
         parts: list[str] = []
@@ -249,7 +270,8 @@ class OpenAICompatible:
         finished = received = False
         cleaner = StreamCleaner()
         cap = _TokenCap(self.max_tokens)
-        chunks = within(lambda: self._llm.stream_chat(self._messages(system, user)), start + self.deadline)
+        extra = {"response_format": response_format} if response_format else {}
+        chunks = within(lambda: self._llm.stream_chat(self._messages(system, user), **extra), start + self.deadline)
         try:
             for chunk in chunks:
                 received = True
@@ -277,6 +299,8 @@ class OpenAICompatible:
         except RagError:
             raise
         except Exception as exc:
+            if response_format and not received and _refused(exc):
+                raise FormatRefused(f"the LLM endpoint {self.endpoint} does not take response_format") from None
             elapsed = time.monotonic() - start
             raise LLMError(_explain(exc, self.endpoint, self.timeout, self._attempts, elapsed)) from None
         finally:

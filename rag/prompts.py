@@ -33,8 +33,10 @@ def _data(text: str) -> str:
     return _TAG.sub("&lt;", text)
 
 
-def sources_block(sources: list[tuple[str, str]]) -> str:
+def sources_block(sources: list[tuple[str, str]], numbers: list[int] | None = None) -> str:
+    """The sources as delimited data, numbered 1.. or by `numbers` (a packed prompt may skip some)."""
+    numbers = numbers or list(range(1, len(sources) + 1))
     return "\n".join(
         render("source", n=n, title=_data(title), abstract=_data(abstract))
-        for n, (title, abstract) in enumerate(sources, start=1)
+        for n, (title, abstract) in zip(numbers, sources, strict=True)
     )

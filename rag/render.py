@@ -72,6 +72,15 @@ def stream_token(text: str) -> None:
     console.print(escape(text), end="", soft_wrap=True)
 
 
+def _repair_note(verdict: str, cited_before: list[int] | None) -> str:
+    if verdict == "corrected":
+        was = "".join(f"[{n}]" for n in cited_before or [])
+        return f"(citation corrected{' from ' + was if was else ''})"
+    if verdict == "attributed":
+        return "(citation added)"
+    return ""
+
+
 def _marked_text(answer: Answer) -> Text:
     out = Text()
     for i, s in enumerate(answer.grounding.sentences):
@@ -81,7 +90,18 @@ def _marked_text(answer: Answer) -> Text:
         mark = _MARKS.get(s.verdict)
         if mark:
             out.append(f" {{{mark[1]}}}", style=mark[0])
+        if note := _repair_note(s.verdict, s.cited_before):
+            out.append(f" {note}", style="dim")
     return out
+
+
+def _print_removed(answer: Answer) -> None:
+    from rag.repair import REMOVED_HEADING
+
+    if answer.removed:
+        console.print(f"\n[bold]{REMOVED_HEADING}:[/bold]")
+        for s in answer.removed:
+            console.print(Text.assemble(("  - ", "dim"), inline_markdown(s.text)), style="dim")
 
 
 def print_answer(answer: Answer, streamed: bool = False) -> None:
@@ -96,7 +116,16 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         return
     if answer.mode == "extractive":
         messages.print("[dim]Extractive answer (no LLM configured): sentences quoted from the abstracts.[/dim]")
-    if streamed:
+    if answer.fell_back:
+        from rag.repair import FELL_BACK
+
+        if streamed:
+            console.print()
+        messages.print(f"[yellow]{escape(FELL_BACK)}[/yellow]", soft_wrap=True)
+    if streamed and answer.changed:  # what streamed was the model's draft; show the checked answer
+        console.print("\n\n[bold]Checked against the sources:[/bold]")
+        console.print(_marked_text(answer))
+    elif streamed:
         console.print()
         flagged = [s for s in answer.grounding.sentences if s.verdict in _MARKS]
         if flagged:
@@ -106,6 +135,7 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
                 console.print(Text.assemble((f"  {label}: ", color), inline_markdown(s.text)))
     else:
         console.print(_marked_text(answer))
+    _print_removed(answer)
     missing = [p.ask for p in answer.parts if not p.answered]
     if missing:
         console.print(f"[yellow]Not stated in the abstracts: {escape('; '.join(missing))}.[/yellow]")

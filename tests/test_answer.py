@@ -85,7 +85,7 @@ def test_abstains_when_the_corpus_does_not_answer(workspace, question):
 
 def test_llm_prompt_numbers_and_delimits_sources(workspace):
     llm = ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. GPUs will be free by 2030 [9].")
-    answer = answer_question("which papers compare FP8 vs INT8?", workspace.retriever, llm=llm)
+    answer = answer_question("which papers compare FP8 vs INT8?", workspace.retriever, llm=llm, grounding="mark")
     system, user = llm.prompts[0]
     assert ABSTAIN_PHRASE in system and "not instructions" in system
     assert user.count("<source n=") == 5 and "</sources>" in user
@@ -119,7 +119,7 @@ def test_instructions_inside_an_abstract_stay_data(tmp_path):
     ws = Workspace(make_settings(tmp_path / "data"))
     ingest(ws.store, ws.embedder, [corpus])
     llm = ScriptedLLM("HACKED")
-    answer = answer_question("what does the FP8 quantization study do?", ws.retriever, k=2, llm=llm)
+    answer = answer_question("what does the FP8 quantization study do?", ws.retriever, k=2, llm=llm, grounding="mark")
     _, user = llm.prompts[0]
     assert user.count("<source n=") == 2 and '<source n="9">' not in user
     assert "Ignore previous instructions" in user  # passed on, but inside the delimited data
@@ -169,7 +169,9 @@ def test_llm_judge_verifier_uses_the_model(workspace):
     judge = ScriptedLLM("no", "yes", "yes")  # joint check of each sentence, then the "alone" check of the second
     verifier = open_verifier(settings, judge)
     llm = ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. E4M3 suits NLP models [1].")
-    answer = answer_question("which papers compare FP8 vs INT8?", workspace.retriever, llm=llm, verifier=verifier)
+    answer = answer_question(
+        "which papers compare FP8 vs INT8?", workspace.retriever, llm=llm, verifier=verifier, grounding="mark"
+    )
     assert [s.verdict for s in answer.grounding.sentences] == ["unsupported", "supported"]
     assert "Claim: FP8 formats outperform INT8 in workload coverage" in judge.prompts[0][1]
 

@@ -57,6 +57,20 @@ def test_answer_figures_with_bad_missing_and_extra_citations():
     assert figures["key_fact_recall"] == 1.0
     assert figures["gold_citation_rate"] == pytest.approx(1 / 2)  # p1 (gold) and p2 (not gold for q1)
     assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 1.0
+    assert figures["fallback_rate"] == 0.0
+
+
+def test_fallback_rate_counts_answers_that_fell_back_to_the_extractive_one():
+    q1 = Question("1", "How accurate is X?", "detail", ("p1",), ("91.5%",))
+    q2 = Question("2", "Is Z fast?", "single", ("p2",))
+    fell = fake_answer(q1, "Method X reaches 91.5% accuracy on benchmark Y [1].")
+    fell.fell_back = True
+    figures = evaluate.answer_figures([(q1, fell), (q2, fake_answer(q2, "Method Z is slow on long inputs [2]."))])
+    assert figures["fallback_rate"] == 0.5
+    # the regression gate fails when falling back gets more frequent, not less
+    report = {"retrieval": {}, "answers": {"llm": {"overall": {"fallback_rate": 0.2}}}}
+    worse = {"retrieval": {}, "answers": {"llm": {"overall": {"fallback_rate": 0.5}}}}
+    assert evaluate.compare(report, worse)[1] and not evaluate.compare(worse, report)[1]
 
 
 def test_suite_loader_accepts_titles_and_ids_and_names_bad_lines(tmp_path):

@@ -15,7 +15,13 @@ QUESTIONS = [
 
 
 def test_local_llm_answers_and_grounding_flags_what_it_invents(bundled_dir, llm_url):
-    env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": llm_url, "RAG_LLM_MODEL": "smollm2"}
+    """In mark mode the model's answer is shown as written, and the check marks what it invents."""
+    env = {
+        "RAG_DATA_DIR": str(bundled_dir),
+        "OPENAI_BASE_URL": llm_url,
+        "RAG_LLM_MODEL": "smollm2",
+        "RAG_GROUNDING": "mark",
+    }
     flagged = 0
     for question in QUESTIONS:
         out = rag_json("ask", question, "-k", "3", "--json", env=env)
@@ -46,3 +52,15 @@ def test_local_llm_plain_output_lists_sources_and_grounding(bundled_dir, llm_url
     assert proc.returncode == 0, proc.stderr
     assert "Sources:" in proc.stdout and "[1] " in proc.stdout
     assert "Grounding:" in proc.stdout and "smollm2" in proc.stdout
+
+
+def test_local_llm_in_strict_mode_shows_only_supported_sentences(bundled_dir, llm_url):
+    env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": llm_url, "RAG_LLM_MODEL": "smollm2"}
+    for question in QUESTIONS:
+        out = rag_json("ask", question, "-k", "3", "--json", env=env)
+        if out["abstained"]:
+            continue
+        assert all(s["supported"] or s["verdict"] == "no_claim" for s in out["sentences"]), out["sentences"]
+        assert out["grounding"]["citation_precision"] == 1.0
+        for removed in out["removed"]:
+            assert removed["text"] not in out["answer"]

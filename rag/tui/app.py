@@ -205,6 +205,7 @@ class ChatApp(App):
                 mode=self.settings.retriever,
                 llm=self.llm,
                 on_token=on_token,
+                grounding=self.settings.grounding,
             )
         except Cancelled:
             self.call_from_thread(self._cancelled, question, standalone, turn, conversation)

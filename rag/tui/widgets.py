@@ -11,10 +11,13 @@ from textual.message import Message
 from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
 from rag.answer import Answer
+from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
 from rag.text import CITATION, split_sentences, strip_citations, terms
 
 MARKS = {
     "supported": "✓",
+    "corrected": "✓ *citation corrected*",
+    "attributed": "✓ *citation added*",
     "unsupported": "⚠ *unsupported*",
     "uncited": "⚠ *uncited*",
     "bad_citation": "✗ *bad citation*",
@@ -42,6 +45,11 @@ def marked_markdown(answer: Answer) -> str:
     text = "".join(parts).strip()
     if answer.mode == "extractive":
         text = "*Extractive answer: sentences quoted from the abstracts.*\n\n" + text
+    if answer.fell_back:
+        text = f"*{FELL_BACK}*\n\n" + text
+    if answer.removed:
+        removed = "\n".join(f"- ~~{uncited(s.text)}~~" for s in answer.removed)
+        text += f"\n\n**{REMOVED_HEADING}:**\n\n{removed}"
     return text
 
 

@@ -194,7 +194,7 @@ async def test_chat_against_the_local_llm_server(bundled_dir, tmp_path, llm_url)
         await wait_for(pilot, lambda: app.query(TurnView) and not app._busy, timeout=180)
         turn = app.query(TurnView).last()
         assert turn.answer is not None and turn.answer.mode == "llm"
-        assert turn.streamed_chunks > 1  # the reply reached the view piece by piece
+        assert turn.streamed_chunks >= 1  # the reply reached the view as it came, a sentence at a time
         if not turn.answer.abstained:
             assert any(mark in turn.markdown.source for mark in ("✓", "⚠", "✗"))
         assert "LLM smollm2" in str(app.query_one("#status").render())
@@ -261,3 +261,28 @@ async def test_follow_up_with_the_local_llm_server_is_condensed_by_the_model(bun
     assert len(saved) == 2
     # the model rewrote the follow-up (it did not crash); whatever it wrote is a question of its own
     assert saved[1].question == "which of them has the larger accuracy loss?" and saved[1].standalone
+
+
+async def test_chat_shows_what_strict_grounding_removed_and_corrected(app_factory):
+    from rag.repair import REMOVED_HEADING
+    from tests.test_repair import FP8, INVENTED, S1, S2, S3
+
+    llm = SlowScriptedLLM(f"{S1} [2]. {INVENTED} [1]. {S2} [2]. {S3} [1].")
+    app = app_factory(llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        turn = await ask(pilot, FP8)
+        rendered = turn.markdown.source
+        answer_part, removed_part = rendered.split(f"**{REMOVED_HEADING}:**")
+        assert INVENTED not in answer_part, rendered
+        assert f"~~{INVENTED}.~~" in removed_part
+        assert "citation corrected" in answer_part and "(source:1)" in answer_part
+        assert turn.answer.grounding.supported_ratio == 1.0
+
+
+async def test_chat_in_mark_mode_keeps_the_sentence_marked(app_factory):
+    from tests.test_repair import FP8, INVENTED, S1
+
+    app = app_factory(llm=SlowScriptedLLM(f"{S1} [1]. {INVENTED} [1]."), grounding="mark")
+    async with app.run_test(size=SIZE) as pilot:
+        turn = await ask(pilot, FP8)
+        assert f"{INVENTED} [\\[1\\]](source:1). ⚠ *unsupported*" in turn.markdown.source

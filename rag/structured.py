@@ -1,0 +1,226 @@
+"""Structured citations: ask the model for JSON whose citations can only name the sources given.
+
+The answer is requested as `{"sentences": [{"text": ..., "citations": [n, ...]}]}` with every
+citation restricted to the sources given (1..k) by the schema, so a model cannot cite a source that does not exist or
+forget the form of a citation. Endpoints differ in how they take a schema: OpenAI and Ollama take
+`{"type": "json_schema", ...}`, llama.cpp's servers take `{"type": "json_object", "schema": ...}`.
+Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to the next, and
+plain text with `[n]` parsing is the last resort. What worked is remembered in a small JSON file
+in the data directory. A server that accepts the format but writes prose anyway is caught at its
+first character and its reply used as plain text.
+
+While the JSON streams in, each sentence is passed on as soon as the next one begins, parsed by
+pydantic's partial JSON mode; the result is the same `text [n]` form a plain-text model writes,
+so the grounding check and the repair step do not care which way it came.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.llm import FormatRefused
+from rag.text import CITATION, citations_of
+
+FORMATS = ("json_schema", "json_object")  # tried in this order; then "text"
+MEMORY_FILE = "llm_formats.json"
+
+
+class FormatMemory:
+    """Which response format an endpoint and model took: {"endpoint|model": "json_schema" | ...}."""
+
+    def __init__(self, path: Path, endpoint: str, model: str) -> None:
+        self.path = path
+        self.key = f"{endpoint}|{model}"
+
+    def _read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self) -> str | None:
+        value = self._read().get(self.key)
+        return value if value in (*FORMATS, "text") else None
+
+    def set(self, value: str) -> None:
+        data = self._read()
+        if data.get(self.key) == value:
+            return
+        data[self.key] = value
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError:
+            pass  # a read-only data folder: detected again next time, nothing lost
+
+
+class StructuredLLM(Protocol):
+    """An LLM that can be asked for a response format (OpenAICompatible, ForkedLLM)."""
+
+    formats: FormatMemory
+    usage: dict[str, int]
+
+    def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]: ...
+
+
+def schema(citable: list[int], at_least_one: bool = False) -> dict:
+    """A JSON schema of cited sentences; citations are the given source numbers only. `at_least_one`
+    forbids an empty list, which small models under a grammar otherwise tend to produce."""
+    out: dict = {
+        "type": "object",
+        "properties": {
+            "sentences": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "citations": {"type": "array", "items": {"type": "integer", "enum": citable}},
+                    },
+                    "required": ["text", "citations"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["sentences"],
+        "additionalProperties": False,
+    }
+    if at_least_one:
+        out["properties"]["sentences"]["minItems"] = 1
+    return out
+
+
+def response_format(kind: str, citable: list[int]) -> dict:
+    if kind == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "cited_answer", "strict": True, "schema": schema(citable)},
+        }
+    return {"type": "json_object", "schema": schema(citable, at_least_one=True)}  # llama.cpp: a grammar
+
+
+def sentence_text(item: Any) -> str:
+    """One sentence object as `text [n][m]`; citations written inside the text count too."""
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        return ""
+    raw = item["text"]
+    cites = [c for c in item.get("citations") or [] if isinstance(c, int) and not isinstance(c, bool)]
+    cites = list(dict.fromkeys([*cites, *citations_of(raw)]))
+    body = re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", raw))
+    body = " ".join(body.split())
+    if not body:
+        return ""
+    return f"{body} {''.join(f'[{n}]' for n in cites)}".strip()
+
+
+class NotStructured(Exception):
+    """The reply is not the JSON that was asked for."""
+
+
+class SentenceStream:
+    """Sentences of a streaming JSON answer, each handed out once the next one has begun."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.emitted = 0
+
+    def _sentences(self, final: bool) -> list[Any]:
+        from pydantic_core import from_json
+
+        try:
+            data = from_json(self.buffer, allow_partial=not final)
+        except ValueError:
+            if final:
+                raise NotStructured from None
+            return []
+        if not isinstance(data, dict):
+            raise NotStructured
+        items = data.get("sentences", [])
+        if not isinstance(items, list) or (final and "sentences" not in data):
+            raise NotStructured
+        return items
+
+    def feed(self, delta: str) -> list[str]:
+        self.buffer += delta
+        items = self._sentences(final=False)
+        done = items[self.emitted : max(self.emitted, len(items) - 1)]
+        self.emitted += len(done)
+        return [t for t in map(sentence_text, done) if t]
+
+    def finish(self) -> list[str]:
+        try:
+            items = self._sentences(final=True)
+        except NotStructured:  # cut off (the token cap): keep the sentences that were complete
+            items = self._sentences(final=False)
+            if not items and not self.emitted:
+                raise
+        done = items[self.emitted :]
+        self.emitted = len(items)
+        return [t for t in map(sentence_text, done) if t]
+
+
+def _structured(
+    llm: StructuredLLM, system: str, user: str, rf: dict, on_text: Callable[[str], None]
+) -> tuple[list[str], str]:
+    """(sentences, "") from a JSON reply, or ([], prose) when the server wrote prose instead."""
+    stream = SentenceStream()
+    sentences: list[str] = []
+    prose: list[str] = []
+    started = False
+    for delta in llm.stream(system, user, response_format=rf):
+        if not started and delta.strip():
+            started = True
+            if not delta.lstrip().startswith("{"):
+                prose.append(delta)
+                on_text(delta)
+                continue
+        if prose:
+            prose.append(delta)
+            on_text(delta)
+            continue
+        for s in stream.feed(delta):
+            on_text((" " if sentences else "") + s)
+            sentences.append(s)
+    if prose:
+        return [], "".join(prose)
+    for s in stream.finish():
+        on_text((" " if sentences else "") + s)
+        sentences.append(s)
+    return sentences, ""
+
+
+def generate(llm: Any, system: str, user: str, citable: list[int], on_text: Callable[[str], None]) -> str:
+    """The model's answer as `sentence [n]` text, asked as structured output when the endpoint
+    takes it (see the module docstring); `on_text` receives what to show as it arrives."""
+    memory: FormatMemory | None = getattr(llm, "formats", None)
+    known = memory.get() if memory else "text"
+    if memory is None or not citable or known == "text":
+        return "".join(_passing(llm.stream(system, user), on_text))
+    for kind in [known] if known else list(FORMATS):
+        try:
+            sentences, prose = _structured(llm, system, user, response_format(kind, citable), on_text)
+        except FormatRefused:
+            continue
+        except NotStructured:  # valid JSON of another shape: ask again in plain text
+            break
+        if prose:  # the server took the format but ignored it
+            memory.set("text")
+            return prose
+        memory.set(kind)
+        return " ".join(sentences)
+    text = "".join(_passing(llm.stream(system, user), on_text))
+    memory.set("text")  # only once plain text has worked: a server that is down is not "text only"
+    return text
+
+
+def _passing(deltas: Iterator[str], on_text: Callable[[str], None]) -> Iterator[str]:
+    for delta in deltas:
+        on_text(delta)
+        yield delta
