@@ -161,7 +161,9 @@ def answer_question(
             text, checked = fixed.text, fixed.grounding
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        answer = Answer(question, text, abstained, mode_name, model, sources, checked, hits, assessment, timings, usage, parts)
+        answer = Answer(
+            question, text, abstained, mode_name, model, sources, checked, hits, assessment, timings, usage, parts
+        )
         answer.context = context
         if fixed is not None:
             answer.removed, answer.fell_back, answer.changed = fixed.removed, fixed.fell_back, fixed.changed

@@ -46,7 +46,12 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]
         if size <= 16:
             raise ValueError(f"paper {paper.id!r}: its title alone does not fit the embedder's window")
         size = int(size * 0.8)
-    extra: dict[str, str | int] = {"url": paper.url, "authors": paper.authors, "year": paper.year, "categories": paper.categories}
+    extra: dict[str, str | int] = {
+        "url": paper.url,
+        "authors": paper.authors,
+        "year": paper.year,
+        "categories": paper.categories,
+    }
     extra.update(doi=paper.doi, arxiv_id=paper.arxiv_id)
     content_hash = f"{paper.content_hash}-{CHUNKER_VERSION}"
     return [

@@ -61,9 +61,7 @@ def _embedder_class():
             # idle threads sleep rather than spin: on a shared 2-core machine spinning threads
             # halved throughput (10 against 19 chunks/s)
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            return self.ort.InferenceSession(
-                str(self.model_file), providers=["CPUExecutionProvider"], sess_options=so
-            )
+            return self.ort.InferenceSession(str(self.model_file), providers=["CPUExecutionProvider"], sess_options=so)
 
         def _download_model_if_not_exists(self) -> None:  # never reach the network
             pass
@@ -120,7 +118,9 @@ def quantized_model(model_dir: Path) -> Path:
             return folder / "model.onnx"
         except OSError as exc:
             problem = exc.strerror or str(exc)
-    raise EmbedderError(f"cannot write the int8 model beside {model_dir} or in rag's cache ({problem}); unset RAG_EMBED_QUANTIZED")
+    raise EmbedderError(
+        f"cannot write the int8 model beside {model_dir} or in rag's cache ({problem}); unset RAG_EMBED_QUANTIZED"
+    )
 
 
 def _quantize(source: Path, target: Path) -> None:

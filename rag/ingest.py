@@ -233,7 +233,9 @@ def ingest(
     with closing(Plan.scan(paths, select)) as plan:  # every file validated before anything is locked or written
         if not plan.size:
             raise CorpusError(
-                ", ".join(str(p) for p in paths), None, f"no paper matches {select.describe() if select else 'the filters'}"
+                ", ".join(str(p) for p in paths),
+                None,
+                f"no paper matches {select.describe() if select else 'the filters'}",
             )
 
         def waiting() -> None:

@@ -181,7 +181,9 @@ class SegmentBuilder:
         starts = np.frombuffer(self.starts, dtype=np.int64)
         counts = np.diff(starts)[order]
         fwd_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        gather = np.repeat(starts[:-1][order], counts) + (np.arange(int(fwd_indptr[-1])) - np.repeat(fwd_indptr[:-1], counts))
+        gather = np.repeat(starts[:-1][order], counts) + (
+            np.arange(int(fwd_indptr[-1])) - np.repeat(fwd_indptr[:-1], counts)
+        )
         fwd_terms = np.frombuffer(self.terms, dtype=np.int32)[gather]
         fwd_tfs = np.frombuffer(self.tfs, dtype=np.int32)[gather]
         rows = np.repeat(np.arange(n, dtype=np.int32), counts)
@@ -641,9 +643,7 @@ class IndexUpdate:
         try:
             return self._commit(store)
         except OSError as exc:
-            _notice(
-                f"rag: cannot save the BM25 index ({exc.strerror or exc}); the next command rebuilds it"
-            )
+            _notice(f"rag: cannot save the BM25 index ({exc.strerror or exc}); the next command rebuilds it")
             return None
         finally:
             self.discard()
