@@ -41,23 +41,9 @@ def retrieval_metrics(
 ) -> dict[str, float]:
     """Mean of each measure over the questions in `gold` (a question missing from `ranked`
     retrieved nothing and scores 0). Gold is a list of relevant ids or graded {id: relevance}."""
-    import ir_measures
-
-    parsed = [ir_measures.parse_measure(m) for m in measures]
-    qrels = [
-        ir_measures.Qrel(q, d, docs[d] if isinstance(docs, Mapping) else 1) for q, docs in gold.items() for d in docs
-    ]
-    run = [
-        ir_measures.ScoredDoc(q, d, float(len(docs) - i))
-        for q, docs in ranked.items()
-        if q in gold
-        for i, d in enumerate(docs)
-    ]
-    totals = {str(m): 0.0 for m in parsed}
-    for metric in ir_measures.iter_calc(parsed, qrels, run):
-        totals[str(metric.measure)] += metric.value
-    n = len(gold) or 1
-    return {m: totals[str(p)] / n for m, p in zip(measures, parsed)}
+    values = per_question(gold, ranked, measures)
+    n = len(values) or 1
+    return {m: sum(v[m] for v in values.values()) / n for m in measures}
 
 
 def bootstrap_ci(
