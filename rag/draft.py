@@ -11,7 +11,7 @@ the MCP server render the `DraftReport`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +20,7 @@ from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
 from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
 from rag.grounding import MIN_CLAIM_TERMS, NO_CLAIM, SUPPORTED, OverlapVerifier, check
+from rag.store import abstract_of
 from rag.text import key_tokens, split_sentences, terms
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ def load_entries(paths: Iterable[Path]) -> dict[str, BibEntry]:
 # ---- matching bib entries to corpus papers -----------------------------------------------------
 
 
-def _meta(m: dict[str, Any]) -> PaperMeta:
+def _meta(m: Mapping[str, Any], document: str) -> PaperMeta:
     return PaperMeta(
         paper_id=str(m["paper_id"]),
         title=str(m["title"]),
@@ -333,7 +334,7 @@ def _meta(m: dict[str, Any]) -> PaperMeta:
         url=str(m.get("url", "")),
         arxiv_id=str(m.get("arxiv_id", "")),
         doi=str(m.get("doi", "")),
-        abstract=str(m.get("abstract", "")),
+        abstract=abstract_of(m, document),
     )
 
 
@@ -342,9 +343,9 @@ def paper_metas(store: Store, paper_ids: list[str]) -> list[PaperMeta]:
     if not paper_ids:
         return []
     got = store.collection.get(
-        where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas"]
+        where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas", "documents"]
     )
-    found = {str(m["paper_id"]): _meta(m) for m in got["metadatas"]}
+    found = {str(m["paper_id"]): _meta(m, d) for m, d in zip(got["metadatas"], got["documents"])}
     return [found[p] for p in paper_ids if p in found]
 
 
@@ -370,8 +371,10 @@ class CorpusIndex:
         metas = []
         offset = 0
         while True:
-            got = store.collection.get(where={"chunk": 0}, include=["metadatas"], limit=page, offset=offset)
-            metas += [_meta(m) for m in got["metadatas"]]
+            got = store.collection.get(
+                where={"chunk": 0}, include=["metadatas", "documents"], limit=page, offset=offset
+            )
+            metas += [_meta(m, d) for m, d in zip(got["metadatas"], got["documents"])]
             if len(got["ids"]) < page:
                 break
             offset += page

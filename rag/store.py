@@ -27,7 +27,7 @@ import contextlib
 import errno
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -55,6 +55,15 @@ LOOKUP_BATCH = 500  # ids per Chroma lookup
 EMBED_DIM = 384  # all-MiniLM-L6-v2
 
 T = TypeVar("T")
+
+
+def abstract_of(first_chunk_meta: Mapping[str, Any], first_chunk_text: str) -> str:
+    """A paper's abstract from its first chunk: the metadata holds it when the abstract is split
+    over several chunks; a one-chunk paper's chunk is its title line and the abstract."""
+    abstract = first_chunk_meta.get("abstract")
+    if abstract is None:
+        return _strip_title(str(first_chunk_text), str(first_chunk_meta["title"]))
+    return str(abstract)
 
 
 class StoreError(RagError):
@@ -373,11 +382,7 @@ class Store:
                 "reading abstracts", partial(self.collection.get, ids=first, include=["metadatas", "documents"])
             )
             for meta, doc in zip(got["metadatas"], got["documents"]):
-                title = str(meta["title"])
-                abstract = meta.get("abstract")
-                if abstract is None:  # a one-chunk paper: its chunk is the title line and the abstract
-                    abstract = _strip_title(str(doc), title)
-                out[str(meta["paper_id"])] = (title, str(abstract))
+                out[str(meta["paper_id"])] = (str(meta["title"]), abstract_of(meta, doc))
         return out
 
     def dense(self, vector: list[float], n: int) -> list[DenseHit]:
