@@ -49,6 +49,19 @@ async def ask(pilot, question: str) -> TurnView:
     return app.query(TurnView).last()
 
 
+def slow_llm() -> SlowScriptedLLM:
+    return SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
+
+
+async def start_streaming(pilot, question: str) -> None:
+    """Send a question and return as soon as the answer starts streaming."""
+    app = pilot.app
+    await wait_for(pilot, app._store_ready.is_set)
+    app.query_one("#question").value = question
+    await pilot.click("#question")
+    await pilot.press("enter")
+
+
 @pytest.fixture
 def app_factory(bundled_dir, tmp_path):
     def make(llm=None, resume=False, **overrides):
@@ -85,13 +98,9 @@ async def test_clicking_a_citation_opens_the_source(app_factory):
 
 
 async def test_streaming_llm_answer_can_be_cancelled_and_is_saved_incomplete(app_factory, tmp_path):
-    llm = SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
-    app = app_factory(llm=llm)
+    app = app_factory(llm=slow_llm())
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, app._store_ready.is_set)
-        app.query_one("#question").value = "which papers compare FP8 vs INT8?"
-        await pilot.click("#question")
-        await pilot.press("enter")
+        await start_streaming(pilot, "which papers compare FP8 vs INT8?")
         turn = None
         await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
         turn = app.query(TurnView).last()
@@ -201,13 +210,9 @@ async def test_chat_against_the_local_llm_server(bundled_dir, tmp_path, llm_url)
 
 
 async def test_new_chat_while_an_answer_streams_keeps_the_app_and_history_sound(app_factory, tmp_path):
-    llm = SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
-    app = app_factory(llm=llm)
+    app = app_factory(llm=slow_llm())
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, app._store_ready.is_set)
-        app.query_one("#question").value = "which papers compare FP8 vs INT8?"
-        await pilot.click("#question")
-        await pilot.press("enter")
+        await start_streaming(pilot, "which papers compare FP8 vs INT8?")
         await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
         first_conversation = app.conversation_id
         await pilot.press("ctrl+n")
