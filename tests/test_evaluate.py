@@ -267,3 +267,45 @@ def test_counterfactual_eval_hides_gold_papers_and_names_the_deciding_rule(tmp_p
     assert d1["counterfactual"]["extractive"]["decided_by"] == "named_term_missing"
     assert cf["overall"]["abstention_recall"] >= 0.5
     assert "Counterfactual abstention" in (out / "report.md").read_text()
+
+
+def test_eval_without_matplotlib_says_how_to_get_charts(tmp_path, bundled_dir):
+    import os
+    import subprocess
+    import sys
+
+    suite = write_jsonl(
+        tmp_path / "one.jsonl",
+        [
+            {
+                "id": "s1",
+                "question": "lossless compression of model weights",
+                "type": "single",
+                "gold": ["ZipNN: Lossless Compression for AI Models"],
+            }
+        ],
+    )
+    runner = "import sys; sys.modules['matplotlib'] = None; from rag.cli import main; sys.argv = ['rag', *sys.argv[1:]]; main()"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            runner,
+            "eval",
+            str(suite),
+            "--retrievers",
+            "hybrid",
+            "--answerers",
+            "",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAG_DATA_DIR": str(bundled_dir)},
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no charts written: matplotlib is not installed (pip install 'rag[charts]')" in proc.stderr
+    assert not list((tmp_path / "out").glob("*.png")) and (tmp_path / "out" / "report.json").is_file()
