@@ -138,7 +138,8 @@ def features(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[s
       stands out, while a question on a missing topic finds a flat cluster of neighbours."""
     top = evidence.texts[:EVIDENCE_PAPERS]
     scores = evidence.scores[:EVIDENCE_PAPERS]
-    words = sorted(set(analyse(question)), key=lambda t: -lexical.idf(t))[:RARE_WORDS]
+    # ties in IDF broken by the word itself, so the same words are kept in every process
+    words = sorted(set(analyse(question)), key=lambda t: (-lexical.idf(t), t))[:RARE_WORDS]
     return {
         "sentence_similarity": evidence.sentence_similarity,
         "rare_coverage": max((coverage(" ".join(words), text, lexical) for text in top), default=0.0),

@@ -182,6 +182,12 @@ def _disk_full(exc: BaseException) -> bool:
     )
 
 
+# HNSW candidates examined per query. At Chroma's default (100) the dense top 60 of the bundled
+# store (459 chunks) differed between processes, as each process's graph differs, so answers and
+# eval figures changed from run to run; at 512 the search is exact there and repeatable.
+SEARCH_EF = 512
+
+
 class Store:
     """Chunks of papers in one Chroma collection."""
 
@@ -194,10 +200,21 @@ class Store:
             self.collection = self._client.get_or_create_collection(
                 settings.collection,
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "ef_search": SEARCH_EF}},
             )
         except Exception as exc:
             raise self._error(exc, f"opening collection {settings.collection!r}") from None
+        self._widen_search()
+
+    def _widen_search(self) -> None:
+        """Stores made before SEARCH_EF was set search with Chroma's default (100); raise it once.
+        A store that cannot be written (read-only folder) keeps searching as it did."""
+        try:
+            hnsw = (self.collection.configuration or {}).get("hnsw") or {}
+            if int(hnsw.get("ef_search") or 0) < SEARCH_EF:
+                self.collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
+        except Exception:  # noqa: BLE001 - an optimisation; searching works without it
+            pass
 
     def key(self) -> str:
         """Names this store's files beside the data (BM25 index, lock): the server and the
