@@ -254,15 +254,12 @@ def run_eval(
     ] = False,
 ) -> None:
     """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
-    from rag import evaluate
-
     if compare:
-        baseline, new = (_read_report(p) for p in compare)
-        rows, failed = evaluate.compare(baseline, new, tolerance)
-        for key, old, now, delta in rows:
-            worse = delta if key.endswith(evaluate.LOWER_IS_BETTER) else -delta
-            flag = "  REGRESSION" if worse > tolerance else ""
-            typer.echo(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")
+        from rag.evaluation.gate import compare_files
+
+        lines, failed = compare_files(*compare, tolerance)
+        for line in lines:
+            typer.echo(line)
         if failed:
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
@@ -281,18 +278,24 @@ def run_eval(
     if ("llm" in chosen_answerers or judge) and not settings.llm_enabled:
         _fail("the llm answerer and --judge need an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY", 2)
     if beir:
-        from rag.beir import evaluate_beir
+        from rag.evaluation.beir import evaluate_beir
+        from rag.evaluation.provenance import provenance
+        from rag.workspace import Workspace
 
-        report = evaluate_beir(beir, settings, chosen_retrievers or list(MODES))
-        report.update(evaluate.provenance({"beir": str(beir), "retrievers": chosen_retrievers}))
+        report = evaluate_beir(beir, Workspace(settings), chosen_retrievers or list(MODES))
+        report.update(provenance({"beir": str(beir), "retrievers": chosen_retrievers}))
         out.mkdir(parents=True, exist_ok=True)
         (out / "beir.json").write_text(json.dumps(report, indent=1))
         for name, figures in report["retrieval"].items():
             typer.echo(f"{name:<7} nDCG@10 {figures['nDCG@10']:.4f}  Recall@100 {figures['R@100']:.4f}")
         return
     from rag.backends import open_llm
-    from rag.suite import bundled_suites, load_suite
-    from rag.verifier_set import build, measure
+    from rag.evaluation.gate import failure_problem
+    from rag.evaluation.harness import run_suite
+    from rag.evaluation.provenance import provenance
+    from rag.evaluation.report import save
+    from rag.evaluation.suite import bundled_suites, load_suite
+    from rag.evaluation.verifier_set import build, measure
     from rag.workspace import Workspace
 
     ws = Workspace(settings)
@@ -304,7 +307,7 @@ def run_eval(
     for suite_path in suite_paths:
         suite = load_suite(suite_path, titles)
         with _progress(f"eval {suite.name}") as progress:
-            report = evaluate.run(
+            report = run_suite(
                 suite,
                 retriever,
                 chosen_retrievers,
@@ -322,11 +325,11 @@ def run_eval(
         if (drafts := measure_bundled(CorpusIndex.from_store(ws.store))) is not None:
             report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if judge and llm is not None:
-            from rag.judge import judge_report
+            from rag.evaluation.judge import judge_report
 
             report["judge"] = judge_report(report, suite, ws, llm)
         report.update(
-            evaluate.provenance(
+            provenance(
                 {
                     "suite": str(suite_path),
                     "retrievers": chosen_retrievers,
@@ -339,24 +342,15 @@ def run_eval(
             )
         )
         folder = out if len(suite_paths) == 1 else out / suite.name
-        written = evaluate.save(report, folder)
+        written = save(report, folder)
         typer.echo((folder / "report.md").read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
         if not any(p.suffix == ".png" for p in written):
             typer.echo("rag: no charts written: matplotlib is not installed (pip install 'rag[charts]')", err=True)
-        if problem := evaluate.failure_problem(report):
+        if problem := failure_problem(report):
             problems.append(f"{suite.name}: {problem}")
     if problems:
         _fail("; ".join(problems))
-
-
-def _read_report(path: Path) -> dict:
-    from rag.errors import RagError
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RagError(f"cannot read report {path}: {exc}") from None
 
 
 class _progress:
