@@ -8,6 +8,7 @@
     beir           a BEIR dataset through the same ingest and retrieval
     report         report.json and report.md; charts: the PNG charts; provenance
     gate           `--compare` and the failed-answers check
+    run            what `rag eval` does, given a Workspace and plain options
 
 The names below are imported on first use, so importing the package stays cheap."""
 
@@ -19,12 +20,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rag.evaluation.gate import compare, compare_files
     from rag.evaluation.harness import run_suite
+    from rag.evaluation.run import EvalOptions, EvalUsageError, SuiteOutcome, run_beir, run_suites
     from rag.evaluation.suite import Question, Suite, SuiteError, bundled_suites, load_suite
 
 _WHERE = {
     "compare": "gate",
     "compare_files": "gate",
     "run_suite": "harness",
+    "EvalOptions": "run",
+    "EvalUsageError": "run",
+    "SuiteOutcome": "run",
+    "run_beir": "run",
+    "run_suites": "run",
     "Question": "suite",
     "Suite": "suite",
     "SuiteError": "suite",
@@ -32,14 +39,19 @@ _WHERE = {
     "load_suite": "suite",
 }
 __all__ = [
+    "EvalOptions",
+    "EvalUsageError",
     "Question",
     "Suite",
     "SuiteError",
+    "SuiteOutcome",
     "bundled_suites",
     "compare",
     "compare_files",
     "load_suite",
+    "run_beir",
     "run_suite",
+    "run_suites",
 ]
 
 

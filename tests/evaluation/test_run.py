@@ -1,8 +1,41 @@
-"""`rag eval` end to end on small suites over the bundled store."""
+"""`rag eval` end to end on small suites over the bundled store, and the option checks."""
 
 import json
 
-from tests.conftest import REPO, rag_json, run_rag, write_jsonl
+import pytest
+
+from rag.evaluation.run import EvalOptions, EvalUsageError
+from tests.conftest import REPO, make_settings, rag_json, run_rag, write_jsonl
+
+
+def test_options_keep_the_retriever_order_and_refuse_unknown_names():
+    options = EvalOptions.parse("bm25,hybrid", "extractive,llm")
+    assert options.retrievers == ["hybrid", "bm25"] and options.answerers == ["extractive", "llm"]
+    assert EvalOptions.parse("", "").retrievers == [] and EvalOptions.parse("", "").answerers == []
+    with pytest.raises(EvalUsageError, match="unknown retriever 'sparse'; use "):
+        EvalOptions.parse("bm25,sparse", "")
+    with pytest.raises(EvalUsageError, match="unknown answerer 'human'; use extractive or llm"):
+        EvalOptions.parse("", "human")
+
+
+def test_llm_answerer_and_judge_need_an_llm(tmp_path):
+    no_llm = make_settings(tmp_path)
+    EvalOptions.parse("bm25", "extractive").check(no_llm)
+    for options in (EvalOptions.parse("", "llm"), EvalOptions.parse("", "", judge=True)):
+        with pytest.raises(EvalUsageError, match="need an LLM"):
+            options.check(no_llm)
+
+
+def test_usage_errors_exit_2(tmp_path):
+    env = {"RAG_DATA_DIR": str(tmp_path / "d")}
+    for args, message in [
+        (["--retrievers", "sparse"], "unknown retriever 'sparse'"),
+        (["--answerers", "human"], "unknown answerer 'human'"),
+        (["--answerers", "llm"], "the llm answerer and --judge need an LLM"),
+    ]:
+        proc = run_rag("eval", *args, "--out", str(tmp_path / "out"), env=env)
+        assert proc.returncode == 2 and proc.stderr.startswith("rag: error: ") and message in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_eval_end_to_end_on_a_small_suite_agrees_with_search_and_ask(tmp_path, bundled_dir):
