@@ -35,10 +35,10 @@ def read_jsonl(
         raise error(path, None, f"cannot read ({exc.strerror or exc})") from None
     with fh:
         for number, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise error(path, number, "not UTF-8 text") from None
+            try:  # a byte-order mark, as some editors write, is not part of the first object
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -13,7 +13,7 @@ class OwnError(RagError):
 
 def test_objects_come_with_their_line_numbers_and_blank_lines_are_skipped(tmp_path):
     path = tmp_path / "rows.jsonl"
-    path.write_text('{"a": 1}\n\n   \n{"b": "é"}\r\n')
+    path.write_text('\ufeff{"a": 1}\n\n   \n{"b": "é"}\r\n')  # with a byte-order mark
     assert list(read_jsonl(path)) == [(1, {"a": 1}), (4, {"b": "é"})]
 
 
@@ -25,7 +25,7 @@ def test_objects_come_with_their_line_numbers_and_blank_lines_are_skipped(tmp_pa
         (b'"text"\n', ":1: each line must be a JSON object"),
         (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: JSON nested too deeply"),
         (b'{"n": ' + b"9" * 5000 + b"}\n", ":1: unreadable JSON value"),
-        (b'{"a": 1}\n{"a": "caf\xe9"}\n', ":2: not UTF-8 text"),
+        (b'{"a": 1}\n{"a": "caf\xe9"}\n', ":2: invalid UTF-8 (invalid continuation byte); re-save the file as UTF-8"),
     ],
 )
 def test_each_problem_is_one_line_naming_file_and_line(tmp_path, content, message):

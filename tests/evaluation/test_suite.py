@@ -55,7 +55,7 @@ def test_missing_empty_and_undecodable_suites_are_one_line(tmp_path):
     with pytest.raises(SuiteError, match="the suite has no questions"):
         load_suite(tmp_path / "empty.jsonl", {})
     (tmp_path / "latin1.jsonl").write_bytes(b'\n{"id": "q", "question": "caf\xe9", "type": "unanswerable"}\n')
-    with pytest.raises(SuiteError, match=r"latin1.jsonl:2: not UTF-8 text"):
+    with pytest.raises(SuiteError, match=r"latin1.jsonl:2: invalid UTF-8"):
         load_suite(tmp_path / "latin1.jsonl", {})
 
 
