@@ -108,7 +108,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     os.environ.update({"RAG_DATA_DIR": data, "RAG_EMBED_MODEL_DIR": model_dir})
     from rag.config import load_settings
-    from rag.suite import load_suite
+    from rag.evaluation.suite import load_suite
     from rag.workspace import Workspace
 
     ws = Workspace(load_settings())

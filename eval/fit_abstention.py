@@ -23,7 +23,7 @@ import numpy as np
 from rag.abstain import MODEL_PATH, AnswerabilityModel, assess, features
 from rag.answer import gather
 from rag.config import load_settings
-from rag.suite import load_suite
+from rag.evaluation.suite import load_suite
 from rag.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,11 +22,12 @@ from pathlib import Path
 from rag.answer import Answer, Source, answer_question
 from rag.backends import open_llm
 from rag.config import load_settings
-from rag.evaluate import _pct, answer_figures
+from rag.evaluation.figures import answer_figures, percentiles
+from rag.evaluation.suite import load_suite
 from rag.grounding import Grounding, check
+from rag.jsonl import read_jsonl
 from rag.llm import LLMError
 from rag.repair import repair
-from rag.suite import load_suite
 from rag.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,8 +43,7 @@ def collect(suite_path: Path, cache: Path, limit: int | None) -> list[dict]:
         raise SystemExit("configure an LLM (OPENAI_BASE_URL / RAG_LLM_MODEL)")
     done = {}
     if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
+        for _, row in read_jsonl(cache):
             done[row["id"]] = row
     # round-robin over question types, so a run stopped early still covers each (detail questions,
     # the ones with key facts, are not all at the end)
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--replay-only", action="store_true")
     args = parser.parse_args()
     if args.replay_only:
-        rows = [json.loads(line) for line in args.cache.read_text().splitlines()]
+        rows = [row for _, row in read_jsonl(args.cache)]
     else:
         rows = collect(args.suite, args.cache, args.limit)
     cols = [
@@ -138,7 +138,7 @@ def main() -> None:
         "fallback_rate",
     ]
     failed = sum(bool(r["failed"]) for r in rows)
-    print(f"{len(rows)} questions ({failed} failed); latency {_pct([r['total_ms'] for r in rows])} ms")
+    print(f"{len(rows)} questions ({failed} failed); latency {percentiles([r['total_ms'] for r in rows])} ms")
     print("mode".ljust(14) + " ".join(c[:18].rjust(18) for c in cols))
     mark, extractive = replay(rows, args.suite, None)
     for name, pairs in (("extractive", extractive), ("mark", mark)):

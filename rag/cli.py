@@ -254,109 +254,37 @@ def run_eval(
     ] = False,
 ) -> None:
     """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
-    from rag import evaluate
+    from rag.evaluation import EvalOptions, EvalUsageError, compare_files, run_beir, run_suites
 
     if compare:
-        baseline, new = (_read_report(p) for p in compare)
-        rows, failed = evaluate.compare(baseline, new, tolerance)
-        for key, old, now, delta in rows:
-            worse = delta if key.endswith(evaluate.LOWER_IS_BETTER) else -delta
-            flag = "  REGRESSION" if worse > tolerance else ""
-            typer.echo(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")
+        lines, failed = compare_files(*compare, tolerance)
+        for line in lines:
+            typer.echo(line)
         if failed:
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
         return
-    from rag.retrieval import MODES
-
-    chosen_retrievers = [m for m in MODES if m in retrievers.split(",")]
-    chosen_answerers = [a for a in answerers.split(",") if a]
-    for r in retrievers.split(","):
-        if r and r not in MODES:
-            _fail(f"unknown retriever {r!r}; use {', '.join(MODES)}", 2)
-    for a in chosen_answerers:
-        if a not in ("extractive", "llm"):
-            _fail(f"unknown answerer {a!r}; use extractive or llm", 2)
-    settings = _settings()
-    if ("llm" in chosen_answerers or judge) and not settings.llm_enabled:
-        _fail("the llm answerer and --judge need an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY", 2)
+    try:
+        options = EvalOptions.parse(retrievers, answerers, judge=judge, counterfactual=counterfactual)
+        ws = _workspace()
+        options.check(ws.settings)
+    except EvalUsageError as exc:
+        _fail(str(exc), 2)
     if beir:
-        from rag.beir import evaluate_beir
-
-        report = evaluate_beir(beir, settings, chosen_retrievers or list(MODES))
-        report.update(evaluate.provenance({"beir": str(beir), "retrievers": chosen_retrievers}))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "beir.json").write_text(json.dumps(report, indent=1))
+        report = run_beir(ws, beir, options, out)
         for name, figures in report["retrieval"].items():
             typer.echo(f"{name:<7} nDCG@10 {figures['nDCG@10']:.4f}  Recall@100 {figures['R@100']:.4f}")
         return
-    from rag.backends import open_llm
-    from rag.suite import bundled_suites, load_suite
-    from rag.verifier_set import build, measure
-    from rag.workspace import Workspace
-
-    ws = Workspace(settings)
-    retriever = ws.retriever
-    titles = ws.store.titles()
-    llm = open_llm(settings)
     problems = []
-    suite_paths = suites or bundled_suites()
-    for suite_path in suite_paths:
-        suite = load_suite(suite_path, titles)
-        with _progress(f"eval {suite.name}") as progress:
-            report = evaluate.run(
-                suite,
-                retriever,
-                chosen_retrievers,
-                chosen_answerers,
-                llm=llm if "llm" in chosen_answerers else None,
-                k=settings.top_k,
-                progress=progress,
-                counterfactual=counterfactual,
-                grounding=settings.grounding,
-            )
-        abstracts = ws.store.abstracts(sorted(titles))
-        report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
-        from rag.draft import CorpusIndex, measure_bundled
-
-        if (drafts := measure_bundled(CorpusIndex.from_store(ws.store))) is not None:
-            report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
-        if judge and llm is not None:
-            from rag.judge import judge_report
-
-            report["judge"] = judge_report(report, suite, ws, llm)
-        report.update(
-            evaluate.provenance(
-                {
-                    "suite": str(suite_path),
-                    "retrievers": chosen_retrievers,
-                    "answerers": chosen_answerers,
-                    "top_k": settings.top_k,
-                    "counterfactual": counterfactual,
-                    "llm_model": settings.llm_model if llm else None,
-                    "grounding": settings.grounding,
-                }
-            )
-        )
-        folder = out if len(suite_paths) == 1 else out / suite.name
-        written = evaluate.save(report, folder)
-        typer.echo((folder / "report.md").read_text())
-        typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
-        if not any(p.suffix == ".png" for p in written):
+    for outcome in run_suites(ws, suites, options, out, progress=_progress):
+        typer.echo((outcome.folder / "report.md").read_text())
+        typer.echo("wrote " + ", ".join(str(p) for p in outcome.written), err=True)
+        if not any(p.suffix == ".png" for p in outcome.written):
             typer.echo("rag: no charts written: matplotlib is not installed (pip install 'rag[charts]')", err=True)
-        if problem := evaluate.failure_problem(report):
-            problems.append(f"{suite.name}: {problem}")
+        if outcome.problem:
+            problems.append(f"{outcome.name}: {outcome.problem}")
     if problems:
         _fail("; ".join(problems))
-
-
-def _read_report(path: Path) -> dict:
-    from rag.errors import RagError
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RagError(f"cannot read report {path}: {exc}") from None
 
 
 class _progress:

@@ -202,7 +202,7 @@ def test_a_hostile_record_stops_ingest_before_anything_is_written(tmp_path):
     ],
 )
 def test_bad_suite_lines_are_one_error(tmp_path, line, expected):
-    from rag.suite import SuiteError, load_suite
+    from rag.evaluation.suite import SuiteError, load_suite
 
     path = tmp_path / "suite.jsonl"
     path.write_text(line + "\n")
@@ -212,7 +212,7 @@ def test_bad_suite_lines_are_one_error(tmp_path, line, expected):
 
 
 def test_suite_questions_are_cleaned(tmp_path):
-    from rag.suite import load_suite
+    from rag.evaluation.suite import load_suite
 
     path = write_jsonl(tmp_path / "s.jsonl", [{"id": "q", "question": "what\x1b[2J is\r\nit?", "type": "unanswerable"}])
     assert load_suite(path, {}).questions[0].question == "what is it?"

@@ -40,7 +40,7 @@ CASES = [
     ("rag.ingest.ingest", ["ingest"]),
     ("rag.store.Store:counts", ["stats"]),
     ("rag.config.describe", ["config"]),
-    ("rag.evaluate.run", ["eval", "--retrievers", "hybrid", "--answerers", ""]),
+    ("rag.evaluation.harness.run_suite", ["eval", "--retrievers", "hybrid", "--answerers", ""]),
 ]
 
 

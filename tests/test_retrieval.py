@@ -1,7 +1,7 @@
 import pytest
 
-from rag.metrics import retrieval_metrics
-from rag.suite import load_suite
+from rag.evaluation.metrics import retrieval_metrics
+from rag.evaluation.suite import load_suite
 from tests.conftest import REPO
 
 

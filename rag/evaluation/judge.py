@@ -8,9 +8,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from rag.evaluation.suite import Suite
 from rag.llm import LLM
 from rag.prompts import render
-from rag.suite import Suite
 from rag.workspace import Workspace
 
 

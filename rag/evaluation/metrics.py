@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 
-T = TypeVar("T")
-
+RECALL_CURVE = tuple(range(1, 11))  # the k of the Recall@k curve in reports and charts
 RETRIEVAL_MEASURES = ("R@5", "R@10", "RR@10", "nDCG@10")
 
 
@@ -44,25 +42,3 @@ def retrieval_metrics(
     values = per_question(gold, ranked, measures)
     n = len(values) or 1
     return {m: sum(v[m] for v in values.values()) / n for m in measures}
-
-
-def bootstrap_ci(
-    items: Sequence[T], figures: Callable[[list[T]], Mapping[str, float]], rounds: int = 1000, seed: int = 7
-) -> dict[str, list[float]]:
-    """95% percentile bootstrap intervals of each figure, resampling `items` (the questions) with
-    replacement: how far a figure could move on another draw of questions of the same kind."""
-    import random
-
-    if not items:
-        return {}
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {}
-    pool = list(items)
-    for _ in range(rounds):
-        for name, value in figures(rng.choices(pool, k=len(pool))).items():
-            samples.setdefault(name, []).append(value)
-    out = {}
-    for name, values in samples.items():
-        values.sort()
-        out[name] = [round(values[int(0.025 * (len(values) - 1))], 4), round(values[int(0.975 * (len(values) - 1))], 4)]
-    return out

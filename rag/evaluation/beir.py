@@ -7,26 +7,16 @@ import csv
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from rag.config import Settings
 from rag.errors import RagError
+from rag.evaluation.metrics import retrieval_metrics
 from rag.ingest import ingest
-from rag.metrics import retrieval_metrics
+from rag.jsonl import read_jsonl
 from rag.retrieval import Mode
 from rag.workspace import Workspace
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise RagError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
-    return rows
 
 
 def _qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -42,29 +32,39 @@ def _qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def evaluate_beir(folder: Path, settings: Settings, retrievers: list[Mode]) -> dict:
+def _rows(path: Path, *keys: str) -> Iterator[dict[str, Any]]:
+    """The objects of a BEIR JSON Lines file, each checked for the keys the evaluation reads."""
+    for number, row in read_jsonl(path):
+        for key in keys:
+            if key not in row:
+                raise RagError(f"{path}:{number}: no {key!r} field")
+        yield row
+
+
+def evaluate_beir(folder: Path, ws: Workspace, retrievers: list[Mode]) -> dict:
+    """Ingest the dataset into a collection of its own beside `ws`'s, then score each retriever."""
     paths = {name: folder / name for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")}
     for path in paths.values():
         if not path.is_file():
             raise RagError(f"{folder} is not a BEIR dataset: {path} is missing")
     qrels = _qrels(paths["qrels/test.tsv"])
-    queries = {str(q["_id"]): q["text"] for q in _read_jsonl(paths["queries.jsonl"]) if str(q["_id"]) in qrels}
+    queries = {str(q["_id"]): q["text"] for q in _rows(paths["queries.jsonl"], "_id", "text") if str(q["_id"]) in qrels}
     collection = "beir-" + re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-")
-    ws = Workspace(settings.model_copy(update={"collection": collection}))
+    own = Workspace(ws.settings.model_copy(update={"collection": collection}))
     with tempfile.TemporaryDirectory() as tmp:
         converted = Path(tmp) / "corpus.jsonl"
         with converted.open("w", encoding="utf-8") as out:
-            for doc in _read_jsonl(paths["corpus.jsonl"]):
+            for doc in _rows(paths["corpus.jsonl"], "_id"):
                 text = " ".join(str(doc.get("text", "")).split())
                 if not text:
                     continue
                 title = " ".join(str(doc.get("title") or "").split()) or " ".join(text.split()[:12])
                 out.write(json.dumps({"id": str(doc["_id"]), "title": title, "abstract": text}) + "\n")
-        report = ingest(ws.store, ws.embedder, [converted], prune=True)
+        report = ingest(own.store, own.embedder, [converted], prune=True)
     results = {}
     for mode in retrievers:
         ranked = {
-            qid: [h.paper_id for h in ws.retriever.search(text, k=100, mode=mode).results]
+            qid: [h.paper_id for h in own.retriever.search(text, k=100, mode=mode).results]
             for qid, text in queries.items()
         }
         figures = retrieval_metrics({q: qrels[q] for q in queries}, ranked, ["nDCG@10", "R@100"])

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from rag.corpus import normalise_title
-from rag.errors import RagError
+from rag.jsonl import JsonLinesError, read_jsonl
 from rag.sanitise import clean, has_surrogate, normalise_question
 
 TYPES = ("single", "multi", "detail", "unanswerable")
 
 
-class SuiteError(RagError):
-    pass
+class SuiteError(JsonLinesError):
+    """A suite that cannot be used; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -44,30 +43,14 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
     path = Path(path)
     by_title = {normalise_title(t): pid for pid, t in titles.items()}
     if not path.is_file():
-        raise SuiteError(f"{path}: no such suite file")
+        raise SuiteError(path, None, "no such suite file")
     suite = Suite(name=path.stem)
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise SuiteError(f"{path}: not UTF-8 text") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, row in read_jsonl(path, SuiteError):
 
         def bad(message: str, number: int = number) -> SuiteError:
-            return SuiteError(f"{path}:{number}: {message}")
+            return SuiteError(path, number, message)
 
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise bad(f"malformed JSON ({exc.msg})") from None
-        except RecursionError:
-            raise bad("JSON nested too deeply; each line must be one flat JSON object") from None
-        except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise bad(f"unreadable JSON value ({exc})") from None
-        if not isinstance(row, dict):
-            raise bad("each line must be a JSON object")
         for key in ("id", "question", "type"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise bad(f"missing or empty {key!r}")
@@ -119,12 +102,12 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
             )
         )
     if not suite.questions:
-        raise SuiteError(f"{path}: the suite has no questions")
+        raise SuiteError(path, None, "the suite has no questions")
     return suite
 
 
 def bundled_suites() -> list[Path]:
     """The suites shipped with rag (eval/suites: tune, then test), from a wheel or a checkout."""
     packaged = Path(str(resources.files("rag") / "_suites"))
-    folder = packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "eval" / "suites"
+    folder = packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "eval" / "suites"
     return sorted(folder.glob("*.jsonl"), key=lambda p: (p.stem != "tune", p.stem))

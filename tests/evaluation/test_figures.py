@@ -1,0 +1,82 @@
+"""Answer and counterfactual figures over hand-made answers, no store."""
+
+import pytest
+
+from rag.abstain import Assessment
+from rag.answer import Answer, Source
+from rag.evaluation.counterfactual import counterfactual_block, counterfactual_figures
+from rag.evaluation.figures import answer_figures, decided_by, percentiles
+from rag.evaluation.suite import Question
+from rag.grounding import Grounding, check
+
+SOURCES = {
+    1: ("Paper A", "Method X reaches 91.5% accuracy on benchmark Y."),
+    2: ("Paper B", "Method Z is slow on long inputs."),
+}
+
+
+def fake_answer(question: Question, text: str, abstained: bool = False) -> Answer:
+    sources = [Source(n, f"p{n}", t, a) for n, (t, a) in SOURCES.items()]
+    return Answer(question.question, text, abstained, "extractive", None, sources, check(text, SOURCES), [])
+
+
+def test_answer_figures_with_bad_missing_and_extra_citations():
+    q1 = Question("1", "How accurate is X?", "detail", ("p1",), ("91.5%",))
+    q2 = Question("2", "Is Z fast?", "single", ("p2",))
+    q3 = Question("3", "What about W?", "unanswerable", ())
+    results = [
+        (q1, fake_answer(q1, "Method X reaches 91.5% accuracy on benchmark Y [1][2].")),  # extra citation
+        (q2, fake_answer(q2, "Method Z is slow on long inputs. Method Z is slow on long inputs [5].")),  # missing, bad
+        (q3, fake_answer(q3, "The corpus does not answer this question.", abstained=True)),
+    ]
+    figures = answer_figures(results)
+    assert figures["answered_rate"] == 1.0
+    assert figures["citation_recall"] == pytest.approx((1.0 + 0.0) / 2)
+    assert figures["citation_precision"] == pytest.approx((1 / 2 + 0.0) / 2)
+    assert figures["key_fact_recall"] == 1.0
+    assert figures["gold_citation_rate"] == pytest.approx(1 / 2)  # p1 (gold) and p2 (not gold for q1)
+    assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 1.0
+    assert figures["fallback_rate"] == 0.0
+
+
+def test_fallback_rate_counts_answers_that_fell_back_to_the_extractive_one():
+    q1 = Question("1", "How accurate is X?", "detail", ("p1",), ("91.5%",))
+    q2 = Question("2", "Is Z fast?", "single", ("p2",))
+    fell = fake_answer(q1, "Method X reaches 91.5% accuracy on benchmark Y [1].")
+    fell.fell_back = True
+    figures = answer_figures([(q1, fell), (q2, fake_answer(q2, "Method Z is slow on long inputs [2]."))])
+    assert figures["fallback_rate"] == 0.5
+
+
+def test_key_facts_match_without_case_commas_or_extra_spaces():
+    q = Question("1", "How many?", "detail", ("p1",), ("1,024 Tokens",))
+    answer = fake_answer(q, "It reads 1024   tokens at once [1].")
+    assert answer_figures([(q, answer)])["key_fact_recall"] == 1.0
+
+
+def test_percentiles_of_none_one_and_many_values():
+    assert percentiles([]) == {"p50": 0.0, "p95": 0.0}
+    assert percentiles([3.14159]) == {"p50": 3.14, "p95": 3.14}
+    assert percentiles([float(v) for v in range(1, 101)]) == {"p50": 50.5, "p95": 95.05}
+
+
+def _abstention(question: Question, rule: str, answerable: bool = False, abstained: bool = True) -> Answer:
+    assessment = Assessment(answerable, "", 0.0, 0.0, rule=rule)
+    return Answer(question.question, "", abstained, "extractive", None, [], Grounding([]), [], assessment)
+
+
+def test_counterfactual_counts_abstentions_and_names_the_deciding_rule():
+    qs = [Question(str(i), f"q{i}?", t, ("p1",)) for i, t in enumerate(["single", "detail", "detail"])]
+    failed = Answer("q?", "(failed: x)", True, "llm", None, [], Grounding([]), [])  # a failure is no abstention
+    pairs = [
+        (qs[0], _abstention(qs[0], "named_term_missing")),
+        (qs[1], _abstention(qs[1], "model", answerable=True)),  # the model itself declined
+        (qs[2], failed),
+    ]
+    assert counterfactual_figures(pairs) == {"abstention_recall": round(2 / 3, 4)}
+    assert counterfactual_figures([]) == {}
+    assert [decided_by(a) for _, a in pairs] == ["named_term_missing", "model_abstained", "failed"]
+    block = counterfactual_block(pairs)
+    assert block["by_type"] == {"single": {"abstention_recall": 1.0}, "detail": {"abstention_recall": 0.5}}
+    assert block["decided_by"] == {"failed": 1, "model_abstained": 1, "named_term_missing": 1}
+    assert set(block["ci95"]) == {"abstention_recall"}
