@@ -196,7 +196,7 @@ class Store:
         self.settings = settings
         self.location = settings.chroma_url or str(Path(settings.data_dir) / "chroma")
         self.lock = StoreLock(Path(settings.data_dir) / "locks" / f"{self.key()}.lock")
-        self.embedder: EmbedderIdentity | None = None  # the embedder rag uses with it, once checked
+        self.embedder_identity: EmbedderIdentity | None = None  # what rag embeds with, once checked
         self._client = _client(settings)
         try:
             self.collection = self._client.get_or_create_collection(
@@ -234,8 +234,8 @@ class Store:
         text = _one_line(exc)
         if "dimension" in text.lower():
             ours = (
-                f"rag embeds {self.embedder} vectors"
-                if self.embedder
+                f"rag embeds {self.embedder_identity} vectors"
+                if self.embedder_identity
                 else "rag's embedder makes vectors of another size"
             )
             return StoreError(
@@ -522,7 +522,7 @@ class Store:
         """Refuse, in one line that says what to do, to mix vectors of two embedders."""
         from rag.embedders import how_to_use
 
-        self.embedder = embedder
+        self.embedder_identity = embedder
         made_by = self.made_by()
         if made_by is None or made_by == embedder:
             return
