@@ -41,12 +41,12 @@ import json, sys, time
 from rag.chunking import chunk_paper
 from rag.config import load_settings
 from rag.corpus import iter_papers
-from rag.embedder import Embedder
+from rag.embedders import get_embedder
 from pathlib import Path
-emb = Embedder.from_settings(load_settings())
+emb = get_embedder(load_settings())
 limit = int(sys.argv[2])
 papers = [p for _, p in zip(range(limit), iter_papers(Path(sys.argv[1])))]
-texts = [c.text for p in papers for c in chunk_paper(p, emb.count_tokens)]
+texts = [c.text for p in papers for c in chunk_paper(p, emb)]
 emb.embed(texts[:32])
 t = time.perf_counter()
 for i in range(0, len(texts), 1024):
@@ -67,6 +67,7 @@ pool = np.load(sys.argv[2])
 
 class PoolEmbedder:
     def __init__(self, real):
+        self.name, self.dimension, self.max_tokens = real.name, real.dimension, real.max_tokens
         self.count_tokens = real.count_tokens
     def embed(self, texts):
         rows = [pool[zlib.crc32(t.encode()) % len(pool)] for t in texts]
@@ -84,9 +85,9 @@ import sys, numpy as np
 from rag.chunking import chunk_paper
 from rag.config import load_settings
 from rag.corpus import bundled_corpus_path, iter_papers
-from rag.embedder import Embedder
-emb = Embedder.from_settings(load_settings())
-texts = [c.text for p in iter_papers(bundled_corpus_path()) for c in chunk_paper(p, emb.count_tokens)]
+from rag.embedders import get_embedder
+emb = get_embedder(load_settings())
+texts = [c.text for p in iter_papers(bundled_corpus_path()) for c in chunk_paper(p, emb)]
 np.save(sys.argv[1], emb.embed(texts))
 """
 

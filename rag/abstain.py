@@ -32,7 +32,7 @@ from rag.retrieval import Mode, SearchResult
 from rag.text import contains_key, key_tokens, normalise_key, split_sentences
 
 if TYPE_CHECKING:
-    from rag.embedder import Embedder
+    from rag.embedders import Embedder
 
 # Chosen on eval/suites/tune.jsonl (the landed rule before the model): an abstract naming every
 # specific term must hold this share of the question's other words.

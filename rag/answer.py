@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from rag import extractive, structured
 from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
-from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
+from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render
 from rag.repair import GroundingMode, repair
@@ -122,7 +122,7 @@ def answer_question(
     mode: Mode = "hybrid",
     llm: LLM | None = None,
     on_token: Callable[[str], None] | None = None,
-    verifier: OverlapVerifier | None = None,
+    verifier: Verifier | None = None,
     exclude: Collection[str] = (),
     grounding: GroundingMode = "strict",
 ) -> Answer:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from rag.config import Settings, SettingsError, mask_url
+from rag.config import Settings, mask_url
 from rag.context import model_window
 from rag.errors import RagError
-from rag.grounding import LLMVerifier, OverlapVerifier
-from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible, complete
-from rag.prompts import render
+from rag.grounding import Verifier, make_verifier
+from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible
 
 
 class ForkedLLM:
@@ -110,20 +109,5 @@ def open_llm(settings: Settings, forked: bool = False) -> LLM | None:
     return ForkedLLM(settings) if forked else OpenAICompatible(settings)
 
 
-def open_verifier(settings: Settings, llm: LLM | None) -> OverlapVerifier:
-    if settings.verifier == "overlap":
-        return OverlapVerifier()
-    if llm is None:
-        raise SettingsError(
-            "verifier = llm needs an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY, or use verifier = overlap"
-        )
-
-    def judge(claim: str, passages: list[str]) -> bool:
-        reply = complete(
-            llm,
-            "You check whether passages support a claim.",
-            render("judge", claim=claim, passages="\n\n".join(passages)),
-        )
-        return reply.strip().lower().startswith("yes")
-
-    return LLMVerifier(judge)
+def open_verifier(settings: Settings, llm: LLM | None) -> Verifier:
+    return make_verifier(settings, llm)

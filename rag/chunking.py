@@ -1,4 +1,4 @@
-"""Splitting abstracts into chunks that fit the embedder's window.
+"""Splitting abstracts into chunks that fit the embedder's window (`Embedder.max_tokens`).
 
 LlamaIndex's `SentenceSplitter` cuts on sentence boundaries, counting tokens with tiktoken. Each
 chunk's text starts with the paper's title, so a chunk is retrievable on its own. Because the
@@ -8,10 +8,9 @@ own tokenizer and a paper is re-split smaller until all its chunks fit: nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from rag.corpus import Paper
-from rag.embedder import MAX_TOKENS
 from rag.store import Chunk
 from rag.tokens import tiktoken_encoding
 
@@ -35,13 +34,21 @@ def _first_extra(extra: dict[str, str | int], abstract: str, n: int) -> dict[str
     return {**extra, "chunks": n, **({"abstract": abstract} if n > 1 else {})}
 
 
-def chunk_paper(paper: Paper, count_tokens: Callable[[str], int]) -> list[Chunk]:
-    """Chunks of one paper, each at most MAX_TOKENS embedder tokens including the title."""
+class Window(Protocol):
+    """What the chunker needs of an embedder (see rag.embedders.Embedder)."""
+
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def chunk_paper(paper: Paper, embedder: Window) -> list[Chunk]:
+    """Chunks of one paper, each at most the embedder's window in its tokens, title included."""
     size = CHUNK_TOKENS
     while True:
         pieces = _splitter(size).split_text(paper.abstract) or [paper.abstract]
         texts = [f"{paper.title}\n{piece}" for piece in pieces]
-        if all(count_tokens(t) <= MAX_TOKENS for t in texts):
+        if all(embedder.count_tokens(t) <= embedder.max_tokens for t in texts):
             break
         if size <= 16:
             raise ValueError(f"paper {paper.id!r}: its title alone does not fit the embedder's window")

@@ -75,7 +75,7 @@ def ingest(
         _fail(str(exc), 2)
     for path in paths or []:
         if path.suffix.lower() == ".bib":
-            from rag.corpus import bib_without_abstract
+            from rag.readers import bib_without_abstract
 
             if skipped := bib_without_abstract(path):
                 typer.echo(

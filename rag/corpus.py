@@ -1,15 +1,13 @@
-"""Reading paper collections: the bundled abstracts file, JSON Lines, CSV and arXiv snapshots.
+"""Paper collections: what a paper is, its id, the limits and cleaning every record goes through,
+and reading whole files (the readers of each file type are in rag/readers.py).
 
-Every reader streams its file line by line, so an arXiv metadata dump is never held in memory
-whole. `read_corpus` makes one full validating pass before anything is returned to the caller's
-loop, so a file with a bad record is rejected as a whole and nothing of it is half-ingested.
+`read_corpus` makes one full validating pass before anything is returned to the caller's loop, so
+a file with a bad record is rejected as a whole and nothing of it is half-ingested.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -21,16 +19,6 @@ from rag.errors import RagError
 from rag.sanitise import clean, has_surrogate
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
-
-# The bundled file is a copy of a paper-listing web page: two banner lines, and the button label
-# "Subscribe" glued to the first title.
-_PAGE_NOISE_LINES = ("Get trending papers in your email inbox",)
-_PAGE_NOISE_PREFIX = "Subscribe"
-
-_JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
-_CSV_SUFFIXES = {".csv"}
-_TEXT_SUFFIXES = {".txt"}
-_BIB_SUFFIXES = {".bib"}
 
 # Longest title and abstract accepted, in characters after white space is collapsed. Real
 # abstracts stay under about 3,000 characters (arXiv caps them at 1,920); a record far beyond
@@ -104,16 +92,6 @@ def _check_binary(path: Path) -> None:
         raise CorpusError(path, None, "looks like a binary file, not text; give a .txt, .jsonl or .csv file")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered lines, with invalid UTF-8 reported at the line where it occurs."""
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
-
-
 _LIST_FIELDS = {"authors": ", ", "categories": " "}  # fields that may be lists of strings, and their joiner
 
 
@@ -136,7 +114,8 @@ def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False)
     return _clean(value)
 
 
-def _make_paper(path: Path, line: int, record: dict) -> Paper:
+def make_paper(path: Path, line: int, record: dict) -> Paper:
+    """A record's paper, cleaned and checked against the limits; CorpusError names what is wrong."""
     title = _text(path, line, record, "title")
     abstract = _text(path, line, record, "abstract")
     if not title:
@@ -168,102 +147,6 @@ def _make_paper(path: Path, line: int, record: dict) -> Paper:
         line=line,
         date=updated or year,
     )
-
-
-def _read_text(path: Path) -> Iterator[Paper]:
-    """Alternating title and abstract lines; blank lines and the page banner are skipped."""
-    pending: tuple[int, str] | None = None
-    for number, line in _lines(path):
-        text = line.strip()
-        if not text or (pending is None and text.startswith(_PAGE_NOISE_LINES)):
-            continue
-        if pending is None:
-            if text.startswith(_PAGE_NOISE_PREFIX) and len(text) > len(_PAGE_NOISE_PREFIX):
-                text = text[len(_PAGE_NOISE_PREFIX) :]
-            pending = (number, text)
-        else:
-            yield _make_paper(path, pending[0], {"title": pending[1], "abstract": text})
-            pending = None
-    if pending is not None:
-        raise CorpusError(path, pending[0], f"title {pending[1][:60]!r} has no abstract line after it")
-
-
-def _read_jsonl(path: Path) -> Iterator[Paper]:
-    """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
-        except RecursionError:
-            raise CorpusError(path, number, "JSON nested too deeply; each line must be one flat JSON object") from None
-        except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise CorpusError(path, number, f"unreadable JSON value ({exc})") from None
-        if not isinstance(record, dict):
-            raise CorpusError(path, number, "each line must be a JSON object with 'title' and 'abstract'")
-        yield _make_paper(path, number, record)
-
-
-def _read_csv(path: Path) -> Iterator[Paper]:
-    """CSV with a header row naming at least `title` and `abstract`."""
-    numbered = _lines(path)
-    # Lines go back with their newline, so a quoted field spanning lines keeps its line break
-    # (as white space) instead of gluing "abstract.Second" together.
-    reader = csv.DictReader(f"{line}\n" for _, line in numbered)
-    try:
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    except csv.Error as exc:
-        raise CorpusError(path, 1, f"malformed CSV header ({exc})") from None
-    missing = {"title", "abstract"} - set(header)
-    if missing:
-        raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}")
-    reader.fieldnames = header
-    try:
-        for row in reader:
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            yield _make_paper(path, reader.line_num, row)
-    except csv.Error as exc:
-        raise CorpusError(path, reader.line_num, f"malformed CSV ({exc})") from None
-
-
-def _read_bib(path: Path) -> Iterator[Paper]:
-    """BibTeX entries that have an abstract; the others are listed by `bib_without_abstract`.
-
-    The id is the one a .txt or .jsonl record of the same title gets, so a paper listed in both
-    is one paper; arXiv id and DOI are kept as metadata, and the URL defaults to the arXiv page."""
-    from rag.bibtex import read_bib
-
-    for entry in read_bib(path):
-        if not entry.abstract:
-            continue
-        arxiv = entry.arxiv_id
-        url = entry.fields.get("url", "") or (f"https://arxiv.org/abs/{arxiv}" if arxiv else "")
-        record = {"title": entry.title, "abstract": entry.abstract, "url": url, "authors": entry.authors}
-        paper = _make_paper(path, entry.line, {**record, "year": entry.year})
-        yield Paper(**{**paper.__dict__, "doi": entry.doi, "arxiv_id": arxiv})
-
-
-def bib_without_abstract(path: Path) -> list[str]:
-    """`KEY (line N)` for each entry of a .bib file that has no abstract and so is not ingested."""
-    from rag.bibtex import read_bib
-
-    return [f"{e.key} (line {e.line})" for e in read_bib(Path(path)) if not e.abstract]
-
-
-def _reader_for(path: Path):
-    suffix = path.suffix.lower()
-    if suffix in _JSON_SUFFIXES:
-        return _read_jsonl
-    if suffix in _CSV_SUFFIXES:
-        return _read_csv
-    if suffix in _TEXT_SUFFIXES:
-        return _read_text
-    if suffix in _BIB_SUFFIXES:
-        return _read_bib
-    raise CorpusError(path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json, .csv or .bib")
 
 
 @dataclass(frozen=True)
@@ -305,8 +188,10 @@ def iter_papers(path: Path) -> Iterator[Paper]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "no such file")
+    from rag.readers import reader_for  # the readers build papers with make_paper
+
     _check_binary(path)
-    return _reader_for(path)(path)
+    return reader_for(path)(path)
 
 
 def scan_corpus(path: Path) -> dict[str, str]:

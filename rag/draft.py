@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
 from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
-from rag.grounding import MIN_CLAIM_TERMS, NO_CLAIM, SUPPORTED, OverlapVerifier, check
+from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check
 from rag.store import abstract_of
 from rag.text import key_tokens, split_sentences, terms
 
@@ -41,7 +41,22 @@ LABELS = {
 }
 BAD_CITATION_LABEL = "cites a source that was not given"
 FailOn = Literal["unsupported", "missing", "never"]
-SUGGEST_DEPTH = 5  # retrieved papers tried as a suggestion for one sentence
+
+
+@dataclass(frozen=True)
+class DraftTuning:
+    """`rag check`'s numbers for suggesting papers. Both set by hand with `rag check` (commit
+    88e9453); nothing fitted them (the labelled drafts in eval/drafts measure verdicts, not
+    suggestions)."""
+
+    # retrieved papers tried as a suggestion for one sentence (hand-set)
+    suggest_depth: int = 5
+    # --suggest looks for a paper for an uncited sentence only when it has this many content words
+    # beyond the grounding check's minimum for a claim (hand-set)
+    uncited_extra_terms: int = 2
+
+
+DRAFT = DraftTuning()
 
 _MARK = re.compile(r"\s*\[@@(\d+)\]")  # a citation's place in the extracted text
 _DRAFT_SUFFIXES = {".tex": "latex", ".latex": "latex", ".md": "markdown", ".markdown": "markdown"}
@@ -399,7 +414,7 @@ def closest_sentence(claim: str, abstract: str) -> str:
     return max(sents, key=lambda s: len(claim_terms & terms(s)))
 
 
-def judge(claim: str, papers: list[PaperMeta], verifier: OverlapVerifier | None = None) -> tuple[str, float]:
+def judge(claim: str, papers: list[PaperMeta], verifier: Verifier | None = None) -> tuple[str, float]:
     """(verdict, score) of one claim against the abstracts of `papers`, by the grounding check."""
     if not papers:
         return MISSING, 0.0
@@ -415,7 +430,7 @@ def judge(claim: str, papers: list[PaperMeta], verifier: OverlapVerifier | None 
 
 def checkable(claim: str) -> bool:
     """A sentence that states something a paper could support (the grounding check's rule)."""
-    return len(terms(claim)) >= MIN_CLAIM_TERMS or bool(key_tokens(claim))
+    return len(terms(claim)) >= GROUNDING.min_claim_terms or bool(key_tokens(claim))
 
 
 @dataclass
@@ -495,7 +510,7 @@ class Checker:
     """Judges claims against cited corpus papers and finds a corpus paper that supports a claim."""
 
     def __init__(
-        self, index: CorpusIndex, retriever: Retriever | None = None, verifier: OverlapVerifier | None = None
+        self, index: CorpusIndex, retriever: Retriever | None = None, verifier: Verifier | None = None
     ) -> None:
         self.index = index
         self.retriever = retriever
@@ -505,7 +520,7 @@ class Checker:
         """The best-ranked of the top retrieved papers (not in `exclude`) whose abstract supports `claim`."""
         if self.retriever is None:
             return None
-        hits = self.retriever.search(claim, k=SUGGEST_DEPTH, exclude=set(exclude)).results
+        hits = self.retriever.search(claim, k=DRAFT.suggest_depth, exclude=set(exclude)).results
         for hit in hits:
             meta = self.index.papers.get(hit.paper_id)
             if meta is not None and judge(claim, [meta], self.verifier)[0] == SUPPORTED:
@@ -573,7 +588,11 @@ def check_draft(
                 meta = matched[k]
                 cited.append(CitedPaper(k, meta.paper_id if meta else None, meta.title if meta else entries[k].title))
             claims.append(checker.claim(s.line, s.text, cited, keys_by_paper=keys_by_paper))
-        elif suggest_uncited and checkable(s.text) and len(terms(s.text)) >= MIN_CLAIM_TERMS + 2:
+        elif (
+            suggest_uncited
+            and checkable(s.text)
+            and len(terms(s.text)) >= GROUNDING.min_claim_terms + DRAFT.uncited_extra_terms
+        ):
             other = checker.supporting_paper(s.text)
             if other is not None:
                 claims.append(ClaimCheck(s.line, s.text, [], UNCITED, suggestion=_suggestion(other, keys_by_paper)))
@@ -631,7 +650,7 @@ def bundled_drafts() -> Path | None:
     return folder if (folder / "labels.jsonl").is_file() else None
 
 
-def measure_bundled(index: CorpusIndex, verifier: OverlapVerifier | None = None) -> dict[str, Any] | None:
+def measure_bundled(index: CorpusIndex, verifier: Verifier | None = None) -> dict[str, Any] | None:
     """`measure` on eval/drafts/labels.jsonl with eval/drafts/refs.bib; None when not shipped."""
     import json
 

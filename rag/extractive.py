@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from rag.abstain import specific_terms
-from rag.embedder import Embedder
+from rag.embedders import Embedder
 from rag.lexical import LexicalIndex, analyse
 from rag.text import acronyms, key_tokens, split_sentences
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from rag.chunking import CHUNKER_VERSION, chunk_paper
 from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, iter_papers
-from rag.embedder import Embedder
+from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
 from rag.store import LOOKUP_BATCH, Store, StoreError
 
@@ -260,8 +260,8 @@ def _ingest_locked(
     start: float,
     select: Selection | None,
 ) -> IngestReport:
-    name = getattr(embedder, "name", "all-MiniLM-L6-v2")
-    store.check_embedder(name)
+    identity = identity_of(embedder)
+    store.check_embedder(identity)
     added, replaced = plan.look_up(store)
     to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
@@ -281,7 +281,7 @@ def _ingest_locked(
     base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
     update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
     store.begin_ingest(source, plan.size, command)
-    store.record_embedder(name)
+    store.record_embedder(identity)
     fault_point("start")
     done = 0
     batches = 0
@@ -290,7 +290,7 @@ def _ingest_locked(
 
     def flush() -> None:
         nonlocal done, batches
-        chunks = [c for paper, _, _ in batch for c in chunk_paper(paper, embedder.count_tokens)]
+        chunks = [c for paper, _, _ in batch for c in chunk_paper(paper, embedder)]
         old_ids: set[str] = set()
         unknown = [paper.id for paper, stored, n in batch if stored and n is None]  # layout-1 papers
         if unknown:

@@ -30,8 +30,9 @@ from rag.grounding import (
     UNSUPPORTED,
     Grounding,
     OverlapVerifier,
+    Passage,
     SentenceCheck,
-    _Source,
+    Verifier,
     check,
 )
 from rag.text import CITATION
@@ -74,7 +75,7 @@ def recite(sentence: str, numbers: list[int]) -> str:
 
 
 def find_support(
-    sentence: str, sources: Mapping[int, _Source], verifier: OverlapVerifier, skip: set[int]
+    sentence: str, sources: Mapping[int, Passage], verifier: Verifier, skip: set[int]
 ) -> tuple[int, float, str] | None:
     """The single source (not in `skip`) that best supports `sentence`: (number, score, window)."""
     best: tuple[int, float, str] | None = None
@@ -110,7 +111,7 @@ def repair(
     text: str,
     grounding: Grounding,
     sources: Mapping[int, tuple[str, str]],
-    verifier: OverlapVerifier | None = None,
+    verifier: Verifier | None = None,
     mode: GroundingMode = "strict",
     fallback: Callable[[], str] | None = None,
     min_kept: float = MIN_KEPT,
@@ -120,7 +121,7 @@ def repair(
     if mode == "mark":
         return Repaired(text, grounding)
     verifier = verifier or OverlapVerifier()
-    srcs = {n: _Source(t, a) for n, (t, a) in sources.items()}
+    srcs = {n: Passage(t, a) for n, (t, a) in sources.items()}
     checks: list[SentenceCheck] = []
     replacements: list[str | None] = []
     removed: list[SentenceCheck] = []

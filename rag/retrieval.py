@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from rag.embedder import Embedder
+from rag.embedders import Embedder
 from rag.lexical import LexicalIndex
 from rag.store import Store
 

@@ -1,7 +1,7 @@
 """The Chroma store: the single source of truth for chunks, their vectors and their papers.
 
 A local `PersistentClient` under the data directory, or a Chroma server when `chroma_url` is set.
-Vectors are computed here by `Embedder` (so a server never needs the model), and every chunk
+Vectors are computed here by an `Embedder` (so a server never needs the model), and every chunk
 carries its paper's id, title and content hash, so ingest can tell what changed.
 
 Derived indexes (BM25) compare themselves with `fingerprint()`: the chunk count and a generation
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from rag.config import mask_url
+from rag.embedders import EmbedderIdentity
 from rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -49,10 +50,10 @@ COMMAND_KEY = "rag_command"  # the last ingest's command line, to tell the user 
 PAPERS_KEY = "rag_papers"  # papers stored, kept up to date by every write
 CHUNKS_KEY = "rag_chunks"  # chunks stored, likewise
 LAYOUT_KEY = "rag_layout"
-EMBEDDER_KEY = "rag_embedder"  # which embedder made the vectors; a store never mixes two
+EMBEDDER_KEY = "rag_embedder"  # which embedder made the vectors (its name); a store never mixes two
+DIMENSION_KEY = "rag_embedder_dimension"  # and the size of its vectors (stores before it: see `embedder`)
 LAYOUT = 2
 LOOKUP_BATCH = 500  # ids per Chroma lookup
-EMBED_DIM = 384  # all-MiniLM-L6-v2
 
 T = TypeVar("T")
 
@@ -195,6 +196,7 @@ class Store:
         self.settings = settings
         self.location = settings.chroma_url or str(Path(settings.data_dir) / "chroma")
         self.lock = StoreLock(Path(settings.data_dir) / "locks" / f"{self.key()}.lock")
+        self.embedder_identity: EmbedderIdentity | None = None  # what rag embeds with, once checked
         self._client = _client(settings)
         try:
             self.collection = self._client.get_or_create_collection(
@@ -231,10 +233,14 @@ class Store:
             return exc
         text = _one_line(exc)
         if "dimension" in text.lower():
+            ours = (
+                f"rag embeds {self.embedder_identity} vectors"
+                if self.embedder_identity
+                else "rag's embedder makes vectors of another size"
+            )
             return StoreError(
                 f"collection {self.settings.collection!r} at {mask_url(self.location)} holds vectors of another size "
-                f"({mask_url(text)}); rag embeds {EMBED_DIM}-d all-MiniLM-L6-v2 vectors: use another collection "
-                "(RAG_COLLECTION) or another data directory"
+                f"({mask_url(text)}); {ours}: use another collection (RAG_COLLECTION) or another data directory"
             )
         if _disk_full(exc):
             return StoreError(
@@ -498,22 +504,42 @@ class Store:
     def _bump(self) -> None:
         self._update_metadata(**{GENERATION_KEY: int(self.metadata().get(GENERATION_KEY, 0)) + 1})
 
-    def check_embedder(self, name: str) -> None:
-        """Refuse to mix vectors of two embedders (a store without a record was made by the
-        full-precision MiniLM, the only one before the record was kept)."""
-        meta = self.metadata()
-        made_by = str(meta.get(EMBEDDER_KEY) or "all-MiniLM-L6-v2")
-        if made_by != name and (EMBEDDER_KEY in meta or self.chunk_count()):
-            quantized = made_by.endswith("-int8")
-            raise StoreError(
-                f"collection {self.settings.collection!r} holds vectors made by {made_by}, and rag is set to embed "
-                f"with {name}; set RAG_EMBED_QUANTIZED={'1' if quantized else '0'} to use it, or choose another "
-                "collection (RAG_COLLECTION)"
-            )
+    def made_by(self) -> EmbedderIdentity | None:
+        """The embedder whose vectors the store holds; None for a store never written. A store
+        without a record was made by the embedder rag had before records were kept, and one
+        recording a name only, by an embedder of that name making vectors of its size."""
+        from rag.embedders import unrecorded_identity
 
-    def record_embedder(self, name: str) -> None:
-        if self.metadata().get(EMBEDDER_KEY) != name:
-            self._update_metadata(**{EMBEDDER_KEY: name})
+        meta = self.metadata()
+        if EMBEDDER_KEY not in meta and not self.chunk_count():
+            return None
+        before = unrecorded_identity()
+        return EmbedderIdentity(
+            str(meta.get(EMBEDDER_KEY) or before.name), int(meta.get(DIMENSION_KEY) or before.dimension)
+        )
+
+    def check_embedder(self, embedder: EmbedderIdentity) -> None:
+        """Refuse, in one line that says what to do, to mix vectors of two embedders."""
+        from rag.embedders import how_to_use
+
+        self.embedder_identity = embedder
+        made_by = self.made_by()
+        if made_by is None or made_by == embedder:
+            return
+        if made_by.dimension == embedder.dimension:
+            theirs, ours = made_by.name, embedder.name
+        else:
+            theirs, ours = str(made_by), str(embedder)
+        hint = how_to_use(made_by)
+        raise StoreError(
+            f"collection {self.settings.collection!r} holds vectors made by {theirs}, and rag is set to embed "
+            f"with {ours}; {hint + ' to use it, or ' if hint else ''}choose another collection (RAG_COLLECTION)"
+        )
+
+    def record_embedder(self, embedder: EmbedderIdentity) -> None:
+        meta = self.metadata()
+        if meta.get(EMBEDDER_KEY) != embedder.name or meta.get(DIMENSION_KEY) != embedder.dimension:
+            self._update_metadata(**{EMBEDDER_KEY: embedder.name, DIMENSION_KEY: embedder.dimension})
 
     def begin_ingest(self, source: str, wanted: int, command: str) -> None:
         """Recorded before an ingest writes anything: a kill from here on is seen as an

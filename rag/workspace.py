@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedders import Embedder, embedder_identity, get_embedder
 from rag.retrieval import Retriever
 from rag.store import Store
 
@@ -20,15 +20,14 @@ class Workspace:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder.from_settings(self.settings)
+        return get_embedder(self.settings)
 
     @cached_property
     def retriever(self) -> Retriever:
         """A retriever over a ready store: a store never written gets the bundled corpus first, an
         interrupted ingest is resumed or reported (see `ensure_index`)."""
-        from rag.embedder import embedder_name
         from rag.ingest import ensure_index
 
-        self.store.check_embedder(embedder_name(self.settings.embed_quantized))
+        self.store.check_embedder(embedder_identity(self.settings))
         ensure_index(self.store, lambda: self.embedder)
         return Retriever(self.store, self.embedder)

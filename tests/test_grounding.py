@@ -1,5 +1,7 @@
+import pytest
+
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
-from rag.text import contains_key
+from rag.text import contains_key, strip_citations
 
 SOURCES = {
     1: (
@@ -80,3 +82,89 @@ def test_abstention_names_must_appear_as_tokens():
 
     assert not _mentions("We fine-tune RoBERTa and mT5.", "BERT")
     assert _mentions("We fine-tune BERT-base models.", "BERT")
+
+
+# ---- the Verifier seam ---------------------------------------------------------------------------
+
+CLAIM = "FP8 formats outperform INT8 in workload coverage (92.64% vs. 65.87%) [1]."
+
+
+class ScriptedJudge:
+    """A judge function that answers from a script and records what it was asked."""
+
+    def __init__(self, *answers: bool) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, list[str]]] = []
+
+    def __call__(self, claim: str, passages: list[str]) -> bool:
+        self.asked.append((claim, passages))
+        return self.answers.pop(0)
+
+
+def test_both_verifiers_satisfy_the_protocol_and_neither_subclasses_the_other():
+    from rag.grounding import LLMVerifier, OverlapVerifier, Passage, Verifier
+
+    verifiers: list[Verifier] = [OverlapVerifier(), LLMVerifier(ScriptedJudge(True))]
+    passage = Passage(*SOURCES[1])
+    for verifier in verifiers:
+        ok, score, window = verifier.supports(CLAIM, [passage])
+        assert ok is True and score == 1.0 and "92.64%" in window
+    assert not issubclass(LLMVerifier, OverlapVerifier) and not issubclass(OverlapVerifier, LLMVerifier)
+
+
+def test_the_llm_verifier_decides_and_reports_the_overlap_score():
+    from rag.grounding import LLMVerifier, OverlapVerifier, Passage
+
+    judge = ScriptedJudge(False)
+    passage = Passage(*SOURCES[1])
+    ok, score, window = LLMVerifier(judge).supports(CLAIM, [passage])
+    assert not ok  # the judge said no, whatever the overlap says
+    assert (score, window) == OverlapVerifier().supports(CLAIM, [passage])[1:]
+    assert judge.asked == [(strip_citations(CLAIM), [passage.full])]
+    assert LLMVerifier(ScriptedJudge()).supports(CLAIM, []) == (False, 0.0, "")  # no sources: not asked
+
+
+def test_check_takes_any_verifier():
+    from rag.grounding import LLMVerifier
+
+    judge = ScriptedJudge(True, True)  # the joint check, then the "alone" check of its one citation
+    (checked,) = check(
+        "The capacity density of LLMs doubles every three months [1].", SOURCES, LLMVerifier(judge)
+    ).sentences
+    assert checked.verdict == SUPPORTED and checked.precise == [1] and len(judge.asked) == 2
+
+
+def test_make_verifier_builds_the_configured_one(tmp_path):
+    from rag.config import SettingsError
+    from rag.grounding import LLMVerifier, OverlapVerifier, Passage, make_verifier
+    from tests.conftest import make_settings
+
+    class ScriptedLLM:
+        model, endpoint, usage = "scripted", "scripted://", {}
+
+        def __init__(self) -> None:
+            self.prompts: list[tuple[str, str]] = []
+
+        def stream(self, system: str, user: str):
+            self.prompts.append((system, user))
+            yield "Yes, it does."
+
+    assert type(make_verifier(make_settings(tmp_path), None)) is OverlapVerifier
+    llm = ScriptedLLM()
+    verifier = make_verifier(make_settings(tmp_path, verifier="llm"), llm)
+    assert isinstance(verifier, LLMVerifier)
+    assert verifier.supports("Capacity density of LLMs doubles quickly [2].", [])[0] is False
+    assert verifier.supports("Capacity density of LLMs doubles quickly [2].", [Passage(*SOURCES[2])])[0] is True
+    assert strip_citations("Capacity density of LLMs doubles quickly [2].") in llm.prompts[0][1]
+    with pytest.raises(SettingsError, match="verifier = llm needs an LLM"):
+        make_verifier(make_settings(tmp_path, verifier="llm"), None)
+
+
+def test_the_support_threshold_is_the_verifiers_own_setting():
+    from rag.grounding import GROUNDING, OverlapVerifier, Passage
+
+    half = "FP8 formats outperform every quantum annealer on galaxy surveys [1]."
+    ok, score, _ = OverlapVerifier().supports(half, [Passage(*SOURCES[1])])
+    assert not ok and 0 < score < GROUNDING.support_threshold
+    lenient = OverlapVerifier(type(GROUNDING)(support_threshold=score))
+    assert lenient.supports(half, [Passage(*SOURCES[1])])[0]

@@ -1,7 +1,6 @@
 import pytest
 
 from rag.corpus import CorpusError, paper_id_for
-from rag.embedder import MAX_TOKENS
 from rag.ingest import ingest
 from rag.lexical import LexicalIndex
 from rag.workspace import Workspace
@@ -63,7 +62,7 @@ def test_every_chunk_fits_the_embedder_window_and_carries_its_title(workspace):
     assert len({m["paper_id"] for m in metas}) == 223
     for doc, meta in zip(docs, metas):
         assert doc.startswith(meta["title"] + "\n")
-        assert workspace.embedder.count_tokens(doc) <= MAX_TOKENS
+        assert workspace.embedder.count_tokens(doc) <= workspace.embedder.max_tokens
 
 
 def test_a_bad_file_changes_nothing(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 
 import rag.config
 from rag.config import load_settings
-from rag.embedder import Embedder, EmbedderError
+from rag.embedders.minilm import EmbedderError, MiniLM
 from rag.model_fetch import MODEL_FILES, ModelFetchError, fetch
 from tests.conftest import MODEL_DIR, run_rag
 
@@ -101,7 +101,7 @@ def test_no_setting_and_empty_cache_fetches_then_embeds(tmp_path, monkeypatch, s
     settings = load_settings(data_dir=tmp_path / "data")
     assert settings.embed_model_dir is None and settings.model_dir == cache
 
-    fetched = Embedder.from_settings(settings, url=server.url, sha256=archive.sha256)
+    fetched = MiniLM.from_settings(settings, url=server.url, sha256=archive.sha256)
 
     assert len(server.requests) == 1
     assert sorted(p.name for p in cache.iterdir()) == ["onnx"]  # no temporary file or folder left
@@ -109,16 +109,16 @@ def test_no_setting_and_empty_cache_fetches_then_embeds(tmp_path, monkeypatch, s
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "downloading the embedding model all-MiniLM-L6-v2" in err and str(cache) in err
     vector = fetched.embed([SENTENCE])[0]
-    expected = Embedder(MODEL_DIR).embed([SENTENCE])[0]
+    expected = MiniLM(MODEL_DIR).embed([SENTENCE])[0]
     assert vector.shape == (384,) and np.allclose(vector, expected, atol=1e-6)
-    Embedder.from_settings(settings, url=server.url, sha256=archive.sha256)
+    MiniLM.from_settings(settings, url=server.url, sha256=archive.sha256)
     assert len(server.requests) == 1  # complete now: no second download
 
 
 def test_an_incomplete_onnx_folder_is_replaced(tmp_path, server, archive):
     (tmp_path / "onnx").mkdir()
     (tmp_path / "onnx" / "model.onnx").write_bytes(b"half a model")
-    Embedder(tmp_path, fetch=True, url=server.url, sha256=archive.sha256)
+    MiniLM(tmp_path, fetch=True, url=server.url, sha256=archive.sha256)
     assert (tmp_path / "onnx" / "model.onnx").read_bytes() == (MODEL_DIR / "onnx" / "model.onnx").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]
 
@@ -130,7 +130,7 @@ def test_corrupted_archive_is_a_checksum_error_and_leaves_nothing(tmp_path, serv
     cache = tmp_path / "cache"
     cache.mkdir()
     with pytest.raises(ModelFetchError) as err:
-        Embedder(cache, fetch=True, url=server.url, sha256=archive.sha256)
+        MiniLM(cache, fetch=True, url=server.url, sha256=archive.sha256)
     assert "SHA-256" in str(err.value)
     _assert_one_line_with_ways_out(str(err.value))
     assert server.requests  # it did download
@@ -155,7 +155,7 @@ def test_no_server_names_both_ways_out(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     with pytest.raises(ModelFetchError) as err:
-        Embedder(cache, fetch=True, url=f"http://127.0.0.1:{port}/onnx.tar.gz", sha256="0" * 64)
+        MiniLM(cache, fetch=True, url=f"http://127.0.0.1:{port}/onnx.tar.gz", sha256="0" * 64)
     message = str(err.value)
     assert message.startswith("cannot download the embedding model all-MiniLM-L6-v2")
     assert "cannot connect" in message
@@ -169,7 +169,7 @@ def test_explicit_empty_folder_never_contacts_the_server(tmp_path, monkeypatch, 
     monkeypatch.setenv("RAG_EMBED_MODEL_DIR", str(empty))
     settings = load_settings(data_dir=tmp_path / "data")
     with pytest.raises(EmbedderError) as err:
-        Embedder.from_settings(settings, url=server.url, sha256=archive.sha256)
+        MiniLM.from_settings(settings, url=server.url, sha256=archive.sha256)
     assert str(err.value).startswith(f"embedding model not found: {empty}/onnx/model.onnx is missing")
     assert server.requests == []
     assert list(empty.iterdir()) == []

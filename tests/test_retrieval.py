@@ -60,7 +60,7 @@ def test_results_are_papers_not_chunks(workspace):
 def test_embed_cached_gives_the_vectors_of_embed_past_its_capacity(workspace, monkeypatch):
     import numpy as np
 
-    from rag import embedder as module
+    from rag import embedders as module
 
     monkeypatch.setattr(module, "RECENT_VECTORS", 3)
     emb = workspace.embedder

@@ -180,10 +180,10 @@ def test_segment_ids_are_a_memory_mapped_array(tmp_path, rows):
 
 
 def test_the_embedder_uses_the_configured_threads_and_batching_keeps_vectors(tmp_path):
-    from rag.embedder import Embedder, available_cpus
+    from rag.embedders.minilm import MiniLM, available_cpus
 
-    one = Embedder.from_settings(make_settings(tmp_path / "d", embed_threads=1))
-    every = Embedder.from_settings(make_settings(tmp_path / "d"))
+    one = MiniLM.from_settings(make_settings(tmp_path / "d", embed_threads=1))
+    every = MiniLM.from_settings(make_settings(tmp_path / "d"))
     assert one._fn.threads == 1 and every._fn.threads == available_cpus()
     texts = [f"Paper {i}: " + "quantization of language models " * (i % 7 + 1) for i in range(20)]
     small, large = one.embed(texts, batch_size=8), one.embed(texts, batch_size=32)
@@ -194,15 +194,15 @@ def test_the_embedder_uses_the_configured_threads_and_batching_keeps_vectors(tmp
 def test_the_int8_embedder_is_made_once_beside_the_model_and_a_store_never_mixes_vectors(tmp_path, rows):
     import shutil
 
-    from rag.embedder import Embedder
+    from rag.embedders.minilm import MiniLM
     from rag.store import StoreError
     from tests.conftest import MODEL_DIR
 
     model = tmp_path / "models" / "all-MiniLM-L6-v2"
     shutil.copytree(MODEL_DIR, model)
     data = tmp_path / "data"
-    full = Embedder(model)
-    int8 = Embedder(model, quantized=True)
+    full = MiniLM(model)
+    int8 = MiniLM(model, quantized=True)
     made = model.parent / "all-MiniLM-L6-v2-int8" / "model.onnx"
     assert made.is_file() and made.stat().st_size < (model / "onnx" / "model.onnx").stat().st_size / 2
     assert int8.name == "all-MiniLM-L6-v2-int8" and full.name == "all-MiniLM-L6-v2"

@@ -1,4 +1,4 @@
-"""Chroma's default embedder (all-MiniLM-L6-v2, ONNX), loaded from a local folder.
+"""The default embedder: Chroma's all-MiniLM-L6-v2 (ONNX), loaded from a local folder.
 
 It is Chroma's own `ONNXMiniLM_L6_V2` pointed at a folder, so vectors match what Chroma's default
 produces elsewhere. Two changes: it never downloads by itself (`rag.model_fetch` fills Chroma's
@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag import model_fetch
+from rag.embedders import EmbedderIdentity, RecentVectors
 from rag.errors import RagError
 
 if TYPE_CHECKING:
     from rag.config import Settings
 
 MAX_TOKENS = 256  # the model's window, including [CLS] and [SEP]
+DIMENSION = 384
 BATCH_SIZE = 8  # texts per onnxruntime call, in length order
 MODEL_NAME = "all-MiniLM-L6-v2"
 INT8_SUFFIX = "-int8"
-RECENT_VECTORS = 2048  # texts `embed_cached` remembers (a few questions' worth of sentences)
+UNRECORDED = EmbedderIdentity(MODEL_NAME, DIMENSION)  # what made a store that records no embedder
 
 
 class EmbedderError(RagError):
@@ -96,6 +98,22 @@ def embedder_name(quantized: bool) -> str:
     return MODEL_NAME + (INT8_SUFFIX if quantized else "")
 
 
+def identity(settings: Settings) -> EmbedderIdentity:
+    return EmbedderIdentity(embedder_name(settings.embed_quantized), DIMENSION)
+
+
+def build(settings: Settings) -> MiniLM:
+    return MiniLM.from_settings(settings)
+
+
+def how_to_use(made_by: EmbedderIdentity) -> str:
+    """The setting that picks the MiniLM variant (full or int8) that made a store's vectors."""
+    for quantized in (False, True):
+        if made_by == EmbedderIdentity(embedder_name(quantized), DIMENSION):
+            return f"set RAG_EMBED_QUANTIZED={int(quantized)}"
+    return ""
+
+
 def quantized_model(model_dir: Path) -> Path:
     """The int8 copy of the model (onnxruntime's dynamic quantization), made on first use in a
     cache folder beside the model's (`<model folder>-int8/model.onnx`), or in rag's cache
@@ -149,10 +167,12 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class Embedder:
+class MiniLM:
     """Texts to 384-d unit vectors; also counts tokens in the model's own vocabulary."""
 
     name = MODEL_NAME
+    dimension = DIMENSION
+    max_tokens = MAX_TOKENS
 
     def __init__(
         self,
@@ -176,13 +196,13 @@ class Embedder:
                 "set RAG_EMBED_MODEL_DIR to a folder holding all-MiniLM-L6-v2's onnx/ files"
             )
         self.model_dir = model_dir
-        self._recent: dict[str, np.ndarray] = {}
+        self._recent = RecentVectors(self.embed)
         self.name = embedder_name(quantized)
         model_file = quantized_model(model_dir) if quantized else None
         self._fn = _embedder_class()(model_dir, threads, model_file)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, url: str | None = None, sha256: str | None = None) -> Embedder:
+    def from_settings(cls, settings: Settings, *, url: str | None = None, sha256: str | None = None) -> MiniLM:
         """A configured folder is used as is and never touches the network; without one, Chroma's
         cache folder is used and fetched on first use, as Chroma does."""
         threads, quantized = settings.embed_threads, settings.embed_quantized
@@ -200,22 +220,11 @@ class Embedder:
             tok.enable_truncation(max_length=MAX_TOKENS)
 
     def embed_cached(self, texts: list[str]) -> np.ndarray:
-        """`embed`, remembering recent texts: answering reads the same abstract sentences twice
-        (the answerability check, then the extractive answerer)."""
-        if not texts:
-            return self.embed([])
-        missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
-        if missing:
-            for text, vector in zip(missing, self.embed(missing)):
-                self._recent[text] = vector
-        out = np.stack([self._recent[t] for t in texts])
-        while len(self._recent) > RECENT_VECTORS:  # the oldest go first
-            self._recent.pop(next(iter(self._recent)))
-        return out
+        return self._recent(texts)
 
     def embed(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, DIMENSION), dtype=np.float32)
         # Batches of similar length waste less work on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors = self._fn._forward([texts[i] for i in order], batch_size=batch_size)

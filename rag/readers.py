@@ -1,0 +1,135 @@
+"""Readers of paper files, one per file type: READERS maps a file suffix to its reader.
+
+A reader streams its file's records as Papers (built by `rag.corpus.make_paper`, which cleans and
+checks them), so an arXiv metadata dump is never held in memory whole. Adding a file type (PDF,
+say) is one reader function here plus its entry in READERS.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rag.corpus import CorpusError, Paper, make_paper
+
+Reader = Callable[[Path], Iterator[Paper]]
+
+# The bundled file is a copy of a paper-listing web page: two banner lines, and the button label
+# "Subscribe" glued to the first title.
+_PAGE_NOISE_LINES = ("Get trending papers in your email inbox",)
+_PAGE_NOISE_PREFIX = "Subscribe"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines, with invalid UTF-8 reported at the line where it occurs."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+
+
+def read_txt(path: Path) -> Iterator[Paper]:
+    """Alternating title and abstract lines; blank lines and the page banner are skipped."""
+    pending: tuple[int, str] | None = None
+    for number, line in _lines(path):
+        text = line.strip()
+        if not text or (pending is None and text.startswith(_PAGE_NOISE_LINES)):
+            continue
+        if pending is None:
+            if text.startswith(_PAGE_NOISE_PREFIX) and len(text) > len(_PAGE_NOISE_PREFIX):
+                text = text[len(_PAGE_NOISE_PREFIX) :]
+            pending = (number, text)
+        else:
+            yield make_paper(path, pending[0], {"title": pending[1], "abstract": text})
+            pending = None
+    if pending is not None:
+        raise CorpusError(path, pending[0], f"title {pending[1][:60]!r} has no abstract line after it")
+
+
+def read_jsonl(path: Path) -> Iterator[Paper]:
+    """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
+        except RecursionError:
+            raise CorpusError(path, number, "JSON nested too deeply; each line must be one flat JSON object") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise CorpusError(path, number, f"unreadable JSON value ({exc})") from None
+        if not isinstance(record, dict):
+            raise CorpusError(path, number, "each line must be a JSON object with 'title' and 'abstract'")
+        yield make_paper(path, number, record)
+
+
+def read_csv(path: Path) -> Iterator[Paper]:
+    """CSV with a header row naming at least `title` and `abstract`."""
+    numbered = _lines(path)
+    # Lines go back with their newline, so a quoted field spanning lines keeps its line break
+    # (as white space) instead of gluing "abstract.Second" together.
+    reader = csv.DictReader(f"{line}\n" for _, line in numbered)
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise CorpusError(path, 1, f"malformed CSV header ({exc})") from None
+    missing = {"title", "abstract"} - set(header)
+    if missing:
+        raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}")
+    reader.fieldnames = header
+    try:
+        for row in reader:
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            yield make_paper(path, reader.line_num, row)
+    except csv.Error as exc:
+        raise CorpusError(path, reader.line_num, f"malformed CSV ({exc})") from None
+
+
+def read_bibtex(path: Path) -> Iterator[Paper]:
+    """BibTeX entries that have an abstract; the others are listed by `bib_without_abstract`.
+
+    The id is the one a .txt or .jsonl record of the same title gets, so a paper listed in both
+    is one paper; arXiv id and DOI are kept as metadata, and the URL defaults to the arXiv page."""
+    from rag import bibtex
+
+    for entry in bibtex.read_bib(path):
+        if not entry.abstract:
+            continue
+        arxiv = entry.arxiv_id
+        url = entry.fields.get("url", "") or (f"https://arxiv.org/abs/{arxiv}" if arxiv else "")
+        record = {"title": entry.title, "abstract": entry.abstract, "url": url, "authors": entry.authors}
+        paper = make_paper(path, entry.line, {**record, "year": entry.year})
+        yield Paper(**{**paper.__dict__, "doi": entry.doi, "arxiv_id": arxiv})
+
+
+def bib_without_abstract(path: Path) -> list[str]:
+    """`KEY (line N)` for each entry of a .bib file that has no abstract and so is not ingested."""
+    from rag import bibtex
+
+    return [f"{e.key} (line {e.line})" for e in bibtex.read_bib(Path(path)) if not e.abstract]
+
+
+READERS: dict[str, Reader] = {
+    ".txt": read_txt,
+    ".jsonl": read_jsonl,
+    ".json": read_jsonl,
+    ".ndjson": read_jsonl,
+    ".csv": read_csv,
+    ".bib": read_bibtex,
+}
+
+
+def reader_for(path: Path) -> Reader:
+    suffix = path.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None:
+        raise CorpusError(
+            path, None, f"unknown file type {suffix or '(none)'!r}; use .txt, .jsonl, .json, .csv or .bib"
+        )
+    return reader
