@@ -1,8 +1,6 @@
 """Answering over the real store: the extractive default, abstention, and exact prompt/format
 cases with a scripted LLM (queued canned replies; the real server is tested in test_llm_live)."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from rag.answer import NO_ANSWER, answer_question
@@ -10,25 +8,7 @@ from rag.ingest import ingest
 from rag.prompts import ABSTAIN_PHRASE
 from rag.workspace import Workspace
 from tests.conftest import make_settings, rag_json, write_jsonl
-
-
-class ScriptedLLM:
-    """Replies with queued canned texts and records the prompts it was sent."""
-
-    model = "scripted"
-    endpoint = "scripted://"
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.prompts: list[tuple[str, str]] = []
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
-
-    def stream(self, system: str, user: str) -> Iterator[str]:
-        self.prompts.append((system, user))
-        reply = self.replies.pop(0)
-        for i in range(0, len(reply), 7):
-            yield reply[i : i + 7]
-        self.usage = {"prompt_tokens": 100, "completion_tokens": len(reply) // 4}
+from tests.fakes import ScriptedLLM
 
 
 @pytest.mark.parametrize(

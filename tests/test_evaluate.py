@@ -204,7 +204,7 @@ def test_dev_suite_loads(workspace):
 
 def test_judge_verdicts_are_cached_by_model_and_prompt(tmp_path):
     from rag.judge import VerdictCache
-    from tests.test_answer import ScriptedLLM
+    from tests.fakes import ScriptedLLM
 
     llm = ScriptedLLM("yes", "no")
     cache = VerdictCache(tmp_path / "judge.json")
