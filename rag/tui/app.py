@@ -17,10 +17,10 @@ from textual.widgets import Footer, Header, Markdown
 from rag.answer import Answer, answer_question
 from rag.config import Settings
 from rag.errors import RagError
-from rag.history import History, Turn
 from rag.llm import LLM
 from rag.retrieval import MODES
 from rag.sanitise import normalise_question
+from rag.tui.history import History, Turn
 
 if TYPE_CHECKING:
     from rag.retrieval import Retriever

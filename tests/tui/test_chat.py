@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from rag.history import History
 from rag.tui.app import create_app
+from rag.tui.history import History
 from rag.tui.widgets import SourcesPane, TurnView
 from tests.conftest import make_settings
 from tests.fakes import FailingLLM, ScriptedLLM
