@@ -1,129 +1,16 @@
-"""Choosing the LLM and the grounding verifier from settings."""
+"""Transitional: `rag eval` (rag/cli.py) imports `open_llm` from here until it takes `Workspace.llm`;
+delete this module then."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from rag.config import Settings, SettingsError, mask_url
-from rag.context import model_window
-from rag.errors import RagError
-from rag.grounding import LLMVerifier, OverlapVerifier
-from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible, complete
-from rag.prompts import render
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.llm import LLM
 
 
-class ForkedLLM:
-    """The configured LLM, run in a forked helper process for one-shot commands.
+def open_llm(settings: Settings) -> LLM | None:
+    from rag.workspace import Workspace
 
-    Importing LlamaIndex and the openai client costs about a second, as much as opening the store
-    and retrieving. Threads cannot overlap the two (imports hold the GIL); a process forked before
-    the store is opened can, so the request leaves about a second sooner. The helper receives
-    (system, user) prompts over a pipe and sends back text deltas, then usage or an error line.
-
-    The helper enforces the deadline, the token cap and the text cleaning itself (it runs
-    OpenAICompatible); the parent also stops waiting a little after the deadline, in case the
-    helper itself is stuck, and then ends it."""
-
-    GRACE = 10.0  # seconds beyond llm_deadline before the parent gives up on the helper
-
-    def __init__(self, settings: Settings) -> None:
-        import multiprocessing
-
-        self.model = settings.llm_model
-        self.endpoint = mask_url(settings.endpoint)
-        self.deadline = settings.llm_deadline
-        self.max_tokens = settings.llm_max_tokens
-        self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
-        self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
-        self.notice = ""
-        from rag.structured import MEMORY_FILE, FormatMemory
-
-        self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
-        ctx = multiprocessing.get_context("fork")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(settings, child), daemon=True)
-        self._process.start()
-        child.close()
-
-    def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]:
-        self.notice = ""
-        give_up = time.monotonic() + self.deadline + self.GRACE
-        try:
-            self._conn.send((system, user, response_format))
-        except (BrokenPipeError, OSError):
-            raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
-        while True:
-            try:
-                if not self._conn.poll(max(0.0, give_up - time.monotonic())):
-                    self._process.kill()
-                    raise LLMError(
-                        f"the LLM client for {self.endpoint} did not finish within the {self.deadline:g} s "
-                        "deadline and was stopped; raise RAG_LLM_DEADLINE or check the server"
-                    )
-                kind, value = self._conn.recv()
-            except (EOFError, OSError):
-                raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
-            if kind == "delta":
-                yield value
-            elif kind == "done":
-                self.usage, self.notice = value
-                return
-            elif kind == "refused":
-                raise FormatRefused(value)
-            else:
-                raise LLMError(value)
-
-
-def _serve(settings: Settings, conn) -> None:
-    try:
-        llm: OpenAICompatible | None = OpenAICompatible(settings)
-        error = ""
-    except Exception as exc:  # reported with the first request
-        llm, error = None, mask_url(f"the LLM client could not start ({exc})")
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if llm is None:
-            conn.send(("error", error))
-            continue
-        try:
-            system, user, response_format = request
-            for delta in llm.stream(system, user, response_format=response_format):
-                conn.send(("delta", delta))
-            conn.send(("done", (llm.usage, llm.notice)))
-        except FormatRefused as exc:
-            conn.send(("refused", str(exc)))
-        except RagError as exc:
-            conn.send(("error", str(exc)))
-        except Exception as exc:
-            conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))
-
-
-def open_llm(settings: Settings, forked: bool = False) -> LLM | None:
-    """The configured LLM, or None for extractive answers. `forked` suits one-shot commands that
-    call it before opening the store (see ForkedLLM)."""
-    if not settings.llm_enabled:
-        return None
-    return ForkedLLM(settings) if forked else OpenAICompatible(settings)
-
-
-def open_verifier(settings: Settings, llm: LLM | None) -> OverlapVerifier:
-    if settings.verifier == "overlap":
-        return OverlapVerifier()
-    if llm is None:
-        raise SettingsError(
-            "verifier = llm needs an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY, or use verifier = overlap"
-        )
-
-    def judge(claim: str, passages: list[str]) -> bool:
-        reply = complete(
-            llm,
-            "You check whether passages support a claim.",
-            render("judge", claim=claim, passages="\n\n".join(passages)),
-        )
-        return reply.strip().lower().startswith("yes")
-
-    return LLMVerifier(judge)
+    return Workspace(settings).llm

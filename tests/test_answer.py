@@ -141,30 +141,6 @@ def test_ask_json_contract(bundled_dir):
     assert "597" in out["answer"]
 
 
-def test_llm_judge_verifier_uses_the_model(workspace):
-    from rag.backends import open_verifier
-    from tests.conftest import make_settings
-
-    settings = make_settings(workspace.settings.data_dir, verifier="llm", openai_base_url="http://127.0.0.1:9/v1")
-    judge = ScriptedLLM("no", "yes", "yes")  # joint check of each sentence, then the "alone" check of the second
-    verifier = open_verifier(settings, judge)
-    llm = ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. E4M3 suits NLP models [1].")
-    answer = answer_question(
-        "which papers compare FP8 vs INT8?", workspace.retriever, llm=llm, verifier=verifier, grounding="mark"
-    )
-    assert [s.verdict for s in answer.grounding.sentences] == ["unsupported", "supported"]
-    assert "Claim: FP8 formats outperform INT8 in workload coverage" in judge.prompts[0][1]
-
-
-def test_verifier_llm_without_an_llm_is_a_settings_error(workspace):
-    from rag.backends import open_verifier
-    from rag.config import SettingsError
-    from tests.conftest import make_settings
-
-    with pytest.raises(SettingsError, match="verifier = llm needs an LLM"):
-        open_verifier(make_settings(workspace.settings.data_dir, verifier="llm"), None)
-
-
 def test_question_parts_split_only_real_sub_questions():
     from rag.extractive import question_parts
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rag.backends import ForkedLLM
+from rag.forked_llm import ForkedLLM
 from rag.llm import LLMError, OpenAICompatible
 from tests.conftest import make_settings, run_rag
 from tests.fakes import Scripted, serve
