@@ -20,7 +20,6 @@ from itertools import zip_longest
 from pathlib import Path
 
 from rag.answer import Answer, Source, answer_question
-from rag.backends import open_llm
 from rag.config import load_settings
 from rag.evaluation.figures import answer_figures, percentiles
 from rag.evaluation.suite import load_suite
@@ -38,7 +37,7 @@ def collect(suite_path: Path, cache: Path, limit: int | None) -> list[dict]:
     settings = load_settings()
     ws = Workspace(settings)
     suite = load_suite(suite_path, ws.store.titles())
-    llm = open_llm(settings)
+    llm = ws.llm
     if llm is None:
         raise SystemExit("configure an LLM (OPENAI_BASE_URL / RAG_LLM_MODEL)")
     done = {}

@@ -46,10 +46,11 @@ def _settings(**flags) -> Settings:
     return load_settings(**flags)
 
 
-def _workspace(**flags) -> Workspace:
+def _workspace(forked_llm: bool = False, **flags) -> Workspace:
+    """The command's parts, built on first use from the settings and `flags`; close it when done."""
     from rag.workspace import Workspace
 
-    return Workspace(_settings(**flags))
+    return Workspace(_settings(**flags), forked_llm=forked_llm)
 
 
 @app.command()
@@ -83,14 +84,14 @@ def ingest(
                     + ", ".join(skipped),
                     err=True,
                 )
-    ws = _workspace()
-    embedder = ws.embedder  # before the bar: a first use may show its own download bar
-    try:
-        with terminal_progress("embedding") as progress:
-            report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
-    except IngestInterrupted as exc:
-        typer.echo(f"rag: interrupted; {exc}", err=True)
-        raise typer.Exit(130) from None
+    with _workspace() as ws:
+        embedder = ws.embedder  # before the bar: a first use may show its own download bar
+        try:
+            with terminal_progress("embedding") as progress:
+                report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
+        except IngestInterrupted as exc:
+            typer.echo(f"rag: interrupted; {exc}", err=True)
+            raise typer.Exit(130) from None
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -112,11 +113,11 @@ def search(
     query = normalise_question(query)
     if not query:
         _fail("the query is empty; give some words to search for", 2)
-    ws = _workspace(retriever=retriever)
-    result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
-    from rag.abstain import weak_match
+    with _workspace(retriever=retriever) as ws:
+        result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
+        from rag.abstain import weak_match
 
-    weak = weak_match(result, ws.retriever.lexical, ws.settings.retriever)
+        weak = weak_match(result, ws.lexical, ws.settings.retriever)
     if weak:
         typer.echo(f"rag: {weak}", err=True)
     if as_json:
@@ -148,35 +149,34 @@ def ask(
     question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
-    settings = _settings(top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None)
-    from rag.backends import open_llm, open_verifier
+    with _workspace(
+        forked_llm=True, top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None
+    ) as ws:
+        settings = ws.settings
+        llm = ws.llm  # first: its client loads in the forked helper while the store opens
+        from rag.answer import answer_question
 
-    llm = open_llm(settings, forked=True)  # its client loads while the store opens
-    from rag.answer import answer_question
-    from rag.workspace import Workspace
+        stream = llm is not None and not as_json and not no_stream and sys.stdout.isatty()
+        from rag import render
 
-    ws = Workspace(settings)
-    stream = llm is not None and not as_json and not no_stream and sys.stdout.isatty()
-    from rag import render
-
-    answer = answer_question(
-        question,
-        ws.retriever,
-        k=settings.top_k,
-        mode=settings.retriever,
-        llm=llm,
-        on_token=render.stream_token if stream else None,
-        verifier=open_verifier(settings, llm),
-        grounding=settings.grounding,
-    )
-    if as_json:
-        typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
-    else:
-        render.print_answer(answer, streamed=stream)
-    if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
-        typer.echo(f"rag: warning: {notice}", err=True)
-    if bib is not None:
-        _write_bib(bib, ws, [s.paper_id for s in answer.sources_in_order() if s.n in answer.cited])
+        answer = answer_question(
+            question,
+            ws.retriever,
+            k=settings.top_k,
+            mode=settings.retriever,
+            llm=llm,
+            on_token=render.stream_token if stream else None,
+            verifier=ws.verifier,
+            grounding=settings.grounding,
+        )
+        if as_json:
+            typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
+        else:
+            render.print_answer(answer, streamed=stream)
+        if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
+            typer.echo(f"rag: warning: {notice}", err=True)
+        if bib is not None:
+            _write_bib(bib, ws, [s.paper_id for s in answer.sources_in_order() if s.n in answer.cited])
 
 
 def _write_bib(path: Path, ws: Workspace, paper_ids: list[str]) -> None:
@@ -212,13 +212,10 @@ def check_draft(
     parsed = read_draft(draft)
     bib_paths = bib_for(parsed, bib)
     entries = load_entries(bib_paths)
-    ws = _workspace()
-    retriever = ws.retriever
-    from rag.backends import open_llm, open_verifier
-
-    llm = open_llm(ws.settings) if ws.settings.verifier == "llm" else None
-    checker = Checker(CorpusIndex.from_store(ws.store), retriever, open_verifier(ws.settings, llm))
-    report = run_check(parsed, entries, checker, bib_paths, suggest_uncited=suggest)
+    with _workspace() as ws:
+        retriever = ws.retriever
+        checker = Checker(CorpusIndex.from_store(ws.store), retriever, ws.verifier)
+        report = run_check(parsed, entries, checker, bib_paths, suggest_uncited=suggest)
     if as_json:
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
@@ -315,7 +312,8 @@ def mcp() -> None:
     """Serve search, ask and check to an MCP client over stdio (for editors and assistants)."""
     from rag.mcp_server import serve
 
-    serve(_settings())
+    with _workspace() as ws:
+        serve(ws)
 
 
 @app.command()
@@ -335,19 +333,20 @@ def stats() -> None:
     from rag.lexical import LexicalIndex
     from rag.model_fetch import describe as describe_model
 
-    ws = _workspace()
-    store = ws.store
-    kept = store.counts()
-    papers, chunks = kept if kept is not None else (len(store.paper_hashes()), store.count())
-    lag = " (an ingest is running or was interrupted: as of its last batch)" if store.ingest_state().running else ""
-    rows = [
-        ("papers", f"{papers}{lag}"),
-        ("chunks", f"{chunks}{lag}"),
-        ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
-        ("collection", ws.settings.collection),
-        ("embedder", describe_model(ws.settings)),
-        ("bm25", LexicalIndex.describe(store)),
-    ]
+    with _workspace() as ws:
+        store = ws.store
+        kept = store.counts()
+        papers, chunks = kept if kept is not None else (len(store.paper_hashes()), store.count())
+        running = store.ingest_state().running
+        lag = " (an ingest is running or was interrupted: as of its last batch)" if running else ""
+        rows = [
+            ("papers", f"{papers}{lag}"),
+            ("chunks", f"{chunks}{lag}"),
+            ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
+            ("collection", ws.settings.collection),
+            ("embedder", describe_model(ws.settings)),
+            ("bm25", LexicalIndex.describe(store)),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")

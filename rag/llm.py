@@ -229,7 +229,7 @@ class OpenAICompatible:
         self._attempts = 0
         self._done = False
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-        client = httpx.Client(event_hooks={"request": [self._on_request], "response": [self._on_response]})
+        client = self._http = httpx.Client(event_hooks={"request": [self._on_request], "response": [self._on_response]})
         # The openai client retries connection errors, 429 and 5xx with backoff before any text
         # arrives, which is safe; a stream cut midway is reported, never retried.
         self._llm = OpenAILike(
@@ -244,6 +244,10 @@ class OpenAICompatible:
             max_tokens=self.max_tokens,
             http_client=client,
         )
+
+    def close(self) -> None:
+        """Close the HTTP client's connections."""
+        self._http.close()
 
     def _on_request(self, request: httpx.Request) -> None:
         self._attempts += 1

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rag.config import Settings
-
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from rag.workspace import Workspace
 
 INSTRUCTIONS = (
     "Answers questions about research papers from their abstracts. Use `search` to find papers, "
@@ -59,22 +59,19 @@ def check_passage(text: str, papers: list[str], checker: Any) -> dict[str, Any]:
     return {"sentences": sentences, "summary": counts}
 
 
-def build_server(settings: Settings) -> MCPServer:
+def build_server(ws: Workspace) -> MCPServer:
+    """The server's tools over `ws`, whose parts are built on the first call that needs them."""
     from mcp.server.mcpserver import MCPServer
 
-    from rag.workspace import Workspace
-
-    ws = Workspace(settings)
+    settings = ws.settings
     server = MCPServer("rag", instructions=INSTRUCTIONS)
     state: dict[str, Any] = {}
 
     def checker() -> Any:
         if "checker" not in state:
-            from rag.backends import open_llm, open_verifier
             from rag.draft import Checker, CorpusIndex
 
-            llm = open_llm(settings) if settings.verifier == "llm" else None
-            state["checker"] = Checker(CorpusIndex.from_store(ws.store), ws.retriever, open_verifier(settings, llm))
+            state["checker"] = Checker(CorpusIndex.from_store(ws.store), ws.retriever, ws.verifier)
         return state["checker"]
 
     @server.tool()
@@ -93,20 +90,18 @@ def build_server(settings: Settings) -> MCPServer:
         (supported, unsupported, uncited, bad_citation, no_claim); abstains when the corpus does not
         answer."""
         from rag.answer import answer_question
-        from rag.backends import open_llm, open_verifier
         from rag.sanitise import normalise_question
 
         question = normalise_question(question)
         if not question:
             raise ValueError("the question is empty")
-        llm = state.setdefault("llm", open_llm(settings))
         answer = answer_question(
             question,
             ws.retriever,
             k=max(1, min(k, 50)),
             mode=settings.retriever,
-            llm=llm,
-            verifier=open_verifier(settings, llm),
+            llm=ws.llm,
+            verifier=ws.verifier,
         )
         full = answer.as_json()
         return {
@@ -125,6 +120,6 @@ def build_server(settings: Settings) -> MCPServer:
     return server
 
 
-def serve(settings: Settings) -> None:
+def serve(ws: Workspace) -> None:
     """Run the server on stdin/stdout until the client closes it."""
-    build_server(settings).run("stdio")
+    build_server(ws).run("stdio")

@@ -1,8 +1,6 @@
 """Answering over the real store: the extractive default, abstention, and exact prompt/format
 cases with a scripted LLM (queued canned replies; the real server is tested in test_llm_live)."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from rag.answer import NO_ANSWER, answer_question
@@ -10,25 +8,7 @@ from rag.ingest import ingest
 from rag.prompts import ABSTAIN_PHRASE
 from rag.workspace import Workspace
 from tests.conftest import make_settings, rag_json, write_jsonl
-
-
-class ScriptedLLM:
-    """Replies with queued canned texts and records the prompts it was sent."""
-
-    model = "scripted"
-    endpoint = "scripted://"
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.prompts: list[tuple[str, str]] = []
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
-
-    def stream(self, system: str, user: str) -> Iterator[str]:
-        self.prompts.append((system, user))
-        reply = self.replies.pop(0)
-        for i in range(0, len(reply), 7):
-            yield reply[i : i + 7]
-        self.usage = {"prompt_tokens": 100, "completion_tokens": len(reply) // 4}
+from tests.fakes import ScriptedLLM
 
 
 @pytest.mark.parametrize(
@@ -159,30 +139,6 @@ def test_ask_json_contract(bundled_dir):
     assert set(out["grounding"]) == {"citation_precision", "citation_recall", "supported_ratio"}
     assert set(out["usage"]) == {"prompt_tokens", "completion_tokens"}
     assert "597" in out["answer"]
-
-
-def test_llm_judge_verifier_uses_the_model(workspace):
-    from rag.backends import open_verifier
-    from tests.conftest import make_settings
-
-    settings = make_settings(workspace.settings.data_dir, verifier="llm", openai_base_url="http://127.0.0.1:9/v1")
-    judge = ScriptedLLM("no", "yes", "yes")  # joint check of each sentence, then the "alone" check of the second
-    verifier = open_verifier(settings, judge)
-    llm = ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. E4M3 suits NLP models [1].")
-    answer = answer_question(
-        "which papers compare FP8 vs INT8?", workspace.retriever, llm=llm, verifier=verifier, grounding="mark"
-    )
-    assert [s.verdict for s in answer.grounding.sentences] == ["unsupported", "supported"]
-    assert "Claim: FP8 formats outperform INT8 in workload coverage" in judge.prompts[0][1]
-
-
-def test_verifier_llm_without_an_llm_is_a_settings_error(workspace):
-    from rag.backends import open_verifier
-    from rag.config import SettingsError
-    from tests.conftest import make_settings
-
-    with pytest.raises(SettingsError, match="verifier = llm needs an LLM"):
-        open_verifier(make_settings(workspace.settings.data_dir, verifier="llm"), None)
 
 
 def test_question_parts_split_only_real_sub_questions():

@@ -8,8 +8,7 @@ from rag.context import DEFAULT_WINDOW, model_window, pack
 from rag.text import split_sentences
 from rag.tokens import count_tokens
 from tests.conftest import rag_json
-from tests.scripted_server import serve
-from tests.test_answer import ScriptedLLM
+from tests.fakes import ScriptedLLM, serve
 from tests.test_repair import FP8, S1, S2
 
 A1 = "Alpha compresses activations to eight bits. It keeps accuracy on every benchmark we tried. It runs faster."

@@ -6,8 +6,6 @@ the window, hide a link), C1 controls and BEL/backspace/CR; `rag` must print non
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from rag.corpus import read_corpus
 from rag.prompts import sources_block
 from rag.sanitise import StreamCleaner, clean, normalise_question
 from tests.conftest import REPO, run_rag, write_jsonl
+from tests.fakes import serve
 
 # Every byte a terminal may act on, except newline and tab; and the C1 range as characters.
 FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -72,25 +71,6 @@ REPLY = [
 ]
 
 
-def _chunk(content: str, finish: str | None = None) -> bytes:
-    body = {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
-    return f"data: {json.dumps(body)}\n\n".encode()
-
-
-class HostileLLM(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.end_headers()
-        for part in REPLY:
-            self.wfile.write(_chunk(part))
-        self.wfile.write(_chunk("", "stop") + b"data: [DONE]\n\n")
-
-
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hostile")
@@ -113,10 +93,8 @@ def hostile_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hostile_llm():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with serve([REPLY]) as server:  # the reply in exactly these chunks: escapes split across them
+        yield server.url
 
 
 def _assert_clean(proc) -> None:

@@ -1,118 +1,29 @@
 """A misbehaving OpenAI-compatible endpoint: every failure is one clear line and exit code 1.
 
-The endpoint here is a small local HTTP server that misbehaves on purpose (the real server
-cannot be made to return 401, hang, drip, or cut a stream); the real server is tested in
-test_llm_live. The first part of the URL path picks the misbehaviour."""
+The endpoint is the scripted server of tests/fakes.py; the first part of the URL path picks the
+misbehaviour. The real server is tested in test_llm_live."""
 
-import json
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rag.backends import ForkedLLM
+from rag.forked_llm import ForkedLLM
 from rag.llm import LLMError, OpenAICompatible
 from tests.conftest import make_settings, run_rag
-
-REQUESTS: dict[str, int] = {}
-BODIES: dict[str, dict] = {}
-ANSWER = "FP8 formats outperform INT8 [1]. "
-
-
-def _chunk(content: str, finish: str | None = None) -> bytes:
-    body = {
-        "id": "x",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "m",
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body)}\n\n".encode()
-
-
-class Misbehaving(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def _send(self, data: bytes) -> bool:
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-            return True
-        except OSError:  # the client gave up, as it should
-            return False
-
-    def do_POST(self) -> None:
-        mode = self.path.strip("/").split("/")[0]
-        REQUESTS[mode] = REQUESTS.get(mode, 0) + 1
-        BODIES[mode] = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-        status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
-        if status:
-            body = json.dumps({"error": {"message": "nope", "type": "error"}}).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("retry-after-ms", "10")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if mode == "slow":
-            time.sleep(3)
-        self.send_response(200)
-        if mode == "nosse":  # a plain JSON body where an event stream was asked for
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self._send(b'{"choices": [{"message": {"content": "hi"}}]}')
-            return
-        self.send_header("content-type", "text/event-stream")
-        if mode == "cut":
-            self.send_header("content-length", "100000")
-        self.end_headers()
-        if mode == "malformed":
-            self._send(b"data: {this is not json\n\n")
-        elif mode == "cut":  # the connection drops before the promised length
-            self._send(_chunk("FP8 formats outperform"))
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        elif mode == "cutclean":  # a clean close, but no finish reason and no [DONE]
-            self._send(_chunk("FP8 formats outperform"))
-            return
-        elif mode == "drip":  # one token a second, for ever: never silent long enough to time out
-            for _ in range(60):
-                if not self._send(_chunk("FP8 ")):
-                    return
-                time.sleep(1)
-        elif mode == "big":  # 5 MB in 1,000-character chunks
-            for _ in range(5000):
-                if not self._send(_chunk(ANSWER * 30)):
-                    return
-            self._send(_chunk("", "stop"))
-        elif mode == "bigone":  # 5 MB in one event
-            self._send(_chunk(ANSWER * 150_000, "stop"))
-        elif mode == "length":  # the server itself stopped at max_tokens
-            self._send(_chunk(ANSWER))
-            self._send(_chunk("FP8 formats", "length"))
-        elif mode == "empty":
-            self._send(_chunk(""))
-        elif mode == "finish":  # a finish reason, then a clean close without [DONE]: complete
-            self._send(_chunk(ANSWER, "stop"))
-            return
-        else:
-            self._send(_chunk(ANSWER.strip()))
-        self._send(b"data: [DONE]\n\n")
+from tests.fakes import Scripted, serve
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def server():
+    with serve() as script:
+        yield script
+
+
+@pytest.fixture(scope="module")
+def endpoint(server: Scripted) -> str:
+    return server.base
 
 
 def ask(bundled_dir, base_url: str, **env: str):
@@ -137,14 +48,14 @@ def ask(bundled_dir, base_url: str, **env: str):
         ("slow", "did not answer within 1 s (3 attempts, ", 3),
     ],
 )
-def test_endpoint_failures_are_one_line_with_exit_1(bundled_dir, endpoint, mode, message, tries):
+def test_endpoint_failures_are_one_line_with_exit_1(bundled_dir, server, endpoint, mode, message, tries):
     proc = ask(bundled_dir, f"{endpoint}/{mode}/v1")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rag: error: "), proc.stderr
     assert f"{endpoint}/{mode}/v1" in lines[0] and message in lines[0], lines[0]
     # retried with backoff only before any text arrived (429, 5xx, time-outs), never a cut stream
-    assert REQUESTS[mode] == tries
+    assert server.requests[mode] == tries
 
 
 def test_a_hang_reports_the_time_it_really_took(bundled_dir, endpoint):
@@ -165,10 +76,10 @@ def test_a_dripping_endpoint_stops_at_the_deadline(bundled_dir, endpoint):
 
 
 @pytest.mark.parametrize("mode", ["big", "bigone"])
-def test_a_huge_reply_is_cut_at_the_token_cap_with_a_notice(bundled_dir, endpoint, mode):
+def test_a_huge_reply_is_cut_at_the_token_cap_with_a_notice(bundled_dir, server, endpoint, mode):
     proc = ask(bundled_dir, f"{endpoint}/{mode}/v1", RAG_LLM_MAX_TOKENS="40")
     assert proc.returncode == 0, proc.stderr
-    assert BODIES[mode]["max_tokens"] == 40  # asked of the server, and enforced on what arrived
+    assert server.last_body[mode]["max_tokens"] == 40  # asked of the server, and enforced on what arrived
     answer = proc.stdout.split("\nSources:")[0]
     assert "FP8 formats outperform INT8 [1]" in answer and len(answer) < 1000
     assert proc.stderr.strip() == (
@@ -176,11 +87,11 @@ def test_a_huge_reply_is_cut_at_the_token_cap_with_a_notice(bundled_dir, endpoin
     )
 
 
-def test_a_reply_the_server_stopped_at_max_tokens_gets_the_same_notice(bundled_dir, endpoint):
+def test_a_reply_the_server_stopped_at_max_tokens_gets_the_same_notice(bundled_dir, server, endpoint):
     proc = ask(bundled_dir, f"{endpoint}/length/v1")
     assert proc.returncode == 0, proc.stderr
     assert "rag: warning: the reply was cut at 400 tokens" in proc.stderr
-    assert BODIES["length"]["max_tokens"] == 400
+    assert server.last_body["length"]["max_tokens"] == 400
 
 
 def test_a_finish_reason_without_done_is_a_complete_reply(bundled_dir, endpoint):
@@ -232,6 +143,6 @@ def test_unreachable_endpoint(bundled_dir):
 
 
 def test_a_working_endpoint_answers_through_the_same_path(bundled_dir, endpoint):
-    proc = ask(bundled_dir, f"{endpoint}/ok/v1")
+    proc = ask(bundled_dir, f"{endpoint}/nofinish/v1")  # [DONE] alone ends a reply
     assert proc.returncode == 0, proc.stderr
     assert "FP8 formats outperform INT8 [1]." in proc.stdout

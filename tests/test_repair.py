@@ -7,7 +7,7 @@ from rag.answer import answer_question
 from rag.grounding import Grounding, SentenceCheck, check
 from rag.repair import FELL_BACK, REMOVED_HEADING, repair
 from tests.conftest import rag_json, run_rag
-from tests.test_answer import ScriptedLLM
+from tests.fakes import ScriptedLLM
 
 FP8 = "which papers compare FP8 vs INT8?"
 # Sentences of the sources retrieved for FP8 (source 1: FP8 formats; source 2: ZeroQuant-FP).
@@ -121,7 +121,7 @@ def test_mark_mode_returns_the_answer_untouched():
 
 def test_json_and_text_output_list_what_was_removed(bundled_dir, tmp_path):
     """Through the real command, against a scripted OpenAI-compatible endpoint."""
-    from tests.scripted_server import serve
+    from tests.fakes import serve
 
     reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]. {S3} [1]."
     with serve([reply]) as server:
@@ -138,7 +138,7 @@ def test_json_and_text_output_list_what_was_removed(bundled_dir, tmp_path):
 
 
 def test_fallback_is_one_line(bundled_dir):
-    from tests.scripted_server import serve
+    from tests.fakes import serve
 
     with serve([f"{INVENTED} [1]."]) as server:
         proc = run_rag("ask", FP8, env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url})
@@ -148,7 +148,7 @@ def test_fallback_is_one_line(bundled_dir):
 
 
 def test_grounding_setting_mark_keeps_the_sentence(bundled_dir):
-    from tests.scripted_server import serve
+    from tests.fakes import serve
 
     reply = f"{S1} [1]. {INVENTED} [1]."
     with serve([reply]) as server:

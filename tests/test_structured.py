@@ -10,7 +10,7 @@ from rag.answer import answer_question
 from rag.llm import OpenAICompatible
 from rag.structured import MEMORY_FILE, SentenceStream, sentence_text
 from tests.conftest import make_settings, rag_json
-from tests.scripted_server import serve
+from tests.fakes import serve
 from tests.test_repair import FP8, S1, S2
 
 JSON_REPLY = json.dumps({"sentences": [{"text": f"{S1}.", "citations": [1]}, {"text": f"{S2}.", "citations": [2]}]})

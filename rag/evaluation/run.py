@@ -85,7 +85,6 @@ def run_suites(
 ) -> Iterator[SuiteOutcome]:
     """Run each suite (the bundled ones when none is given) and write its report to `out`, or to
     out/<suite> when there are several; yields each suite's outcome as soon as it is written."""
-    from rag.backends import open_llm
     from rag.draft import CorpusIndex, measure_bundled
     from rag.evaluation import harness
     from rag.evaluation.gate import failure_problem
@@ -97,7 +96,7 @@ def run_suites(
     settings = ws.settings
     retriever = ws.retriever
     titles = ws.store.titles()
-    llm = open_llm(settings)
+    llm = ws.llm
     paths = suite_paths or bundled_suites()
     for suite_path in paths:
         suite = load_suite(suite_path, titles)

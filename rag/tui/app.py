@@ -17,10 +17,11 @@ from textual.widgets import Footer, Header, Markdown
 from rag.answer import Answer, answer_question
 from rag.config import Settings
 from rag.errors import RagError
-from rag.history import History, Turn
 from rag.llm import LLM
 from rag.retrieval import MODES
 from rag.sanitise import normalise_question
+from rag.tui.history import History, Turn
+from rag.workspace import Workspace
 
 if TYPE_CHECKING:
     from rag.retrieval import Retriever
@@ -95,6 +96,8 @@ class ChatApp(App):
         super().__init__()
         self._given_llm = llm
         self.settings = settings
+        self.workspace = Workspace(settings, llm=llm)  # built in the `load` worker, closed on exit
+        self._retired: list[Workspace] = []  # replaced by a settings change, closed when no answer uses them
         self.configured_model = settings.llm_model
         self.history = History(history_path or Path(settings.data_dir) / "chat.sqlite3")
         self.resume = resume
@@ -127,23 +130,40 @@ class ChatApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def load(self) -> None:
-        """Heavy start-up work, off the UI thread, so the first frame is immediate."""
-        from rag.backends import open_llm
-        from rag.workspace import Workspace
-
+        """Heavy start-up work, off the UI thread, so the first frame is immediate. A verifier
+        the settings cannot make is reported here, and again by each question."""
+        ws = self.workspace
         try:
-            retriever = self.retriever = Workspace(self.settings).retriever
-            self.llm = self._given_llm if self._given_llm and self.settings.llm == "auto" else open_llm(self.settings)
+            retriever = self.retriever = ws.retriever
+            self.llm = ws.llm
+            _ = ws.verifier  # a `verifier` setting that cannot be met is a notice now, not at the first question
             if self._saved_sources:
                 found = retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
                 self.call_from_thread(lambda: self.query_one(SourcesPane).show_saved(self._saved_sources, found))
             self.call_from_thread(self._status, self._mode_text() + " · ready")
+            self._store_ready.set()
+            self.call_from_thread(self._close_retired)
         except Exception as exc:  # any failure is a notice; the app keeps running
             message = _describe(exc)
             self.call_from_thread(self.notify, message, title="rag", severity="error", timeout=15)
             self.call_from_thread(self._status, f"not ready: {message}")
         finally:
             self._store_ready.set()
+
+    def _close_retired(self) -> None:
+        """Close workspaces a settings change replaced, once no answer is using one and the current
+        one is open (a local Chroma store is shared between them, and stays open)."""
+        if self._busy or not self._store_ready.is_set():
+            return
+        while self._retired:
+            self._retired.pop().close()
+
+    def on_unmount(self) -> None:
+        """On exit: close every workspace this app opened, and the history's database."""
+        for ws in (*self._retired, self.workspace):
+            ws.close()
+        self._retired = []
+        self.history.close()
 
     def _mode_text(self) -> str:
         mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"
@@ -154,6 +174,8 @@ class ChatApp(App):
 
     def apply_settings(self, change: dict) -> None:
         self.settings = self.settings.model_copy(update=change)
+        self._retired.append(self.workspace)
+        self.workspace = Workspace(self.settings, llm=self._given_llm)
         self._store_ready.clear()
         self._status("applying settings…")
         self.load()
@@ -191,6 +213,7 @@ class ChatApp(App):
         try:
             if self.retriever is None:
                 raise RagError("the store is not available; see the notice above")
+            verifier = self.workspace.verifier  # the `verifier` setting; a bad one fails the turn in one line
             standalone = standalone_question(question, self._turns, self.llm)
 
             def on_token(token: str) -> None:
@@ -205,6 +228,7 @@ class ChatApp(App):
                 mode=self.settings.retriever,
                 llm=self.llm,
                 on_token=on_token,
+                verifier=verifier,
                 grounding=self.settings.grounding,
             )
         except Cancelled:
@@ -217,6 +241,7 @@ class ChatApp(App):
 
     def _answered(self, question: str, standalone: str, turn: TurnView, conversation: int, answer: Answer) -> None:
         self._busy = False
+        self._close_retired()
         sources = [s.as_json() for s in answer.sources]
         self.history.add(conversation, Turn(question, standalone, answer.text, sources, True))
         if not turn.is_attached:  # the chat was cleared while this answer was coming
@@ -237,6 +262,7 @@ class ChatApp(App):
 
     def _cancelled(self, question: str, standalone: str, turn: TurnView, conversation: int) -> None:
         self._busy = False
+        self._close_retired()
         self.history.add(conversation, Turn(question, standalone, turn.text, [], False))
         self._status(self._mode_text() + " · cancelled")
         if turn.is_attached:
@@ -244,6 +270,7 @@ class ChatApp(App):
 
     def _failed(self, question: str, standalone: str, turn: TurnView, conversation: int, message: str) -> None:
         self._busy = False
+        self._close_retired()
         self.history.add(conversation, Turn(question, standalone, f"(failed: {message})", [], False))
         self.notify(message, title="rag", severity="error", timeout=10)
         self._status(self._mode_text() + " · failed")

@@ -1,5 +1,5 @@
 from rag.evaluation.judge import VerdictCache
-from tests.test_answer import ScriptedLLM
+from tests.fakes import ScriptedLLM
 
 
 def test_judge_verdicts_are_cached_by_model_and_prompt(tmp_path):

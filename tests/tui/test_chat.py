@@ -1,35 +1,16 @@
 """The chat app driven with Textual's Pilot, over the real store and embedder."""
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from rag.history import History
 from rag.tui.app import create_app
+from rag.tui.history import History
 from rag.tui.widgets import SourcesPane, TurnView
 from tests.conftest import make_settings
+from tests.fakes import FailingLLM, ScriptedLLM
 
 SIZE = (140, 40)
-
-
-class SlowScriptedLLM:
-    """Streams a canned reply slowly, so a test can cancel it midway."""
-
-    model = "scripted"
-    endpoint = "scripted://"
-
-    def __init__(self, reply: str, delay: float = 0.0) -> None:
-        self.reply, self.delay = reply, delay
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        self.prompts: list[str] = []
-
-    def stream(self, system: str, user: str) -> Iterator[str]:
-        self.prompts.append(user)
-        for word in self.reply.split(" "):
-            time.sleep(self.delay)
-            yield word + " "
-        self.usage = {"prompt_tokens": 50, "completion_tokens": 10}
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
@@ -49,8 +30,8 @@ async def ask(pilot, question: str) -> TurnView:
     return app.query(TurnView).last()
 
 
-def slow_llm() -> SlowScriptedLLM:
-    return SlowScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
+def slow_llm() -> ScriptedLLM:
+    return ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
 
 
 async def start_streaming(pilot, question: str) -> None:
@@ -227,16 +208,8 @@ async def test_new_chat_while_an_answer_streams_keeps_the_app_and_history_sound(
     assert stopped.complete is False and stopped.question == "which papers compare FP8 vs INT8?"
 
 
-class BrokenLLM(SlowScriptedLLM):
-    """An LLM whose client fails with an exception that is not one of rag's own."""
-
-    def stream(self, system: str, user: str) -> Iterator[str]:
-        raise ValueError("unexpected payload from the client library")
-        yield ""
-
-
 async def test_an_unexpected_failure_in_a_worker_is_a_notice_and_a_saved_failed_turn(app_factory, tmp_path):
-    app = app_factory(llm=BrokenLLM(""))
+    app = app_factory(llm=FailingLLM())
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, "How many queries does the LitSearch benchmark contain?")
         assert "internal error: ValueError" in turn.markdown.source
@@ -272,7 +245,7 @@ async def test_chat_shows_what_strict_grounding_removed_and_corrected(app_factor
     from rag.repair import REMOVED_HEADING
     from tests.test_repair import FP8, INVENTED, S1, S2, S3
 
-    llm = SlowScriptedLLM(f"{S1} [2]. {INVENTED} [1]. {S2} [2]. {S3} [1].")
+    llm = ScriptedLLM(f"{S1} [2]. {INVENTED} [1]. {S2} [2]. {S3} [1].")
     app = app_factory(llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, FP8)
@@ -287,7 +260,7 @@ async def test_chat_shows_what_strict_grounding_removed_and_corrected(app_factor
 async def test_chat_in_mark_mode_keeps_the_sentence_marked(app_factory):
     from tests.test_repair import FP8, INVENTED, S1
 
-    app = app_factory(llm=SlowScriptedLLM(f"{S1} [1]. {INVENTED} [1]."), grounding="mark")
+    app = app_factory(llm=ScriptedLLM(f"{S1} [1]. {INVENTED} [1]."), grounding="mark")
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, FP8)
         assert f"{INVENTED} [\\[1\\]](source:1). ⚠ *unsupported*" in turn.markdown.source

@@ -2,8 +2,8 @@
 
 Update after an intended change to the look: pytest tests/tui/test_snapshots.py --snapshot-update"""
 
-from rag.history import History, Turn
 from rag.tui.app import create_app
+from rag.tui.history import History, Turn
 from tests.conftest import make_settings
 from tests.tui.test_chat import wait_for
 

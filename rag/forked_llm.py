@@ -1,4 +1,5 @@
-"""Choosing the LLM and the grounding verifier from settings."""
+"""The configured LLM in a forked helper process, so one-shot commands overlap its imports with
+opening the store."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from collections.abc import Iterator
 from rag.config import Settings, mask_url
 from rag.context import model_window
 from rag.errors import RagError
-from rag.grounding import Verifier, make_verifier
-from rag.llm import LLM, FormatRefused, LLMError, OpenAICompatible
+from rag.llm import FormatRefused, LLMError, OpenAICompatible
 
 
 class ForkedLLM:
@@ -41,7 +41,7 @@ class ForkedLLM:
         self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(settings, child), daemon=True)
+        self._process = ctx.Process(target=_serve, args=(settings, child, self._conn), daemon=True)
         self._process.start()
         child.close()
 
@@ -73,8 +73,17 @@ class ForkedLLM:
             else:
                 raise LLMError(value)
 
+    def close(self) -> None:
+        """End the helper: it returns when its end of the pipe closes; one that does not is killed."""
+        self._conn.close()
+        self._process.join(2.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
-def _serve(settings: Settings, conn) -> None:
+
+def _serve(settings: Settings, conn, parent_end) -> None:
+    parent_end.close()  # the forked copy of the parent's end; closed, the parent's close() reaches here as EOF
     try:
         llm: OpenAICompatible | None = OpenAICompatible(settings)
         error = ""
@@ -99,15 +108,3 @@ def _serve(settings: Settings, conn) -> None:
             conn.send(("error", str(exc)))
         except Exception as exc:
             conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))
-
-
-def open_llm(settings: Settings, forked: bool = False) -> LLM | None:
-    """The configured LLM, or None for extractive answers. `forked` suits one-shot commands that
-    call it before opening the store (see ForkedLLM)."""
-    if not settings.llm_enabled:
-        return None
-    return ForkedLLM(settings) if forked else OpenAICompatible(settings)
-
-
-def open_verifier(settings: Settings, llm: LLM | None) -> Verifier:
-    return make_verifier(settings, llm)

@@ -41,6 +41,9 @@ class History:
         self.db = sqlite3.connect(path, check_same_thread=False)
         self.db.executescript(SCHEMA)
 
+    def close(self) -> None:
+        self.db.close()
+
     def new_conversation(self) -> int:
         with self.db:
             row_id = self.db.execute("INSERT INTO conversations (started) VALUES (?)", (time.time(),)).lastrowid

@@ -1,0 +1,227 @@
+"""The tests' stand-ins for an LLM, in one place (the real model is tested in test_llm_live).
+
+- `ScriptedLLM`: in process; streams queued canned replies and records the prompts it was sent.
+- `FailingLLM`: in process; its client fails with an exception that is not one of rag's own.
+- `serve(replies)`: an OpenAI-compatible chat server on 127.0.0.1 for cases that go through the
+  real HTTP client. At `server.url` it streams the queued replies and records what it was asked;
+  at `server.url_for(mode)` it misbehaves in the way `mode` names (see `MISBEHAVIOURS`), as no
+  real server can be made to (return 401, hang, drip, cut a stream).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWER = "FP8 formats outperform INT8 [1]. "  # what the misbehaving modes stream, when they stream
+
+
+class ScriptedLLM:
+    """Replies with queued canned texts (once the queue is empty, the last one again) in chunks of
+    seven characters, `delay` seconds apart, and records the (system, user) prompts."""
+
+    model = "scripted"
+    endpoint = "scripted://"
+
+    def __init__(self, *replies: str, delay: float = 0.0) -> None:
+        self.replies = list(replies)
+        self.last = ""
+        self.delay = delay
+        self.prompts: list[tuple[str, str]] = []
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+
+    def stream(self, system: str, user: str) -> Iterator[str]:
+        self.prompts.append((system, user))
+        if self.replies:
+            self.last = self.replies.pop(0)
+        reply = self.last
+        for i in range(0, len(reply), 7):
+            time.sleep(self.delay)
+            yield reply[i : i + 7]
+        self.usage = {"prompt_tokens": 100, "completion_tokens": len(reply) // 4}
+
+
+class FailingLLM(ScriptedLLM):
+    """An LLM whose client fails with an exception that is not one of rag's own."""
+
+    def stream(self, system: str, user: str) -> Iterator[str]:
+        raise ValueError("unexpected payload from the client library")
+        yield ""
+
+
+MISBEHAVIOURS = {
+    "e401": "HTTP 401",
+    "e429": "HTTP 429 (the client retries)",
+    "e500": "HTTP 500 (the client retries)",
+    "slow": "answers after 3 s",
+    "nosse": "a plain JSON body where an event stream was asked for",
+    "malformed": "an event that is not JSON",
+    "cut": "the connection drops before the promised length",
+    "cutclean": "a clean close, but no finish reason and no [DONE]",
+    "drip": "one token a second, for a minute: never silent long enough to time out",
+    "big": "5 MB in 1,000-character chunks",
+    "bigone": "5 MB in one event",
+    "length": "the server itself stopped at max_tokens",
+    "empty": "an empty reply",
+    "finish": "a finish reason, then a clean close without [DONE]: complete",
+    "nofinish": "[DONE] without a finish reason: complete",
+}
+
+
+@dataclass
+class Scripted:
+    replies: list[str | list[str]]  # a list is streamed as exactly those chunks
+    formats: tuple[str, ...] = ("json_schema", "json_object")  # response_format types it takes
+    refusal: int = 400  # the status of a refused format (llama-cpp-python's server sends 500)
+    bodies: list[dict] = field(default_factory=list)  # every request, in order
+    requests: Counter[str] = field(default_factory=Counter)  # requests per misbehaviour mode
+    last_body: dict[str, dict] = field(default_factory=dict)  # the last request per mode
+    base: str = ""  # http://127.0.0.1:PORT
+
+    @property
+    def url(self) -> str:
+        """The well-behaved endpoint, for OPENAI_BASE_URL."""
+        return f"{self.base}/v1"
+
+    def url_for(self, mode: str) -> str:
+        assert mode in MISBEHAVIOURS, mode
+        return f"{self.base}/{mode}/v1"
+
+    def next_reply(self) -> str | list[str]:
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+def chunk(content: str, finish: str | None = None) -> bytes:
+    """One server-sent event of a streamed chat completion."""
+    body = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "scripted",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, data: bytes) -> bool:
+            try:
+                self.wfile.write(data)
+                self.wfile.flush()
+                return True
+            except OSError:  # the client gave up, as it should
+                return False
+
+        def _json(self, status: int, body: dict, **headers: str) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            mode = self.path.strip("/").split("/")[0]
+            script.bodies.append(body)
+            script.requests[mode] += 1
+            script.last_body[mode] = body
+            if mode in MISBEHAVIOURS:
+                self._misbehave(mode)
+                return
+            if "response_format" in body and body["response_format"].get("type") not in script.formats:
+                error = {"error": {"message": "response_format: unsupported type", "type": "invalid"}}
+                self._json(script.refusal, error)
+                return
+            reply = script.next_reply()
+            parts = reply if isinstance(reply, list) else [reply[i : i + 7] for i in range(0, len(reply), 7)]
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for part in parts:
+                self._send(chunk(part))
+            self._send(chunk("", "stop") + b"data: [DONE]\n\n")
+
+        def _misbehave(self, mode: str) -> None:
+            status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
+            if status:
+                self._json(status, {"error": {"message": "nope", "type": "error"}}, **{"retry-after-ms": "10"})
+                return
+            if mode == "slow":
+                time.sleep(3)
+            self.send_response(200)
+            if mode == "nosse":
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self._send(b'{"choices": [{"message": {"content": "hi"}}]}')
+                return
+            self.send_header("content-type", "text/event-stream")
+            if mode == "cut":
+                self.send_header("content-length", "100000")
+            self.end_headers()
+            if mode == "malformed":
+                self._send(b"data: {this is not json\n\n")
+            elif mode == "cut":
+                self._send(chunk("FP8 formats outperform"))
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            elif mode == "cutclean":
+                self._send(chunk("FP8 formats outperform"))
+                return
+            elif mode == "drip":
+                for _ in range(60):
+                    if not self._send(chunk("FP8 ")):
+                        return
+                    time.sleep(1)
+            elif mode == "big":
+                for _ in range(5000):
+                    if not self._send(chunk(ANSWER * 30)):
+                        return
+                self._send(chunk("", "stop"))
+            elif mode == "bigone":
+                self._send(chunk(ANSWER * 150_000, "stop"))
+            elif mode == "length":
+                self._send(chunk(ANSWER))
+                self._send(chunk("FP8 formats", "length"))
+            elif mode == "empty":
+                self._send(chunk(""))
+            elif mode == "finish":
+                self._send(chunk(ANSWER, "stop"))
+                return
+            else:  # nofinish, slow
+                self._send(chunk(ANSWER.strip()))
+            self._send(b"data: [DONE]\n\n")
+
+    return Handler
+
+
+@contextmanager
+def serve(
+    replies: list[str | list[str]] | None = None,
+    formats: tuple[str, ...] = ("json_schema", "json_object"),
+    refusal: int = 400,
+) -> Iterator[Scripted]:
+    """The scripted server, running until the block ends."""
+    script = Scripted(list(replies or [ANSWER]), formats, refusal)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script.base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield script
+    finally:
+        server.shutdown()
+        server.server_close()
