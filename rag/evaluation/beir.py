@@ -50,23 +50,23 @@ def evaluate_beir(folder: Path, ws: Workspace, retrievers: list[Mode]) -> dict:
     qrels = _qrels(paths["qrels/test.tsv"])
     queries = {str(q["_id"]): q["text"] for q in _rows(paths["queries.jsonl"], "_id", "text") if str(q["_id"]) in qrels}
     collection = "beir-" + re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-")
-    own = Workspace(ws.settings.model_copy(update={"collection": collection}))
-    with tempfile.TemporaryDirectory() as tmp:
-        converted = Path(tmp) / "corpus.jsonl"
-        with converted.open("w", encoding="utf-8") as out:
-            for doc in _rows(paths["corpus.jsonl"], "_id"):
-                text = " ".join(str(doc.get("text", "")).split())
-                if not text:
-                    continue
-                title = " ".join(str(doc.get("title") or "").split()) or " ".join(text.split()[:12])
-                out.write(json.dumps({"id": str(doc["_id"]), "title": title, "abstract": text}) + "\n")
-        report = ingest(own.store, own.embedder, [converted], prune=True)
-    results = {}
-    for mode in retrievers:
-        ranked = {
-            qid: [h.paper_id for h in own.retriever.search(text, k=100, mode=mode).results]
-            for qid, text in queries.items()
-        }
-        figures = retrieval_metrics({q: qrels[q] for q in queries}, ranked, ["nDCG@10", "R@100"])
-        results[mode] = {m: round(v, 4) for m, v in figures.items()}
+    with Workspace(ws.settings.model_copy(update={"collection": collection})) as own:
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = Path(tmp) / "corpus.jsonl"
+            with converted.open("w", encoding="utf-8") as out:
+                for doc in _rows(paths["corpus.jsonl"], "_id"):
+                    text = " ".join(str(doc.get("text", "")).split())
+                    if not text:
+                        continue
+                    title = " ".join(str(doc.get("title") or "").split()) or " ".join(text.split()[:12])
+                    out.write(json.dumps({"id": str(doc["_id"]), "title": title, "abstract": text}) + "\n")
+            report = ingest(own.store, own.embedder, [converted], prune=True)
+        results = {}
+        for mode in retrievers:
+            ranked = {
+                qid: [h.paper_id for h in own.retriever.search(text, k=100, mode=mode).results]
+                for qid, text in queries.items()
+            }
+            figures = retrieval_metrics({q: qrels[q] for q in queries}, ranked, ["nDCG@10", "R@100"])
+            results[mode] = {m: round(v, 4) for m, v in figures.items()}
     return {"dataset": str(folder), "documents": report.papers, "queries": len(queries), "retrieval": results}
