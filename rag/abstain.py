@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.lexical import LexicalIndex, analyse
+from rag.lexical import LexicalIndex
 from rag.retrieval import Mode, SearchResult
-from rag.text import contains_key, key_tokens, normalise_key, split_sentences
+from rag.sentences import split_sentences
+from rag.terms import analyse, contains_key, key_tokens, normalise_key, specific_terms
 
 if TYPE_CHECKING:
     from rag.embedder import Embedder
@@ -44,11 +44,6 @@ UNSEEN_COVERAGE = 0.35
 EVIDENCE_PAPERS = 5  # the model reads the top five papers, whatever k the answer draws on
 RARE_WORDS = 3  # the question's focus: its three rarest words in the corpus
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "abstention.json"
-
-# Capitalised words inside a question (not its first word) usually name something, and a number
-# right after a name is part of it ("Stable Diffusion 3", "Llama 2").
-_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
-_VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
 @dataclass(frozen=True)
@@ -81,17 +76,6 @@ RULES = (
     "model",
     "model_abstained",
 )
-
-
-def specific_terms(question: str) -> list[str]:
-    """Numbers, acronyms and names in the question, as typed."""
-    found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
-    keys = key_tokens(question)
-    out = [t for t in found if t and (key_tokens(t) & keys)]
-    out += [w for w in _NAMED.findall(question) if w not in out]
-    out += [v for v in _VERSIONED.findall(question) if v not in out]
-    # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
-    return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
 
 
 def _mentions(text: str, term: str) -> bool:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.abstain import specific_terms
 from rag.embedder import Embedder
-from rag.lexical import LexicalIndex, analyse
-from rag.text import acronyms, key_tokens, split_sentences
+from rag.lexical import LexicalIndex
+from rag.sentences import split_sentences
+from rag.terms import acronyms, analyse, key_tokens, specific_terms
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"

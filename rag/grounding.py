@@ -17,15 +17,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from rag.text import (
-    citations_of,
-    contains_key,
-    key_tokens,
-    negated,
-    split_sentences,
-    strip_citations,
-    terms,
-)
+from rag.sentences import citations_of, negated, split_sentences, strip_citations
+from rag.terms import contains_key, key_tokens, terms
 
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words found in the cited window
 MIN_CLAIM_TERMS = 3  # sentences with fewer content words make no checkable claim

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -34,16 +33,15 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.store import Store
+from rag.terms import ANALYSER_VERSION, analyse
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
-ANALYSER_VERSION = 3  # bump when `analyse` changes: saved indexes are then rebuilt
 LAYOUT_VERSION = 2  # 2: segments; an index of another layout is rebuilt
 CURRENT = "current.json"
 K1, B = 1.5, 0.75  # bm25s's defaults, as before segments
@@ -104,33 +102,6 @@ def _collect(folder: Path, keep: set[str]) -> None:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         except OSError:
             pass
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    # bm25s's English list is short; these question and filler words carry no topic either
-    extra = (
-        "here there what which who whom whose how also following below above according "
-        "do does did doing done can could would should may might must shall will were was been being "
-        "has have had".split()
-    )
-    return frozenset(STOPWORDS_EN) | frozenset(extra)
-
-
-def analyse(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, stemmed terms: the same for chunks and queries."""
-    stop = _stopwords()
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
-    return _stemmer().stemWords(words)
 
 
 @dataclass(frozen=True)

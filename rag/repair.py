@@ -34,7 +34,7 @@ from rag.grounding import (
     _Source,
     check,
 )
-from rag.text import CITATION
+from rag.sentences import CITATION
 
 GroundingMode = Literal["strict", "mark"]
 

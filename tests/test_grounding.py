@@ -1,5 +1,5 @@
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
-from rag.text import contains_key
+from rag.terms import contains_key
 
 SOURCES = {
     1: (

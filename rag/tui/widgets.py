@@ -12,7 +12,8 @@ from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
 from rag.answer import Answer
 from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
-from rag.text import CITATION, split_sentences, strip_citations, terms
+from rag.sentences import CITATION, split_sentences, strip_citations
+from rag.terms import terms
 
 MARKS = {
     "supported": "✓",
