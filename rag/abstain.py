@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.lexical import LexicalIndex
-from rag.retrieval import Mode, SearchResult
+from rag.question import Question
+from rag.retrieval import SearchResult
+from rag.retrievers import Mode
 from rag.sentences import split_sentences
-from rag.terms import analyse, contains_key, key_tokens, normalise_key, specific_terms
+from rag.terms import analyse, contains_key, key_tokens, normalise_key
 
 if TYPE_CHECKING:
     from rag.embedder import Embedder
@@ -86,9 +89,10 @@ def _mentions(text: str, term: str) -> bool:
 _GENERIC = frozenset(analyse("paper papers work works study studies"))  # how questions name papers
 
 
-def coverage(question: str, text: str, lexical: LexicalIndex) -> float:
-    """Share of the question's IDF-weighted content words that occur in `text`."""
-    q_terms = [t for t in analyse(question) if t not in _GENERIC]
+def coverage(question: str | Sequence[str], text: str, lexical: LexicalIndex) -> float:
+    """Share of the question's IDF-weighted content words (`question` as text, or its analysed
+    terms) that occur in `text`."""
+    q_terms = [t for t in (analyse(question) if isinstance(question, str) else question) if t not in _GENERIC]
     present = set(analyse(text))
     total = sum(lexical.idf(t) for t in q_terms)
     return sum(lexical.idf(t) for t in q_terms if t in present) / total if total else 0.0
@@ -103,30 +107,32 @@ class Evidence:
     sentence_similarity: float  # best cosine of the question with any of their sentences or titles
 
 
-def gather_evidence(question: str, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
-    """Embed the question with every sentence of the top papers: MiniLM is a sentence model, and a
-    sentence that answers shows up sharper than the chunk it sits in."""
+def gather_evidence(question: Question, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
+    """Compare the question with every sentence of the top papers: MiniLM is a sentence model, and
+    a sentence that answers shows up sharper than the chunk it sits in."""
     sentences = [s for text in texts[:EVIDENCE_PAPERS] for s in split_sentences(text)]
     if not sentences:
         return Evidence(texts, scores, 0.0)
-    vectors = embedder.embed_cached([question, *sentences])
-    return Evidence(texts, scores, float((vectors[1:] @ vectors[0]).max()))
+    vectors = embedder.embed_cached(sentences)
+    return Evidence(texts, scores, float((vectors @ question.vector).max()))
 
 
-def features(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
+def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
     """The answerability model's inputs, each about the question's focus rather than its topic:
     * sentence_similarity: how close the best single sentence comes to the question;
     * rare_coverage: the share (IDF-weighted) of the question's rarest words that one abstract
       holds: the general words (diffusion, LLM, retrieval) fill the corpus, the rare ones do not;
     * lead: how far the best paper's score stands above the fifth one's: a paper that answers
       stands out, while a question on a missing topic finds a flat cluster of neighbours."""
+    question = Question.of(question)
     top = evidence.texts[:EVIDENCE_PAPERS]
     scores = evidence.scores[:EVIDENCE_PAPERS]
     # ties in IDF broken by the word itself, so the same words are kept in every process
-    words = sorted(set(analyse(question)), key=lambda t: (-lexical.idf(t), t))[:RARE_WORDS]
+    words = sorted(set(question.terms), key=lambda t: (-lexical.idf(t), t))[:RARE_WORDS]
+    rare = analyse(" ".join(words))  # the stems analysed once more, as the model was fitted
     return {
         "sentence_similarity": evidence.sentence_similarity,
-        "rare_coverage": max((coverage(" ".join(words), text, lexical) for text in top), default=0.0),
+        "rare_coverage": max((coverage(rare, text, lexical) for text in top), default=0.0),
         "lead": scores[0] - scores[-1] if scores else 0.0,
     }
 
@@ -164,16 +170,17 @@ def default_model() -> AnswerabilityModel:
 
 
 def assess(
-    question: str,
+    question: str | Question,
     evidence: Evidence,
     lexical: LexicalIndex,
     with_llm: bool = False,
     model: AnswerabilityModel | None = None,
 ) -> Assessment:
     """Rules on named terms first (deterministic, and they say what is missing), then the model."""
+    question = Question.of(question)
     texts = evidence.texts
     everything = " ".join(texts)
-    cover = max((coverage(question, text, lexical) for text in texts), default=0.0)
+    cover = max((coverage(question.terms, text, lexical) for text in texts), default=0.0)
     similarity = evidence.sentence_similarity
 
     def verdict(ok: bool, reason: str, rule: str = "answerable", confidence: float | None = None) -> Assessment:
@@ -181,7 +188,7 @@ def assess(
 
     if not texts:
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
-    named = specific_terms(question)
+    named = question.specific
     missing = [t for t in named if not _mentions(everything, t)]
     if missing:
         return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}", "named_term_missing")
@@ -189,18 +196,18 @@ def assess(
         holders = [text for text in texts if all(_mentions(text, t) for t in named)]
         if not holders:
             return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together", "named_terms_apart")
-        rest = question
+        rest = question.text
         for term in named:
             rest = rest.replace(term, " ")
-        if analyse(rest):
-            topic = max(coverage(rest, text, lexical) for text in holders)
+        if rest_terms := analyse(rest):
+            topic = max(coverage(rest_terms, text, lexical) for text in holders)
             if topic < MIN_TOPIC_COVERAGE:
                 return verdict(
                     False,
                     f"the abstracts naming {', '.join(named)} do not address the rest of the question",
                     "rest_not_addressed",
                 )
-    unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
+    unseen = sorted({t for t in question.terms if len(t) > 3 and not lexical.knows(t)})
     if len(unseen) >= UNSEEN_WORDS and cover < UNSEEN_COVERAGE:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}", "unseen_words")
     model = model or default_model()

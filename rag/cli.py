@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from rag.errors import RagError
+from rag.retrievers import Mode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,9 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RetrieverOpt = Annotated[
-    Literal["hybrid", "dense", "bm25"] | None, typer.Option("--retriever", help="Which retriever.")
-]
+RetrieverOpt = Annotated[Mode | None, typer.Option("--retriever", help="Which retriever.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -267,7 +266,7 @@ def run_eval(
             _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
         return
-    from rag.retrieval import MODES
+    from rag.retrievers import MODES
 
     chosen_retrievers = [m for m in MODES if m in retrievers.split(",")]
     chosen_answerers = [a for a in answerers.split(",") if a]

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from rag.embedder import Embedder
 from rag.lexical import LexicalIndex
+from rag.question import Question
 from rag.sentences import split_sentences
-from rag.terms import acronyms, analyse, key_tokens, specific_terms
+from rag.terms import acronyms, analyse, key_tokens
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
@@ -64,13 +65,6 @@ _ASKS_BACKGROUND = re.compile(r"\b(why|motivat|problem|challeng|limitation|backg
 FINDING_BONUS = 0.1
 BACKGROUND_PENALTY = 0.1
 
-# Two or more questions in one ("how many X, and how large is Y?", "which model did best and with
-# what score?") are split into parts, each answered on its own.
-_PART_SPLIT = re.compile(
-    r"\?\s+(?=\S)|;\s*|,?\s+and\s+(?=(?:how|what|which|who|when|where|why|whether|is|are|does|do|did|was|were"
-    r"|can|could|with what|by how|to what)\b)",
-    re.I,
-)
 PART_FLOOR = 0.5  # a part counts as answered when its best sentence scores at least this
 
 
@@ -90,13 +84,6 @@ class Part:
 
     def as_json(self) -> dict:
         return {"ask": self.ask, "answered": self.answered}
-
-
-def question_parts(question: str) -> list[str]:
-    """The sub-questions of a question that asks several things; one part otherwise."""
-    parts = [p.strip(" ,;?") for p in _PART_SPLIT.split(question)]
-    parts = [p for p in parts if analyse(p)]
-    return parts if len(parts) >= 2 else [question.strip()]
 
 
 def _quantities(text: str) -> set[str]:
@@ -127,23 +114,22 @@ def is_list_question(question: str) -> bool:
 
 
 def _score_sentences(
-    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+    question: Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
 ) -> list[list[Candidate]]:
-    q_terms = set(analyse(question))
+    q_terms = set(question.terms)
     weights = {t: lexical.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
-    wants_number = bool(_QUANTITY_QUESTION.search(question))
-    keys = key_tokens(" ".join(specific_terms(question)))
-    asked_numbers = _quantities(question)
-    counted = _counted_thing(question)
-    asks_background = bool(_ASKS_BACKGROUND.search(question))
+    wants_number = bool(_QUANTITY_QUESTION.search(question.text))
+    keys = question.specific_keys
+    asked_numbers = _quantities(question.text)
+    counted = _counted_thing(question.text)
+    asks_background = bool(_ASKS_BACKGROUND.search(question.text))
     per_source = [
         [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
         for _, abstract in sources
     ]
     flat = [s for sents in per_source for s in sents]
-    vectors = embedder.embed_cached([question, *flat])
-    sims = vectors[1:] @ vectors[0]
+    sims = embedder.embed_cached(flat) @ question.vector
     out: list[list[Candidate]] = []
     i = 0
     for n, sents in enumerate(per_source, start=1):
@@ -177,17 +163,18 @@ def _score_sentences(
     return out
 
 
-def compose(question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
+def compose(question: str | Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
     """A short cited answer quoted from `sources` ((title, abstract), numbered from 1)."""
     return compose_parts(question, sources, embedder, lexical)[0]
 
 
 def compose_parts(
-    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+    question: str | Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
 ) -> tuple[str, list[Part]]:
     """The answer, and for a question of several parts whether each part is answered."""
+    question = Question.of(question, embedder)
     ranked = _score_sentences(question, sources, embedder, lexical)
-    if is_list_question(question):
+    if is_list_question(question.text):
         top = max(c[0].score for c in ranked if c)
         lines = [
             f"- *{sources[c[0].source - 1][0]}* — {c[0].sentence} [{c[0].source}]"
@@ -198,14 +185,14 @@ def compose_parts(
     # rank-aware: the first sources are favoured a little, as retrieval put them first
     best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - 0.05 * (c.source - 1)))
     picked = [best]
-    asks = question_parts(question)
     parts: list[Part] = []
-    if len(asks) > 1:
+    if len(question.parts) > 1:
         # each part is scored on its own words plus the names the whole question gives it
-        named = " ".join(specific_terms(question))
+        named = " ".join(question.specific)
         home = [(sources[best.source - 1])]
-        for ask in asks:
-            part_best = _score_sentences(f"{ask} {named}".strip(), home, embedder, lexical)[0][0]
+        for ask in question.parts:
+            part = Question.parse(f"{ask} {named}".strip(), embedder)
+            part_best = _score_sentences(part, home, embedder, lexical)[0][0]
             parts.append(Part(ask, part_best.score >= PART_FLOOR))
             if part_best.score >= PART_FLOOR and part_best.sentence not in {c.sentence for c in picked}:
                 picked.append(Candidate(best.source, part_best.sentence, part_best.score))

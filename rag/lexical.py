@@ -31,7 +31,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -102,6 +102,10 @@ def _collect(folder: Path, keep: set[str]) -> None:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         except OSError:
             pass
+
+
+def _terms_of(query: str | Sequence[str]) -> Sequence[str]:
+    return analyse(query) if isinstance(query, str) else query
 
 
 @dataclass(frozen=True)
@@ -547,17 +551,19 @@ class LexicalIndex:
         df = self.df(term) if n else 0
         return math.log((n + 1) / (df + 0.5))
 
-    def perfect_score(self, query: str) -> float:
+    def perfect_score(self, query: str | Sequence[str]) -> float:
         """About the BM25 score of a chunk that contains every query term once: the sum of their
-        IDFs (bm25s's Lucene variant). Dividing by it gives the share of the query a chunk matched."""
+        IDFs (bm25s's Lucene variant). Dividing by it gives the share of the query a chunk matched.
+        `query` is text, or its terms already analysed."""
         n = self.size
-        return sum(_idf_lucene(self.df(term) if n else 0, n) for term in analyse(query))
+        return sum(_idf_lucene(self.df(term) if n else 0, n) for term in _terms_of(query))
 
     def knows(self, term: str) -> bool:
         return self.df(term) > 0
 
-    def search(self, query: str, n: int) -> list[LexicalHit]:
-        terms = [t for t in analyse(query) if self.df(t) > 0]
+    def search(self, query: str | Sequence[str], n: int) -> list[LexicalHit]:
+        """The `n` best chunks for `query` (text, or its terms already analysed)."""
+        terms = [t for t in _terms_of(query) if self.df(t) > 0]
         if not terms or not self.size:
             return []
         weights = [(t, _idf_lucene(self.df(t), self.size)) for t in terms]

@@ -28,7 +28,8 @@ class Workspace:
         interrupted ingest is resumed or reported (see `ensure_index`)."""
         from rag.embedder import embedder_name
         from rag.ingest import ensure_index
+        from rag.reranking import get_reranker
 
         self.store.check_embedder(embedder_name(self.settings.embed_quantized))
         ensure_index(self.store, lambda: self.embedder)
-        return Retriever(self.store, self.embedder)
+        return Retriever(self.store, self.embedder, reranker=get_reranker(self.settings))

@@ -186,7 +186,7 @@ def test_verifier_llm_without_an_llm_is_a_settings_error(workspace):
 
 
 def test_question_parts_split_only_real_sub_questions():
-    from rag.extractive import question_parts
+    from rag.question import question_parts
 
     assert question_parts(
         "How many queries does LitSearch contain, and how large is the gap between BM25 and dense retrievers?"

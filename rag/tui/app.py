@@ -19,7 +19,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.history import History, Turn
 from rag.llm import LLM
-from rag.retrieval import MODES
+from rag.retrievers import MODES
 from rag.sanitise import normalise_question
 
 if TYPE_CHECKING:
