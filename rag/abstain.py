@@ -37,15 +37,28 @@ from rag.terms import analyse, contains_key, key_tokens, normalise_key
 if TYPE_CHECKING:
     from rag.embedder import Embedder
 
-# Chosen on eval/suites/tune.jsonl (the landed rule before the model): an abstract naming every
-# specific term must hold this share of the question's other words.
-MIN_TOPIC_COVERAGE = 0.2
-# A question using two or more words the whole corpus never uses, whose words the evidence barely
-# covers, is about something else (chosen on eval/suites/dev.jsonl, now tune.jsonl, before the model).
-UNSEEN_WORDS = 2
-UNSEEN_COVERAGE = 0.35
-EVIDENCE_PAPERS = 5  # the model reads the top five papers, whatever k the answer draws on
-RARE_WORDS = 3  # the question's focus: its three rarest words in the corpus
+
+@dataclass(frozen=True)
+class Tuning:
+    """The rules' thresholds and what the answerability model reads. None was fitted: each was
+    hand-set on the development suite (eval/suites/dev.jsonl, since grown into tune.jsonl) and kept
+    when the model (weights in rag/data/abstention.json, fitted by eval/fit_abstention.py) came."""
+
+    # An abstract naming every specific term must hold this share of the question's other words
+    # (hand-set on the dev suite with the rule, commit "all named terms in one abstract").
+    min_topic_coverage: float = 0.2
+    # A question using this many words the corpus never uses, and whose words the evidence covers
+    # less than `unseen_coverage`, is about something else (hand-set on the dev suite).
+    unseen_words: int = 2
+    unseen_coverage: float = 0.35
+    # The model reads the top five papers, whatever k the answer draws on, and takes the question's
+    # three rarest words as its focus: hand-set on the tune suite when the model was designed; its
+    # weights were fitted with these values, so changing them means refitting.
+    evidence_papers: int = 5
+    rare_words: int = 3
+
+
+TUNING = Tuning()
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "abstention.json"
 
 
@@ -110,7 +123,7 @@ class Evidence:
 def gather_evidence(question: Question, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
     """Compare the question with every sentence of the top papers: MiniLM is a sentence model, and
     a sentence that answers shows up sharper than the chunk it sits in."""
-    sentences = [s for text in texts[:EVIDENCE_PAPERS] for s in split_sentences(text)]
+    sentences = [s for text in texts[: TUNING.evidence_papers] for s in split_sentences(text)]
     if not sentences:
         return Evidence(texts, scores, 0.0)
     vectors = embedder.embed_cached(sentences)
@@ -125,10 +138,10 @@ def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex
     * lead: how far the best paper's score stands above the fifth one's: a paper that answers
       stands out, while a question on a missing topic finds a flat cluster of neighbours."""
     question = Question.of(question)
-    top = evidence.texts[:EVIDENCE_PAPERS]
-    scores = evidence.scores[:EVIDENCE_PAPERS]
+    top = evidence.texts[: TUNING.evidence_papers]
+    scores = evidence.scores[: TUNING.evidence_papers]
     # ties in IDF broken by the word itself, so the same words are kept in every process
-    words = sorted(set(question.terms), key=lambda t: (-lexical.idf(t), t))[:RARE_WORDS]
+    words = sorted(set(question.terms), key=lambda t: (-lexical.idf(t), t))[: TUNING.rare_words]
     rare = analyse(" ".join(words))  # the stems analysed once more, as the model was fitted
     return {
         "sentence_similarity": evidence.sentence_similarity,
@@ -201,14 +214,14 @@ def assess(
             rest = rest.replace(term, " ")
         if rest_terms := analyse(rest):
             topic = max(coverage(rest_terms, text, lexical) for text in holders)
-            if topic < MIN_TOPIC_COVERAGE:
+            if topic < TUNING.min_topic_coverage:
                 return verdict(
                     False,
                     f"the abstracts naming {', '.join(named)} do not address the rest of the question",
                     "rest_not_addressed",
                 )
     unseen = sorted({t for t in question.terms if len(t) > 3 and not lexical.knows(t)})
-    if len(unseen) >= UNSEEN_WORDS and cover < UNSEEN_COVERAGE:
+    if len(unseen) >= TUNING.unseen_words and cover < TUNING.unseen_coverage:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}", "unseen_words")
     model = model or default_model()
     confidence = model.probability(features(question, evidence, lexical))
@@ -223,13 +236,20 @@ def assess(
     return verdict(True, "the evidence addresses what the question asks about", "answerable", confidence)
 
 
-# A search's best match is called weak (a note on stderr, not a refusal) when its hybrid score is
-# low, or middling while the passage holds little of the query's IDF-weighted words. Chosen on
-# eval/suites/tune.jsonl: 10% of answerable questions score below 0.30 and half of the
-# unanswerable ones do; middling scores with low coverage are on-topic-sounding misses.
-WEAK_SCORE = 0.30
-MIDDLING_SCORE = 0.40
-WEAK_COVERAGE = 0.25
+@dataclass(frozen=True)
+class WeakMatch:
+    """When `rag search` calls its best match weak (a note on stderr, not a refusal): a low hybrid
+    score, or a middling one while the passage holds little of the query's IDF-weighted words.
+    Chosen on eval/suites/tune.jsonl (its first 104 questions): 10% of answerable questions score
+    below 0.30 and half of the unanswerable ones do; middling scores with low coverage are
+    on-topic-sounding misses."""
+
+    score: float = 0.30
+    middling_score: float = 0.40
+    coverage: float = 0.25
+
+
+WEAK = WeakMatch()
 
 
 def weak_match(result: SearchResult, lexical: LexicalIndex, mode: Mode = "hybrid") -> str | None:
@@ -238,7 +258,7 @@ def weak_match(result: SearchResult, lexical: LexicalIndex, mode: Mode = "hybrid
         return None
     best = result.results[0]
     covered = coverage(result.query, f"{best.title}. {best.evidence}", lexical)
-    if best.score < WEAK_SCORE or (best.score < MIDDLING_SCORE and covered < WEAK_COVERAGE):
+    if best.score < WEAK.score or (best.score < WEAK.middling_score and covered < WEAK.coverage):
         return (
             f"the best match is weak (score {best.score:.2f}, {covered:.0%} of the query's words); "
             "the corpus may not cover this"

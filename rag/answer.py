@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from rag import extractive, structured
-from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
+from rag.abstain import TUNING, Assessment, Evidence, assess, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, OverlapVerifier, SentenceCheck, check
 from rag.llm import LLM
@@ -104,8 +104,8 @@ def gather(
     hits = found.results[:k]
     ranked = found.results
     if found.mode != "hybrid":
-        ranked = retriever.search(question, EVIDENCE_PAPERS, exclude=exclude).results
-    ranked = ranked[:EVIDENCE_PAPERS]
+        ranked = retriever.search(question, TUNING.evidence_papers, exclude=exclude).results
+    ranked = ranked[: TUNING.evidence_papers]
     abstracts = retriever.store.abstracts(list({h.paper_id for h in [*hits, *ranked]}))
 
     def abstract_of(hit: PaperHit) -> str:
@@ -134,7 +134,7 @@ def answer_question(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     asked = Question.parse(question, retriever.embedder)  # analysed once, read by every step below
-    found = retriever.search(asked, k=max(k, EVIDENCE_PAPERS), mode=mode, exclude=exclude)
+    found = retriever.search(asked, k=max(k, TUNING.evidence_papers), mode=mode, exclude=exclude)
     timings["retrieval"] = found.timings_ms["total"]
     t = time.perf_counter()
     hits, sources, evidence = gather(asked, found, retriever, k, exclude)

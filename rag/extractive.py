@@ -40,11 +40,7 @@ _QUANTITY = re.compile(
     re.I,
 )
 _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
-COUNT_BONUS = 0.4  # "how many languages": a sentence with a number close before "languages"
 
-RUNNER_UP = 0.75  # a second sentence is added when it scores this close to the best
-LIST_FLOOR = 0.55  # a paper is listed when its best sentence scores this close to the top one
-MAX_SENTENCE_CHARS = 700
 
 # Abstracts move from background ("Recent work ...", "... remains challenging") to what the paper
 # proposes and finds ("We propose ...", "Results show ..."). A question about a method or a result
@@ -62,10 +58,30 @@ _BACKGROUND = re.compile(
     re.I,
 )
 _ASKS_BACKGROUND = re.compile(r"\b(why|motivat|problem|challeng|limitation|background)", re.I)
-FINDING_BONUS = 0.1
-BACKGROUND_PENALTY = 0.1
 
-PART_FLOOR = 0.5  # a part counts as answered when its best sentence scores at least this
+
+@dataclass(frozen=True)
+class Weights:
+    """How a sentence is scored and chosen. None was fitted: the first six were hand-set on the
+    development suite (eval/suites/dev.jsonl, now grown into tune.jsonl) with the first extractive
+    answerer; `count_bonus` with count-aware scoring, and `finding_bonus`, `background_penalty` and
+    `part_floor` with finding-first choice and multi-part answers, each hand-set on the tune suite."""
+
+    similarity: float = 0.5  # the embedding similarity's weight beside the lexical share (0 to 1)
+    title_share: float = 0.5  # question words only the title holds count this much
+    number_bonus: float = 0.35  # a quantity question, and the sentence states a new number
+    named_bonus: float = 0.2  # times the share of the question's names the sentence states
+    runner_up: float = 0.75  # a second sentence is added when it scores this close to the best
+    list_floor: float = 0.55  # a paper is listed when its best sentence scores this close to the top one
+    rank_discount: float = 0.05  # per rank: the first sources are favoured a little, as retrieval put them first
+    max_sentence_chars: int = 700  # longer "sentences" are splitting failures, not quotable
+    count_bonus: float = 0.4  # "how many languages": a sentence with a number close before "languages"
+    finding_bonus: float = 0.1  # a sentence stating what the paper proposes or finds
+    background_penalty: float = 0.1  # a background sentence, unless the question asks for background
+    part_floor: float = 0.5  # a part counts as answered when its best sentence scores at least this
+
+
+WEIGHTS = Weights()
 
 
 @dataclass(frozen=True)
@@ -125,7 +141,8 @@ def _score_sentences(
     counted = _counted_thing(question.text)
     asks_background = bool(_ASKS_BACKGROUND.search(question.text))
     per_source = [
-        [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
+        [s for s in split_sentences(abstract) if len(s) <= WEIGHTS.max_sentence_chars]
+        or [abstract[: WEIGHTS.max_sentence_chars]]
         for _, abstract in sources
     ]
     flat = [s for sents in per_source for s in sents]
@@ -145,18 +162,18 @@ def _score_sentences(
                     s_terms |= long_terms
             lexical_score = sum(weights[t] for t in q_terms & s_terms) / total
             # words the title already covers count half: the sentence should add the answer
-            lexical_score += 0.5 * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
-            score = lexical_score + 0.5 * float(sims[i])
+            lexical_score += WEIGHTS.title_share * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
+            score = lexical_score + WEIGHTS.similarity * float(sims[i])
             if wants_number and _quantities(sentence) - asked_numbers:
-                score += 0.35
+                score += WEIGHTS.number_bonus
                 if counted and _counts(sentence, counted):
-                    score += COUNT_BONUS
+                    score += WEIGHTS.count_bonus
             named = keys - key_tokens(title)  # naming what the title already names adds nothing
             if named:
-                score += 0.2 * len(named & key_tokens(sentence)) / len(named)
+                score += WEIGHTS.named_bonus * len(named & key_tokens(sentence)) / len(named)
             if not asks_background:
-                score += FINDING_BONUS * bool(_FINDING.search(sentence))
-                score -= BACKGROUND_PENALTY * bool(_BACKGROUND.search(sentence))
+                score += WEIGHTS.finding_bonus * bool(_FINDING.search(sentence))
+                score -= WEIGHTS.background_penalty * bool(_BACKGROUND.search(sentence))
             cands.append(Candidate(n, sentence, score))
             i += 1
         out.append(sorted(cands, key=lambda c: -c.score))
@@ -179,11 +196,11 @@ def compose_parts(
         lines = [
             f"- *{sources[c[0].source - 1][0]}* — {c[0].sentence} [{c[0].source}]"
             for c in ranked
-            if c and c[0].score >= LIST_FLOOR * top
+            if c and c[0].score >= WEIGHTS.list_floor * top
         ]
         return "\n".join(lines), []
     # rank-aware: the first sources are favoured a little, as retrieval put them first
-    best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - 0.05 * (c.source - 1)))
+    best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - WEIGHTS.rank_discount * (c.source - 1)))
     picked = [best]
     parts: list[Part] = []
     if len(question.parts) > 1:
@@ -193,12 +210,12 @@ def compose_parts(
         for ask in question.parts:
             part = Question.parse(f"{ask} {named}".strip(), embedder)
             part_best = _score_sentences(part, home, embedder, lexical)[0][0]
-            parts.append(Part(ask, part_best.score >= PART_FLOOR))
-            if part_best.score >= PART_FLOOR and part_best.sentence not in {c.sentence for c in picked}:
+            parts.append(Part(ask, part_best.score >= WEIGHTS.part_floor))
+            if part_best.score >= WEIGHTS.part_floor and part_best.sentence not in {c.sentence for c in picked}:
                 picked.append(Candidate(best.source, part_best.sentence, part_best.score))
     else:
         for cand in ranked[best.source - 1][1:2]:
-            if cand.score >= RUNNER_UP * best.score:
+            if cand.score >= WEIGHTS.runner_up * best.score:
                 picked.append(cand)
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
     picked.sort(key=lambda c: order.get(c.sentence, 0))
