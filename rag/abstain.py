@@ -21,34 +21,45 @@ from __future__ import annotations
 
 import json
 import math
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.lexical import LexicalIndex, analyse
-from rag.retrieval import Mode, SearchResult
-from rag.text import contains_key, key_tokens, normalise_key, split_sentences
+from rag.lexical import LexicalIndex
+from rag.question import Question
+from rag.retrieval import SearchResult
+from rag.retrievers import Mode
+from rag.sentences import split_sentences
+from rag.terms import analyse, contains_key, key_tokens, normalise_key
 
 if TYPE_CHECKING:
     from rag.embedders import Embedder
 
-# Chosen on eval/suites/tune.jsonl (the landed rule before the model): an abstract naming every
-# specific term must hold this share of the question's other words.
-MIN_TOPIC_COVERAGE = 0.2
-# A question using two or more words the whole corpus never uses, whose words the evidence barely
-# covers, is about something else (chosen on eval/suites/dev.jsonl, now tune.jsonl, before the model).
-UNSEEN_WORDS = 2
-UNSEEN_COVERAGE = 0.35
-EVIDENCE_PAPERS = 5  # the model reads the top five papers, whatever k the answer draws on
-RARE_WORDS = 3  # the question's focus: its three rarest words in the corpus
-MODEL_PATH = Path(__file__).resolve().parent / "data" / "abstention.json"
 
-# Capitalised words inside a question (not its first word) usually name something, and a number
-# right after a name is part of it ("Stable Diffusion 3", "Llama 2").
-_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
-_VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
+@dataclass(frozen=True)
+class Tuning:
+    """The rules' thresholds and what the answerability model reads. None was fitted: each was
+    hand-set on the development suite (eval/suites/dev.jsonl, since grown into tune.jsonl) and kept
+    when the model (weights in rag/data/abstention.json, fitted by eval/fit_abstention.py) came."""
+
+    # An abstract naming every specific term must hold this share of the question's other words
+    # (hand-set on the dev suite with the rule, commit "all named terms in one abstract").
+    min_topic_coverage: float = 0.2
+    # A question using this many words the corpus never uses, and whose words the evidence covers
+    # less than `unseen_coverage`, is about something else (hand-set on the dev suite).
+    unseen_words: int = 2
+    unseen_coverage: float = 0.35
+    # The model reads the top five papers, whatever k the answer draws on, and takes the question's
+    # three rarest words as its focus: hand-set on the tune suite when the model was designed; its
+    # weights were fitted with these values, so changing them means refitting.
+    evidence_papers: int = 5
+    rare_words: int = 3
+
+
+TUNING = Tuning()
+MODEL_PATH = Path(__file__).resolve().parent / "data" / "abstention.json"
 
 
 @dataclass(frozen=True)
@@ -83,17 +94,6 @@ RULES = (
 )
 
 
-def specific_terms(question: str) -> list[str]:
-    """Numbers, acronyms and names in the question, as typed."""
-    found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
-    keys = key_tokens(question)
-    out = [t for t in found if t and (key_tokens(t) & keys)]
-    out += [w for w in _NAMED.findall(question) if w not in out]
-    out += [v for v in _VERSIONED.findall(question) if v not in out]
-    # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
-    return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
-
-
 def _mentions(text: str, term: str) -> bool:
     keys = key_tokens(term) or {normalise_key(term)}
     return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
@@ -102,9 +102,10 @@ def _mentions(text: str, term: str) -> bool:
 _GENERIC = frozenset(analyse("paper papers work works study studies"))  # how questions name papers
 
 
-def coverage(question: str, text: str, lexical: LexicalIndex) -> float:
-    """Share of the question's IDF-weighted content words that occur in `text`."""
-    q_terms = [t for t in analyse(question) if t not in _GENERIC]
+def coverage(question: str | Sequence[str], text: str, lexical: LexicalIndex) -> float:
+    """Share of the question's IDF-weighted content words (`question` as text, or its analysed
+    terms) that occur in `text`."""
+    q_terms = [t for t in (analyse(question) if isinstance(question, str) else question) if t not in _GENERIC]
     present = set(analyse(text))
     total = sum(lexical.idf(t) for t in q_terms)
     return sum(lexical.idf(t) for t in q_terms if t in present) / total if total else 0.0
@@ -119,30 +120,32 @@ class Evidence:
     sentence_similarity: float  # best cosine of the question with any of their sentences or titles
 
 
-def gather_evidence(question: str, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
-    """Embed the question with every sentence of the top papers: MiniLM is a sentence model, and a
-    sentence that answers shows up sharper than the chunk it sits in."""
-    sentences = [s for text in texts[:EVIDENCE_PAPERS] for s in split_sentences(text)]
+def gather_evidence(question: Question, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
+    """Compare the question with every sentence of the top papers: MiniLM is a sentence model, and
+    a sentence that answers shows up sharper than the chunk it sits in."""
+    sentences = [s for text in texts[: TUNING.evidence_papers] for s in split_sentences(text)]
     if not sentences:
         return Evidence(texts, scores, 0.0)
-    vectors = embedder.embed_cached([question, *sentences])
-    return Evidence(texts, scores, float((vectors[1:] @ vectors[0]).max()))
+    vectors = embedder.embed_cached(sentences)
+    return Evidence(texts, scores, float((vectors @ question.vector).max()))
 
 
-def features(question: str, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
+def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
     """The answerability model's inputs, each about the question's focus rather than its topic:
     * sentence_similarity: how close the best single sentence comes to the question;
     * rare_coverage: the share (IDF-weighted) of the question's rarest words that one abstract
       holds: the general words (diffusion, LLM, retrieval) fill the corpus, the rare ones do not;
     * lead: how far the best paper's score stands above the fifth one's: a paper that answers
       stands out, while a question on a missing topic finds a flat cluster of neighbours."""
-    top = evidence.texts[:EVIDENCE_PAPERS]
-    scores = evidence.scores[:EVIDENCE_PAPERS]
+    question = Question.of(question)
+    top = evidence.texts[: TUNING.evidence_papers]
+    scores = evidence.scores[: TUNING.evidence_papers]
     # ties in IDF broken by the word itself, so the same words are kept in every process
-    words = sorted(set(analyse(question)), key=lambda t: (-lexical.idf(t), t))[:RARE_WORDS]
+    words = sorted(set(question.terms), key=lambda t: (-lexical.idf(t), t))[: TUNING.rare_words]
+    rare = analyse(" ".join(words))  # the stems analysed once more, as the model was fitted
     return {
         "sentence_similarity": evidence.sentence_similarity,
-        "rare_coverage": max((coverage(" ".join(words), text, lexical) for text in top), default=0.0),
+        "rare_coverage": max((coverage(rare, text, lexical) for text in top), default=0.0),
         "lead": scores[0] - scores[-1] if scores else 0.0,
     }
 
@@ -180,16 +183,17 @@ def default_model() -> AnswerabilityModel:
 
 
 def assess(
-    question: str,
+    question: str | Question,
     evidence: Evidence,
     lexical: LexicalIndex,
     with_llm: bool = False,
     model: AnswerabilityModel | None = None,
 ) -> Assessment:
     """Rules on named terms first (deterministic, and they say what is missing), then the model."""
+    question = Question.of(question)
     texts = evidence.texts
     everything = " ".join(texts)
-    cover = max((coverage(question, text, lexical) for text in texts), default=0.0)
+    cover = max((coverage(question.terms, text, lexical) for text in texts), default=0.0)
     similarity = evidence.sentence_similarity
 
     def verdict(ok: bool, reason: str, rule: str = "answerable", confidence: float | None = None) -> Assessment:
@@ -197,7 +201,7 @@ def assess(
 
     if not texts:
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
-    named = specific_terms(question)
+    named = question.specific
     missing = [t for t in named if not _mentions(everything, t)]
     if missing:
         return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}", "named_term_missing")
@@ -205,19 +209,19 @@ def assess(
         holders = [text for text in texts if all(_mentions(text, t) for t in named)]
         if not holders:
             return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together", "named_terms_apart")
-        rest = question
+        rest = question.text
         for term in named:
             rest = rest.replace(term, " ")
-        if analyse(rest):
-            topic = max(coverage(rest, text, lexical) for text in holders)
-            if topic < MIN_TOPIC_COVERAGE:
+        if rest_terms := analyse(rest):
+            topic = max(coverage(rest_terms, text, lexical) for text in holders)
+            if topic < TUNING.min_topic_coverage:
                 return verdict(
                     False,
                     f"the abstracts naming {', '.join(named)} do not address the rest of the question",
                     "rest_not_addressed",
                 )
-    unseen = sorted({t for t in analyse(question) if len(t) > 3 and not lexical.knows(t)})
-    if len(unseen) >= UNSEEN_WORDS and cover < UNSEEN_COVERAGE:
+    unseen = sorted({t for t in question.terms if len(t) > 3 and not lexical.knows(t)})
+    if len(unseen) >= TUNING.unseen_words and cover < TUNING.unseen_coverage:
         return verdict(False, f"the corpus never uses the words {', '.join(unseen)}", "unseen_words")
     model = model or default_model()
     confidence = model.probability(features(question, evidence, lexical))
@@ -232,13 +236,20 @@ def assess(
     return verdict(True, "the evidence addresses what the question asks about", "answerable", confidence)
 
 
-# A search's best match is called weak (a note on stderr, not a refusal) when its hybrid score is
-# low, or middling while the passage holds little of the query's IDF-weighted words. Chosen on
-# eval/suites/tune.jsonl: 10% of answerable questions score below 0.30 and half of the
-# unanswerable ones do; middling scores with low coverage are on-topic-sounding misses.
-WEAK_SCORE = 0.30
-MIDDLING_SCORE = 0.40
-WEAK_COVERAGE = 0.25
+@dataclass(frozen=True)
+class WeakMatch:
+    """When `rag search` calls its best match weak (a note on stderr, not a refusal): a low hybrid
+    score, or a middling one while the passage holds little of the query's IDF-weighted words.
+    Chosen on eval/suites/tune.jsonl (its first 104 questions): 10% of answerable questions score
+    below 0.30 and half of the unanswerable ones do; middling scores with low coverage are
+    on-topic-sounding misses."""
+
+    score: float = 0.30
+    middling_score: float = 0.40
+    coverage: float = 0.25
+
+
+WEAK = WeakMatch()
 
 
 def weak_match(result: SearchResult, lexical: LexicalIndex, mode: Mode = "hybrid") -> str | None:
@@ -247,7 +258,7 @@ def weak_match(result: SearchResult, lexical: LexicalIndex, mode: Mode = "hybrid
         return None
     best = result.results[0]
     covered = coverage(result.query, f"{best.title}. {best.evidence}", lexical)
-    if best.score < WEAK_SCORE or (best.score < MIDDLING_SCORE and covered < WEAK_COVERAGE):
+    if best.score < WEAK.score or (best.score < WEAK.middling_score and covered < WEAK.coverage):
         return (
             f"the best match is weak (score {best.score:.2f}, {covered:.0%} of the query's words); "
             "the corpus may not cover this"

@@ -11,13 +11,15 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from rag import extractive, structured
-from rag.abstain import EVIDENCE_PAPERS, Assessment, Evidence, assess, gather_evidence
+from rag.abstain import TUNING, Assessment, Evidence, assess, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render
+from rag.question import Question
 from rag.repair import GroundingMode, repair
-from rag.retrieval import Mode, PaperHit, Retriever, SearchResult
+from rag.retrieval import PaperHit, Retriever, SearchResult
+from rag.retrievers import Mode
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -94,15 +96,16 @@ def _model_abstained(text: str) -> bool:
 
 
 def gather(
-    question: str, found: SearchResult, retriever: Retriever, k: int, exclude: Collection[str] = ()
+    question: str | Question, found: SearchResult, retriever: Retriever, k: int, exclude: Collection[str] = ()
 ) -> tuple[list[PaperHit], list[Source], Evidence]:
     """The top `k` hits as numbered sources, and the evidence the answerability check reads (the
     top papers by hybrid score: the model was fitted on those, whatever retriever answers)."""
+    question = Question.of(question, retriever.embedder)
     hits = found.results[:k]
     ranked = found.results
     if found.mode != "hybrid":
-        ranked = retriever.search(question, EVIDENCE_PAPERS, exclude=exclude).results
-    ranked = ranked[:EVIDENCE_PAPERS]
+        ranked = retriever.search(question, TUNING.evidence_papers, exclude=exclude).results
+    ranked = ranked[: TUNING.evidence_papers]
     abstracts = retriever.store.abstracts(list({h.paper_id for h in [*hits, *ranked]}))
 
     def abstract_of(hit: PaperHit) -> str:
@@ -130,12 +133,13 @@ def answer_question(
     `grounding` says what happens to the LLM's unsupported sentences (rag/repair.py)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    found = retriever.search(question, k=max(k, EVIDENCE_PAPERS), mode=mode, exclude=exclude)
+    asked = Question.parse(question, retriever.embedder)  # analysed once, read by every step below
+    found = retriever.search(asked, k=max(k, TUNING.evidence_papers), mode=mode, exclude=exclude)
     timings["retrieval"] = found.timings_ms["total"]
     t = time.perf_counter()
-    hits, sources, evidence = gather(question, found, retriever, k, exclude)
+    hits, sources, evidence = gather(asked, found, retriever, k, exclude)
     pairs = [(s.title, s.abstract) for s in sources]
-    assessment = assess(question, evidence, retriever.lexical, with_llm=llm is not None)
+    assessment = assess(asked, evidence, retriever.lexical, with_llm=llm is not None)
     timings["assessment"] = (time.perf_counter() - t) * 1000
 
     mode_name = "llm" if llm else "extractive"
@@ -156,7 +160,7 @@ def answer_question(
                 numbered,
                 verifier,
                 grounding,
-                fallback=lambda: extractive.compose(question, pairs, retriever.embedder, retriever.lexical),
+                fallback=lambda: extractive.compose(asked, pairs, retriever.embedder, retriever.lexical),
             )
             text, checked = fixed.text, fixed.grounding
         timings["verification"] = (time.perf_counter() - t) * 1000
@@ -174,7 +178,7 @@ def answer_question(
 
     t = time.perf_counter()
     if llm is None:
-        text, parts = extractive.compose_parts(question, pairs, retriever.embedder, retriever.lexical)
+        text, parts = extractive.compose_parts(asked, pairs, retriever.embedder, retriever.lexical)
     else:
         system = render("system")
         window = getattr(llm, "context_window", None)

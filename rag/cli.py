@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from rag.errors import RagError
+from rag.retrievers import Mode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,9 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RetrieverOpt = Annotated[
-    Literal["hybrid", "dense", "bm25"] | None, typer.Option("--retriever", help="Which retriever.")
-]
+RetrieverOpt = Annotated[Mode | None, typer.Option("--retriever", help="Which retriever.")]
 
 
 def _fail(message: str, code: int = 1) -> None:

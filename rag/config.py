@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from rag.errors import RagError
+from rag.retrievers import Mode
 
 CHROMA_CACHE_MODEL_DIR = Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2"
 
@@ -81,8 +82,11 @@ class Settings(BaseSettings):
     embed_threads: int = Field(0, ge=0, le=256)
     """onnxruntime threads for embedding; 0: one per CPU this process may use."""
 
-    retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    retriever: Mode = "hybrid"
     """Which retriever feeds answers: hybrid (dense + BM25), dense or bm25."""
+
+    reranker: Literal["none"] = "none"
+    """What reorders the fused papers (rag/reranking.py); none keeps the fused order, the only one for now."""
 
     top_k: int = Field(5, ge=1, le=50)
     """How many papers an answer draws on."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rag.prompts import sources_block
-from rag.text import split_sentences
+from rag.sentences import split_sentences
 from rag.tokens import count_tokens
 
 DEFAULT_WINDOW = 4096  # llama.cpp's and Ollama's usual context for a model not listed below

@@ -20,8 +20,9 @@ from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
 from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
 from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check
+from rag.sentences import split_sentences
 from rag.store import abstract_of
-from rag.text import key_tokens, split_sentences, terms
+from rag.terms import key_tokens, terms
 
 if TYPE_CHECKING:
     from rag.retrieval import Retriever

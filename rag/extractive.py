@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.abstain import specific_terms
 from rag.embedders import Embedder
-from rag.lexical import LexicalIndex, analyse
-from rag.text import acronyms, key_tokens, split_sentences
+from rag.lexical import LexicalIndex
+from rag.question import Question
+from rag.sentences import split_sentences
+from rag.terms import acronyms, analyse, key_tokens
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
@@ -39,11 +40,7 @@ _QUANTITY = re.compile(
     re.I,
 )
 _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
-COUNT_BONUS = 0.4  # "how many languages": a sentence with a number close before "languages"
 
-RUNNER_UP = 0.75  # a second sentence is added when it scores this close to the best
-LIST_FLOOR = 0.55  # a paper is listed when its best sentence scores this close to the top one
-MAX_SENTENCE_CHARS = 700
 
 # Abstracts move from background ("Recent work ...", "... remains challenging") to what the paper
 # proposes and finds ("We propose ...", "Results show ..."). A question about a method or a result
@@ -61,17 +58,30 @@ _BACKGROUND = re.compile(
     re.I,
 )
 _ASKS_BACKGROUND = re.compile(r"\b(why|motivat|problem|challeng|limitation|background)", re.I)
-FINDING_BONUS = 0.1
-BACKGROUND_PENALTY = 0.1
 
-# Two or more questions in one ("how many X, and how large is Y?", "which model did best and with
-# what score?") are split into parts, each answered on its own.
-_PART_SPLIT = re.compile(
-    r"\?\s+(?=\S)|;\s*|,?\s+and\s+(?=(?:how|what|which|who|when|where|why|whether|is|are|does|do|did|was|were"
-    r"|can|could|with what|by how|to what)\b)",
-    re.I,
-)
-PART_FLOOR = 0.5  # a part counts as answered when its best sentence scores at least this
+
+@dataclass(frozen=True)
+class Weights:
+    """How a sentence is scored and chosen. None was fitted: the first six were hand-set on the
+    development suite (eval/suites/dev.jsonl, now grown into tune.jsonl) with the first extractive
+    answerer; `count_bonus` with count-aware scoring, and `finding_bonus`, `background_penalty` and
+    `part_floor` with finding-first choice and multi-part answers, each hand-set on the tune suite."""
+
+    similarity: float = 0.5  # the embedding similarity's weight beside the lexical share (0 to 1)
+    title_share: float = 0.5  # question words only the title holds count this much
+    number_bonus: float = 0.35  # a quantity question, and the sentence states a new number
+    named_bonus: float = 0.2  # times the share of the question's names the sentence states
+    runner_up: float = 0.75  # a second sentence is added when it scores this close to the best
+    list_floor: float = 0.55  # a paper is listed when its best sentence scores this close to the top one
+    rank_discount: float = 0.05  # per rank: the first sources are favoured a little, as retrieval put them first
+    max_sentence_chars: int = 700  # longer "sentences" are splitting failures, not quotable
+    count_bonus: float = 0.4  # "how many languages": a sentence with a number close before "languages"
+    finding_bonus: float = 0.1  # a sentence stating what the paper proposes or finds
+    background_penalty: float = 0.1  # a background sentence, unless the question asks for background
+    part_floor: float = 0.5  # a part counts as answered when its best sentence scores at least this
+
+
+WEIGHTS = Weights()
 
 
 @dataclass(frozen=True)
@@ -90,13 +100,6 @@ class Part:
 
     def as_json(self) -> dict:
         return {"ask": self.ask, "answered": self.answered}
-
-
-def question_parts(question: str) -> list[str]:
-    """The sub-questions of a question that asks several things; one part otherwise."""
-    parts = [p.strip(" ,;?") for p in _PART_SPLIT.split(question)]
-    parts = [p for p in parts if analyse(p)]
-    return parts if len(parts) >= 2 else [question.strip()]
 
 
 def _quantities(text: str) -> set[str]:
@@ -127,23 +130,23 @@ def is_list_question(question: str) -> bool:
 
 
 def _score_sentences(
-    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+    question: Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
 ) -> list[list[Candidate]]:
-    q_terms = set(analyse(question))
+    q_terms = set(question.terms)
     weights = {t: lexical.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
-    wants_number = bool(_QUANTITY_QUESTION.search(question))
-    keys = key_tokens(" ".join(specific_terms(question)))
-    asked_numbers = _quantities(question)
-    counted = _counted_thing(question)
-    asks_background = bool(_ASKS_BACKGROUND.search(question))
+    wants_number = bool(_QUANTITY_QUESTION.search(question.text))
+    keys = question.specific_keys
+    asked_numbers = _quantities(question.text)
+    counted = _counted_thing(question.text)
+    asks_background = bool(_ASKS_BACKGROUND.search(question.text))
     per_source = [
-        [s for s in split_sentences(abstract) if len(s) <= MAX_SENTENCE_CHARS] or [abstract[:MAX_SENTENCE_CHARS]]
+        [s for s in split_sentences(abstract) if len(s) <= WEIGHTS.max_sentence_chars]
+        or [abstract[: WEIGHTS.max_sentence_chars]]
         for _, abstract in sources
     ]
     flat = [s for sents in per_source for s in sents]
-    vectors = embedder.embed_cached([question, *flat])
-    sims = vectors[1:] @ vectors[0]
+    sims = embedder.embed_cached(flat) @ question.vector
     out: list[list[Candidate]] = []
     i = 0
     for n, sents in enumerate(per_source, start=1):
@@ -159,59 +162,60 @@ def _score_sentences(
                     s_terms |= long_terms
             lexical_score = sum(weights[t] for t in q_terms & s_terms) / total
             # words the title already covers count half: the sentence should add the answer
-            lexical_score += 0.5 * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
-            score = lexical_score + 0.5 * float(sims[i])
+            lexical_score += WEIGHTS.title_share * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
+            score = lexical_score + WEIGHTS.similarity * float(sims[i])
             if wants_number and _quantities(sentence) - asked_numbers:
-                score += 0.35
+                score += WEIGHTS.number_bonus
                 if counted and _counts(sentence, counted):
-                    score += COUNT_BONUS
+                    score += WEIGHTS.count_bonus
             named = keys - key_tokens(title)  # naming what the title already names adds nothing
             if named:
-                score += 0.2 * len(named & key_tokens(sentence)) / len(named)
+                score += WEIGHTS.named_bonus * len(named & key_tokens(sentence)) / len(named)
             if not asks_background:
-                score += FINDING_BONUS * bool(_FINDING.search(sentence))
-                score -= BACKGROUND_PENALTY * bool(_BACKGROUND.search(sentence))
+                score += WEIGHTS.finding_bonus * bool(_FINDING.search(sentence))
+                score -= WEIGHTS.background_penalty * bool(_BACKGROUND.search(sentence))
             cands.append(Candidate(n, sentence, score))
             i += 1
         out.append(sorted(cands, key=lambda c: -c.score))
     return out
 
 
-def compose(question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
+def compose(question: str | Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex) -> str:
     """A short cited answer quoted from `sources` ((title, abstract), numbered from 1)."""
     return compose_parts(question, sources, embedder, lexical)[0]
 
 
 def compose_parts(
-    question: str, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
+    question: str | Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
 ) -> tuple[str, list[Part]]:
     """The answer, and for a question of several parts whether each part is answered."""
+    question = Question.of(question, embedder)
     ranked = _score_sentences(question, sources, embedder, lexical)
-    if is_list_question(question):
+    if is_list_question(question.text):
         top = max(c[0].score for c in ranked if c)
         lines = [
             f"- *{sources[c[0].source - 1][0]}* — {c[0].sentence} [{c[0].source}]"
             for c in ranked
-            if c and c[0].score >= LIST_FLOOR * top
+            if c and c[0].score >= WEIGHTS.list_floor * top
         ]
         return "\n".join(lines), []
     # rank-aware: the first sources are favoured a little, as retrieval put them first
-    best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - 0.05 * (c.source - 1)))
+    best = max((c[0] for c in ranked if c), key=lambda c: c.score * (1.0 - WEIGHTS.rank_discount * (c.source - 1)))
     picked = [best]
-    asks = question_parts(question)
     parts: list[Part] = []
-    if len(asks) > 1:
+    if len(question.parts) > 1:
         # each part is scored on its own words plus the names the whole question gives it
-        named = " ".join(specific_terms(question))
+        named = " ".join(question.specific)
         home = [(sources[best.source - 1])]
-        for ask in asks:
-            part_best = _score_sentences(f"{ask} {named}".strip(), home, embedder, lexical)[0][0]
-            parts.append(Part(ask, part_best.score >= PART_FLOOR))
-            if part_best.score >= PART_FLOOR and part_best.sentence not in {c.sentence for c in picked}:
+        for ask in question.parts:
+            part = Question.parse(f"{ask} {named}".strip(), embedder)
+            part_best = _score_sentences(part, home, embedder, lexical)[0][0]
+            parts.append(Part(ask, part_best.score >= WEIGHTS.part_floor))
+            if part_best.score >= WEIGHTS.part_floor and part_best.sentence not in {c.sentence for c in picked}:
                 picked.append(Candidate(best.source, part_best.sentence, part_best.score))
     else:
         for cand in ranked[best.source - 1][1:2]:
-            if cand.score >= RUNNER_UP * best.score:
+            if cand.score >= WEIGHTS.runner_up * best.score:
                 picked.append(cand)
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
     picked.sort(key=lambda c: order.get(c.sentence, 0))

@@ -19,15 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from rag.text import (
-    citations_of,
-    contains_key,
-    key_tokens,
-    negated,
-    split_sentences,
-    strip_citations,
-    terms,
-)
+from rag.sentences import citations_of, negated, split_sentences, strip_citations
+from rag.terms import contains_key, key_tokens, terms
 
 if TYPE_CHECKING:
     from rag.config import Settings

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -32,18 +31,17 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.store import Store
+from rag.terms import ANALYSER_VERSION, analyse
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
-ANALYSER_VERSION = 3  # bump when `analyse` changes: saved indexes are then rebuilt
 LAYOUT_VERSION = 2  # 2: segments; an index of another layout is rebuilt
 CURRENT = "current.json"
 K1, B = 1.5, 0.75  # bm25s's defaults, as before segments
@@ -106,31 +104,8 @@ def _collect(folder: Path, keep: set[str]) -> None:
             pass
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    # bm25s's English list is short; these question and filler words carry no topic either
-    extra = (
-        "here there what which who whom whose how also following below above according "
-        "do does did doing done can could would should may might must shall will were was been being "
-        "has have had".split()
-    )
-    return frozenset(STOPWORDS_EN) | frozenset(extra)
-
-
-def analyse(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, stemmed terms: the same for chunks and queries."""
-    stop = _stopwords()
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
-    return _stemmer().stemWords(words)
+def _terms_of(query: str | Sequence[str]) -> Sequence[str]:
+    return analyse(query) if isinstance(query, str) else query
 
 
 @dataclass(frozen=True)
@@ -576,17 +551,19 @@ class LexicalIndex:
         df = self.df(term) if n else 0
         return math.log((n + 1) / (df + 0.5))
 
-    def perfect_score(self, query: str) -> float:
+    def perfect_score(self, query: str | Sequence[str]) -> float:
         """About the BM25 score of a chunk that contains every query term once: the sum of their
-        IDFs (bm25s's Lucene variant). Dividing by it gives the share of the query a chunk matched."""
+        IDFs (bm25s's Lucene variant). Dividing by it gives the share of the query a chunk matched.
+        `query` is text, or its terms already analysed."""
         n = self.size
-        return sum(_idf_lucene(self.df(term) if n else 0, n) for term in analyse(query))
+        return sum(_idf_lucene(self.df(term) if n else 0, n) for term in _terms_of(query))
 
     def knows(self, term: str) -> bool:
         return self.df(term) > 0
 
-    def search(self, query: str, n: int) -> list[LexicalHit]:
-        terms = [t for t in analyse(query) if self.df(t) > 0]
+    def search(self, query: str | Sequence[str], n: int) -> list[LexicalHit]:
+        """The `n` best chunks for `query` (text, or its terms already analysed)."""
+        terms = [t for t in _terms_of(query) if self.df(t) > 0]
         if not terms or not self.size:
             return []
         weights = [(t, _idf_lucene(self.df(t), self.size)) for t in terms]

@@ -28,7 +28,7 @@ INSTRUCTIONS = (
 def check_passage(text: str, papers: list[str], checker: Any) -> dict[str, Any]:
     """Each sentence of `text`: its [n] citations resolved to `papers`, and its verdict."""
     from rag.draft import BAD_CITATION_LABEL, CitedPaper, clean_sentence
-    from rag.text import citations_of, split_sentences, strip_citations
+    from rag.sentences import citations_of, split_sentences, strip_citations
 
     sentences = []
     counts: dict[str, int] = {}

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+
+from rag.grounding import ATTRIBUTED, BAD_CITATION, CORRECTED, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED
 
 if TYPE_CHECKING:
     from rag.answer import Answer
@@ -37,11 +40,35 @@ def print_search(result: SearchResult) -> None:
         console.print(f"    {escape(_snippet(hit.evidence))}")
 
 
-_MARKS = {
-    "unsupported": ("yellow", "⚠ not supported by the cited abstract"),
-    "uncited": ("yellow", "⚠ no citation"),
-    "bad_citation": ("red", "✗ cites a source that is not listed"),
+@dataclass(frozen=True)
+class Label:
+    """How a sentence's grounding verdict is shown, in the terminal and in the chat."""
+
+    symbol: str
+    short: str = ""  # the chat's words after the symbol; empty: the symbol alone
+    flag: str = ""  # the terminal's words for a flagged sentence; empty: not flagged
+    color: str = ""
+
+    @property
+    def chat(self) -> str:
+        """The mark after a sentence in the chat's Markdown."""
+        return f"{self.symbol} *{self.short}*" if self.short else self.symbol
+
+    @property
+    def terminal(self) -> str:
+        return f"{self.symbol} {self.flag}"
+
+
+LABELS = {
+    SUPPORTED: Label("✓"),
+    CORRECTED: Label("✓", "citation corrected"),
+    ATTRIBUTED: Label("✓", "citation added"),
+    UNSUPPORTED: Label("⚠", "unsupported", "not supported by the cited abstract", "yellow"),
+    UNCITED: Label("⚠", "uncited", "no citation", "yellow"),
+    BAD_CITATION: Label("✗", "bad citation", "cites a source that is not listed", "red"),
+    NO_CLAIM: Label(""),
 }
+_FLAGGED = {verdict: label for verdict, label in LABELS.items() if label.flag}
 _INLINE_STYLES = {"em": "italic", "strong": "bold", "s": "strike"}
 
 
@@ -87,9 +114,8 @@ def _marked_text(answer: Answer) -> Text:
         if i:
             out.append("\n")
         out.append_text(inline_markdown(s.text))
-        mark = _MARKS.get(s.verdict)
-        if mark:
-            out.append(f" {{{mark[1]}}}", style=mark[0])
+        if label := _FLAGGED.get(s.verdict):
+            out.append(f" {{{label.terminal}}}", style=label.color)
         if note := _repair_note(s.verdict, s.cited_before):
             out.append(f" {note}", style="dim")
     return out
@@ -127,12 +153,12 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         console.print(_marked_text(answer))
     elif streamed:
         console.print()
-        flagged = [s for s in answer.grounding.sentences if s.verdict in _MARKS]
+        flagged = [s for s in answer.grounding.sentences if s.verdict in _FLAGGED]
         if flagged:
             console.print("\n[bold]Grounding check flagged:[/bold]")
             for s in flagged:
-                color, label = _MARKS[s.verdict]
-                console.print(Text.assemble((f"  {label}: ", color), inline_markdown(s.text)))
+                label = _FLAGGED[s.verdict]
+                console.print(Text.assemble((f"  {label.terminal}: ", label.color), inline_markdown(s.text)))
     else:
         console.print(_marked_text(answer))
     _print_removed(answer)

@@ -35,7 +35,7 @@ from rag.grounding import (
     Verifier,
     check,
 )
-from rag.text import CITATION
+from rag.sentences import CITATION
 
 GroundingMode = Literal["strict", "mark"]
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 from rag.embedders import Embedder
 from rag.lexical import LexicalIndex
+from rag.question import Question
+from rag.reranking import NoReranker, Reranker
+from rag.retrievers import Mode
 from rag.store import Store
 
-Mode = Literal["hybrid", "dense", "bm25"]
-MODES: tuple[Mode, ...] = get_args(Mode)  # the retriever names, for the CLI, settings, eval and chat
 DENSE_WEIGHT = 0.5  # the rest goes to BM25
+WEIGHTS: dict[Mode, float] = {"hybrid": DENSE_WEIGHT, "dense": 1.0, "bm25": 0.0}  # dense share per retriever
 DEPTH = 60  # chunks taken from each retriever before fusion (at least 2k)
 
 
@@ -60,18 +61,36 @@ class SearchResult:
         }
 
 
+@dataclass
+class Pool:
+    """The chunks the dense and lexical steps found: their text, metadata and scores."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, dict] = field(default_factory=dict)
+    dense: dict[str, float] = field(default_factory=dict)  # chunk id -> cosine similarity
+    lexical: dict[str, float] = field(default_factory=dict)  # chunk id -> BM25 score / a perfect match's
+
+
 def _strip_title(text: str, title: str) -> str:
     head, _, rest = text.partition("\n")
     return rest if head == title and rest else text
 
 
 class Retriever:
-    """Owns the store, the embedder and the BM25 index; answers `search` calls."""
+    """Owns the store, the embedder and the BM25 index; answers `search` calls in four steps:
+    dense, lexical, fusion, then the reranker."""
 
-    def __init__(self, store: Store, embedder: Embedder, lexical: LexicalIndex | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        lexical: LexicalIndex | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self._lexical = lexical
+        self.reranker: Reranker = reranker or NoReranker()
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -79,71 +98,91 @@ class Retriever:
             self._lexical = LexicalIndex.open(self.store)
         return self._lexical
 
-    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", exclude: Collection[str] = ()) -> SearchResult:
+    def search(
+        self, query: str | Question, k: int = 10, mode: Mode = "hybrid", exclude: Collection[str] = ()
+    ) -> SearchResult:
         """The top `k` papers for `query`; papers in `exclude` are never returned (the evaluation
         uses it to ask questions whose answering papers are gone)."""
+        question = Question.of(query, self.embedder)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         depth = max(DEPTH, 2 * k)
-        texts: dict[str, str] = {}
-        meta: dict[str, dict] = {}
-        dense: dict[str, float] = {}  # chunk id -> cosine similarity
-        lexical: dict[str, float] = {}  # chunk id -> BM25 score / a perfect match's score
-
+        pool = Pool()
         if mode in ("hybrid", "dense"):
-            t = time.perf_counter()
-            vector = self.embedder.embed([query])[0].tolist()
-            timings["embed"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            for h in self.store.dense(vector, depth):
-                texts[h.chunk_id], meta[h.chunk_id] = h.text, h.metadata
-                dense[h.chunk_id] = h.similarity
-            timings["dense"] = (time.perf_counter() - t) * 1000
-
+            self.dense_step(question, depth, pool, timings)
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
-            hits = self.lexical.search(query, depth)
-            perfect = self.lexical.perfect_score(query) or 1.0
-            cap = 1.0 if mode == "hybrid" else float("inf")  # alone, BM25 keeps its full order
-            lexical = {h.chunk_id: min(cap, h.score / perfect) for h in hits}
+            self.lexical_step(question, depth, pool, capped=mode == "hybrid")
             timings["bm25"] = (time.perf_counter() - t) * 1000
-            missing = [cid for cid in lexical if cid not in texts]
-            if missing:
-                got = self.store.collection.get(ids=missing, include=["documents", "metadatas"])
-                for cid, doc, m in zip(got["ids"], got["documents"], got["metadatas"]):
-                    texts[cid], meta[cid] = doc, m
-
         t = time.perf_counter()
-        weight = {"hybrid": DENSE_WEIGHT, "dense": 1.0, "bm25": 0.0}[mode]
-        if exclude:
-            meta = {cid: m for cid, m in meta.items() if str(m["paper_id"]) not in exclude}
-        chunk_scores = {cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta}
-        best_chunk: dict[str, str] = {}
-        for cid, _ in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
-            best_chunk.setdefault(str(meta[cid]["paper_id"]), cid)
-        best_dense: dict[str, float] = {}
-        best_lexical: dict[str, float] = {}
-        for cid in meta:
-            pid = str(meta[cid]["paper_id"])
-            best_dense[pid] = max(best_dense.get(pid, 0.0), dense.get(cid, 0.0))
-            best_lexical[pid] = max(best_lexical.get(pid, 0.0), lexical.get(cid, 0.0))
-        paper_scores = {pid: weight * best_dense[pid] + (1 - weight) * best_lexical[pid] for pid in best_chunk}
-        ordered = sorted(paper_scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        results = []
-        for rank, (pid, score) in enumerate(ordered, start=1):
-            cid = best_chunk[pid]
-            title = str(meta[cid]["title"])
-            results.append(
-                PaperHit(
-                    rank=rank,
-                    paper_id=pid,
-                    title=title,
-                    score=score,
-                    evidence=_strip_title(texts[cid], title),
-                    chunk_id=cid,
-                    dense_similarity=best_dense[pid],
-                )
-            )
+        fused = fuse(pool, WEIGHTS[mode], exclude)
         timings["fuse"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        results = self.reranker.rerank(question, fused, k)[:k]
+        for rank, hit in enumerate(results, start=1):
+            hit.rank = rank
+        timings["rerank"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(query=query, results=results, timings_ms=timings, mode=mode)
+        return SearchResult(query=question.text, results=results, timings_ms=timings, mode=mode)
+
+    def dense_step(self, question: Question, depth: int, pool: Pool, timings: dict[str, float]) -> None:
+        """The `depth` chunks nearest the question's embedding, by cosine similarity."""
+        t = time.perf_counter()
+        vector = question.vector.tolist()
+        timings["embed"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        for h in self.store.dense(vector, depth):
+            pool.texts[h.chunk_id], pool.meta[h.chunk_id] = h.text, h.metadata
+            pool.dense[h.chunk_id] = h.similarity
+        timings["dense"] = (time.perf_counter() - t) * 1000
+
+    def lexical_step(self, question: Question, depth: int, pool: Pool, capped: bool = True) -> None:
+        """The `depth` best BM25 chunks, scored as a share of a perfect match's score; `capped`
+        (in hybrid) at 1, while BM25 alone keeps its full order."""
+        hits = self.lexical.search(question.terms, depth)
+        perfect = self.lexical.perfect_score(question.terms) or 1.0
+        cap = 1.0 if capped else float("inf")
+        pool.lexical.update({h.chunk_id: min(cap, h.score / perfect) for h in hits})
+        missing = [cid for cid in pool.lexical if cid not in pool.texts]
+        if missing:
+            got = self.store.collection.get(ids=missing, include=["documents", "metadatas"])
+            for cid, doc, m in zip(got["ids"], got["documents"], got["metadatas"]):
+                pool.texts[cid], pool.meta[cid] = doc, m
+
+
+def fuse(pool: Pool, weight: float, exclude: Collection[str] = ()) -> list[PaperHit]:
+    """Every paper in `pool`, best first: a chunk scores `weight` times its dense similarity plus
+    the rest times its lexical score; a paper takes the same sum of its best dense and best lexical
+    chunk scores, and its best chunk (by the chunk sum) as evidence. Ties go by id."""
+    meta = pool.meta
+    if exclude:
+        meta = {cid: m for cid, m in meta.items() if str(m["paper_id"]) not in exclude}
+    dense, lexical = pool.dense, pool.lexical
+    chunk_scores = {cid: weight * dense.get(cid, 0.0) + (1 - weight) * lexical.get(cid, 0.0) for cid in meta}
+    best_chunk: dict[str, str] = {}
+    for cid, _ in sorted(chunk_scores.items(), key=lambda kv: (-kv[1], kv[0])):
+        best_chunk.setdefault(str(meta[cid]["paper_id"]), cid)
+    best_dense: dict[str, float] = {}
+    best_lexical: dict[str, float] = {}
+    for cid in meta:
+        pid = str(meta[cid]["paper_id"])
+        best_dense[pid] = max(best_dense.get(pid, 0.0), dense.get(cid, 0.0))
+        best_lexical[pid] = max(best_lexical.get(pid, 0.0), lexical.get(cid, 0.0))
+    paper_scores = {pid: weight * best_dense[pid] + (1 - weight) * best_lexical[pid] for pid in best_chunk}
+    ordered = sorted(paper_scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    results = []
+    for rank, (pid, score) in enumerate(ordered, start=1):
+        cid = best_chunk[pid]
+        title = str(meta[cid]["title"])
+        results.append(
+            PaperHit(
+                rank=rank,
+                paper_id=pid,
+                title=title,
+                score=score,
+                evidence=_strip_title(pool.texts[cid], title),
+                chunk_id=cid,
+                dense_similarity=best_dense[pid],
+            )
+        )
+    return results

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.llm import FormatRefused
-from rag.text import CITATION, citations_of
+from rag.sentences import CITATION, citations_of
 
 FORMATS = ("json_schema", "json_object")  # tried in this order; then "text"
 MEMORY_FILE = "llm_formats.json"

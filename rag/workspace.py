@@ -56,10 +56,11 @@ class Workspace:
         """A retriever over a ready store: a store never written gets the bundled corpus first, an
         interrupted ingest is resumed or reported (see `ensure_index`)."""
         from rag.ingest import ensure_index
+        from rag.reranking import get_reranker
 
         self.store.check_embedder(embedder_identity(self.settings))
         ensure_index(self.store, lambda: self.embedder)
-        return Retriever(self.store, self.embedder)
+        return Retriever(self.store, self.embedder, reranker=get_reranker(self.settings))
 
     @property
     def lexical(self) -> LexicalIndex:

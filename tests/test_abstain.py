@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from rag.abstain import AnswerabilityModel, assess, default_model, features, specific_terms
+from rag.abstain import AnswerabilityModel, assess, default_model, features
 from rag.answer import answer_question, gather
+from rag.terms import specific_terms
 from tests.conftest import REPO
 
 

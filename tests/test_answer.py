@@ -142,7 +142,7 @@ def test_ask_json_contract(bundled_dir):
 
 
 def test_question_parts_split_only_real_sub_questions():
-    from rag.extractive import question_parts
+    from rag.question import question_parts
 
     assert question_parts(
         "How many queries does LitSearch contain, and how large is the gap between BM25 and dense retrievers?"

@@ -5,7 +5,7 @@ import json
 
 from rag.answer import answer_question
 from rag.context import DEFAULT_WINDOW, model_window, pack
-from rag.text import split_sentences
+from rag.sentences import split_sentences
 from rag.tokens import count_tokens
 from tests.conftest import rag_json
 from tests.fakes import ScriptedLLM, serve

@@ -1,7 +1,8 @@
 import pytest
 
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
-from rag.text import contains_key, strip_citations
+from rag.sentences import strip_citations
+from rag.terms import contains_key
 
 SOURCES = {
     1: (

@@ -15,7 +15,7 @@ from rag.errors import RagError
 from rag.evaluation.metrics import retrieval_metrics
 from rag.ingest import ingest
 from rag.jsonl import read_jsonl
-from rag.retrieval import Mode
+from rag.retrievers import Mode
 from rag.workspace import Workspace
 
 

@@ -16,7 +16,8 @@ from rag.evaluation.suite import TYPES, Question, Suite
 from rag.grounding import Grounding
 from rag.llm import LLM, LLMError
 from rag.repair import GroundingMode
-from rag.retrieval import Mode, Retriever
+from rag.retrieval import Retriever
+from rag.retrievers import Mode
 
 
 @dataclass

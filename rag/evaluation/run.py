@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.retrieval import MODES, Mode
+from rag.retrievers import MODES, Mode
 from rag.workspace import Workspace
 
 ANSWERERS = ("extractive", "llm")

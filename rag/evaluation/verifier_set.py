@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from rag.grounding import check
-from rag.text import key_tokens, split_sentences, terms
+from rag.sentences import split_sentences
+from rag.terms import key_tokens, terms
 
 _NUMBER = re.compile(r"(?<![\w.\-])(\d+(?:\.\d+)?)(?![\w.]\d)")
 _AUX = re.compile(r"\b(is|are|was|were|can|could|does|do|has|have|will|should|may)\b")

@@ -18,7 +18,7 @@ from rag.answer import Answer, answer_question
 from rag.config import Settings
 from rag.errors import RagError
 from rag.llm import LLM
-from rag.retrieval import MODES
+from rag.retrievers import MODES
 from rag.sanitise import normalise_question
 from rag.tui.history import History, Turn
 from rag.workspace import Workspace

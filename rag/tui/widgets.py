@@ -11,18 +11,10 @@ from textual.message import Message
 from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
 from rag.answer import Answer
+from rag.render import LABELS
 from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
-from rag.text import CITATION, split_sentences, strip_citations, terms
-
-MARKS = {
-    "supported": "✓",
-    "corrected": "✓ *citation corrected*",
-    "attributed": "✓ *citation added*",
-    "unsupported": "⚠ *unsupported*",
-    "uncited": "⚠ *uncited*",
-    "bad_citation": "✗ *bad citation*",
-    "no_claim": "",
-}
+from rag.sentences import CITATION, split_sentences, strip_citations
+from rag.terms import terms
 
 
 def _linked(sentence: str) -> str:
@@ -39,7 +31,7 @@ def marked_markdown(answer: Answer) -> str:
         return f"**{answer.text}**\n\nClosest matches (not answers):\n\n{closest}"
     parts = []
     for s in answer.grounding.sentences:
-        mark = MARKS.get(s.verdict, "")
+        mark = LABELS[s.verdict].chat if s.verdict in LABELS else ""
         piece = f"{_linked(s.text)} {mark}".rstrip()
         parts.append(("\n" if s.text.startswith(("- ", "* ")) else " ") + piece)
     text = "".join(parts).strip()

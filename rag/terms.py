@@ -1,64 +1,42 @@
-"""Small text tools shared by answering, abstention and grounding: sentences, terms, key tokens."""
+"""Terms of a text: the analysis BM25 and the answer checks share, and the specific terms
+(numbers, acronyms, named models and methods) a question or a claim must find stated."""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
-from rag.lexical import analyse
+from rag.sentences import strip_citations
 
-# A sentence ends at . ! or ? (optionally followed by citations) before white space and a capital,
-# digit, quote or bracket; common abbreviations do not end sentences.
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|Mr|Dr|No)\.$", re.I)
-_SPLIT = re.compile(r"(?<=[.!?])((?:\s*\[[\d,;\s]+\])*)\s+(?=[A-Z0-9\"'(*]|\[(?!\d))")
-_BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
-CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-_NEGATIONS = frozenset(
-    "not no never none neither nor cannot can't don't doesn't didn't isn't aren't wasn't weren't "
-    "won't fails fail failed without unable lack lacks".split()
-)
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+ANALYSER_VERSION = 3  # bump when `analyse` changes: saved BM25 indexes are then rebuilt
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a paragraph; a citation after the full stop stays with its sentence."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if _BULLET.match(line):  # a list item is one claim, even when a title in it has a "?"
-            out.append(line)
-            continue
-        pieces = _SPLIT.split(line)
-        # re.split with a group returns [sent, cites, sent, cites, ...]
-        current = ""
-        for i, piece in enumerate(pieces):
-            if i % 2 == 0:
-                current += piece
-            else:
-                current += piece or ""
-                if _ABBREV.search(current.rstrip()):
-                    current += " "
-                    continue
-                out.append(current.strip())
-                current = ""
-        if current.strip():
-            out.append(current.strip())
-    return out
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
 
 
-def citations_of(sentence: str) -> list[int]:
-    nums: list[int] = []
-    for group in CITATION.findall(sentence):
-        for n in re.split(r"[,;]", group):
-            if n.strip().isdigit() and int(n) not in nums:
-                nums.append(int(n))
-    return nums
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    # bm25s's English list is short; these question and filler words carry no topic either
+    extra = (
+        "here there what which who whom whose how also following below above according "
+        "do does did doing done can could would should may might must shall will were was been being "
+        "has have had".split()
+    )
+    return frozenset(STOPWORDS_EN) | frozenset(extra)
 
 
-def strip_citations(sentence: str) -> str:
-    return CITATION.sub("", sentence).replace("**", "").strip()
+def analyse(text: str) -> list[str]:
+    """Lower-cased, stop-word-free, stemmed terms: the same for chunks and queries."""
+    stop = _stopwords()
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
+    return _stemmer().stemWords(words)
 
 
 def terms(text: str) -> set[str]:
@@ -80,6 +58,7 @@ def _is_key(token: str) -> bool:
 
 
 def normalise_key(token: str) -> str:
+    """One spelling per key: "Llama-2", "llama 2" and "LLaMA2" are all "llama2"."""
     token = token.lower().rstrip(".")
     token = token.replace(",", "")
     return re.sub(r"[-‐–—\s]", "", token)
@@ -124,9 +103,22 @@ def contains_key(source: str, key: str) -> bool:
     return bool(key) and _key_pattern(key).search(_lowered(source)) is not None
 
 
-def negated(text: str) -> bool:
-    words = re.findall(r"[a-z']+", text.lower())
-    return any(w in _NEGATIONS for w in words) or "n't" in text.lower()
+# Capitalised words inside a question (not its first word) usually name something, and a number
+# right after a name is part of it ("Stable Diffusion 3", "Llama 2").
+_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
+_VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
+
+
+def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
+    """Numbers, acronyms and names in the question, as typed; `keys` are its `key_tokens` when
+    the caller has them already."""
+    found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
+    keys = key_tokens(question) if keys is None else keys
+    out = [t for t in found if t and (key_tokens(t) & keys)]
+    out += [w for w in _NAMED.findall(question) if w not in out]
+    out += [v for v in _VERSIONED.findall(question) if v not in out]
+    # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
+    return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
 
 
 _DEFINITION = re.compile(r"\(([A-Z][A-Za-z0-9]*[A-Z][A-Za-z0-9]*)s?\)")

@@ -1,0 +1,66 @@
+"""Sentences and their citations: how answers, abstracts and drafts are cut into claims."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! or ? (optionally followed by citations) before white space and a capital,
+# digit, quote or bracket; common abbreviations do not end sentences.
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|Mr|Dr|No)\.$", re.I)
+_SPLIT = re.compile(r"(?<=[.!?])((?:\s*\[[\d,;\s]+\])*)\s+(?=[A-Z0-9\"'(*]|\[(?!\d))")
+_BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
+CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+_NEGATIONS = frozenset(
+    "not no never none neither nor cannot can't don't doesn't didn't isn't aren't wasn't weren't "
+    "won't fails fail failed without unable lack lacks".split()
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a paragraph; a citation after the full stop stays with its sentence."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if _BULLET.match(line):  # a list item is one claim, even when a title in it has a "?"
+            out.append(line)
+            continue
+        pieces = _SPLIT.split(line)
+        # re.split with a group returns [sent, cites, sent, cites, ...]
+        current = ""
+        for i, piece in enumerate(pieces):
+            if i % 2 == 0:
+                current += piece
+            else:
+                current += piece or ""
+                if _ABBREV.search(current.rstrip()):
+                    current += " "
+                    continue
+                out.append(current.strip())
+                current = ""
+        if current.strip():
+            out.append(current.strip())
+    return out
+
+
+def citations_of(sentence: str) -> list[int]:
+    """The source numbers a sentence cites, in order of first mention ("[1, 3] ... [2]" -> 1, 3, 2)."""
+    nums: list[int] = []
+    for group in CITATION.findall(sentence):
+        for n in re.split(r"[,;]", group):
+            if n.strip().isdigit() and int(n) not in nums:
+                nums.append(int(n))
+    return nums
+
+
+def strip_citations(sentence: str) -> str:
+    """The claim without its `[n]` markers (and Markdown bold), as the checks compare it."""
+    return CITATION.sub("", sentence).replace("**", "").strip()
+
+
+def negated(text: str) -> bool:
+    """Does the sentence deny something? A claim and its source must agree on this."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return any(w in _NEGATIONS for w in words) or "n't" in text.lower()

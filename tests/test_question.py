@@ -1,0 +1,44 @@
+"""The question value (rag/question.py): analysed once, embedded once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rag.question import Question, question_parts
+from tests.fakes_text import BagOfWords
+
+
+def test_a_question_carries_every_view_the_stages_read():
+    q = Question.parse("How many queries does LitSearch contain, and how were the queries written?")
+    assert q.terms == ("mani", "queri", "litsearch", "contain", "queri", "written")
+    assert q.keys == {"litsearch"}
+    assert q.specific == ("LitSearch",)
+    assert q.specific_keys == {"litsearch"}
+    assert q.parts == ("How many queries does LitSearch contain", "how were the queries written")
+
+
+def test_a_simple_question_is_one_part():
+    assert Question.parse("which papers compare FP8 and INT8?").parts == ("which papers compare FP8 and INT8?",)
+    assert question_parts("Which model did best and with what score?") == ["Which model did best", "with what score"]
+
+
+def test_the_embedding_is_computed_once_and_only_when_asked():
+    embedder = BagOfWords()
+    q = Question.parse("What does FlashAttention-3 do on H100?", embedder)  # type: ignore[arg-type]
+    assert embedder.calls == []
+    first, second = q.vector, q.vector
+    assert embedder.calls == [["What does FlashAttention-3 do on H100?"]]
+    assert first is second and np.isclose(np.linalg.norm(first), 1.0)
+
+
+def test_parsed_questions_are_values():
+    q = Question.parse("How large is the model?")
+    assert Question.of(q) is q
+    assert Question.of("How large is the model?") == q
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.text = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="without an embedder"):
+        _ = q.vector

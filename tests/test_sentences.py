@@ -1,0 +1,44 @@
+"""Sentences and citations (rag/sentences.py)."""
+
+from __future__ import annotations
+
+from rag.sentences import citations_of, negated, split_sentences, strip_citations
+
+
+def test_sentences_end_at_stops_before_a_capital_not_at_abbreviations():
+    text = "We compare BERT vs. RoBERTa, e.g. on GLUE. Results improve by 2.5 points! Why? 3 runs."
+    assert split_sentences(text) == [
+        "We compare BERT vs. RoBERTa, e.g. on GLUE.",
+        "Results improve by 2.5 points!",
+        "Why?",
+        "3 runs.",
+    ]
+
+
+def test_a_citation_after_the_stop_stays_with_its_sentence():
+    assert split_sentences("FP8 wins [1]. INT8 loses. [2, 3] Both are fast.") == [
+        "FP8 wins [1].",
+        "INT8 loses. [2, 3]",
+        "Both are fast.",
+    ]
+
+
+def test_list_items_and_lines_are_sentences_of_their_own():
+    text = "Papers:\n- *Is it good? A study* — It is. [1]\n\n2. Second item. Still it."
+    assert split_sentences(text) == ["Papers:", "- *Is it good? A study* — It is. [1]", "2. Second item. Still it."]
+
+
+def test_citations_in_order_of_first_mention_without_repeats():
+    assert citations_of("A [2] and B [1, 3; 2]. C [10]") == [2, 1, 3, 10]
+    assert citations_of("no citations, [a] or [] here") == []
+
+
+def test_stripping_citations_and_bold():
+    assert strip_citations("**FP8** beats INT8 [1][2, 3].") == "FP8 beats INT8 ."
+
+
+def test_negation():
+    assert negated("The method does not improve recall.")
+    assert negated("It fails without labels.")
+    assert negated("It won't.")
+    assert not negated("The method improves recall.")
