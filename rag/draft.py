@@ -653,11 +653,11 @@ def bundled_drafts() -> Path | None:
 
 def measure_bundled(index: CorpusIndex, verifier: Verifier | None = None) -> dict[str, Any] | None:
     """`measure` on eval/drafts/labels.jsonl with eval/drafts/refs.bib; None when not shipped."""
-    import json
+    from rag.jsonl import read_jsonl
 
     folder = bundled_drafts()
     if folder is None:
         return None
-    rows = [json.loads(line) for line in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = [row for _, row in read_jsonl(folder / "labels.jsonl")]
     entries = load_entries([folder / "refs.bib"])
     return measure(rows, entries, Checker(index, None, verifier))

@@ -44,7 +44,7 @@ def read_jsonl(
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise error(path, number, f"malformed JSON ({exc.msg})") from None
+                raise error(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
             except RecursionError:
                 raise error(path, number, "JSON nested too deeply; each line must be one flat JSON object") from None
             except ValueError as exc:  # e.g. an integer with more digits than Python converts

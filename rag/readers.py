@@ -8,10 +8,10 @@ say) is one reader function here plus its entry in READERS.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rag import jsonl
 from rag.corpus import CorpusError, Paper, make_paper
 
 Reader = Callable[[Path], Iterator[Paper]]
@@ -52,19 +52,7 @@ def read_txt(path: Path) -> Iterator[Paper]:
 
 def read_jsonl(path: Path) -> Iterator[Paper]:
     """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(path, number, f"malformed JSON ({exc.msg}); each line must be one JSON object") from None
-        except RecursionError:
-            raise CorpusError(path, number, "JSON nested too deeply; each line must be one flat JSON object") from None
-        except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise CorpusError(path, number, f"unreadable JSON value ({exc})") from None
-        if not isinstance(record, dict):
-            raise CorpusError(path, number, "each line must be a JSON object with 'title' and 'abstract'")
+    for number, record in jsonl.read_jsonl(path, CorpusError, expect="a JSON object with 'title' and 'abstract'"):
         yield make_paper(path, number, record)
 
 

@@ -218,6 +218,11 @@ class Store:
         except Exception:  # noqa: BLE001 - an optimisation; searching works without it
             pass
 
+    def close(self) -> None:
+        """Release the Chroma client (its files, or its HTTP connections to a server); the store
+        refuses calls afterwards."""
+        self._client.close()
+
     def key(self) -> str:
         """Names this store's files beside the data (BM25 index, lock): the server and the
         collection. A local store is named by its collection alone, so a data folder that is

@@ -104,5 +104,5 @@ class Workspace:
             self._opened_llm = None
         store = built.pop("store", None)
         if store is not None:
-            store._client.close()  # Store has no close() of its own yet
+            store.close()
 

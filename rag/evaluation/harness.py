@@ -13,7 +13,7 @@ from rag.evaluation.counterfactual import counterfactual_block
 from rag.evaluation.figures import answer_figures, decided_by, percentiles
 from rag.evaluation.metrics import RECALL_CURVE, per_question, retrieval_metrics
 from rag.evaluation.suite import TYPES, Question, Suite
-from rag.grounding import Grounding
+from rag.grounding import Grounding, Verifier
 from rag.llm import LLM, LLMError
 from rag.repair import GroundingMode
 from rag.retrieval import Retriever
@@ -47,9 +47,11 @@ def run_suite(
     progress: Callable[[int, int], None] | None = None,
     counterfactual: bool = False,
     grounding: GroundingMode = "strict",
+    verifier: Verifier | None = None,
 ) -> dict:
     """Every figure of one suite; `counterfactual` also asks each answerable question again with
-    its gold papers excluded from retrieval (see rag.evaluation.counterfactual)."""
+    its gold papers excluded from retrieval (see rag.evaluation.counterfactual); `verifier` is the
+    configured grounding check (the overlap one when None)."""
     results = [QuestionResult(q) for q in suite.questions]
     latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
     tokens = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -70,7 +72,9 @@ def run_suite(
         for name in answerers:
             try:
                 answer = answer_question(
-                    r.question.question, retriever, k=k, llm=llm if name == "llm" else None, grounding=grounding
+                    r.question.question, retriever, k=k, llm=llm if name == "llm" else None,
+                    verifier=verifier,
+                    grounding=grounding,
                 )
             except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
                 answer = _failed(r.question.question, str(exc))
@@ -84,6 +88,7 @@ def run_suite(
                         k=k,
                         llm=llm if name == "llm" else None,
                         exclude=frozenset(r.question.gold),
+                        verifier=verifier,
                         grounding=grounding,
                     )
                 except LLMError as exc:

@@ -112,6 +112,7 @@ def run_suites(
                 progress=step,
                 counterfactual=options.counterfactual,
                 grounding=settings.grounding,
+                verifier=ws.verifier,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
@@ -131,6 +132,7 @@ def run_suites(
                     "counterfactual": options.counterfactual,
                     "llm_model": settings.llm_model if llm else None,
                     "grounding": settings.grounding,
+                    "verifier": settings.verifier,
                 }
             )
         )
