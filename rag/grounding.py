@@ -23,6 +23,8 @@ from rag.sentences import citations_of, negated, split_sentences, strip_citation
 from rag.terms import contains_key, key_tokens, terms
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from rag.config import Settings
     from rag.llm import LLM
 
@@ -38,6 +40,12 @@ class GroundingTuning:
     support_threshold: float = 0.6
     # sentences with fewer content words (and no key token) make no checkable claim (hand-set)
     min_claim_terms: int = 3
+    # A paraphrase shares fewer words than the threshold asks. With an embedder, a claim whose
+    # overlap is at least `paraphrase_overlap` is also supported when its MiniLM similarity to the
+    # best window reaches `paraphrase_similarity`; numbers, names and polarity are still required.
+    # Chosen by eval/fit_paraphrase.py on eval/drafts/tune (not on the labels rag eval reports).
+    paraphrase_overlap: float = 0.4
+    paraphrase_similarity: float = 0.65
 
 
 GROUNDING = GroundingTuning()
@@ -155,6 +163,12 @@ def _best_window(claim_terms: set[str], claim_keys: set[str], source: Passage) -
     return best[0], best[1], sents[closest]
 
 
+def _windows(source: Passage) -> list[str]:
+    """Every window of one source as the similarity test reads it: one sentence or two adjacent."""
+    sents = split_sentences(source.text) or [source.text]
+    return sents + [f"{a} {b}" for a, b in zip(sents, sents[1:])]
+
+
 Judge = Callable[[str, list[str]], bool]  # (sentence, cited passages) -> supported?
 
 
@@ -166,11 +180,27 @@ class Verifier(Protocol):
         ...
 
 
-class OverlapVerifier:
-    """Deterministic: content-word overlap, key tokens and negation (see module docstring)."""
+Embed = Callable[[list[str]], "np.ndarray"]  # texts -> unit vectors, one row each
 
-    def __init__(self, tuning: GroundingTuning = GROUNDING) -> None:
+
+class OverlapVerifier:
+    """Deterministic: content-word overlap, key tokens and negation (see module docstring). With
+    `embed` (the store's embedder), a reworded claim that shares too few words is judged by its
+    sentence similarity to the cited window instead; it must still pass the key and polarity tests."""
+
+    def __init__(self, tuning: GroundingTuning = GROUNDING, embed: Embed | None = None) -> None:
         self.tuning = tuning
+        self.embed = embed
+
+    def _similar(self, claim: str, sources: list[Passage]) -> bool:
+        """Whether the claim says what some window of the cited sources says, by MiniLM similarity."""
+        if self.embed is None:
+            return False
+        windows = [w for src in sources for w in _windows(src)]
+        if not windows:
+            return False
+        vectors = self.embed([claim, *windows])
+        return float((vectors[1:] @ vectors[0]).max()) >= self.tuning.paraphrase_similarity
 
     def supports(self, sentence: str, sources: list[Passage]) -> tuple[bool, float, str]:
         claim = strip_citations(sentence)
@@ -193,7 +223,9 @@ class OverlapVerifier:
         for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation
             stated = re.sub(re.escape(src.title), "", stated, flags=re.I)
         polarity_ok = any(negated(stated) == negated(c) for c in closest)
-        ok = score >= self.tuning.support_threshold and keys_ok and polarity_ok
+        ok = keys_ok and polarity_ok and score >= self.tuning.support_threshold
+        if not ok and keys_ok and polarity_ok and score >= self.tuning.paraphrase_overlap:
+            ok = self._similar(claim, sources)
         return ok, score, " ".join(w for w in windows if w)
 
 
@@ -227,10 +259,11 @@ def llm_judge(llm: LLM) -> Judge:
     return judge
 
 
-def make_verifier(settings: Settings, llm: LLM | None) -> Verifier:
-    """The verifier `settings.verifier` names; the LLM one judges through `llm`."""
+def make_verifier(settings: Settings, llm: LLM | None, embed: Embed | None = None) -> Verifier:
+    """The verifier `settings.verifier` names; the LLM one judges through `llm`, the overlap one
+    also accepts reworded claims when given the store's embedder (`embed`)."""
     if settings.verifier == "overlap":
-        return OverlapVerifier()
+        return OverlapVerifier(embed=embed)
     if llm is None:
         from rag.config import SettingsError
 

@@ -91,7 +91,11 @@ class Workspace:
         """The grounding check the `verifier` setting names; only `llm` builds the LLM for it."""
         from rag.grounding import make_verifier
 
-        return make_verifier(self.settings, self.llm if self.settings.verifier == "llm" else None)
+        return make_verifier(
+            self.settings,
+            self.llm if self.settings.verifier == "llm" else None,
+            embed=lambda texts: self.embedder.embed_cached(texts),  # built only if a claim needs it
+        )
 
     def close(self) -> None:
         """Close what this workspace opened (the LLM helper or client, the Chroma client). Parts

@@ -169,3 +169,35 @@ def test_the_support_threshold_is_the_verifiers_own_setting():
     assert not ok and 0 < score < GROUNDING.support_threshold
     lenient = OverlapVerifier(type(GROUNDING)(support_threshold=score))
     assert lenient.supports(half, [Passage(*SOURCES[1])])[0]
+
+
+def test_a_reworded_claim_is_supported_by_sentence_similarity_but_numbers_and_negation_still_count(tmp_path):
+    """The paraphrase rule (GroundingTuning.paraphrase_*): with the real MiniLM embedder, a claim
+    sharing too few words is judged by its similarity to the cited window; a changed number, a
+    negation or another paper still fail."""
+    from rag.embedders import get_embedder
+    from rag.grounding import OverlapVerifier, Passage
+    from tests.conftest import make_settings
+
+    embed = get_embedder(make_settings(tmp_path)).embed_cached
+    speech = [
+        Passage(
+            "Sparse experts for speech",
+            "We study mixture-of-experts models for speech recognition. Routing each frame to two of 32 experts "
+            "cuts training time by 40% while word error rate stays the same as the dense baseline. The code is released.",
+        )
+    ]
+    images = [
+        Passage(
+            "Diffusion for images",
+            "We train a diffusion model for image generation. Sampling with 8 steps reaches an FID of 3.1 on ImageNet.",
+        )
+    ]
+    claim = "Dispatching every audio frame to two of 32 experts makes training 40% quicker while error rates hold steady [1]."
+    plain, reworded = OverlapVerifier(), OverlapVerifier(embed=embed)
+    ok, score, _ = plain.supports(claim, speech)
+    assert not ok and 0.4 <= score < 0.6  # too few shared words for the overlap rule alone
+    assert reworded.supports(claim, speech)[0]
+    assert not reworded.supports(claim.replace("40%", "45%"), speech)[0]
+    assert not reworded.supports(claim.replace("hold steady", "do not hold steady"), speech)[0]
+    assert not reworded.supports(claim, images)[0]

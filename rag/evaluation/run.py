@@ -115,8 +115,8 @@ def run_suites(
                 verifier=ws.verifier,
             )
         abstracts = ws.store.abstracts(sorted(titles))
-        report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]))
-        if (drafts := measure_bundled(CorpusIndex.from_store(ws.store))) is not None:
+        report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]), ws.verifier)
+        if (drafts := measure_bundled(CorpusIndex.from_store(ws.store), ws.verifier)) is not None:
             report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if options.judge and llm is not None:
             from rag.evaluation.judge import judge_report

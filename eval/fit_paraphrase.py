@@ -1,0 +1,59 @@
+"""Choose the grounding check's paraphrase rule (GroundingTuning.paraphrase_*) on eval/drafts/tune.
+
+    RAG_DATA_DIR=... python eval/fit_paraphrase.py [--labels eval/drafts/tune/labels.jsonl]
+
+The tune labels (draft sentences citing corpus papers: reworded true claims, wrong citations,
+changed numbers, reversed findings, overclaims) were written apart from eval/drafts/labels.jsonl,
+which `rag eval` reports and which is never read here. Every (overlap floor, similarity) pair of
+the grid is measured with `rag check`'s own scoring; the chosen pair has the highest balanced
+accuracy, then the highest precision of the "not supported" flag, then the strictest similarity
+and overlap floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from rag.config import load_settings
+from rag.draft import Checker, CorpusIndex, load_entries, measure
+from rag.grounding import GROUNDING, OverlapVerifier
+from rag.jsonl import read_jsonl
+from rag.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+FLOORS = [0.2, 0.3, 0.4, 0.5]
+SIMILARITIES = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--labels", type=Path, default=REPO / "eval" / "drafts" / "tune" / "labels.jsonl")
+    args = parser.parse_args()
+    rows = [row for _, row in read_jsonl(args.labels)]
+    entries = load_entries([args.labels.parent / "refs.bib"])
+    with Workspace(load_settings()) as ws:
+        index = CorpusIndex.from_store(ws.store)
+        embed = ws.embedder.embed_cached
+        base = measure(rows, entries, Checker(index, None, OverlapVerifier()))
+        print(
+            f"without the paraphrase rule: balanced accuracy {base['balanced_accuracy']:.3f}, "
+            f"'not supported' precision {base['unsupported_precision']:.3f}, by kind {base['accuracy_by_kind']}"
+        )
+        results = []
+        for floor in FLOORS:
+            for similarity in SIMILARITIES:
+                tuning = replace(GROUNDING, paraphrase_overlap=floor, paraphrase_similarity=similarity)
+                got = measure(rows, entries, Checker(index, None, OverlapVerifier(tuning, embed)))
+                results.append((got["balanced_accuracy"], got["unsupported_precision"], similarity, floor, got))
+                print(
+                    f"floor {floor:.2f} similarity {similarity:.2f}: balanced accuracy "
+                    f"{got['balanced_accuracy']:.3f}, precision {got['unsupported_precision']:.3f}"
+                )
+    best = max(results, key=lambda r: (r[0], r[1], r[2], r[3]))
+    print(f"chosen: paraphrase_overlap={best[3]} paraphrase_similarity={best[2]} -> {best[4]}")
+
+
+if __name__ == "__main__":
+    main()
