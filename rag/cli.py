@@ -329,8 +329,8 @@ def chat(
 def stats() -> None:
     """What is in the store and where it lives."""
     from rag.config import mask_url
+    from rag.embedders import describe as describe_model
     from rag.lexical import LexicalIndex
-    from rag.model_fetch import describe as describe_model
 
     with _workspace() as ws:
         store = ws.store
@@ -355,7 +355,7 @@ def stats() -> None:
 def show_config() -> None:
     """The effective settings and where each came from (secrets are never shown)."""
     from rag.config import config_path, describe
-    from rag.model_fetch import describe as describe_model
+    from rag.embedders import describe as describe_model
 
     settings = _settings()
     rows = describe(settings)

@@ -123,7 +123,32 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
     """Base URL of an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio)."""
 
-    @field_validator("chroma_url", "openai_base_url")
+    embedder: Literal["minilm", "endpoint"] = "minilm"
+    """What turns texts into vectors: minilm (local ONNX, offline) or endpoint (an OpenAI-compatible
+    /v1/embeddings server: OpenAI, Ollama, vLLM, TEI, llama.cpp). A store keeps the embedder that built it."""
+
+    embed_endpoint_url: str | None = None
+    """Base URL of the embeddings server (embedder=endpoint), e.g. http://localhost:11434/v1 for Ollama;
+    unset: OPENAI_BASE_URL, else OpenAI's."""
+
+    embed_endpoint_model: str = "text-embedding-3-small"
+    """Embedding model name sent to the endpoint (embedder=endpoint)."""
+
+    embed_endpoint_api_key: SecretStr | None = None
+    """API key for the embeddings endpoint; unset: OPENAI_API_KEY; never printed."""
+
+    embed_endpoint_dimension: int | None = Field(None, ge=1, le=65_536)
+    """Length of the endpoint's vectors; unset: asked of the endpoint with one short text. Set, a reply of
+    another length is an error."""
+
+    embed_endpoint_batch: int = Field(64, ge=1, le=2048)
+    """Texts per request to the embeddings endpoint."""
+
+    embed_endpoint_max_tokens: int = Field(512, ge=32, le=1_000_000)
+    """The endpoint model's window in tokens; chunks are kept within it, counted with tiktoken (exact for
+    OpenAI's models, within about 10-20% for others: leave a margin, e.g. 448 for a 512-token bge or e5)."""
+
+    @field_validator("chroma_url", "openai_base_url", "embed_endpoint_url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:
         """A malformed URL fails here, as one settings line, not later inside a client library."""
@@ -247,7 +272,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "(set)" if value.get_secret_value() else "(not set)"
-        elif name in ("chroma_url", "openai_base_url") and value:
+        elif name in ("chroma_url", "openai_base_url", "embed_endpoint_url") and value:
             shown = mask_url(value)
         else:
             shown = "(not set)" if value is None else str(value)

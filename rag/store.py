@@ -535,7 +535,7 @@ class Store:
             theirs, ours = made_by.name, embedder.name
         else:
             theirs, ours = str(made_by), str(embedder)
-        hint = how_to_use(made_by)
+        hint = how_to_use(made_by, self.settings)
         raise StoreError(
             f"collection {self.settings.collection!r} holds vectors made by {theirs}, and rag is set to embed "
             f"with {ours}; {hint + ' to use it, or ' if hint else ''}choose another collection (RAG_COLLECTION)"

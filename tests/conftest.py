@@ -34,6 +34,7 @@ def _isolated_env(monkeypatch, tmp_path_factory):
         "RAG_RETRIEVER",
         "RAG_TOP_K",
         "RAG_LLM",
+        "RAG_EMBEDDER",
     ):
         monkeypatch.delenv(name, raising=False)
     empty_config = tmp_path_factory.getbasetemp() / "empty-config.toml"

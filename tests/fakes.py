@@ -6,6 +6,9 @@
   real HTTP client. At `server.url` it streams the queued replies and records what it was asked;
   at `server.url_for(mode)` it misbehaves in the way `mode` names (see `MISBEHAVIOURS`), as no
   real server can be made to (return 401, hang, drip, cut a stream).
+- `serve(embedder=...)`: the same server also answers `POST .../v1/embeddings` for the model
+  EMBED_MODEL with the given embedder's vectors (the tests pass the real MiniLM), and misbehaves
+  at `url_for(mode)` as for chat (401, 429, 500, `once500`, `malformed`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 ANSWER = "FP8 formats outperform INT8 [1]. "  # what the misbehaving modes stream, when they stream
+EMBED_MODEL = "all-MiniLM-L6-v2"  # the one model the embeddings route serves; others get 404
 
 
 class ScriptedLLM:
@@ -72,6 +77,7 @@ MISBEHAVIOURS = {
     "empty": "an empty reply",
     "finish": "a finish reason, then a clean close without [DONE]: complete",
     "nofinish": "[DONE] without a finish reason: complete",
+    "once500": "HTTP 500 to the first request, then well-behaved (embeddings)",
 }
 
 
@@ -84,6 +90,8 @@ class Scripted:
     requests: Counter[str] = field(default_factory=Counter)  # requests per misbehaviour mode
     last_body: dict[str, dict] = field(default_factory=dict)  # the last request per mode
     base: str = ""  # http://127.0.0.1:PORT
+    embedder: Any = None  # what the embeddings route embeds with (an rag Embedder)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
@@ -139,6 +147,9 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             script.bodies.append(body)
             script.requests[mode] += 1
             script.last_body[mode] = body
+            if self.path.rstrip("/").endswith("/embeddings"):
+                self._embeddings(mode, body)
+                return
             if mode in MISBEHAVIOURS:
                 self._misbehave(mode)
                 return
@@ -154,6 +165,31 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             for part in parts:
                 self._send(chunk(part))
             self._send(chunk("", "stop") + b"data: [DONE]\n\n")
+
+        def _embeddings(self, mode: str, body: dict) -> None:
+            """OpenAI's embeddings reply, in reverse order (each item carries its index) and scaled
+            by 3, as a client must not assume either order or unit length."""
+            status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
+            if mode == "once500" and script.requests[mode] == 1:
+                status = 500
+            if status:
+                self._json(status, {"error": {"message": "nope", "type": "error"}}, **{"retry-after-ms": "10"})
+                return
+            if mode == "malformed":
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self._send(b'{"data": [{"embedding": [0.1, ')
+                return
+            if body.get("model") != EMBED_MODEL:
+                error = {"message": f"model {body.get('model')!r} not found", "code": "model_not_found"}
+                self._json(404, {"error": error})
+                return
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            with script.lock:
+                vectors = script.embedder.embed(texts)
+            data = [{"object": "embedding", "index": i, "embedding": (3 * v).tolist()} for i, v in enumerate(vectors)]
+            self._json(200, {"object": "list", "model": EMBED_MODEL, "data": data[::-1]})
 
         def _misbehave(self, mode: str) -> None:
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
@@ -213,9 +249,10 @@ def serve(
     replies: list[str | list[str]] | None = None,
     formats: tuple[str, ...] = ("json_schema", "json_object"),
     refusal: int = 400,
+    embedder: Any = None,
 ) -> Iterator[Scripted]:
-    """The scripted server, running until the block ends."""
-    script = Scripted(list(replies or [ANSWER]), formats, refusal)
+    """The scripted server, running until the block ends; `embedder` serves the embeddings route."""
+    script = Scripted(list(replies or [ANSWER]), formats, refusal, embedder=embedder)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -8,12 +8,12 @@ import hashlib
 import numpy as np
 import pytest
 
+from rag.config import Settings
 from rag.embedders import (
     EMBEDDERS,
     EmbedderIdentity,
     RecentVectors,
     embedder_identity,
-    get_embedder,
     identity_of,
 )
 from rag.ingest import ingest
@@ -103,11 +103,17 @@ def test_stores_from_before_the_dimension_was_recorded_still_open(tmp_path):
 
 def test_the_registry_names_the_configured_embedder_without_loading_it(tmp_path):
     settings = make_settings(tmp_path, embed_quantized=True, embed_model_dir=tmp_path / "no-model-here")
-    assert "minilm" in EMBEDDERS
     assert embedder_identity(settings) == MINILM_INT8  # no model is read for the identity
     assert embedder_identity(make_settings(tmp_path)) == MINILM
-    with pytest.raises(ValueError, match="unknown embedder 'nope'"):
-        get_embedder(settings, "nope")
+    with pytest.raises(ValueError, match="embedder"):
+        make_settings(tmp_path, embedder="nope")
+
+
+def test_the_embedder_setting_allows_exactly_the_registered_names():
+    from typing import get_args
+
+    assert set(get_args(Settings.model_fields["embedder"].annotation)) == set(EMBEDDERS)
+    assert Settings.model_fields["embedder"].default == "minilm"
 
 
 def test_recent_vectors_embed_only_what_they_have_not_seen(monkeypatch):

@@ -2,10 +2,10 @@
 
 `Embedder` is the protocol the rest of rag uses (retrieval, ingest, chunking, abstention,
 extractive answers); `get_embedder(settings)` builds the configured one. An implementation is one
-module here plus one entry in EMBEDDERS. The module defines `identity(settings)` (name and
-dimension, without loading a model: the store checks it before anything is embedded),
-`build(settings)`, and `how_to_use(identity)` (the setting that selects the variant that made a
-store's vectors, or ""). The store records the identity of the embedder that made its vectors
+module here plus one entry in EMBEDDERS (and its name in the `embedder` setting). The module
+defines `identity(settings)` (name and dimension, without loading a model: the store checks it
+before anything is embedded), `build(settings)`, `how_to_use(identity)` (the setting that selects
+the variant that made a store's vectors, or "") and `describe(settings)` (one line for `rag stats`). The store records the identity of the embedder that made its vectors
 and refuses another.
 """
 
@@ -99,11 +99,14 @@ class Registration:
     def how_to_use(self, made_by: EmbedderIdentity) -> str:
         return self._load().how_to_use(made_by)
 
+    def describe(self, settings: Settings) -> str:
+        return self._load().describe(settings)
+
 
 EMBEDDERS: dict[str, Registration] = {
     "minilm": Registration("minilm"),  # all-MiniLM-L6-v2 over ONNX (Chroma's default embedder)
+    "endpoint": Registration("endpoint"),  # an OpenAI-compatible /v1/embeddings server
 }
-DEFAULT = "minilm"
 
 
 def _registration(name: str) -> Registration:
@@ -113,14 +116,19 @@ def _registration(name: str) -> Registration:
         raise ValueError(f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}") from None
 
 
-def embedder_identity(settings: Settings, name: str = DEFAULT) -> EmbedderIdentity:
+def embedder_identity(settings: Settings) -> EmbedderIdentity:
     """The identity of the embedder `settings` configure, without loading its model."""
-    return _registration(name).identity(settings)
+    return _registration(settings.embedder).identity(settings)
 
 
-def get_embedder(settings: Settings, name: str = DEFAULT) -> Embedder:
-    """The embedder `settings` configure."""
-    return _registration(name).build(settings)
+def get_embedder(settings: Settings) -> Embedder:
+    """The embedder `settings` configure (the `embedder` setting)."""
+    return _registration(settings.embedder).build(settings)
+
+
+def describe(settings: Settings) -> str:
+    """One line for `rag stats` / `rag config`: the configured embedder's model and where it is."""
+    return _registration(settings.embedder).describe(settings)
 
 
 def identity_of(embedder: Embedder) -> EmbedderIdentity:
@@ -135,11 +143,13 @@ def unrecorded_identity() -> EmbedderIdentity:
     return UNRECORDED
 
 
-def how_to_use(made_by: EmbedderIdentity) -> str:
-    """The setting that makes rag embed as `made_by` did ("" when no registered embedder can),
-    for the store's refusal to mix vectors."""
-    for registration in EMBEDDERS.values():
+def how_to_use(made_by: EmbedderIdentity, settings: Settings) -> str:
+    """The settings that make rag embed as `made_by` did ("" when no registered embedder can),
+    for the store's refusal to mix vectors: the `embedder` setting too when it names another."""
+    for name, registration in EMBEDDERS.items():
         hint = registration.how_to_use(made_by)
+        if hint and name != settings.embedder:
+            return f"set RAG_EMBEDDER={name} and {hint.removeprefix('set ')}"
         if hint:
             return hint
     return ""

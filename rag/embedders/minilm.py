@@ -231,3 +231,8 @@ class MiniLM:
         out = np.empty_like(vectors)
         out[order] = vectors
         return out
+
+
+def describe(settings: Settings) -> str:
+    """One line for `rag stats` / `rag config`: the model, its folder and whether it is there."""
+    return model_fetch.describe(settings)
