@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
     """Base URL of an OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio)."""
 
+    agent_steps: int = Field(6, ge=1, le=50)
+    """Agent mode (`rag ask --agent`, the chat's "Agent mode"): how many search and read calls the model
+    may make before it must answer from what it has found."""
+
     @field_validator("chroma_url", "openai_base_url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:
