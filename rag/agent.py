@@ -249,7 +249,7 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
                 if first and (exc.status_code in (400, 422) or "tool" in f"{exc.message} {exc.body}".lower()):
                     raise NoTools(f"the LLM endpoint {endpoint} does not take tools (HTTP {exc.status_code})") from None
                 raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
-            except openai.OpenAIError as exc:
+            except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
                 raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
             finally:
                 replies.close()
