@@ -17,7 +17,7 @@ from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM
 from rag.prompts import ABSTAIN_PHRASE, render
 from rag.question import Question
-from rag.repair import GroundingMode, repair
+from rag.repair import GroundingMode, Repaired, repair
 from rag.retrieval import PaperHit, Retriever, SearchResult
 from rag.retrievers import Mode
 from rag.tokens import count_tokens
@@ -90,7 +90,8 @@ class Answer:
         }
 
 
-def _model_abstained(text: str) -> bool:
+def model_abstained(text: str) -> bool:
+    """Did the model reply with the prompt's abstain phrase?"""
     core = ABSTAIN_PHRASE.rstrip(".").lower()
     return core in " ".join(text.lower().split())
 
@@ -116,6 +117,20 @@ def gather(
         question, [f"{h.title}. {abstract_of(h)}" for h in ranked], [h.score for h in ranked], retriever.embedder
     )
     return hits, sources, evidence
+
+
+def ground_llm_answer(
+    text: str,
+    sources: list[Source],
+    verifier: Verifier | None,
+    grounding: GroundingMode,
+    fallback: Callable[[], str],
+) -> Repaired:
+    """What every LLM answer goes through, whoever chose its sources (this module or rag/agent.py):
+    the grounding check, then the repair `grounding` asks for, falling back to `fallback()`."""
+    numbered = {s.n: (s.title, s.abstract) for s in sources}
+    checked = check(text, numbered, verifier)
+    return repair(text, checked, numbered, verifier, grounding, fallback=fallback)
 
 
 def answer_question(
@@ -150,19 +165,19 @@ def answer_question(
 
     def finish(text: str, abstained: bool) -> Answer:
         t = time.perf_counter()
-        numbered = {s.n: (s.title, s.abstract) for s in sources}
-        checked = check(text, numbered, verifier) if not abstained else Grounding([])
+        checked = Grounding([])
         fixed = None
         if llm is not None and not abstained:
-            fixed = repair(
+            fixed = ground_llm_answer(
                 text,
-                checked,
-                numbered,
+                sources,
                 verifier,
                 grounding,
                 fallback=lambda: extractive.compose(asked, pairs, retriever.embedder, retriever.lexical),
             )
             text, checked = fixed.text, fixed.grounding
+        elif not abstained:
+            checked = check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier)
         timings["verification"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         answer = Answer(
@@ -193,6 +208,6 @@ def answer_question(
             "completion_tokens": count_tokens(text),
         }
     timings["generation"] = (time.perf_counter() - t) * 1000
-    if llm is not None and _model_abstained(text):
+    if llm is not None and model_abstained(text):
         return finish(NO_ANSWER, True)
     return finish(text, False)

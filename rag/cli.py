@@ -139,6 +139,9 @@ def ask(
     model: Annotated[str | None, typer.Option("--model", help="LLM model name (RAG_LLM_MODEL).")] = None,
     retriever: RetrieverOpt = None,
     bib: Annotated[Path | None, typer.Option("--bib", help="Add the answer's cited sources to this .bib file.")] = None,
+    agent: Annotated[
+        bool, typer.Option("--agent", help="Let the model search and read papers itself (tool calling).")
+    ] = False,
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":
@@ -153,21 +156,36 @@ def ask(
     ) as ws:
         settings = ws.settings
         llm = ws.llm  # first: its client loads in the forked helper while the store opens
-        from rag.answer import answer_question
+        from rag.answer import Answer, answer_question
 
         stream = llm is not None and not as_json and not no_stream and sys.stdout.isatty()
         from rag import render
 
-        answer = answer_question(
-            question,
-            ws.retriever,
-            k=settings.top_k,
-            mode=settings.retriever,
-            llm=llm,
-            on_token=render.stream_token if stream else None,
-            verifier=ws.verifier,
-            grounding=settings.grounding,
-        )
+        if agent:
+            from rag.agent import answer_with_agent
+
+            agent_answer = answer_with_agent(
+                question,
+                settings,
+                ws.retriever,
+                llm,
+                ws.verifier,
+                notify=lambda line: typer.echo(f"rag: {line}", err=True),
+                on_token=render.stream_token if stream else None,
+            )
+            stream = stream and agent_answer.fallback is not None  # the agent's own answer is not streamed
+            answer: Answer = agent_answer
+        else:
+            answer = answer_question(
+                question,
+                ws.retriever,
+                k=settings.top_k,
+                mode=settings.retriever,
+                llm=llm,
+                on_token=render.stream_token if stream else None,
+                verifier=ws.verifier,
+                grounding=settings.grounding,
+            )
         if as_json:
             typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
         else:

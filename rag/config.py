@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     """The endpoint model's window in tokens; chunks are kept within it, counted with tiktoken (exact for
     OpenAI's models, within about 10-20% for others: leave a margin, e.g. 448 for a 512-token bge or e5)."""
 
+    agent_steps: int = Field(6, ge=1, le=50)
+    """Agent mode (`rag ask --agent`, the chat's "Agent mode"): how many search and read calls the model
+    may make before it must answer from what it has found."""
+
     @field_validator("chroma_url", "openai_base_url", "embed_endpoint_url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:

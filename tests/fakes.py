@@ -5,7 +5,9 @@
 - `serve(replies)`: an OpenAI-compatible chat server on 127.0.0.1 for cases that go through the
   real HTTP client. At `server.url` it streams the queued replies and records what it was asked;
   at `server.url_for(mode)` it misbehaves in the way `mode` names (see `MISBEHAVIOURS`), as no
-  real server can be made to (return 401, hang, drip, cut a stream).
+  real server can be made to (return 401, hang, drip, cut a stream). A request without
+  `"stream": true` gets one JSON chat completion; a queued `Calls` reply is an assistant message
+  that calls tools (agent mode), and `serve(tools=False)` rejects any request offering tools (400).
 - `serve(embedder=...)`: the same server also answers `POST .../v1/embeddings` for the model
   EMBED_MODEL with the given embedder's vectors (the tests pass the real MiniLM), and misbehaves
   at `url_for(mode)` as for chat (401, 429, 500, `once500`, `malformed`).
@@ -81,11 +83,37 @@ MISBEHAVIOURS = {
 }
 
 
+class Calls:
+    """A reply that calls tools: each call is (tool name, arguments as a dict, or a raw string
+    sent as the arguments text, e.g. malformed JSON)."""
+
+    def __init__(self, *calls: tuple[str, dict | str]) -> None:
+        self.calls = calls
+
+    def message(self, turn: int) -> dict:
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call-{turn}-{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+                }
+                for i, (name, args) in enumerate(self.calls)
+            ],
+        }
+
+
+Reply = str | list[str] | Calls
+
+
 @dataclass
 class Scripted:
-    replies: list[str | list[str]]  # a list is streamed as exactly those chunks
+    replies: list[Reply]  # a list is streamed as exactly those chunks
     formats: tuple[str, ...] = ("json_schema", "json_object")  # response_format types it takes
     refusal: int = 400  # the status of a refused format (llama-cpp-python's server sends 500)
+    tools: bool = True  # False: a request offering tools is rejected with HTTP 400
     bodies: list[dict] = field(default_factory=list)  # every request, in order
     requests: Counter[str] = field(default_factory=Counter)  # requests per misbehaviour mode
     last_body: dict[str, dict] = field(default_factory=dict)  # the last request per mode
@@ -102,7 +130,7 @@ class Scripted:
         assert mode in MISBEHAVIOURS, mode
         return f"{self.base}/{mode}/v1"
 
-    def next_reply(self) -> str | list[str]:
+    def next_reply(self) -> Reply:
         return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
 
@@ -157,7 +185,14 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 error = {"error": {"message": "response_format: unsupported type", "type": "invalid"}}
                 self._json(script.refusal, error)
                 return
+            if "tools" in body and not script.tools:
+                self._json(400, {"error": {"message": "tools are not supported", "type": "invalid_request_error"}})
+                return
             reply = script.next_reply()
+            if not body.get("stream"):
+                self._complete(reply)
+                return
+            assert not isinstance(reply, Calls), "tool calls are only scripted for non-streamed requests"
             parts = reply if isinstance(reply, list) else [reply[i : i + 7] for i in range(0, len(reply), 7)]
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -190,6 +225,22 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 vectors = script.embedder.embed(texts)
             data = [{"object": "embedding", "index": i, "embedding": (3 * v).tolist()} for i, v in enumerate(vectors)]
             self._json(200, {"object": "list", "model": EMBED_MODEL, "data": data[::-1]})
+
+        def _complete(self, reply: Reply) -> None:
+            """One chat completion, not streamed: text, or a message calling tools."""
+            if isinstance(reply, Calls):
+                message, finish = reply.message(len(script.bodies)), "tool_calls"
+            else:
+                message, finish = {"role": "assistant", "content": "".join(reply)}, "stop"
+            body = {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "scripted",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+            }
+            self._json(200, body)
 
         def _misbehave(self, mode: str) -> None:
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
@@ -246,13 +297,15 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve(
-    replies: list[str | list[str]] | None = None,
+    replies: list[Reply] | None = None,
     formats: tuple[str, ...] = ("json_schema", "json_object"),
     refusal: int = 400,
     embedder: Any = None,
+    tools: bool = True,
 ) -> Iterator[Scripted]:
-    """The scripted server, running until the block ends; `embedder` serves the embeddings route."""
-    script = Scripted(list(replies or [ANSWER]), formats, refusal, embedder=embedder)
+    """The scripted server, running until the block ends; `embedder` serves the embeddings route,
+    `tools=False` rejects requests offering tools."""
+    script = Scripted(list(replies or [ANSWER]), formats, refusal, tools, embedder=embedder)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -73,9 +73,25 @@ class SettingsCommands(Provider):
             yield Hit(1.0, label, partial(self.chat.apply_settings, change), help="setting")
 
 
+class AgentCommand(Provider):
+    """The command palette's "Agent mode" toggle: the model searches and reads papers itself."""
+
+    @property
+    def label(self) -> str:
+        return f"Agent mode: {'off' if cast(ChatApp, self.app).agent_mode else 'on'}"
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        if (score := matcher.match(self.label)) > 0:
+            yield Hit(score, matcher.highlight(self.label), cast(ChatApp, self.app).toggle_agent, help="setting")
+
+    async def discover(self) -> Hits:
+        yield Hit(1.0, self.label, cast(ChatApp, self.app).toggle_agent, help="setting")
+
+
 class ChatApp(App):
     TITLE = "rag chat"
-    COMMANDS = App.COMMANDS | {SettingsCommands}
+    COMMANDS = App.COMMANDS | {SettingsCommands, AgentCommand}
     CSS = """
     #main { height: 1fr; }
     #left { width: 1fr; }
@@ -109,6 +125,7 @@ class ChatApp(App):
         self._busy = False
         self._turns: list[tuple[str, str]] = []  # (standalone question, answer) of this conversation
         self._saved_sources: list[dict] = []  # sources of the last resumed answer
+        self.agent_mode = False  # the next answers use the agent (rag/agent.py)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -167,6 +184,7 @@ class ChatApp(App):
 
     def _mode_text(self) -> str:
         mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"
+        mode += " · agent" if self.agent_mode else ""
         return f"{mode} · {self.settings.retriever} · k={self.settings.top_k}"
 
     def _status(self, text: str) -> None:
@@ -180,6 +198,11 @@ class ChatApp(App):
         self._status("applying settings…")
         self.load()
         self.notify(", ".join(f"{k} = {v}" for k, v in change.items()), title="settings")
+
+    def toggle_agent(self) -> None:
+        self.agent_mode = not self.agent_mode
+        self._status(self._mode_text())
+        self.notify(f"agent mode {'on' if self.agent_mode else 'off'}", title="settings")
 
     # -- asking --------------------------------------------------------------------------
 
@@ -221,16 +244,26 @@ class ChatApp(App):
                     raise Cancelled
                 self.call_from_thread(turn.append, token)
 
-            answer = answer_question(
-                standalone,
-                self.retriever,
-                k=self.settings.top_k,
-                mode=self.settings.retriever,
-                llm=self.llm,
-                on_token=on_token,
-                verifier=verifier,
-                grounding=self.settings.grounding,
-            )
+            if self.agent_mode:
+                from rag.agent import answer_with_agent
+
+                def notify(line: str) -> None:
+                    self.call_from_thread(self.notify, line, title="agent", severity="warning")
+
+                answer: Answer = answer_with_agent(
+                    standalone, self.settings, self.retriever, self.llm, verifier, notify, on_token
+                )
+            else:
+                answer = answer_question(
+                    standalone,
+                    self.retriever,
+                    k=self.settings.top_k,
+                    mode=self.settings.retriever,
+                    llm=self.llm,
+                    on_token=on_token,
+                    verifier=verifier,
+                    grounding=self.settings.grounding,
+                )
         except Cancelled:
             self.call_from_thread(self._cancelled, question, standalone, turn, conversation)
             return

@@ -264,3 +264,31 @@ async def test_chat_in_mark_mode_keeps_the_sentence_marked(app_factory):
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, FP8)
         assert f"{INVENTED} [\\[1\\]](source:1). ⚠ *unsupported*" in turn.markdown.source
+
+
+async def test_agent_mode_from_the_palette(bundled_dir, tmp_path):
+    """The palette's "Agent mode" toggle: the next answer searches and reads through tools."""
+    from rag.agent import AgentAnswer
+    from tests.fakes import Calls, serve
+    from tests.test_agent import FP8, S2, SEARCH, ZQ_ID
+
+    with serve([SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S2} [2]."]) as server:
+        settings = make_settings(bundled_dir, llm="auto", openai_base_url=server.url)
+        app = create_app(settings, history_path=tmp_path / "chat.sqlite3")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, app._store_ready.is_set)
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: app.screen.query("Input"), timeout=10)
+            for ch in "Agent mode":
+                await pilot.press(ch if ch != " " else "space")
+            await wait_for(
+                pilot,
+                lambda: app.screen.query("OptionList") and app.screen.query_one("OptionList").option_count,
+                timeout=10,
+            )
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.agent_mode, timeout=10)
+            turn = await ask(pilot, FP8)
+            assert isinstance(turn.answer, AgentAnswer) and [s.tool for s in turn.answer.steps] == ["search", "read"]
+            assert turn.answer.text == f"{S2} [1]." and [s.paper_id for s in turn.answer.sources] == [ZQ_ID]
+            assert "agent" in str(app.query_one("#status").render())

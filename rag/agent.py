@@ -1,0 +1,394 @@
+"""Agent mode (`rag ask --agent`, the chat's "Agent mode"): the model searches and reads papers
+itself, then answers; the answer goes through the same grounding check and repair as any LLM
+answer (`rag.answer.ground_llm_answer`).
+
+The model gets two tools over the same core as every other command: `search(query, k)` (the
+configured retriever) and `read(paper_id)` (the stored abstract). The protocol is OpenAI's tool
+calling, through the openai client's `tools` parameter, so the server parses the calls and this
+module never reads tool calls out of free text. Each paper a tool shows gets a number the first
+time it is shown, which the model cites; the answer's sources are the papers it read and those it
+cited, renumbered 1.. in that order, and the answer's citations with them.
+
+Calls are bounded by `agent_steps` (then the model must answer from what it has) and the whole
+run by `llm_deadline`. An endpoint that rejects `tools`, or a model that never calls one, is said
+in one line, and the question is answered the normal way (rag.answer.answer_question).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+from rag import extractive
+from rag.answer import NO_ANSWER, Answer, Source, answer_question, ground_llm_answer, model_abstained
+from rag.config import Settings, mask_url
+from rag.grounding import Grounding, Verifier
+from rag.llm import LLM, LLMError, _Deadline, _explain, _TokenCap, within
+from rag.prompts import _data, render
+from rag.question import Question
+from rag.sanitise import clean
+from rag.sentences import CITATION, citations_of
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types.chat import ChatCompletionMessage
+
+    from rag.retrieval import PaperHit, Retriever
+
+MAX_K = 10  # most papers one search shows the model
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Find the papers that best match a query. Returns each paper's number n, id, title "
+            "and its best matching passage.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to look for, in words."},
+                    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "How many papers."},
+                },
+                "required": ["query"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "read",
+            "description": "Read one paper's title and whole abstract.",
+            "parameters": {
+                "type": "object",
+                "properties": {"paper_id": {"type": "string", "description": "The id a search returned."}},
+                "required": ["paper_id"],
+            },
+        },
+    },
+]
+
+
+@dataclass
+class Step:
+    """One tool call: what the model asked for and which papers it got (none on an error)."""
+
+    tool: str
+    arguments: dict[str, Any] | str  # the string the model sent, when it was not a JSON object
+    papers: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        out: dict[str, Any] = {"tool": self.tool, "arguments": self.arguments, "papers": self.papers}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class AgentAnswer(Answer):
+    """An answer asked for in agent mode: the steps the model took, and, when the normal path
+    answered instead, why."""
+
+    steps: list[Step] = field(default_factory=list)
+    fallback: str | None = None
+
+    @classmethod
+    def of(cls, answer: Answer, steps: list[Step], fallback: str) -> AgentAnswer:
+        return cls(**{f.name: getattr(answer, f.name) for f in fields(Answer)}, steps=steps, fallback=fallback)
+
+    def as_json(self) -> dict:
+        out = super().as_json()
+        out["agent"] = {"steps": [s.as_json() for s in self.steps], "fallback": self.fallback}
+        return out
+
+
+class NoTools(Exception):
+    """The endpoint or the model does not do tool calling; the message says how that showed."""
+
+
+class Library:
+    """The tools, and the papers they have shown the model, numbered as first shown."""
+
+    def __init__(self, retriever: Retriever, settings: Settings) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.numbers: dict[str, int] = {}  # paper id -> the number the model cites it by
+        self.hits: dict[str, PaperHit] = {}  # every paper a search returned, first hit kept
+        self.read: list[str] = []  # paper ids read, in order
+        self.papers: dict[str, tuple[str, str]] = {}  # paper id -> (title, abstract), as read
+
+    def number(self, paper_id: str) -> int:
+        return self.numbers.setdefault(paper_id, len(self.numbers) + 1)
+
+    def call(self, name: str, raw: str) -> tuple[str, Step]:
+        """Run tool `name` on the model's arguments text: (what the model is told, the step)."""
+        try:
+            args = json.loads(raw or "{}")
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            step = Step(name, raw, error="the arguments are not a JSON object")
+            return f"error: {step.error}", step
+        step = Step(name, args)
+        if name == "search":
+            text = self._search(args, step)
+        elif name == "read":
+            text = self._read(args, step)
+        else:
+            step.error = f"there is no tool {name!r}; the tools are search and read"
+        return (f"error: {step.error}" if step.error else text), step
+
+    def _search(self, args: dict[str, Any], step: Step) -> str:
+        query = " ".join(clean(str(args.get("query") or "")).split())
+        if not query:
+            step.error = "search needs a query"
+            return ""
+        try:
+            k = min(max(int(args.get("k") or self.settings.top_k), 1), MAX_K)
+        except (TypeError, ValueError):
+            k = self.settings.top_k
+        hits = self.retriever.search(query, k=k, mode=self.settings.retriever).results
+        if not hits:
+            return "No papers match."
+        for hit in hits:
+            self.hits.setdefault(hit.paper_id, hit)
+            step.papers.append(hit.paper_id)
+        return "\n".join(self._show(h.paper_id, h.title, "Passage", h.evidence) for h in hits)
+
+    def _read(self, args: dict[str, Any], step: Step) -> str:
+        given = str(args.get("paper_id") or "").strip()
+        paper_id = given
+        shown = {str(n): pid for pid, n in self.numbers.items()}
+        found = self.retriever.store.abstracts([given]) if given else {}
+        if not found and given.strip("[]") in shown:  # a small model may pass the number it was shown
+            paper_id = shown[given.strip("[]")]
+            found = self.retriever.store.abstracts([paper_id])
+        if paper_id not in found:
+            step.error = f"no paper has the id {given!r}; use an id from the search results"
+            return ""
+        title, abstract = found[paper_id]
+        self.papers[paper_id] = (title, abstract)
+        if paper_id not in self.read:
+            self.read.append(paper_id)
+        step.papers.append(paper_id)
+        return self._show(paper_id, title, "Abstract", abstract)
+
+    def _show(self, paper_id: str, title: str, label: str, text: str) -> str:
+        n = self.number(paper_id)
+        return render("agent_paper", n=n, paper_id=_data(paper_id), title=_data(title), label=label, text=_data(text))
+
+
+@dataclass
+class Run:
+    """What the model did: its final text (empty: no answer), tokens, and whether it ran out of steps."""
+
+    text: str
+    usage: dict[str, int]
+    out_of_steps: bool
+    llm_ms: float
+
+
+def _client(settings: Settings) -> OpenAI:
+    import openai
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    return openai.OpenAI(base_url=settings.endpoint, api_key=key, timeout=settings.llm_timeout, max_retries=2)
+
+
+def run_tools(question: str, settings: Settings, library: Library, steps: list[Step]) -> Run:
+    """Let the model call the tools, at most `agent_steps` times, then take its answer."""
+    import openai
+
+    endpoint = mask_url(settings.endpoint)
+    start = time.monotonic()
+    deadline = start + settings.llm_deadline
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": render("agent")},
+        {"role": "user", "content": question},
+    ]
+    llm_seconds = 0.0
+    out_of_steps = False
+
+    with _client(settings) as client:
+
+        def ask(tool_choice: Literal["none", "auto"]) -> ChatCompletionMessage:
+            nonlocal llm_seconds
+            t = time.monotonic()
+
+            def make():
+                return iter(
+                    [
+                        client.chat.completions.create(
+                            model=settings.llm_model,
+                            messages=messages,  # type: ignore[arg-type]
+                            tools=TOOLS,  # type: ignore[arg-type]
+                            tool_choice=tool_choice,
+                            temperature=0.0,
+                            max_tokens=settings.llm_max_tokens,
+                        )
+                    ]
+                )
+
+            replies = within(make, deadline)
+            try:
+                reply = next(replies)
+            except _Deadline:
+                raise LLMError(
+                    f"the LLM endpoint {endpoint} did not finish the agent's work within the "
+                    f"{settings.llm_deadline:g} s deadline ({time.monotonic() - start:.1f} s elapsed); "
+                    "raise RAG_LLM_DEADLINE or check the server"
+                ) from None
+            except openai.APIStatusError as exc:
+                first = len(messages) == 2
+                if first and (exc.status_code in (400, 422) or "tool" in f"{exc.message} {exc.body}".lower()):
+                    raise NoTools(f"the LLM endpoint {endpoint} does not take tools (HTTP {exc.status_code})") from None
+                raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+            except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
+                raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+            finally:
+                replies.close()
+                llm_seconds += time.monotonic() - t
+            if reply.usage:
+                usage["prompt_tokens"] += reply.usage.prompt_tokens
+                usage["completion_tokens"] += reply.usage.completion_tokens
+            if not reply.choices:
+                raise LLMError(f"the LLM endpoint {endpoint} sent a reply without choices; check the server")
+            return reply.choices[0].message
+
+        while True:
+            message = ask("none" if out_of_steps else "auto")
+            calls = message.tool_calls or []
+            if out_of_steps or not calls:
+                break
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": message.content or "",
+                    "tool_calls": [c.model_dump(exclude_none=True) for c in calls],
+                }
+            )
+            for call in calls:
+                function = getattr(call, "function", None)  # None: a custom tool call, never offered
+                if function is None:
+                    result = "error: only the search and read functions are available"
+                elif len(steps) < settings.agent_steps:
+                    result, step = library.call(function.name, function.arguments)
+                    steps.append(step)
+                else:
+                    result = "error: no tool calls are left; answer from the papers shown so far"
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            if len(steps) >= settings.agent_steps:
+                out_of_steps = True
+                messages.append(
+                    {"role": "user", "content": render("agent_limit", steps=settings.agent_steps, question=question)}
+                )
+    if not steps:
+        raise NoTools("the model did not call the search or read tools")
+    text = _TokenCap(settings.llm_max_tokens).take(clean(message.content or "")).strip()
+    return Run(text, usage, out_of_steps, llm_seconds * 1000)
+
+
+def _renumbered(text: str, order: list[int]) -> str:
+    """`text` with each citation of a shown number `order[i]` made `i + 1`. Other numbers stay bad
+    citations: kept when past the sources (what the model wrote), else moved past every number."""
+    new = {old: i for i, old in enumerate(order, start=1)}
+    cited = citations_of(text)
+    spare = max([len(order), *cited]) + 1
+    for old in cited:
+        if old not in new:
+            new[old] = old if old > len(order) else spare
+            spare += old <= len(order)
+    return CITATION.sub(lambda m: re.sub(r"\d+", lambda d: str(new[int(d.group())]), m.group()), text)
+
+
+def answer_with_agent(
+    question: str,
+    settings: Settings,
+    retriever: Retriever,
+    llm: LLM | None,
+    verifier: Verifier | None,
+    notify: Callable[[str], None],
+    on_token: Callable[[str], None] | None = None,
+) -> AgentAnswer:
+    """Answer `question` in agent mode; `notify` receives the one line that says why the normal
+    path answered instead (`llm` then answers, streaming to `on_token`), or that the steps ran out."""
+    steps: list[Step] = []
+
+    def normal(reason: str) -> AgentAnswer:
+        notify(f"{reason}; answering without the agent")
+        answer = answer_question(
+            question,
+            retriever,
+            k=settings.top_k,
+            mode=settings.retriever,
+            llm=llm,
+            on_token=on_token,
+            verifier=verifier,
+            grounding=settings.grounding,
+        )
+        return AgentAnswer.of(answer, steps, reason)
+
+    if llm is None or not settings.llm_enabled:
+        return normal("agent mode needs an LLM endpoint (OPENAI_BASE_URL or OPENAI_API_KEY)")
+    t0 = time.perf_counter()
+    library = Library(retriever, settings)
+    try:
+        run = run_tools(question, settings, library, steps)
+    except NoTools as exc:
+        return normal(str(exc))
+    if not run.text:
+        return normal(f"the model gave no answer after {len(steps)} tool calls")
+    if run.out_of_steps:
+        notify(
+            f"the agent used all {settings.agent_steps} tool calls (RAG_AGENT_STEPS); it answered from what it found"
+        )
+    timings = {"retrieval": (time.perf_counter() - t0) * 1000 - run.llm_ms, "generation": run.llm_ms}
+
+    def agent_answer(text: str, abstained: bool, sources: list[Source], grounding: Grounding) -> AgentAnswer:
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        hits = list(library.hits.values())
+        return AgentAnswer(
+            question, text, abstained, "llm", settings.llm_model, sources, grounding, hits, None, timings, run.usage
+        )
+
+    if model_abstained(run.text):
+        answer = agent_answer(NO_ANSWER, True, [], Grounding([]))
+        answer.steps = steps
+        return answer
+
+    cited = set(citations_of(run.text))
+    chosen = [pid for pid, n in library.numbers.items() if pid in library.read or n in cited]
+    if not chosen:
+        return normal("the agent's answer cites no paper the tools showed")
+    missing = [pid for pid in chosen if pid not in library.papers]
+    library.papers.update(retriever.store.abstracts(missing))
+    chosen = [pid for pid in chosen if pid in library.papers]
+    sources = [Source(n, pid, *library.papers[pid]) for n, pid in enumerate(chosen, start=1)]
+    text = _renumbered(run.text, [library.numbers[pid] for pid in chosen])
+
+    t = time.perf_counter()
+    pairs = [(s.title, s.abstract) for s in sources]
+    fixed = ground_llm_answer(
+        text,
+        sources,
+        verifier,
+        settings.grounding,
+        fallback=lambda: extractive.compose(
+            Question.parse(question, retriever.embedder), pairs, retriever.embedder, retriever.lexical
+        ),
+    )
+    timings["verification"] = (time.perf_counter() - t) * 1000
+    answer = agent_answer(fixed.text, False, sources, fixed.grounding)
+    answer.steps, answer.removed, answer.fell_back, answer.changed = (
+        steps,
+        fixed.removed,
+        fixed.fell_back,
+        fixed.changed,
+    )
+    return answer

@@ -1,0 +1,192 @@
+"""Agent mode (rag/agent.py): the tool-calling protocol against the scripted OpenAI-compatible
+server (tests/fakes.py), over the real store; and a smoke run against the local SmolLM2 server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.agent import AgentAnswer, answer_with_agent
+from rag.llm import OpenAICompatible
+from rag.repair import FELL_BACK
+from tests.conftest import make_settings, rag_json, run_rag
+from tests.fakes import Calls, serve
+from tests.test_repair import FP8, INVENTED, S1, S2, S3
+
+FP8_ID = "efficient-post-training-quantization-0bfbae"  # source of S1 and S3
+ZQ_ID = "zeroquant-fp-a-leap-forward-in-llms-post-cb6b92"  # source of S2
+SEARCH = Calls(("search", {"query": "compare FP8 vs INT8", "k": 3}))
+
+
+def ask(workspace, tmp_path, replies, **overrides) -> tuple[AgentAnswer, list[str], list[dict]]:
+    """Ask FP8 in agent mode against a server scripted with `replies`: (answer, notices, requests)."""
+    tools = overrides.pop("tools", True)
+    with serve(replies, tools=tools) as server:
+        settings = make_settings(workspace.settings.data_dir, llm="auto", openai_base_url=server.url, **overrides)
+        llm = OpenAICompatible(settings)
+        notices: list[str] = []
+        try:
+            answer = answer_with_agent(FP8, settings, workspace.retriever, llm, workspace.verifier, notices.append)
+        finally:
+            llm.close()
+    return answer, notices, server.bodies
+
+
+def tool_results(body: dict) -> list[str]:
+    return [m["content"] for m in body["messages"] if m["role"] == "tool"]
+
+
+def test_search_read_answer_numbers_the_sources_from_what_was_read(workspace, tmp_path):
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S2} [2]."]
+    answer, notices, bodies = ask(workspace, tmp_path, replies)
+    assert notices == [] and answer.fallback is None
+    shown = tool_results(bodies[1])[0]
+    assert f'<source n="2" id="{ZQ_ID}">' in shown and f'<source n="1" id="{FP8_ID}">' in shown
+    assert bodies[0]["tools"][0]["function"]["name"] == "search" and bodies[0]["tool_choice"] == "auto"
+    # only the paper read is a source, numbered 1, and the answer's [2] is renumbered with it
+    assert [(s.n, s.paper_id) for s in answer.sources] == [(1, ZQ_ID)]
+    assert answer.text == f"{S2} [1]." and answer.mode == "llm"
+    assert [s.verdict for s in answer.grounding.sentences] == ["supported"]
+    assert FP8_ID in [h.paper_id for h in answer.retrieval]  # searched, shown as retrieved, not a source
+    steps = answer.as_json()["agent"]["steps"]
+    assert [s["tool"] for s in steps] == ["search", "read"] and steps[1]["papers"] == [ZQ_ID]
+    assert steps[0]["arguments"] == {"query": "compare FP8 vs INT8", "k": 3} and len(steps[0]["papers"]) == 3
+    assert answer.usage == {"prompt_tokens": 150, "completion_tokens": 30}
+
+
+def test_a_cited_search_result_is_a_source_too(workspace, tmp_path):
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S1} [1]. {S2} [2]."]
+    answer, _, _ = ask(workspace, tmp_path, replies)
+    assert [(s.n, s.paper_id) for s in answer.sources] == [(1, FP8_ID), (2, ZQ_ID)]
+    assert all(s.verdict == "supported" for s in answer.grounding.sentences)
+
+
+def test_bad_tool_calls_are_errors_told_to_the_model(workspace, tmp_path):
+    replies = [
+        Calls(("read", {"paper_id": "no-such-paper"}), ("read", "{not json"), ("browse", {"url": "x"})),
+        SEARCH,
+        Calls(("read", {"paper_id": "[2]"})),  # the number it was shown stands for the id
+        f"{S2} [2].",
+    ]
+    answer, notices, bodies = ask(workspace, tmp_path, replies)
+    errors = tool_results(bodies[1])
+    assert errors == [
+        "error: no paper has the id 'no-such-paper'; use an id from the search results",
+        "error: the arguments are not a JSON object",
+        "error: there is no tool 'browse'; the tools are search and read",
+    ]
+    assert [s.error is not None for s in answer.steps] == [True, True, True, False, False]
+    assert answer.steps[1].arguments == "{not json"
+    assert notices == [] and [s.paper_id for s in answer.sources] == [ZQ_ID] and answer.text == f"{S2} [1]."
+
+
+def test_more_calls_than_allowed_stop_and_the_model_answers_with_what_it_has(workspace, tmp_path):
+    replies = [
+        Calls(("search", {"query": "FP8 INT8"}), ("read", {"paper_id": ZQ_ID}), ("read", {"paper_id": FP8_ID})),
+        f"{S2} [2].",
+    ]
+    answer, notices, bodies = ask(workspace, tmp_path, replies, agent_steps=2)
+    assert notices == ["the agent used all 2 tool calls (RAG_AGENT_STEPS); it answered from what it found"]
+    assert tool_results(bodies[1])[2] == "error: no tool calls are left; answer from the papers shown so far"
+    assert (
+        bodies[1]["tool_choice"] == "none" and "You have used all 2 tool calls" in bodies[1]["messages"][-1]["content"]
+    )
+    assert len(answer.steps) == 2 and [s.paper_id for s in answer.sources] == [ZQ_ID]
+    assert answer.grounding.sentences[0].verdict == "supported"
+
+
+def test_a_model_that_keeps_calling_tools_falls_back_with_one_line(workspace, tmp_path):
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), Calls(("read", {"paper_id": FP8_ID})), f"{S1} [1]."]
+    answer, notices, bodies = ask(workspace, tmp_path, replies, agent_steps=2)
+    assert notices == ["the model gave no answer after 2 tool calls; answering without the agent"]
+    assert answer.fallback and len(answer.steps) == 2
+    assert bodies[-1]["stream"] is True and "tools" not in bodies[-1]  # the normal path answered
+    assert answer.text == f"{S1} [1]." and answer.grounding.sentences[0].verdict == "supported"
+
+
+def test_a_model_that_never_calls_a_tool_falls_back(workspace, tmp_path):
+    answer, notices, _ = ask(workspace, tmp_path, [f"{S1} [1]."])
+    assert notices == ["the model did not call the search or read tools; answering without the agent"]
+    assert answer.steps == [] and answer.text == f"{S1} [1]."
+
+
+@pytest.mark.parametrize("citation", ["[7]", "[3]"], ids=["never-shown", "searched-not-read"])
+def test_a_citation_of_a_source_never_read_is_removed(workspace, tmp_path, citation):
+    replies = [
+        SEARCH,
+        Calls(("read", {"paper_id": FP8_ID}), ("read", {"paper_id": ZQ_ID})),
+        f"{S1} [1]. {S3} [1]. {S2} [2]. {INVENTED} {citation}.",
+    ]
+    answer, notices, _ = ask(workspace, tmp_path, replies)
+    assert notices == [] and not answer.fell_back
+    assert [s.text for s in answer.removed] == [f"{INVENTED} {citation}."]
+    assert INVENTED not in answer.text and all(s.supported for s in answer.grounding.sentences)
+    assert answer.cited == {1, 2}
+
+
+def test_an_abstaining_model_abstains(workspace, tmp_path):
+    answer, _, _ = ask(workspace, tmp_path, [SEARCH, "The sources do not answer this question."])
+    assert answer.abstained and answer.sources == [] and len(answer.steps) == 1
+
+
+def test_no_endpoint_means_no_agent(workspace):
+    notices: list[str] = []
+    settings = make_settings(workspace.settings.data_dir)
+    answer = answer_with_agent(FP8, settings, workspace.retriever, None, workspace.verifier, notices.append)
+    assert notices == [
+        "agent mode needs an LLM endpoint (OPENAI_BASE_URL or OPENAI_API_KEY); answering without the agent"
+    ]
+    assert answer.mode == "extractive" and answer.as_json()["agent"]["steps"] == []
+
+
+def test_ask_agent_json(bundled_dir):
+    """`rag ask --agent --json`: the answer's usual shape plus the agent's steps; no message."""
+    with serve([SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S2} [2]."]) as server:
+        env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url}
+        proc = run_rag("ask", FP8, "--agent", "--json", env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    out = json.loads(proc.stdout)
+    plain = rag_json("ask", FP8, "--json", "--no-llm", env={"RAG_DATA_DIR": str(bundled_dir)})
+    assert set(out) == set(plain) | {"agent"}
+    assert out["answer"] == f"{S2} [1]." and out["citations"] == [
+        {"n": 1, "paper_id": ZQ_ID, "title": out["citations"][0]["title"], "cited": True}
+    ]
+    assert out["agent"] == {
+        "steps": [
+            {
+                "tool": "search",
+                "arguments": {"query": "compare FP8 vs INT8", "k": 3},
+                "papers": out["agent"]["steps"][0]["papers"],
+            },
+            {"tool": "read", "arguments": {"paper_id": ZQ_ID}, "papers": [ZQ_ID]},
+        ],
+        "fallback": None,
+    }
+
+
+def test_ask_agent_where_tools_are_rejected_is_one_line_and_a_normal_answer(bundled_dir):
+    with serve([f"{S1} [1]. {S2} [2]."], tools=False) as server:
+        env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url}
+        proc = run_rag("ask", FP8, "--agent", env=env)
+        assert server.bodies[0]["tools"] and "tools" not in server.bodies[1]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"rag: the LLM endpoint {server.url} does not take tools (HTTP 400); answering without the agent"
+    ]
+    assert S1 in proc.stdout and "Grounding: 2/2 sentences supported" in proc.stdout
+
+
+def test_ask_agent_against_the_local_llm(bundled_dir, llm_url):
+    """SmolLM2 may never call a tool: then one line says so and the normal answer is checked."""
+    env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": llm_url, "RAG_LLM_MODEL": "smollm2"}
+    proc = run_rag("ask", FP8, "-k", "3", "--agent", "--json", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    lines = [line for line in proc.stderr.splitlines() if line != FELL_BACK]
+    if out["agent"]["fallback"]:
+        assert len(lines) == 1 and lines[0].endswith("answering without the agent"), proc.stderr
+    else:
+        assert out["agent"]["steps"] and len(lines) <= 1, proc.stderr
+    assert out["mode"] == "llm" and out["model"] == "smollm2"
+    assert all(s["supported"] or s["verdict"] == "no_claim" for s in out["sentences"])
