@@ -46,6 +46,8 @@ class GroundingTuning:
     # Chosen by eval/fit_paraphrase.py on eval/drafts/tune (not on the labels rag eval reports).
     paraphrase_overlap: float = 0.4
     paraphrase_similarity: float = 0.65
+    # A claim whose window says the opposite (_OPPOSITES) is not supported.
+    opposites: bool = True
 
 
 GROUNDING = GroundingTuning()
@@ -163,6 +165,37 @@ def _best_window(claim_terms: set[str], claim_keys: set[str], source: Passage) -
     return best[0], best[1], sents[closest]
 
 
+# Words whose opposite states the reverse finding without a negation word ("trains more slowly"
+# for "trains faster"). A claim using one side where its window uses only the other is reversed.
+_OPPOSITES = [
+    ({"faster", "quicker", "quickly", "speeds", "speedup"}, {"slower", "slowly", "slows", "slowdown"}),
+    ({"higher", "raises"}, {"lower", "lowers"}),
+    ({"increase", "increases", "increased", "increasing"}, {"decrease", "decreases", "decreased", "decreasing"}),
+    ({"better"}, {"worse"}),
+    (
+        {"outperform", "outperforms", "outperformed", "outperforming"},
+        {"underperform", "underperforms", "underperformed"},
+    ),
+    ({"larger", "bigger"}, {"smaller"}),
+    ({"stronger"}, {"weaker"}),
+    ({"efficient"}, {"inefficient"}),
+    ({"lossless"}, {"lossy"}),
+    ({"grows", "grow", "growing"}, {"shrinks", "shrink", "shrinking"}),
+    ({"improves", "improve", "improved", "improving"}, {"degrades", "degrade", "degraded", "hurts", "hurt"}),
+]
+
+
+def _reverses(claim: str, window: str) -> bool:
+    """Whether the claim uses a word whose opposite its window uses instead (see _OPPOSITES)."""
+    said = set(re.findall(r"[a-z]+", claim.lower()))
+    source = set(re.findall(r"[a-z]+", window.lower()))
+    for up, down in _OPPOSITES:
+        for mine, theirs in ((up, down), (down, up)):
+            if said & mine and not source & mine and source & theirs:
+                return True
+    return False
+
+
 def _windows(source: Passage) -> list[str]:
     """Every window of one source as the similarity test reads it: one sentence or two adjacent."""
     sents = split_sentences(source.text) or [source.text]
@@ -223,6 +256,8 @@ class OverlapVerifier:
         for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation
             stated = re.sub(re.escape(src.title), "", stated, flags=re.I)
         polarity_ok = any(negated(stated) == negated(c) for c in closest)
+        if self.tuning.opposites and polarity_ok:
+            polarity_ok = not any(_reverses(stated, w) for w in windows if w)
         ok = keys_ok and polarity_ok and score >= self.tuning.support_threshold
         if not ok and keys_ok and polarity_ok and score >= self.tuning.paraphrase_overlap:
             ok = self._similar(claim, sources)

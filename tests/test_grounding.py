@@ -201,3 +201,25 @@ def test_a_reworded_claim_is_supported_by_sentence_similarity_but_numbers_and_ne
     assert not reworded.supports(claim.replace("40%", "45%"), speech)[0]
     assert not reworded.supports(claim.replace("hold steady", "do not hold steady"), speech)[0]
     assert not reworded.supports(claim, images)[0]
+
+
+def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_supported():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "FastTrain",
+            "FastTrain trains diffusion transformers three times faster than DiT and reaches a comparable FID on ImageNet.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    assert verifier.supports(
+        "FastTrain trains diffusion transformers faster than DiT with a comparable FID [1].", source
+    )[0]
+    assert not verifier.supports(
+        "FastTrain trains diffusion transformers slower than DiT with a comparable FID [1].", source
+    )[0]
+    assert not verifier.supports(
+        "FastTrain trains diffusion transformers more slowly than DiT and reaches a comparable FID on ImageNet [1].",
+        source,
+    )[0]
