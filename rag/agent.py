@@ -27,8 +27,8 @@ from rag import extractive
 from rag.answer import NO_ANSWER, Answer, Source, answer_question, ground_llm_answer, model_abstained
 from rag.config import Settings, mask_url
 from rag.grounding import Grounding, Verifier
-from rag.llm import LLM, LLMError, _Deadline, _explain, _TokenCap, within
-from rag.prompts import _data, render
+from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, within
+from rag.prompts import escape_tags, render
 from rag.question import Question
 from rag.sanitise import clean
 from rag.sentences import CITATION, citations_of
@@ -180,7 +180,7 @@ class Library:
 
     def _show(self, paper_id: str, title: str, label: str, text: str) -> str:
         n = self.number(paper_id)
-        return render("agent_paper", n=n, paper_id=_data(paper_id), title=_data(title), label=label, text=_data(text))
+        return render("agent_paper", n=n, paper_id=escape_tags(paper_id), title=escape_tags(title), label=label, text=escape_tags(text))
 
 
 @dataclass
@@ -238,7 +238,7 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
             replies = within(make, deadline)
             try:
                 reply = next(replies)
-            except _Deadline:
+            except DeadlineReached:
                 raise LLMError(
                     f"the LLM endpoint {endpoint} did not finish the agent's work within the "
                     f"{settings.llm_deadline:g} s deadline ({time.monotonic() - start:.1f} s elapsed); "
@@ -248,9 +248,9 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
                 first = len(messages) == 2
                 if first and (exc.status_code in (400, 422) or "tool" in f"{exc.message} {exc.body}".lower()):
                     raise NoTools(f"the LLM endpoint {endpoint} does not take tools (HTTP {exc.status_code})") from None
-                raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+                raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
             except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
-                raise LLMError(_explain(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+                raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
             finally:
                 replies.close()
                 llm_seconds += time.monotonic() - t
@@ -290,7 +290,7 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
                 )
     if not steps:
         raise NoTools("the model did not call the search or read tools")
-    text = _TokenCap(settings.llm_max_tokens).take(clean(message.content or "")).strip()
+    text = TokenCap(settings.llm_max_tokens).take(clean(message.content or "")).strip()
     return Run(text, usage, out_of_steps, llm_seconds * 1000)
 
 

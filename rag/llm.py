@@ -53,7 +53,8 @@ class LLM(Protocol):
         ...
 
 
-def _explain(exc: Exception, endpoint: str, timeout: float, attempts: int, elapsed: float) -> str:
+def explain_failure(exc: Exception, endpoint: str, timeout: float, attempts: int, elapsed: float) -> str:
+    """One line for a failed request to an OpenAI-compatible endpoint: what failed and what to do."""
     import httpx
     import openai
 
@@ -98,8 +99,8 @@ def _refused(exc: Exception) -> bool:
     return isinstance(exc, openai.APIStatusError) and "response_format" in f"{exc.message} {exc.body}"
 
 
-class _Deadline(Exception):
-    pass
+class DeadlineReached(Exception):
+    """Raised by `within` when a reply runs past its deadline."""
 
 
 def _put(q: queue.Queue, stop: threading.Event, item: tuple[str, Any]) -> bool:
@@ -130,7 +131,7 @@ def _produce(make: Callable[[], Iterator[T]], q: queue.Queue, stop: threading.Ev
 
 
 def within(make: Callable[[], Iterator[T]], deadline: float) -> Generator[T, None, None]:
-    """Items of `make()` until the monotonic clock reaches `deadline`, then `_Deadline`.
+    """Items of `make()` until the monotonic clock reaches `deadline`, then `DeadlineReached`.
 
     The iterator runs in a helper thread, because a read blocked inside the HTTP client cannot
     be interrupted from outside; the consumer stops waiting when the time is up, and the helper
@@ -142,11 +143,11 @@ def within(make: Callable[[], Iterator[T]], deadline: float) -> Generator[T, Non
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise _Deadline
+                raise DeadlineReached
             try:
                 kind, value = q.get(timeout=left)
             except queue.Empty:
-                raise _Deadline from None
+                raise DeadlineReached from None
             if kind == "end":
                 return
             if kind == "error":
@@ -156,7 +157,7 @@ def within(make: Callable[[], Iterator[T]], deadline: float) -> Generator[T, Non
         stop.set()
 
 
-class _TokenCap:
+class TokenCap:
     """Counts what arrives with tiktoken and cuts the reply at `limit` tokens."""
 
     def __init__(self, limit: int) -> None:
@@ -273,7 +274,7 @@ class OpenAICompatible:
         reported: dict[str, int] = {}
         finished = received = False
         cleaner = StreamCleaner()
-        cap = _TokenCap(self.max_tokens)
+        cap = TokenCap(self.max_tokens)
         extra = {"response_format": response_format} if response_format else {}
         chunks = within(lambda: self._llm.stream_chat(self._messages(system, user), **extra), start + self.deadline)
         try:
@@ -295,7 +296,7 @@ class OpenAICompatible:
                 if cap.hit:
                     self.notice = self._cap_notice()
                     break
-        except _Deadline:
+        except DeadlineReached:
             raise LLMError(
                 f"the LLM endpoint {self.endpoint} did not finish its reply within the {self.deadline:g} s "
                 f"deadline ({time.monotonic() - start:.1f} s elapsed); raise RAG_LLM_DEADLINE or check the server"
@@ -306,7 +307,7 @@ class OpenAICompatible:
             if response_format and not received and _refused(exc):
                 raise FormatRefused(f"the LLM endpoint {self.endpoint} does not take response_format") from None
             elapsed = time.monotonic() - start
-            raise LLMError(_explain(exc, self.endpoint, self.timeout, self._attempts, elapsed)) from None
+            raise LLMError(explain_failure(exc, self.endpoint, self.timeout, self._attempts, elapsed)) from None
         finally:
             chunks.close()
         tail = cap.take(cleaner.flush())

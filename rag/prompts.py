@@ -28,7 +28,7 @@ def render(name: str, **values: object) -> str:
 _TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
 
 
-def _data(text: str) -> str:
+def escape_tags(text: str) -> str:
     """Source text cannot close or open the tags that delimit it, in any letter case or spacing."""
     return _TAG.sub("&lt;", text)
 
@@ -37,6 +37,6 @@ def sources_block(sources: list[tuple[str, str]], numbers: list[int] | None = No
     """The sources as delimited data, numbered 1.. or by `numbers` (a packed prompt may skip some)."""
     numbers = numbers or list(range(1, len(sources) + 1))
     return "\n".join(
-        render("source", n=n, title=_data(title), abstract=_data(abstract))
+        render("source", n=n, title=escape_tags(title), abstract=escape_tags(abstract))
         for n, (title, abstract) in zip(numbers, sources, strict=True)
     )
