@@ -84,7 +84,9 @@ def collect(suite_path: Path, cache: Path, limit: int | None) -> list[dict]:
 def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[list, list]:
     """(question, answer) pairs: mark mode when `min_kept` is None, else strict at that threshold."""
     settings = load_settings()
-    suite = load_suite(suite_path, Workspace(settings).store.titles())
+    ws = Workspace(settings)
+    suite = load_suite(suite_path, ws.store.titles())
+    verifier = ws.verifier  # the configured grounding check, as `rag ask` runs it
     by_id = {q.id: q for q in suite.questions}
     pairs, extractive = [], []
     for row in rows:
@@ -93,7 +95,7 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
         q = by_id[row["id"]]
         sources = [Source(n, pid, title, abstract) for n, pid, title, abstract in row["sources"]]
         numbered = {s.n: (s.title, s.abstract) for s in sources}
-        ex_g = check(row["extractive"], numbered) if not row["extractive_abstained"] else Grounding([])
+        ex_g = check(row["extractive"], numbered, verifier) if not row["extractive_abstained"] else Grounding([])
         extractive.append(
             (
                 q,
@@ -105,11 +107,17 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
         if row["abstained"]:
             pairs.append((q, Answer(q.question, row["text"], True, "llm", None, sources, Grounding([]), [])))
             continue
-        g = check(row["text"], numbered)
+        g = check(row["text"], numbered, verifier)
         a = Answer(q.question, row["text"], False, "llm", None, sources, g, [])
         if min_kept is not None:
             fixed = repair(
-                row["text"], g, numbered, mode="strict", fallback=lambda r=row: r["extractive"], min_kept=min_kept
+                row["text"],
+                g,
+                numbered,
+                verifier,
+                mode="strict",
+                fallback=lambda r=row: r["extractive"],
+                min_kept=min_kept,
             )
             a.text, a.grounding, a.removed, a.fell_back = fixed.text, fixed.grounding, fixed.removed, fixed.fell_back
         pairs.append((q, a))
