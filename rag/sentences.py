@@ -60,7 +60,15 @@ def strip_citations(sentence: str) -> str:
     return CITATION.sub("", sentence).replace("**", "").strip()
 
 
+# "at no cost in quality", "without additional training", "no loss of accuracy": a negation word
+# that states a finding's price is nil affirms the finding; it does not deny it.
+_NO_PRICE = re.compile(
+    r"\b(?:no|without|little|negligible)\s+(?:\w+\s+)?"
+    r"(?:cost|costs|loss|losses|degradation|overhead|drop|penalty|additional|extra|retraining)\b"
+)
+
+
 def negated(text: str) -> bool:
     """Does the sentence deny something? A claim and its source must agree on this."""
-    words = re.findall(r"[a-z']+", text.lower())
+    words = re.findall(r"[a-z']+", _NO_PRICE.sub(" ", text.lower()))
     return any(w in _NEGATIONS for w in words) or "n't" in text.lower()

@@ -42,3 +42,13 @@ def test_negation():
     assert negated("It fails without labels.")
     assert negated("It won't.")
     assert not negated("The method improves recall.")
+
+
+def test_a_nil_price_is_not_a_negation():
+    """'at no cost', 'without additional training', 'no loss of accuracy' affirm a finding."""
+    assert not negated("It samples 10x faster at almost no cost in sample quality.")
+    assert not negated("The model adapts without additional training.")
+    assert not negated("Quantization to FP8 gives no loss of accuracy.")
+    assert not negated("Pruning halves latency with negligible degradation.")
+    assert negated("It samples faster but does not keep sample quality.")
+    assert negated("There is no improvement without labels.")
