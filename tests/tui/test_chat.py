@@ -30,6 +30,20 @@ async def ask(pilot, question: str) -> TurnView:
     return app.query(TurnView).last()
 
 
+async def run_command(pilot, app, command: str) -> None:
+    """Open the command palette, type `command` and run the first match."""
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: app.screen.query("Input"), timeout=10)
+    for ch in command:
+        await pilot.press(ch if ch != " " else "space")
+    await wait_for(
+        pilot,
+        lambda: app.screen.query("OptionList") and app.screen.query_one("OptionList").option_count,
+        timeout=10,
+    )
+    await pilot.press("enter")
+
+
 def slow_llm() -> ScriptedLLM:
     return ScriptedLLM("FP8 formats outperform INT8 in workload coverage [1]. " * 20, delay=0.05)
 
@@ -158,16 +172,7 @@ async def test_command_palette_changes_settings(app_factory):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, app._store_ready.is_set)
-        await pilot.press("ctrl+p")
-        await wait_for(pilot, lambda: app.screen.query("Input"), timeout=10)
-        for ch in "Retriever: bm25":
-            await pilot.press(ch if ch != " " else "space")
-        await wait_for(
-            pilot,
-            lambda: app.screen.query("OptionList") and app.screen.query_one("OptionList").option_count,
-            timeout=10,
-        )
-        await pilot.press("enter")
+        await run_command(pilot, app, "Retriever: bm25")
         await wait_for(pilot, lambda: app.settings.retriever == "bm25" and app._store_ready.is_set())
         await wait_for(pilot, lambda: "bm25 · k=5 · ready" in str(app.query_one("#status").render()), timeout=10)
 
@@ -277,16 +282,7 @@ async def test_agent_mode_from_the_palette(bundled_dir, tmp_path):
         app = create_app(settings, history_path=tmp_path / "chat.sqlite3")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, app._store_ready.is_set)
-            await pilot.press("ctrl+p")
-            await wait_for(pilot, lambda: app.screen.query("Input"), timeout=10)
-            for ch in "Agent mode":
-                await pilot.press(ch if ch != " " else "space")
-            await wait_for(
-                pilot,
-                lambda: app.screen.query("OptionList") and app.screen.query_one("OptionList").option_count,
-                timeout=10,
-            )
-            await pilot.press("enter")
+            await run_command(pilot, app, "Agent mode")
             await wait_for(pilot, lambda: app.agent_mode, timeout=10)
             turn = await ask(pilot, FP8)
             assert isinstance(turn.answer, AgentAnswer) and [s.tool for s in turn.answer.steps] == ["search", "read"]
