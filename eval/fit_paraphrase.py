@@ -1,4 +1,4 @@
-"""Choose the grounding check's paraphrase rule (GroundingTuning.paraphrase_*) on eval/drafts/tune.
+"""Choose the grounding check's paraphrase rule (GroundingTuning.paraphrase_*) and its on/off rules on eval/drafts/tune.
 
     RAG_DATA_DIR=... python eval/fit_paraphrase.py [--labels eval/drafts/tune/labels.jsonl]
 
@@ -25,6 +25,7 @@ from rag.workspace import Workspace
 REPO = Path(__file__).resolve().parent.parent
 FLOORS = [0.2, 0.3, 0.4, 0.5]
 SIMILARITIES = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+RULES = ["opposites", "quantities", "second_window"]  # GroundingTuning's on/off rules
 
 
 def main() -> None:
@@ -51,8 +52,22 @@ def main() -> None:
                     f"floor {floor:.2f} similarity {similarity:.2f}: balanced accuracy "
                     f"{got['balanced_accuracy']:.3f}, precision {got['unsupported_precision']:.3f}"
                 )
-    best = max(results, key=lambda r: (r[0], r[1], r[2], r[3]))
-    print(f"chosen: paraphrase_overlap={best[3]} paraphrase_similarity={best[2]} -> {best[4]}")
+        best = max(results, key=lambda r: (r[0], r[1], r[2], r[3]))
+        print(f"chosen: paraphrase_overlap={best[3]} paraphrase_similarity={best[2]} -> {best[4]}")
+        # the switchable rules, each turned off in turn from the configured check: a rule stays on
+        # only if turning it off lowers balanced accuracy here
+        configured = measure(rows, entries, Checker(index, None, OverlapVerifier(GROUNDING, embed)))
+        print(
+            f"configured: balanced accuracy {configured['balanced_accuracy']:.3f}, by kind {configured['accuracy_by_kind']}"
+        )
+        for rule in RULES:
+            got = measure(
+                rows, entries, Checker(index, None, OverlapVerifier(replace(GROUNDING, **{rule: False}), embed))
+            )
+            print(
+                f"without {rule}: balanced accuracy {got['balanced_accuracy']:.3f}, precision "
+                f"{got['unsupported_precision']:.3f}, by kind {got['accuracy_by_kind']}"
+            )
 
 
 if __name__ == "__main__":

@@ -103,6 +103,60 @@ def contains_key(source: str, key: str) -> bool:
     return bool(key) and _key_pattern(key).search(_lowered(source)) is not None
 
 
+# Quantities stated in words. A claim's "six months", "an eighth of the compute" or "2 steps" is as
+# checkable as "6.7B": the grounding check requires it of the cited window, in words or digits.
+_CARDINALS = {w: i for i, w in enumerate("two three four five six seven eight nine ten eleven twelve".split(), 2)}
+_CARDINAL_OF = {i: w for w, i in _CARDINALS.items()}
+# multiplicative words: a factor stated as a word, a fraction, "Nx", "N times", "N-fold" or a percentage
+_FACTORS = {
+    2: ("twice", "double", "doubles", "doubled", "doubling", "half", "halves", "halved", "halving", "50%"),
+    3: ("triple", "triples", "tripled", "tripling", "threefold"),
+    4: ("quarter", "quarters", "fourfold", "25%"),
+    8: ("eighth", "eightfold", "12.5%"),
+    10: ("tenth", "tenfold", "10%"),
+}
+_FACTOR_OF = {w.rstrip("%"): n for n, words in _FACTORS.items() for w in words if not w.endswith("%")}
+# whole words only: "int8", "3.0", "4,425" and "GPT-4" state no count in words
+_WORD = re.compile(r"(?<![\w.,-])[a-z0-9]+(?![\w-]|[.,]\w)")
+# a lone digit is a list number when it is bracketed or opens the text: "(2)", "2)", "1."
+_LIST_NUMBER = re.compile(r"(?:^|\()\s*\d\s*[).]|\(\d\)")
+
+
+def quantities(text: str) -> set[str]:
+    """Counts and factors a claim states in words or as a lone digit ("three months" -> "#3",
+    "an eighth" -> "x8", "in 2 steps" -> "#2"); `states_quantity` finds them in a source."""
+    lowered = _LIST_NUMBER.sub(" ", strip_citations(text).lower())
+    out = set()
+    for word in _WORD.findall(lowered):
+        if word in _CARDINALS:
+            out.add(f"#{_CARDINALS[word]}")
+        elif word.isdigit() and len(word) == 1 and int(word) >= 2:
+            out.add(f"#{word}")
+        elif word in _FACTOR_OF:
+            out.add(f"x{_FACTOR_OF[word]}")
+    return out
+
+
+@lru_cache(maxsize=64)
+def _quantity_pattern(key: str) -> re.Pattern[str]:
+    n = int(key[1:])
+    word = _CARDINAL_OF.get(n, "")
+    if key[0] == "#":
+        options = [rf"(?<![0-9][.,]){n}(?![.,]?[0-9])(?:x|×)?"] + ([word] if word else [])
+    else:
+        options = [re.escape(w) for w in _FACTORS.get(n, ())]
+        options += [rf"{n}\s*(?:x|×|times|-fold|fold)", rf"1/{n}"]
+        if word:
+            options += [rf"{word}\s*(?:times|-fold|fold)"]
+    # "sim3x" is how arXiv abstracts keep LaTeX's "$\sim$3x"
+    return re.compile(rf"(?:(?<![a-z0-9])|(?<=\bsim))(?:{'|'.join(options)})(?![a-z0-9])")
+
+
+def states_quantity(source: str, key: str) -> bool:
+    """Does `source` state the count or factor `key` (from `quantities`), in words or digits?"""
+    return _quantity_pattern(key).search(_lowered(source)) is not None
+
+
 # Capitalised words inside a question (not its first word) usually name something, and a number
 # right after a name is part of it ("Stable Diffusion 3", "Llama 2").
 _NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")

@@ -223,3 +223,34 @@ def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_support
         "FastTrain trains diffusion transformers more slowly than DiT and reaches a comparable FID on ImageNet [1].",
         source,
     )[0]
+
+
+def test_counts_in_words_must_be_stated_by_the_window():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [Passage(*SOURCES[2])]
+    verifier = OverlapVerifier()
+    assert verifier.supports("The capacity density of LLMs doubles roughly every three months [1].", source)[0]
+    assert verifier.supports("The capacity density of LLMs doubles roughly every 3 months [1].", source)[0]
+    assert not verifier.supports("The capacity density of LLMs doubles roughly every six months [1].", source)[0]
+    assert not verifier.supports("The capacity density of LLMs triples roughly every three months [1].", source)[0]
+
+
+def test_a_claim_may_join_two_findings_of_one_abstract():
+    from dataclasses import replace
+
+    from rag.grounding import GROUNDING, OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "LitSearch",
+            "We introduce LitSearch, a benchmark of 597 literature search queries about recent ML and NLP papers. "
+            "We describe how the queries were written by authors and annotators. "
+            "We find a gap of 24.8 points in recall@5 between BM25 and dense retrievers on LitSearch queries.",
+        )
+    ]
+    claim = "On 597 literature search queries about ML and NLP papers, dense retrievers beat BM25 by 24.8 points of recall@5 [1]."
+    assert OverlapVerifier().supports(claim, source)[0]
+    assert not OverlapVerifier(replace(GROUNDING, second_window=False)).supports(claim, source)[0]
+    # a number the abstract does not state anywhere still fails
+    assert not OverlapVerifier().supports(claim.replace("24.8", "28.4"), source)[0]

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from rag.terms import acronyms, analyse, contains_key, key_tokens, normalise_key, specific_terms, terms
+from rag.terms import (
+    acronyms,
+    analyse,
+    contains_key,
+    key_tokens,
+    normalise_key,
+    quantities,
+    specific_terms,
+    states_quantity,
+    terms,
+)
 
 
 def test_analysis_drops_stop_and_question_words_and_stems():
@@ -46,3 +56,24 @@ def test_acronyms_map_to_the_words_they_stand_for():
     text = "We study Retrieval-Augmented Generation (RAG) and Large Language Models (LLMs). RAG helps."
     assert acronyms(text) == {"RAG": "Retrieval Augmented Generation", "LLMs": "Large Language Models"}
     assert acronyms("no definitions here (none)") == {}
+
+
+def test_quantities_are_counts_and_factors_in_words_or_lone_digits():
+    assert quantities("capacity doubles every six months") == {"#6", "x2"}
+    assert quantities("with an eighth of the compute, in 2 steps") == {"x8", "#2"}
+    # list numbers, parts of names and numbers with a decimal or a thousands separator are not counts
+    assert quantities("(2) we train GPT-4 in int8 at 3.0 FID on 4,425 questions") == set()
+    assert quantities("1. A two-stage method") == set()
+
+
+def test_a_quantity_is_found_in_words_digits_or_as_a_factor():
+    assert states_quantity("doubles approximately every three months", "#3")
+    assert states_quantity("as few as 4 steps", "#4")
+    assert not states_quantity("as few as 4 steps", "#2")
+    assert not states_quantity("12 layers and 1.2 points", "#2")  # 2 is not in 12 or 1.2
+    assert states_quantity("trains 3x faster", "#3")
+    assert states_quantity("speeds up pre-training by sim3x", "#3")  # LaTeX's $\sim$3x
+    for text in ("twice as fast", "2x faster", "halving the steps", "50% fewer", "two times"):
+        assert states_quantity(text, "x2"), text
+    assert states_quantity("using 4 times less compute", "x4")
+    assert not states_quantity("using 4 times less compute", "x8")
