@@ -118,6 +118,7 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
                 mode="strict",
                 fallback=lambda r=row: r["extractive"],
                 min_kept=min_kept,
+                question=q.question,
             )
             a.text, a.grounding, a.removed, a.fell_back = fixed.text, fixed.grounding, fixed.removed, fixed.fell_back
         pairs.append((q, a))

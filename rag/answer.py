@@ -125,12 +125,13 @@ def ground_llm_answer(
     verifier: Verifier | None,
     grounding: GroundingMode,
     fallback: Callable[[], str],
+    question: str = "",
 ) -> Repaired:
     """What every LLM answer goes through, whoever chose its sources (this module or rag/agent.py):
     the grounding check, then the repair `grounding` asks for, falling back to `fallback()`."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     checked = check(text, numbered, verifier)
-    return repair(text, checked, numbered, verifier, grounding, fallback=fallback)
+    return repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
 
 
 def answer_question(
@@ -174,6 +175,7 @@ def answer_question(
                 verifier,
                 grounding,
                 fallback=lambda: extractive.compose(asked, pairs, retriever.embedder, retriever.lexical),
+                question=question,
             )
             text, checked = fixed.text, fixed.grounding
         elif not abstained:

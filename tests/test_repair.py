@@ -101,6 +101,22 @@ def test_filler_alone_falls_back_too(workspace):
     assert answer.fell_back and "FP8" in answer.text
 
 
+def test_a_reply_that_only_repeats_titles_or_the_question_falls_back(workspace):
+    """Such sentences are supported (the words are in the source) but tell the user nothing."""
+    titled = "Efficient Post-training Quantization with FP8 Formats [1]. ZeroQuant-FP [2]."
+    echoed = "Papers compare FP8 vs INT8 [1]."
+    for reply in (titled, echoed):
+        mark = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
+        assert all(s.supported for s in mark.grounding.claims), reply
+        strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
+        assert strict.fell_back, reply
+    # informative sentences beside a title keep the model's answer (2 of 3 claims >= MIN_KEPT)
+    kept = answer_question(
+        FP8, workspace.retriever, llm=ScriptedLLM(f"ZeroQuant-FP [2]. {S1} [1]. {S2} [2]."), grounding="strict"
+    )
+    assert not kept.fell_back and S2 in kept.text
+
+
 def test_rebuild_keeps_list_layout_and_drops_emptied_lines():
     sources = {1: ("Alpha", "Alpha models compress activations to eight bits. They run faster on GPUs.")}
     text = (
