@@ -60,11 +60,14 @@ def strip_citations(sentence: str) -> str:
     return CITATION.sub("", sentence).replace("**", "").strip()
 
 
-# "at no cost in quality", "without additional training", "no loss of accuracy": a negation word
-# that states a finding's price is nil affirms the finding; it does not deny it.
+# "at no cost in quality", "without additional training", "no loss of accuracy", "without
+# sacrificing accuracy": a negation word that states a finding's price is nil affirms the finding;
+# it does not deny it.
 _NO_PRICE = re.compile(
     r"\b(?:no|without|little|negligible)\s+(?:\w+\s+)?"
     r"(?:cost|costs|loss|losses|degradation|overhead|drop|penalty|additional|extra|retraining)\b"
+    # "without increasing its size", "without sacrificing accuracy"
+    r"|\bwithout\s+(?:increasing|sacrificing|compromising|hurting|harming|degrading|losing|reducing|affecting)\b"
 )
 
 

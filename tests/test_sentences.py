@@ -50,5 +50,8 @@ def test_a_nil_price_is_not_a_negation():
     assert not negated("The model adapts without additional training.")
     assert not negated("Quantization to FP8 gives no loss of accuracy.")
     assert not negated("Pruning halves latency with negligible degradation.")
+    assert not negated("It improves perplexity without increasing the model size.")
+    assert not negated("Distillation halves the steps without sacrificing sample quality.")
+    assert negated("Without retrieval the model cannot answer.")
     assert negated("It samples faster but does not keep sample quality.")
     assert negated("There is no improvement without labels.")
