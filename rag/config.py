@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     embed_endpoint_batch: int = Field(64, ge=1, le=2048)
     """Texts per request to the embeddings endpoint."""
 
+    embed_endpoint_timeout: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False)
+    """Seconds one request to the embeddings endpoint may take; a request that times out is tried again
+    (5 tries in all), so a server that hangs is given up on after about five times this."""
+
     embed_endpoint_max_tokens: int = Field(512, ge=32, le=1_000_000)
     """The endpoint model's window in tokens; chunks are kept within it, counted with tiktoken (exact for
     OpenAI's models, within about 10-20% for others: leave a margin, e.g. 448 for a 512-token bge or e5)."""

@@ -216,6 +216,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self._send(b'{"data": [{"embedding": [0.1, ')
                 return
+            if mode == "slow":
+                time.sleep(3)
             if body.get("model") != EMBED_MODEL:
                 error = {"message": f"model {body.get('model')!r} not found", "code": "model_not_found"}
                 self._json(404, {"error": error})

@@ -169,6 +169,20 @@ def test_each_failure_is_one_line_and_leaves_the_store_untouched(case, server, t
         assert _snapshot(data_dir) == before, case
 
 
+def test_a_hung_endpoint_is_given_up_on_after_the_timeout_setting(server, tmp_path):
+    data_dir = tmp_path / "d"
+    assert (
+        run_rag(
+            "ingest", str(write_jsonl(tmp_path / "a.jsonl", ROWS[:2])), env=endpoint_env(server.url, data_dir)
+        ).returncode
+        == 0
+    )
+    env = endpoint_env(server.url_for("slow"), data_dir, RAG_EMBED_ENDPOINT_TIMEOUT="0.2")
+    proc = run_rag("search", "retrieval of topic 2", env=env)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "failed 5 times (ReadTimeout" in proc.stderr and "raise RAG_EMBED_ENDPOINT_TIMEOUT" in proc.stderr
+
+
 def test_a_500_then_success_is_retried(server, tmp_path):
     env = endpoint_env(server.url_for("once500"), tmp_path / "d")
     proc = run_rag("ingest", str(write_jsonl(tmp_path / "a.jsonl", ROWS)), env=env)

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 PREFIX = "endpoint:"
 OPENAI_URL = "https://api.openai.com/v1"
-TIMEOUT = 60.0  # seconds per request: a large batch on a busy CPU server can take a while
 ATTEMPTS = 5  # tries per batch on 429, 5xx, timeouts and dropped connections
 BACKOFF = 0.5  # seconds before the first retry, doubled each time
 MAX_WAIT = 20.0  # longest pause between tries, whatever Retry-After asks
@@ -94,7 +93,7 @@ class Endpoint:
         key = _api_key(settings)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._keyed = bool(key)
-        self._client = httpx.Client(timeout=TIMEOUT, headers=headers)
+        self._client = httpx.Client(timeout=settings.embed_endpoint_timeout, headers=headers)
         self._recent = RecentVectors(self.embed)
         expected = settings.embed_endpoint_dimension
         cached = _dimensions.get((self.url, self.model))
@@ -145,8 +144,9 @@ class Endpoint:
             if reply.status_code >= 400:
                 raise self._refused(reply)
             return self._vectors(reply, len(texts))
+        hint = "raise RAG_EMBED_ENDPOINT_TIMEOUT or lower" if "Timeout" in problem else "lower"
         raise EndpointError(
-            f"{self._where} failed {ATTEMPTS} times ({mask_url(problem)}); try again later, or lower "
+            f"{self._where} failed {ATTEMPTS} times ({mask_url(problem)}); try again later, or {hint} "
             "RAG_EMBED_ENDPOINT_BATCH if the server is overloaded"
         )
 
