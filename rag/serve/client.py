@@ -186,7 +186,7 @@ def _sentence(s: dict[str, Any]) -> SentenceCheck:
 
 def _shape_error(url: str, what: str) -> ServerError:
     return ServerError(
-        f"the rag server at {mask_url(url)} ({ENV}) sent a {what} rag cannot read; "
+        f"the rag server at {mask_url(url)} ({ENV}) sent {what} rag cannot read; "
         "is it the same version of rag? Restart `rag serve`, or unset " + ENV
     )
 
@@ -196,7 +196,7 @@ def found(body: dict[str, Any], url: str) -> Found:
     try:
         return Found(str(body["query"]), [_hit(h) for h in body["results"]])
     except (KeyError, TypeError, ValueError):
-        raise _shape_error(url, "search result") from None
+        raise _shape_error(url, "a search result") from None
 
 
 def answered(body: dict[str, Any], url: str) -> Answered:
@@ -223,4 +223,4 @@ def answered(body: dict[str, Any], url: str) -> Answered:
             fell_back=bool(body.get("fell_back", False)),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise _shape_error(url, "answer") from None
+        raise _shape_error(url, "an answer") from None
