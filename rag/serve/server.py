@@ -211,15 +211,20 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             route = routes.get(self.path.rstrip("/"))
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 < length <= MAX_REQUEST:
+                self.close_connection = True  # the body, if any, is not read: nothing else on this connection
+                self._send(400, {"error": f"bad request: send a JSON object of at most {MAX_REQUEST} bytes"})
+                return
+            raw = self.rfile.read(length)  # read even when unused: the connection may carry another request
             if route is None:
                 self._send(404, {"error": f"no such endpoint {self.path}; try POST /search or POST /ask"})
                 return
-            if not 0 < length <= MAX_REQUEST:
-                self._send(400, {"error": f"bad request: send a JSON object of at most {MAX_REQUEST} bytes"})
-                return
             try:
-                body = json.loads(self.rfile.read(length))
+                body = json.loads(raw)
             except ValueError:
                 body = None
             if not isinstance(body, dict):

@@ -166,6 +166,23 @@ def test_bad_requests_get_a_one_line_reason(served: Served) -> None:
         request(served.url, "/nowhere", {"query": "x"})
 
 
+def test_a_refused_request_leaves_the_connection_usable(served: Served) -> None:
+    """HTTP/1.1 keeps the connection: the body of a request to a wrong path must be read, not
+    taken for the next request."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    conn = http.client.HTTPConnection(urlsplit(served.url).hostname, urlsplit(served.url).port, timeout=30)
+    try:
+        for path, status in (("/nowhere", 404), ("/search", 200)):
+            conn.request("POST", path, body=json.dumps({"query": SEARCH}), headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == status
+            assert isinstance(json.loads(response.read()), dict)
+    finally:
+        conn.close()
+
+
 def test_the_mcp_tools_use_the_server(served: Served, tmp_path: Path) -> None:
     """With RAG_SERVER_URL set, `rag mcp`'s search and ask answer from the server's store, not
     from its own data folder (here an empty one, which would get the whole bundled corpus)."""
