@@ -7,12 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 
 from rag.errors import RagError
 from rag.retrievers import Mode
+from rag.serve import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from rag.config import Settings
+    from rag.retrieval import SearchResult
     from rag.workspace import Workspace
 
 app = typer.Typer(
@@ -112,6 +114,9 @@ def search(
     query = normalise_question(query)
     if not query:
         _fail("the query is empty; give some words to search for", 2)
+    if server := _settings().server_url:
+        _search_served(server, query, k, as_json, retriever)
+        return
     with _workspace(retriever=retriever) as ws:
         result = ws.retriever.search(query, k=k, mode=ws.settings.retriever)
         from rag.abstain import weak_match
@@ -151,6 +156,12 @@ def ask(
     question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
+    if server := _settings().server_url:
+        if bib is not None:
+            _fail("--bib needs the store, which `rag serve` does not lend out yet; unset RAG_SERVER_URL for it", 2)
+        request = {"question": question, "k": k, "retriever": retriever, "model": model, "no_llm": no_llm}
+        _ask_served(server, {**request, "agent": agent}, as_json)
+        return
     with _workspace(
         forked_llm=True, top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None
     ) as ws:
@@ -194,6 +205,42 @@ def ask(
             typer.echo(f"rag: warning: {notice}", err=True)
         if bib is not None:
             _write_bib(bib, ws, [s.paper_id for s in answer.sources_in_order() if s.n in answer.cited])
+
+
+def _search_served(server: str, query: str, k: int, as_json: bool, retriever: str | None) -> None:
+    """`rag search` through a running `rag serve`: the same JSON and the same rendering."""
+    from rag.serve import client
+
+    reply = client.request(server, "/search", {"query": query, "k": k, "retriever": retriever})
+    found = client.found(reply.body, server)
+    for line in reply.notices:
+        typer.echo(f"rag: {line}", err=True)
+    if as_json:
+        typer.echo(json.dumps(reply.body, ensure_ascii=False))
+        return
+    from rag.render import print_search
+
+    print_search(cast("SearchResult", found))  # reads only what `found` holds
+
+
+def _ask_served(server: str, request: dict, as_json: bool) -> None:
+    """`rag ask` through a running `rag serve`; the answer arrives whole (not streamed)."""
+    from rag.serve import client
+
+    if TYPE_CHECKING:
+        from rag.answer import Answer
+
+    deadline = _settings().llm_deadline
+    reply = client.request(server, "/ask", request, timeout=2 * deadline + 60)
+    answer = client.answered(reply.body, server)
+    if as_json:
+        typer.echo(json.dumps(reply.body, ensure_ascii=False))
+    else:
+        from rag.render import print_answer
+
+        print_answer(cast("Answer", answer))  # reads only what `answer` holds
+    for line in reply.notices:
+        typer.echo(f"rag: {line}", err=True)
 
 
 def _write_bib(path: Path, ws: Workspace, paper_ids: list[str]) -> None:
@@ -331,6 +378,21 @@ def mcp() -> None:
 
     with _workspace() as ws:
         serve(ws)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback is open to others.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = DEFAULT_PORT,
+) -> None:
+    """Keep the store, index, embedder and LLM client loaded and answer search and ask over HTTP
+    (set RAG_SERVER_URL for `rag search` and `rag ask` to use it)."""
+    from rag.serve.server import run
+
+    with _workspace() as ws:
+        run(ws, host, port)
 
 
 @app.command()

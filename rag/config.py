@@ -156,7 +156,17 @@ class Settings(BaseSettings):
     """Agent mode (`rag ask --agent`, the chat's "Agent mode"): how many search and read calls the model
     may make before it must answer from what it has found."""
 
-    @field_validator("chroma_url", "openai_base_url", "embed_endpoint_url")
+    server_url: str | None = None
+    """A running `rag serve` (e.g. http://127.0.0.1:8723): `rag search`, `rag ask` and the MCP server's
+    search and ask send their requests there instead of opening the store; the server's own settings
+    choose the store, embedder and LLM, and the flags given travel with each request."""
+
+    embed_device: Literal["cpu", "cuda"] = "cpu"
+    """Where the MiniLM embedder runs: cpu, or cuda (onnxruntime's CUDAExecutionProvider, which needs
+    `pip install onnxruntime-gpu` in place of onnxruntime, and an NVIDIA GPU); when CUDA is not
+    available it says so on stderr and embeds on the CPU. Either way the vectors are the same model's."""
+
+    @field_validator("chroma_url", "openai_base_url", "embed_endpoint_url", "server_url")
     @classmethod
     def _valid_url(cls, value: str | None) -> str | None:
         """A malformed URL fails here, as one settings line, not later inside a client library."""
@@ -280,7 +290,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "(set)" if value.get_secret_value() else "(not set)"
-        elif name in ("chroma_url", "openai_base_url", "embed_endpoint_url") and value:
+        elif name in ("chroma_url", "openai_base_url", "embed_endpoint_url", "server_url") and value:
             shown = mask_url(value)
         else:
             shown = "(not set)" if value is None else str(value)

@@ -6,7 +6,8 @@ assistants. Three tools, over the same store, retriever, answerer and verifier a
 - `check(text, papers)`: a passage whose `[n]` citations name `papers[n-1]` (paper ids, as
   `search` returns them), each sentence judged like `rag check` judges a draft.
 
-stdout carries the protocol, so nothing else may print there; notices go to stderr.
+stdout carries the protocol, so nothing else may print there; notices go to stderr. With
+`server_url` set, `search` and `ask` go to that `rag serve` (the store opens here only for `check`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def build_server(ws: Workspace) -> MCPServer:
         query = normalise_question(query)
         if not query:
             raise ValueError("the query is empty; give some words to search for")
+        if settings.server_url:
+            from rag.serve.client import request
+
+            return request(settings.server_url, "/search", {"query": query, "k": max(1, min(k, 100))}).body
         return ws.retriever.search(query, k=max(1, min(k, 100)), mode=settings.retriever).as_json()
 
     @server.tool()
@@ -95,15 +100,19 @@ def build_server(ws: Workspace) -> MCPServer:
         question = normalise_question(question)
         if not question:
             raise ValueError("the question is empty")
-        answer = answer_question(
-            question,
-            ws.retriever,
-            k=max(1, min(k, 50)),
-            mode=settings.retriever,
-            llm=ws.llm,
-            verifier=ws.verifier,
-        )
-        full = answer.as_json()
+        if settings.server_url:
+            from rag.serve.client import request
+
+            full = request(settings.server_url, "/ask", {"question": question, "k": max(1, min(k, 50))}).body
+        else:
+            full = answer_question(
+                question,
+                ws.retriever,
+                k=max(1, min(k, 50)),
+                mode=settings.retriever,
+                llm=ws.llm,
+                verifier=ws.verifier,
+            ).as_json()
         return {
             key: full[key]
             for key in ("question", "answer", "abstained", "mode", "model", "sentences", "citations", "grounding")

@@ -35,6 +35,8 @@ def _isolated_env(monkeypatch, tmp_path_factory):
         "RAG_TOP_K",
         "RAG_LLM",
         "RAG_EMBEDDER",
+        "RAG_SERVER_URL",
+        "RAG_EMBED_DEVICE",
     ):
         monkeypatch.delenv(name, raising=False)
     empty_config = tmp_path_factory.getbasetemp() / "empty-config.toml"

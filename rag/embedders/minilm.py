@@ -11,12 +11,17 @@ Throughput: onnxruntime runs one intra-op thread per CPU this process may use (i
 counts physical cores, one on a 2-vCPU machine) unless `embed_threads` says otherwise, and texts
 are embedded in length order in batches of BATCH_SIZE, which wastes little on padding (on this
 2-core machine 8 beat 32 and 128).
+
+`embed_device = "cuda"` asks onnxruntime for its CUDA provider. The CPU build of onnxruntime has
+none, and the GPU build loses it when the CUDA libraries do not load; either way one warning says
+so and the model runs on the CPU, so a config shared between a GPU box and a laptop works on both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,18 +41,39 @@ BATCH_SIZE = 8  # texts per onnxruntime call, in length order
 MODEL_NAME = "all-MiniLM-L6-v2"
 INT8_SUFFIX = "-int8"
 UNRECORDED = EmbedderIdentity(MODEL_NAME, DIMENSION)  # what made a store that records no embedder
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+NO_CUDA = (
+    "embed_device is cuda, but {why}; embedding on the CPU. For the GPU: pip uninstall onnxruntime && "
+    "pip install onnxruntime-gpu (it needs an NVIDIA driver, CUDA 12 and cuDNN 9), or set RAG_EMBED_DEVICE=cpu"
+)
+_warned: set[str] = set()
 
 
 class EmbedderError(RagError):
     pass
 
 
+def providers_for(device: str, available: list[str]) -> list[str]:
+    """The onnxruntime providers to ask for, best first; CPU is always the last resort."""
+    return [CUDA, CPU] if device == "cuda" and CUDA in available else [CPU]
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"rag: warning: {message}", file=sys.stderr)
+
+
 def _embedder_class():
     from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
 
     class LocalMiniLM(ONNXMiniLM_L6_V2):
-        def __init__(self, model_dir: Path, threads: int = 0, model_file: Path | None = None) -> None:
-            super().__init__(preferred_providers=["CPUExecutionProvider"])
+        def __init__(
+            self, model_dir: Path, threads: int = 0, model_file: Path | None = None, device: str = "cpu"
+        ) -> None:
+            super().__init__(preferred_providers=[CPU])
+            self.device = device
             self.DOWNLOAD_PATH = model_dir
             self.threads = threads or available_cpus()
             self.model_file = model_file or model_dir / "onnx" / "model.onnx"
@@ -63,7 +89,17 @@ def _embedder_class():
             # idle threads sleep rather than spin: on a shared 2-core machine spinning threads
             # halved throughput (10 against 19 chunks/s)
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            return self.ort.InferenceSession(str(self.model_file), providers=["CPUExecutionProvider"], sess_options=so)
+            available = self.ort.get_available_providers()
+            providers = providers_for(self.device, available)
+            session = self.ort.InferenceSession(str(self.model_file), providers=providers, sess_options=so)
+            if self.device == "cuda" and CUDA not in session.get_providers():
+                why = (
+                    "onnxruntime's CUDA provider did not load (are the CUDA 12 and cuDNN 9 libraries installed?)"
+                    if CUDA in available
+                    else f"this onnxruntime ({self.ort.__version__}) is the CPU build, without CUDAExecutionProvider"
+                )
+                _warn_once(NO_CUDA.format(why=why))
+            return session
 
         def _download_model_if_not_exists(self) -> None:  # never reach the network
             pass
@@ -183,6 +219,7 @@ class MiniLM:
         sha256: str | None = None,
         threads: int = 0,
         quantized: bool = False,
+        device: str = "cpu",
     ) -> None:
         """fetch: download the model into model_dir first when it is not complete there (for
         Chroma's cache folder); url and sha256 default to Chroma's own."""
@@ -199,16 +236,23 @@ class MiniLM:
         self._recent = RecentVectors(self.embed)
         self.name = embedder_name(quantized)
         model_file = quantized_model(model_dir) if quantized else None
-        self._fn = _embedder_class()(model_dir, threads, model_file)
+        self._fn = _embedder_class()(model_dir, threads, model_file, device)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, url: str | None = None, sha256: str | None = None) -> MiniLM:
         """A configured folder is used as is and never touches the network; without one, Chroma's
         cache folder is used and fetched on first use, as Chroma does."""
-        threads, quantized = settings.embed_threads, settings.embed_quantized
+        threads, quantized, device = settings.embed_threads, settings.embed_quantized, settings.embed_device
         if settings.embed_model_dir is not None:
-            return cls(settings.embed_model_dir, threads=threads, quantized=quantized)
-        return cls(settings.model_dir, fetch=True, url=url, sha256=sha256, threads=threads, quantized=quantized)
+            return cls(settings.embed_model_dir, threads=threads, quantized=quantized, device=device)
+        return cls(
+            settings.model_dir, fetch=True, url=url, sha256=sha256, threads=threads, quantized=quantized, device=device
+        )
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: cuda when onnxruntime's CUDA provider took it, else cpu."""
+        return "cuda" if CUDA in self._fn.model.get_providers() else "cpu"
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, [CLS] and [SEP] included, before any truncation."""

@@ -1,0 +1,226 @@
+"""The client side of `rag serve`: one JSON request to the server, and its reply turned into the
+objects rag/render.py prints, so output matches the local path.
+
+Only the standard library's http.client (no proxy lookup, which could send a 127.0.0.1 request
+elsewhere) and the light rag.grounding are imported here: a `rag search` through a server never
+imports chromadb, onnxruntime, numpy or llama_index."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from rag.config import mask_url
+from rag.errors import RagError
+from rag.grounding import Grounding, SentenceCheck
+from rag.serve import ENV
+
+SEARCH_TIMEOUT = 60.0  # seconds; a search is milliseconds on a loaded server
+MAX_REPLY = 64 * 1024 * 1024
+
+
+class ServerError(RagError):
+    """The server could not be reached, or did not answer as a `rag serve`."""
+
+
+@dataclass
+class Reply:
+    body: dict[str, Any]
+    notices: list[str]  # lines for stderr (a weak match, a cut reply), without the "rag: " prefix
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def request(url: str, path: str, payload: dict[str, Any] | None = None, timeout: float = SEARCH_TIMEOUT) -> Reply:
+    """GET `path` (payload None) or POST `payload` as JSON to the server at `url`; the reply's JSON
+    object. Anything else is a ServerError whose one line names RAG_SERVER_URL and what to do."""
+    shown = mask_url(url)
+    parts = urlsplit(url)
+    connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = connection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        data = None if payload is None else json.dumps(payload).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request("GET" if data is None else "POST", parts.path.rstrip("/") + path, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read(MAX_REPLY)
+    except TimeoutError:
+        raise ServerError(
+            f"the rag server at {shown} ({ENV}) did not answer within {timeout:.0f} s; "
+            "check that `rag serve` there is not stuck, or unset " + ENV
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        why = _one_line(getattr(exc, "strerror", None) or exc or type(exc).__name__)
+        raise ServerError(
+            f"no rag server answers at {shown} ({ENV}): {why}; start one with `rag serve`, fix {ENV}, or unset it"
+        ) from None
+    finally:
+        conn.close()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        kind = response.getheader("Content-Type") or "no content type"
+        raise ServerError(
+            f"{shown} ({ENV}) did not answer as a rag server (HTTP {response.status}, {_one_line(kind)}); "
+            f"point {ENV} at a running `rag serve`, or unset it"
+        )
+    if response.status != 200:
+        if isinstance(body.get("error"), str):
+            raise ServerError(f"rag server at {shown}: {_one_line(body['error'])}")
+        raise ServerError(
+            f"{shown} ({ENV}) answered HTTP {response.status} without a rag error; "
+            f"point {ENV} at a running `rag serve`, or unset it"
+        )
+    try:
+        notices = json.loads(response.getheader("X-Rag-Notices") or "[]")
+    except ValueError:
+        notices = []
+    return Reply(body, [_one_line(n) for n in notices if isinstance(n, str)])
+
+
+def health(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """What the server serves: store, collection, papers, embedder and its device, retriever, LLM."""
+    return request(url, "/health", timeout=timeout).body
+
+
+# What rag/render.py reads of a search result and an answer, rebuilt from their JSON.
+
+
+@dataclass
+class Hit:
+    rank: int
+    paper_id: str
+    title: str
+    score: float
+    evidence: str
+
+
+@dataclass
+class Found:
+    query: str
+    results: list[Hit]
+
+
+@dataclass
+class Source:
+    n: int
+    paper_id: str
+    title: str
+
+
+@dataclass
+class Assessed:
+    answerable: bool
+    reason: str
+
+
+@dataclass
+class Part:
+    ask: str
+    answered: bool
+
+
+@dataclass
+class Reported(Grounding):
+    """The grounding scores as the server computed them (the JSON carries the scores, not the
+    per-citation detail they were computed from)."""
+
+    precision: float = 1.0
+    recall: float = 1.0
+
+    @property
+    def citation_precision(self) -> float:
+        return self.precision
+
+    @property
+    def citation_recall(self) -> float:
+        return self.recall
+
+
+@dataclass
+class Answered:
+    text: str
+    abstained: bool
+    mode: str
+    model: str | None
+    sources: list[Source]  # cited first, as the JSON lists them
+    grounding: Reported
+    retrieval: list[Hit]
+    assessment: Assessed | None
+    timings_ms: dict[str, float]
+    parts: list[Part] = field(default_factory=list)
+    removed: list[SentenceCheck] = field(default_factory=list)
+    fell_back: bool = False
+    changed: bool = False  # only read for streamed answers; a served answer is not streamed
+
+    @property
+    def cited(self) -> set[int]:
+        return {n for s in self.grounding.sentences for n in s.citations}
+
+    def sources_in_order(self) -> list[Source]:
+        return self.sources
+
+
+def _hit(h: dict[str, Any]) -> Hit:
+    return Hit(int(h["rank"]), str(h["paper_id"]), str(h["title"]), float(h["score"]), str(h["evidence"]))
+
+
+def _sentence(s: dict[str, Any]) -> SentenceCheck:
+    return SentenceCheck(
+        str(s["text"]),
+        [int(n) for n in s["citations"]],
+        str(s["verdict"]),
+        float(s.get("score", 0.0)),
+        cited_before=s.get("cited_before"),
+    )
+
+
+def _shape_error(url: str, what: str) -> ServerError:
+    return ServerError(
+        f"the rag server at {mask_url(url)} ({ENV}) sent {what} rag cannot read; "
+        "is it the same version of rag? Restart `rag serve`, or unset " + ENV
+    )
+
+
+def found(body: dict[str, Any], url: str) -> Found:
+    """A `rag search --json` object as render.print_search reads it."""
+    try:
+        return Found(str(body["query"]), [_hit(h) for h in body["results"]])
+    except (KeyError, TypeError, ValueError):
+        raise _shape_error(url, "a search result") from None
+
+
+def answered(body: dict[str, Any], url: str) -> Answered:
+    """A `rag ask --json` object as render.print_answer reads it."""
+    try:
+        g = body["grounding"]
+        a = body.get("abstention")
+        return Answered(
+            text=str(body["answer"]),
+            abstained=bool(body["abstained"]),
+            mode=str(body["mode"]),
+            model=body.get("model"),
+            sources=[Source(int(c["n"]), str(c["paper_id"]), str(c["title"])) for c in body["citations"]],
+            grounding=Reported(
+                [_sentence(s) for s in body["sentences"]],
+                float(g["citation_precision"]),
+                float(g["citation_recall"]),
+            ),
+            retrieval=[_hit(h) for h in body["retrieval"]],
+            assessment=Assessed(bool(a["answerable"]), str(a["reason"])) if a else None,
+            timings_ms={str(k): float(v) for k, v in body.get("timings_ms", {}).items()},
+            parts=[Part(str(p["ask"]), bool(p["answered"])) for p in body.get("parts", [])],
+            removed=[_sentence({"score": 0.0, **s}) for s in body.get("removed", [])],
+            fell_back=bool(body.get("fell_back", False)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _shape_error(url, "an answer") from None

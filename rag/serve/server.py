@@ -1,0 +1,281 @@
+"""`rag serve`: the workspace loaded once, answering over a small local HTTP API (the standard
+library's ThreadingHTTPServer; JSON in and out).
+
+    GET  /health   what is served: store, collection, papers, embedder and its device, retriever, LLM
+    POST /search   {"query": str, "k": int, "retriever": str|null}  ->  what `rag search --json` prints
+    POST /ask      {"question": str, "k": int|null, "retriever": str|null, "model": str|null,
+                    "no_llm": bool, "agent": bool}                  ->  what `rag ask --json` prints
+
+Lines the CLI shows on stderr (a weak best match, a reply cut at the token cap, why agent mode fell
+back) travel in the `X-Rag-Notices` header as a JSON list, so the body is exactly the stable JSON.
+A failure is `{"error": "one line"}` with status 400 (a bad request) or 500.
+
+Requests are answered one at a time (a lock around the workspace: the store, the BM25 index and
+the LLM client are shared and not all of them are thread-safe); /health answers at once. There is
+no authentication: it binds 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from rag import __version__
+from rag.config import mask_url
+from rag.errors import RagError
+from rag.retrievers import MODES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rag.llm import LLM
+    from rag.workspace import Workspace
+
+MAX_REQUEST = 1024 * 1024  # bytes of JSON a request may send
+
+
+class BadRequest(Exception):
+    """A request the server cannot use; the message says which field and why."""
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    from rag.sanitise import normalise_question
+
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise BadRequest(f"{key!r} must be a string")
+    value = normalise_question(value)
+    if not value:
+        raise BadRequest(f"{key!r} is empty")
+    return value
+
+
+def _int(body: dict[str, Any], key: str, low: int, high: int, default: int) -> int:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{key!r} must be a whole number from {low} to {high}")
+    return value
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key!r} must be true or false")
+    return value
+
+
+def _retriever(body: dict[str, Any], default: str) -> Any:
+    value = body.get("retriever") or default
+    if value not in MODES:
+        raise BadRequest(f"'retriever' must be one of {', '.join(MODES)}")
+    return value
+
+
+class Service:
+    """What each endpoint does with the loaded workspace."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.lock = threading.Lock()
+        self._other_llms: dict[str, LLM] = {}  # clients for models asked for by name (`--model`)
+
+    def warm(self) -> None:
+        """Load everything a first request would: the store (ingesting the bundled corpus into a
+        store never written), the BM25 index, the embedder's session, the verifier, the LLM client."""
+        self.ws.retriever.search("warm up", k=1)
+        self.ws.verifier  # noqa: B018 -- built now, not on the first ask
+        self.ws.llm  # noqa: B018
+
+    def health(self) -> dict[str, Any]:
+        ws, settings = self.ws, self.ws.settings
+        counts = ws.store.counts()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "store": mask_url(ws.store.location),
+            "chroma": "server" if settings.chroma_url else "local",
+            "collection": settings.collection,
+            "papers": counts[0] if counts else None,
+            "chunks": counts[1] if counts else None,
+            "embedder": ws.embedder.name,
+            "embed_device": getattr(ws.embedder, "device", None),
+            "retriever": settings.retriever,
+            "top_k": settings.top_k,
+            "llm": settings.llm_model if ws.llm is not None else None,
+        }
+
+    def search(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        from rag.abstain import weak_match
+
+        query = _text(body, "query")
+        k = _int(body, "k", 1, 100, 10)
+        mode = _retriever(body, self.ws.settings.retriever)
+        with self.lock:
+            result = self.ws.retriever.search(query, k=k, mode=mode)
+            weak = weak_match(result, self.ws.lexical, mode)
+        return result.as_json(), [weak] if weak else []
+
+    def _llm(self, model: str | None) -> LLM | None:
+        ws = self.ws
+        if model is None or model == ws.settings.llm_model or ws.llm is None:
+            return ws.llm
+        if model not in self._other_llms:
+            from rag.llm import OpenAICompatible
+
+            self._other_llms[model] = OpenAICompatible(ws.settings.model_copy(update={"llm_model": model}))
+        return self._other_llms[model]
+
+    def ask(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        from rag.answer import Answer, answer_question
+
+        base = self.ws.settings
+        question = _text(body, "question")
+        k = _int(body, "k", 1, 50, base.top_k)
+        mode = _retriever(body, base.retriever)
+        model = body.get("model")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise BadRequest("'model' must be a model name")
+        no_llm, agent = _flag(body, "no_llm"), _flag(body, "agent")
+        settings = base.model_copy(update={"top_k": k, "retriever": mode, "llm_model": model or base.llm_model})
+        notices: list[str] = []
+        answer: Answer
+        with self.lock:
+            llm = None if no_llm else self._llm(model)
+            if agent:
+                from rag.agent import answer_with_agent
+
+                answer = answer_with_agent(question, settings, self.ws.retriever, llm, self.ws.verifier, notices.append)
+            else:
+                answer = answer_question(
+                    question, self.ws.retriever, k=k, mode=mode, llm=llm, verifier=self.ws.verifier,
+                    grounding=settings.grounding,
+                )  # fmt: skip
+            if notice := getattr(llm, "notice", ""):
+                notices.append(f"warning: {notice}")
+        return answer.as_json(), notices
+
+    def close(self) -> None:
+        for llm in self._other_llms.values():
+            close = getattr(llm, "close", None)
+            if close:
+                close()
+        self._other_llms.clear()
+
+
+def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
+    routes: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]]] = {
+        "/search": service.search,
+        "/ask": service.ask,
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"rag/{__version__}"
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, status: int, body: dict[str, Any], notices: list[str] | None = None) -> None:
+            data = json.dumps(body, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            if notices:
+                self.send_header("X-Rag-Notices", json.dumps(notices))  # ASCII: escapes anything else
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _answer(self, work: Callable[[], tuple[dict[str, Any], list[str]]]) -> None:
+            try:
+                body, notices = work()
+            except BadRequest as exc:
+                self._send(400, {"error": f"bad request: {exc}"})
+            except RagError as exc:
+                self._send(500, {"error": str(exc)})
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                self._send(500, {"error": f"internal error: {what} (the traceback is in the rag serve log)"})
+            else:
+                self._send(200, body, notices)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/health":
+                self._answer(lambda: (service.health(), []))
+            else:
+                self._send(404, {"error": f"no such endpoint {self.path}; try GET /health, POST /search, POST /ask"})
+
+        def do_POST(self) -> None:
+            route = routes.get(self.path.rstrip("/"))
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 < length <= MAX_REQUEST:
+                self.close_connection = True  # the body, if any, is not read: nothing else on this connection
+                self._send(400, {"error": f"bad request: send a JSON object of at most {MAX_REQUEST} bytes"})
+                return
+            raw = self.rfile.read(length)  # read even when unused: the connection may carry another request
+            if route is None:
+                self._send(404, {"error": f"no such endpoint {self.path}; try POST /search or POST /ask"})
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                self._send(400, {"error": "bad request: the body must be a JSON object"})
+                return
+            self._answer(lambda: route(body))
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"rag serve: {self.address_string()} {format % args}\n")
+
+    return Handler
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(ws: Workspace, host: str, port: int) -> None:
+    """Load the workspace, then answer requests on host:port until interrupted (Ctrl-C, SIGTERM).
+    Port 0 picks a free port; the line on stderr names the URL either way."""
+    service = Service(ws)
+    started = time.perf_counter()
+    service.warm()
+    try:
+        httpd = ThreadingHTTPServer((host, port), _handler(service))
+    except OSError as exc:
+        raise RagError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "is another `rag serve` running there? Pick another port with --port"
+        ) from None
+    httpd.daemon_threads = True
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{httpd.server_address[1]}"
+    info = service.health()
+    print(
+        f"rag: serving {info['papers']} papers from {info['store']} ({info['collection']}, {info['embedder']} "
+        f"on {info['embed_device']}) at {url} after {time.perf_counter() - started:.1f} s; "
+        f"use it with RAG_SERVER_URL={url}; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"rag: warning: {host} is not loopback and there is no authentication: anyone who reaches it can query the store",
+            file=sys.stderr,
+        )
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        print("rag: server stopped", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        httpd.server_close()
+        service.close()
