@@ -9,6 +9,11 @@ module never reads tool calls out of free text. Each paper a tool shows gets a n
 time it is shown, which the model cites; the answer's sources are the papers it read and those it
 cited, renumbered 1.. in that order, and the answer's citations with them.
 
+Every turn is streamed; the text of the last one (the turn that calls no tool) reaches the caller
+a sentence at a time, as a normal answer does. Before any of it, the question goes through the
+same answerability check as a normal LLM answer (rag.answer.check_question): a clear miss
+abstains without asking the model; so does an answer of which the strict check keeps nothing.
+
 Calls are bounded by `agent_steps` (then the model must answer from what it has) and the whole
 run by `llm_deadline`. An endpoint that rejects `tools`, or a model that never calls one, is said
 in one line, and the question is answered the normal way (rag.answer.answer_question).
@@ -19,23 +24,31 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from rag import extractive
-from rag.answer import NO_ANSWER, Answer, Source, answer_question, ground_llm_answer, model_abstained
+from rag.answer import (
+    NO_ANSWER,
+    Answer,
+    Source,
+    answer_question,
+    check_question,
+    ground_llm_answer,
+    model_abstained,
+)
 from rag.config import Settings, mask_url
 from rag.grounding import Grounding, Verifier
 from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, within
 from rag.prompts import escape_tags, render
-from rag.question import Question
-from rag.sanitise import clean
-from rag.sentences import CITATION, citations_of
+from rag.sanitise import StreamCleaner, clean
+from rag.sentences import CITATION, citations_of, split_sentences
+from rag.tokens import count_tokens
 
 if TYPE_CHECKING:
     from openai import OpenAI
-    from openai.types.chat import ChatCompletionMessage
+    from openai.types.chat import ChatCompletionChunk
 
     from rag.retrieval import PaperHit, Retriever
 
@@ -95,16 +108,27 @@ class AgentAnswer(Answer):
     answered instead, why."""
 
     steps: list[Step] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # every tool call the model made, as `call_text` writes it
     fallback: str | None = None
 
     @classmethod
-    def of(cls, answer: Answer, steps: list[Step], fallback: str) -> AgentAnswer:
-        return cls(**{f.name: getattr(answer, f.name) for f in fields(Answer)}, steps=steps, fallback=fallback)
+    def of(cls, answer: Answer, steps: list[Step], calls: list[str], fallback: str | None) -> AgentAnswer:
+        return cls(
+            **{f.name: getattr(answer, f.name) for f in fields(Answer)}, steps=steps, calls=calls, fallback=fallback
+        )
 
     def as_json(self) -> dict:
         out = super().as_json()
-        out["agent"] = {"steps": [s.as_json() for s in self.steps], "fallback": self.fallback}
+        steps = [s.as_json() for s in self.steps]
+        out["agent"] = {"steps": steps, "calls": self.calls, "fallback": self.fallback}
         return out
+
+
+def call_text(name: str, arguments: str, limit: int = 200) -> str:
+    """One tool call as a line a person reads, `search({"query": "FP8 vs INT8", "k": 3})`, cut at
+    `limit` characters: a model may send anything as arguments, including calls past the limit."""
+    text = f"{name}({' '.join(arguments.split())})"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class NoTools(Exception):
@@ -121,6 +145,7 @@ class Library:
         self.hits: dict[str, PaperHit] = {}  # every paper a search returned, first hit kept
         self.read: list[str] = []  # paper ids read, in order
         self.papers: dict[str, tuple[str, str]] = {}  # paper id -> (title, abstract), as read
+        self.calls: list[str] = []  # every call the model made (call_text), refused ones too
 
     def number(self, paper_id: str) -> int:
         return self.numbers.setdefault(paper_id, len(self.numbers) + 1)
@@ -185,12 +210,14 @@ class Library:
 
 @dataclass
 class Run:
-    """What the model did: its final text (empty: no answer), tokens, and whether it ran out of steps."""
+    """What the model did: its final text (empty: no answer), tokens, whether it ran out of steps,
+    and the text `on_token` was given (possibly by a turn that then called a tool)."""
 
     text: str
     usage: dict[str, int]
     out_of_steps: bool
     llm_ms: float
+    streamed: str = ""
 
 
 def _client(settings: Settings) -> OpenAI:
@@ -200,8 +227,54 @@ def _client(settings: Settings) -> OpenAI:
     return openai.OpenAI(base_url=settings.endpoint, api_key=key, timeout=settings.llm_timeout, max_retries=2)
 
 
-def run_tools(question: str, settings: Settings, library: Library, steps: list[Step]) -> Run:
-    """Let the model call the tools, at most `agent_steps` times, then take its answer."""
+class Shown:
+    """Streams a turn's text to `on_token` a sentence at a time, each once the next one has begun,
+    so a turn that writes a line and then calls a tool never shows it. The citations are
+    renumbered as the answer's sources will be (the papers read, and those cited so far), and a
+    sentence waits while no paper is read or cited: without one the agent's answer is not used."""
+
+    def __init__(self, library: Library, on_token: Callable[[str], None] | None) -> None:
+        self.library = library
+        self.on_token = on_token
+        self.buffer = ""
+        self.emitted = 0
+        self.text = ""  # what was handed to on_token
+
+    def _order(self) -> list[int]:
+        cited = set(citations_of(self.buffer))
+        numbers = self.library.numbers
+        return [n for pid, n in numbers.items() if pid in self.library.read or n in cited]
+
+    def _emit(self, upto: int) -> None:
+        order = self._order()
+        if self.on_token is None or upto <= self.emitted or not order:
+            return
+        part = _renumbered(self.buffer[self.emitted : upto], order)
+        self.emitted = upto
+        self.text += part
+        self.on_token(part)
+
+    def feed(self, delta: str) -> None:
+        self.buffer += delta
+        if self.on_token is not None and any(c.isspace() for c in delta):
+            sentences = split_sentences(self.buffer)
+            if len(sentences) > 1:
+                self._emit(self.buffer.rfind(sentences[-1]))
+
+    def finish(self) -> None:
+        self._emit(len(self.buffer.rstrip()))
+
+
+def run_tools(
+    question: str,
+    settings: Settings,
+    library: Library,
+    steps: list[Step],
+    on_token: Callable[[str], None] | None = None,
+) -> Run:
+    """Let the model call the tools, at most `agent_steps` times, then take its answer. Every turn
+    is streamed (a turn is the answer only once it ends without calling a tool); the text of a
+    turn after the first tool call goes to `on_token` as it arrives (see `Shown`)."""
     import openai
 
     endpoint = mask_url(settings.endpoint)
@@ -214,30 +287,55 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
     ]
     llm_seconds = 0.0
     out_of_steps = False
+    streamed = ""
 
     with _client(settings) as client:
 
-        def ask(tool_choice: Literal["none", "auto"]) -> ChatCompletionMessage:
-            nonlocal llm_seconds
+        def ask(tool_choice: Literal["none", "auto"]) -> tuple[str, list[dict[str, Any]]]:
+            """One turn: (its text, its tool calls as the assistant message lists them)."""
+            nonlocal llm_seconds, streamed
             t = time.monotonic()
+            text: list[str] = []
+            calls: dict[int, dict[str, Any]] = {}
+            reported: dict[str, int] = {}
+            cleaner, cap = StreamCleaner(), TokenCap(settings.llm_max_tokens)
+            turn = Shown(library, on_token if steps else None)  # a first turn without a tool call is no answer
 
-            def make():
+            def make() -> Iterator[ChatCompletionChunk]:
                 return iter(
-                    [
-                        client.chat.completions.create(
-                            model=settings.llm_model,
-                            messages=messages,  # type: ignore[arg-type]
-                            tools=TOOLS,  # type: ignore[arg-type]
-                            tool_choice=tool_choice,
-                            temperature=0.0,
-                            max_tokens=settings.llm_max_tokens,
-                        )
-                    ]
+                    client.chat.completions.create(  # type: ignore[call-overload]
+                        model=settings.llm_model,
+                        messages=messages,
+                        tools=TOOLS,
+                        tool_choice=tool_choice,
+                        temperature=0.0,
+                        max_tokens=settings.llm_max_tokens,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    )
                 )
 
-            replies = within(make, deadline)
+            chunks = within(make, deadline)
             try:
-                reply = next(replies)
+                for chunk in chunks:
+                    if chunk.usage:
+                        reported = {
+                            "prompt_tokens": chunk.usage.prompt_tokens,
+                            "completion_tokens": chunk.usage.completion_tokens,
+                        }
+                    for choice in chunk.choices[:1]:
+                        for call in choice.delta.tool_calls or []:
+                            slot = calls.setdefault(
+                                call.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                            )
+                            slot["id"] = call.id or slot["id"]
+                            if call.function:
+                                slot["function"]["name"] += call.function.name or ""
+                                slot["function"]["arguments"] += call.function.arguments or ""
+                        piece = cap.take(cleaner.feed(choice.delta.content or ""))
+                        text.append(piece)
+                        if not calls:
+                            turn.feed(piece)
             except DeadlineReached:
                 raise LLMError(
                     f"the LLM endpoint {endpoint} did not finish the agent's work within the "
@@ -252,37 +350,35 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
             except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
                 raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
             finally:
-                replies.close()
+                chunks.close()
                 llm_seconds += time.monotonic() - t
-            if reply.usage:
-                usage["prompt_tokens"] += reply.usage.prompt_tokens
-                usage["completion_tokens"] += reply.usage.completion_tokens
-            if not reply.choices:
-                raise LLMError(f"the LLM endpoint {endpoint} sent a reply without choices; check the server")
-            return reply.choices[0].message
+            text.append(cap.take(cleaner.flush()))
+            said = "".join(text)
+            if not calls:
+                turn.finish()
+            streamed += turn.text
+            made = [c for _, c in sorted(calls.items())]
+            reported = reported or {
+                "prompt_tokens": count_tokens(json.dumps(messages)),
+                "completion_tokens": count_tokens(said + json.dumps(made)),
+            }
+            for key in usage:
+                usage[key] += reported[key]
+            return said, made
 
         while True:
-            message = ask("none" if out_of_steps else "auto")
-            calls = message.tool_calls or []
+            said, calls = ask("none" if out_of_steps else "auto")
             if out_of_steps or not calls:
                 break
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": message.content or "",
-                    "tool_calls": [c.model_dump(exclude_none=True) for c in calls],
-                }
-            )
+            messages.append({"role": "assistant", "content": said, "tool_calls": calls})
             for call in calls:
-                function = getattr(call, "function", None)  # None: a custom tool call, never offered
-                if function is None:
-                    result = "error: only the search and read functions are available"
-                elif len(steps) < settings.agent_steps:
-                    result, step = library.call(function.name, function.arguments)
+                library.calls.append(call_text(call["function"]["name"], call["function"]["arguments"]))
+                if len(steps) < settings.agent_steps:
+                    result, step = library.call(call["function"]["name"], call["function"]["arguments"])
                     steps.append(step)
                 else:
                     result = "error: no tool calls are left; answer from the papers shown so far"
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
             if len(steps) >= settings.agent_steps:
                 out_of_steps = True
                 messages.append(
@@ -290,8 +386,7 @@ def run_tools(question: str, settings: Settings, library: Library, steps: list[S
                 )
     if not steps:
         raise NoTools("the model did not call the search or read tools")
-    text = TokenCap(settings.llm_max_tokens).take(clean(message.content or "")).strip()
-    return Run(text, usage, out_of_steps, llm_seconds * 1000)
+    return Run(said.strip(), usage, out_of_steps, llm_seconds * 1000, streamed)
 
 
 def _renumbered(text: str, order: list[int]) -> str:
@@ -319,6 +414,7 @@ def answer_with_agent(
     """Answer `question` in agent mode; `notify` receives the one line that says why the normal
     path answered instead (`llm` then answers, streaming to `on_token`), or that the steps ran out."""
     steps: list[Step] = []
+    library = Library(retriever, settings)
 
     def normal(reason: str) -> AgentAnswer:
         notify(f"{reason}; answering without the agent")
@@ -332,14 +428,19 @@ def answer_with_agent(
             verifier=verifier,
             grounding=settings.grounding,
         )
-        return AgentAnswer.of(answer, steps, reason)
+        return AgentAnswer.of(answer, steps, library.calls, reason)
 
     if llm is None or not settings.llm_enabled:
         return normal("agent mode needs an LLM endpoint (OPENAI_BASE_URL or OPENAI_API_KEY)")
     t0 = time.perf_counter()
-    library = Library(retriever, settings)
+    # The same answerability check as a normal LLM answer, on a search of the question itself: a
+    # clear miss abstains before the model is asked anything.
+    pre = check_question(question, retriever, settings.top_k, settings.retriever, with_llm=True)
+    if not pre.assessment.answerable:
+        return AgentAnswer.of(pre.abstention(llm, t0), steps, library.calls, None)
+    t1 = time.perf_counter()
     try:
-        run = run_tools(question, settings, library, steps)
+        run = run_tools(question, settings, library, steps, on_token)
     except NoTools as exc:
         return normal(str(exc))
     if not run.text:
@@ -348,18 +449,21 @@ def answer_with_agent(
         notify(
             f"the agent used all {settings.agent_steps} tool calls (RAG_AGENT_STEPS); it answered from what it found"
         )
-    timings = {"retrieval": (time.perf_counter() - t0) * 1000 - run.llm_ms, "generation": run.llm_ms}
+    timings = {**pre.timings, "generation": run.llm_ms}
+    timings["retrieval"] += (time.perf_counter() - t1) * 1000 - run.llm_ms  # the pre-check's search and the tools'
 
     def agent_answer(text: str, abstained: bool, sources: list[Source], grounding: Grounding) -> AgentAnswer:
         timings["total"] = (time.perf_counter() - t0) * 1000
         hits = list(library.hits.values())
-        return AgentAnswer(
-            question, text, abstained, "llm", settings.llm_model, sources, grounding, hits, None, timings, run.usage
+        answer = AgentAnswer(
+            question, text, abstained, "llm", settings.llm_model, sources, grounding, hits, pre.assessment, timings
         )
+        answer.usage, answer.steps, answer.calls = run.usage, steps, library.calls
+        return answer
 
     if model_abstained(run.text):
         answer = agent_answer(NO_ANSWER, True, [], Grounding([]))
-        answer.steps = steps
+        answer.changed = bool(run.streamed)
         return answer
 
     cited = set(citations_of(run.text))
@@ -374,21 +478,20 @@ def answer_with_agent(
 
     t = time.perf_counter()
     pairs = [(s.title, s.abstract) for s in sources]
-    fixed = ground_llm_answer(
+    fixed, nothing_held = ground_llm_answer(
         text,
         sources,
         verifier,
         settings.grounding,
-        fallback=lambda: extractive.compose(
-            Question.parse(question, retriever.embedder), pairs, retriever.embedder, retriever.lexical
-        ),
+        fallback=lambda: extractive.compose(pre.asked, pairs, retriever.embedder, retriever.lexical),
+        question=question,
     )
     timings["verification"] = (time.perf_counter() - t) * 1000
-    answer = agent_answer(fixed.text, False, sources, fixed.grounding)
-    answer.steps, answer.removed, answer.fell_back, answer.changed = (
-        steps,
-        fixed.removed,
-        fixed.fell_back,
-        fixed.changed,
-    )
+    if nothing_held:  # nothing it read supports anything it said: abstain, as a clear miss does
+        answer = agent_answer(NO_ANSWER, True, sources, Grounding([]))
+    else:
+        answer = agent_answer(fixed.text, False, sources, fixed.grounding)
+    answer.removed, answer.fell_back = fixed.removed, fixed.fell_back and not nothing_held
+    # what streamed was the model's draft: say so when the answer shown differs from it
+    answer.changed = fixed.changed or (bool(run.streamed) and run.streamed.strip() != text)
     return answer

@@ -126,12 +126,51 @@ def ground_llm_answer(
     grounding: GroundingMode,
     fallback: Callable[[], str],
     question: str = "",
-) -> Repaired:
+) -> tuple[Repaired, bool]:
     """What every LLM answer goes through, whoever chose its sources (this module or rag/agent.py):
-    the grounding check, then the repair `grounding` asks for, falling back to `fallback()`."""
+    the grounding check, then the repair `grounding` asks for, falling back to `fallback()`; and
+    whether nothing of the model's answer held (every claim it made was removed)."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     checked = check(text, numbered, verifier)
-    return repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
+    fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
+    return fixed, bool(checked.claims) and len(fixed.removed) == len(checked.claims)
+
+
+@dataclass
+class Checked:
+    """The first half of every answer: the question analysed, the top `k` papers as numbered
+    sources, and whether the evidence can answer at all (rag/abstain.py)."""
+
+    asked: Question
+    hits: list[PaperHit]
+    sources: list[Source]
+    assessment: Assessment
+    timings: dict[str, float]
+
+    def abstention(self, llm: LLM | None, started: float) -> Answer:
+        """The answer to a clear miss, made before any model is asked (`started`: perf_counter
+        when answering began): the same for `rag ask` and agent mode."""
+        timings = {**self.timings, "verification": 0.0, "total": (time.perf_counter() - started) * 1000}
+        mode_name, model = ("llm", llm.model) if llm else ("extractive", None)
+        grounding, sources, hits = Grounding([]), self.sources, self.hits
+        return Answer(
+            self.asked.text, NO_ANSWER, True, mode_name, model, sources, grounding, hits, self.assessment, timings
+        )
+
+
+def check_question(
+    question: str, retriever: Retriever, k: int, mode: Mode, with_llm: bool, exclude: Collection[str] = ()
+) -> Checked:
+    """Retrieve for `question` and run the answerability check on what was found."""
+    timings: dict[str, float] = {}
+    asked = Question.parse(question, retriever.embedder)  # analysed once, read by every step after
+    found = retriever.search(asked, k=max(k, TUNING.evidence_papers), mode=mode, exclude=exclude)
+    timings["retrieval"] = found.timings_ms["total"]
+    t = time.perf_counter()
+    hits, sources, evidence = gather(asked, found, retriever, k, exclude)
+    assessment = assess(asked, evidence, retriever.lexical, with_llm=with_llm)
+    timings["assessment"] = (time.perf_counter() - t) * 1000
+    return Checked(asked, hits, sources, assessment, timings)
 
 
 def answer_question(
@@ -147,16 +186,12 @@ def answer_question(
 ) -> Answer:
     """Answer `question` from the top `k` papers; `on_token` receives streamed LLM text;
     `grounding` says what happens to the LLM's unsupported sentences (rag/repair.py)."""
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    asked = Question.parse(question, retriever.embedder)  # analysed once, read by every step below
-    found = retriever.search(asked, k=max(k, TUNING.evidence_papers), mode=mode, exclude=exclude)
-    timings["retrieval"] = found.timings_ms["total"]
-    t = time.perf_counter()
-    hits, sources, evidence = gather(asked, found, retriever, k, exclude)
+    pre = check_question(question, retriever, k, mode, llm is not None, exclude)
+    if not pre.assessment.answerable:
+        return pre.abstention(llm, t0)
+    asked, hits, sources, assessment, timings = pre.asked, pre.hits, pre.sources, pre.assessment, pre.timings
     pairs = [(s.title, s.abstract) for s in sources]
-    assessment = assess(asked, evidence, retriever.lexical, with_llm=llm is not None)
-    timings["assessment"] = (time.perf_counter() - t) * 1000
 
     mode_name = "llm" if llm else "extractive"
     model = llm.model if llm else None
@@ -169,7 +204,7 @@ def answer_question(
         checked = Grounding([])
         fixed = None
         if llm is not None and not abstained:
-            fixed = ground_llm_answer(
+            fixed, _ = ground_llm_answer(
                 text,
                 sources,
                 verifier,
@@ -189,9 +224,6 @@ def answer_question(
         if fixed is not None:
             answer.removed, answer.fell_back, answer.changed = fixed.removed, fixed.fell_back, fixed.changed
         return answer
-
-    if not assessment.answerable:
-        return finish(NO_ANSWER, True)
 
     t = time.perf_counter()
     if llm is None:

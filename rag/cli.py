@@ -184,7 +184,6 @@ def ask(
                 notify=lambda line: typer.echo(f"rag: {line}", err=True),
                 on_token=render.stream_token if stream else None,
             )
-            stream = stream and agent_answer.fallback is not None  # the agent's own answer is not streamed
             answer: Answer = agent_answer
         else:
             answer = answer_question(

@@ -7,7 +7,8 @@
   at `server.url_for(mode)` it misbehaves in the way `mode` names (see `MISBEHAVIOURS`), as no
   real server can be made to (return 401, hang, drip, cut a stream). A request without
   `"stream": true` gets one JSON chat completion; a queued `Calls` reply is an assistant message
-  that calls tools (agent mode), and `serve(tools=False)` rejects any request offering tools (400).
+  that calls tools (agent mode; streamed as tool-call deltas), `serve(tools=False)` rejects any
+  request offering tools (400), and a stream asked for with `include_usage` ends with usage.
 - `serve(embedder=...)`: the same server also answers `POST .../v1/embeddings` for the model
   EMBED_MODEL with the given embedder's vectors (the tests pass the real MiniLM), and misbehaves
   at `url_for(mode)` as for chat (401, 429, 500, `once500`, `malformed`).
@@ -85,15 +86,16 @@ MISBEHAVIOURS = {
 
 class Calls:
     """A reply that calls tools: each call is (tool name, arguments as a dict, or a raw string
-    sent as the arguments text, e.g. malformed JSON)."""
+    sent as the arguments text, e.g. malformed JSON); `content`: text the model writes first."""
 
-    def __init__(self, *calls: tuple[str, dict | str]) -> None:
+    def __init__(self, *calls: tuple[str, dict | str], content: str | None = None) -> None:
         self.calls = calls
+        self.content = content
 
     def message(self, turn: int) -> dict:
         return {
             "role": "assistant",
-            "content": None,
+            "content": self.content,
             "tool_calls": [
                 {
                     "id": f"call-{turn}-{i}",
@@ -103,6 +105,19 @@ class Calls:
                 for i, (name, args) in enumerate(self.calls)
             ],
         }
+
+
+    def deltas(self, turn: int) -> list[bytes]:
+        """The same message streamed: its text, then each call's name and its arguments in two pieces."""
+        text = self.content or ""
+        events = [_event({"content": text[i : i + 7]}) for i in range(0, len(text), 7)]
+        for i, call in enumerate(self.message(turn)["tool_calls"]):
+            name, args = call["function"]["name"], call["function"]["arguments"]
+            head = {"index": i, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+            events.append(_event({"tool_calls": [head]}))
+            for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
+                events.append(_event({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+        return [*events, _event({}, "tool_calls")]
 
 
 Reply = str | list[str] | Calls
@@ -134,16 +149,23 @@ class Scripted:
         return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
 
+def _event(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
+    """One server-sent event of a streamed chat completion (no choice: the closing usage event)."""
+    body: dict[str, Any] = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
+    body["choices"] = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    if usage:
+        body["usage"] = usage
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
 def chunk(content: str, finish: str | None = None) -> bytes:
     """One server-sent event of a streamed chat completion."""
-    body = {
-        "id": "x",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "scripted",
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body)}\n\n".encode()
+    return _event({"content": content}, finish)
+
+
+def usage_chunk() -> bytes:
+    """The event that closes a stream asked for with `stream_options: {"include_usage": true}`."""
+    return _event({}, usage={"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60})
 
 
 def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
@@ -192,14 +214,20 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             if not body.get("stream"):
                 self._complete(reply)
                 return
-            assert not isinstance(reply, Calls), "tool calls are only scripted for non-streamed requests"
-            parts = reply if isinstance(reply, list) else [reply[i : i + 7] for i in range(0, len(reply), 7)]
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
-            for part in parts:
-                self._send(chunk(part))
-            self._send(chunk("", "stop") + b"data: [DONE]\n\n")
+            if isinstance(reply, Calls):
+                for event in reply.deltas(len(script.bodies)):
+                    self._send(event)
+            else:
+                parts = reply if isinstance(reply, list) else [reply[i : i + 7] for i in range(0, len(reply), 7)]
+                for part in parts:
+                    self._send(chunk(part))
+                self._send(chunk("", "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self._send(usage_chunk())
+            self._send(b"data: [DONE]\n\n")
 
         def _embeddings(self, mode: str, body: dict) -> None:
             """OpenAI's embeddings reply, in reverse order (each item carries its index) and scaled

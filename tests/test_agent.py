@@ -8,10 +8,11 @@ import json
 import pytest
 
 from rag.agent import AgentAnswer, answer_with_agent
+from rag.answer import NO_ANSWER, answer_question
 from rag.llm import OpenAICompatible
 from rag.repair import FELL_BACK
 from tests.conftest import make_settings, rag_json, run_rag
-from tests.fakes import Calls, serve
+from tests.fakes import Calls, ScriptedLLM, serve
 from tests.test_repair import FP8, INVENTED, S1, S2, S3
 
 FP8_ID = "efficient-post-training-quantization-0bfbae"  # source of S1 and S3
@@ -19,15 +20,19 @@ ZQ_ID = "zeroquant-fp-a-leap-forward-in-llms-post-cb6b92"  # source of S2
 SEARCH = Calls(("search", {"query": "compare FP8 vs INT8", "k": 3}))
 
 
-def ask(workspace, tmp_path, replies, **overrides) -> tuple[AgentAnswer, list[str], list[dict]]:
-    """Ask FP8 in agent mode against a server scripted with `replies`: (answer, notices, requests)."""
+def ask(
+    workspace, tmp_path, replies, question: str = FP8, on_token=None, **overrides
+) -> tuple[AgentAnswer, list[str], list[dict]]:
+    """Ask `question` in agent mode against a server scripted with `replies`: (answer, notices, requests)."""
     tools = overrides.pop("tools", True)
     with serve(replies, tools=tools) as server:
         settings = make_settings(workspace.settings.data_dir, llm="auto", openai_base_url=server.url, **overrides)
         llm = OpenAICompatible(settings)
         notices: list[str] = []
         try:
-            answer = answer_with_agent(FP8, settings, workspace.retriever, llm, workspace.verifier, notices.append)
+            answer = answer_with_agent(
+                question, settings, workspace.retriever, llm, workspace.verifier, notices.append, on_token
+            )
         finally:
             llm.close()
     return answer, notices, server.bodies
@@ -125,6 +130,66 @@ def test_a_citation_of_a_source_never_read_is_removed(workspace, tmp_path, citat
     assert answer.cited == {1, 2}
 
 
+def test_every_turn_is_streamed_and_the_answer_reaches_on_token_a_sentence_at_a_time(workspace, tmp_path):
+    shown: list[str] = []
+    reads = Calls(("read", {"paper_id": ZQ_ID}), ("read", {"paper_id": FP8_ID}))
+    replies = [SEARCH, reads, [f"{S2} [2].", f" {S3[:20]}", f"{S3[20:]} [1]."]]
+    answer, notices, bodies = ask(workspace, tmp_path, replies, on_token=shown.append)
+    assert all(b["stream"] is True and b["stream_options"] == {"include_usage": True} for b in bodies)
+    assert notices == [] and len(shown) == 2  # one piece per sentence, each once the next began
+    assert shown[0] == f"{S2} [2]. " and "".join(shown) == answer.text == f"{S2} [2]. {S3} [1]."
+    assert [(s.n, s.paper_id) for s in answer.sources] == [(1, FP8_ID), (2, ZQ_ID)]
+    assert not answer.changed and answer.usage == {"prompt_tokens": 150, "completion_tokens": 30}
+
+
+def test_streamed_citations_are_numbered_as_the_sources_so_far(workspace, tmp_path):
+    """A later citation of a paper searched but not read can renumber what already streamed: then
+    the answer is marked changed, and `rag ask` shows it again, checked."""
+    shown: list[str] = []
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S2} [2]. {S3} [1]."]
+    answer, _, _ = ask(workspace, tmp_path, replies, on_token=shown.append)
+    assert shown[0] == f"{S2} [1]. " and answer.text == f"{S2} [2]. {S3} [1]." and answer.changed
+
+
+def test_a_turn_that_writes_then_calls_a_tool_shows_nothing_of_it(workspace, tmp_path):
+    shown: list[str] = []
+    with_text = Calls(("read", {"paper_id": ZQ_ID}), content="Let me read the second paper first.")
+    replies = [SEARCH, with_text, f"{S2} [2]."]
+    answer, _, bodies = ask(workspace, tmp_path, replies, on_token=shown.append)
+    assert bodies[2]["messages"][4]["content"] == "Let me read the second paper first."
+    assert "".join(shown) == answer.text == f"{S2} [1]." and not answer.changed
+
+
+def test_a_streamed_draft_that_the_check_changes_is_marked_changed(workspace, tmp_path):
+    shown: list[str] = []
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"{S2} [2]. {S1} [1]. {INVENTED} [2]."]
+    answer, _, _ = ask(workspace, tmp_path, replies, on_token=shown.append)
+    assert INVENTED in "".join(shown) and INVENTED not in answer.text and answer.changed
+
+
+def test_a_clear_miss_abstains_before_the_model_is_asked(workspace, tmp_path):
+    question = "What speedup does FlashAttention-3 give on H100 GPUs?"
+    answer, notices, bodies = ask(workspace, tmp_path, [SEARCH], question=question, on_token=pytest.fail)
+    assert bodies == [] and notices == []
+    assert answer.abstained and answer.text == NO_ANSWER and answer.steps == [] and answer.fallback is None
+    plain = answer_question(question, workspace.retriever, llm=ScriptedLLM("unused"))
+    assert answer.assessment == plain.assessment and answer.retrieval == plain.retrieval
+    assert answer.sources == plain.sources and answer.mode == "llm"
+
+
+def test_an_answer_that_nothing_read_supports_abstains(workspace, tmp_path):
+    replies = [
+        SEARCH,
+        Calls(("read", {"paper_id": ZQ_ID})),
+        f"{INVENTED} [2]. GPUs will be free for everyone by 2030 [2].",
+    ]
+    answer, notices, _ = ask(workspace, tmp_path, replies)
+    assert notices == [] and answer.abstained and answer.text == NO_ANSWER and not answer.fell_back
+    assert [s.text for s in answer.removed] == [f"{INVENTED} [1].", "GPUs will be free for everyone by 2030 [1]."]
+    out = answer.as_json()
+    assert out["abstained"] is True and out["sentences"] == [] and out["abstention"]["answerable"] is True
+
+
 def test_an_abstaining_model_abstains(workspace, tmp_path):
     answer, _, _ = ask(workspace, tmp_path, [SEARCH, "The sources do not answer this question."])
     assert answer.abstained and answer.sources == [] and len(answer.steps) == 1
@@ -161,8 +226,22 @@ def test_ask_agent_json(bundled_dir):
             },
             {"tool": "read", "arguments": {"paper_id": ZQ_ID}, "papers": [ZQ_ID]},
         ],
+        "calls": ['search({"query": "compare FP8 vs INT8", "k": 3})', f'read({{"paper_id": "{ZQ_ID}"}})'],
         "fallback": None,
     }
+
+
+def test_ask_agent_json_of_a_clear_miss_is_the_plain_abstention(bundled_dir):
+    question = "What speedup does FlashAttention-3 give on H100 GPUs?"
+    with serve([SEARCH]) as server:
+        env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url}
+        out = rag_json("ask", question, "--agent", "--json", env=env)
+        assert server.bodies == []
+    plain = rag_json(
+        "ask", question, "--json", env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    )
+    assert out.pop("agent") == {"steps": [], "calls": [], "fallback": None}
+    assert out.pop("timings_ms").keys() == plain.pop("timings_ms").keys() and out == plain
 
 
 def test_ask_agent_where_tools_are_rejected_is_one_line_and_a_normal_answer(bundled_dir):
