@@ -95,8 +95,12 @@ def inline_markdown(markdown: str) -> Text:
     return text
 
 
+_streamed = {"open": False}  # streamed text is on the terminal with no line end after it yet
+
+
 def stream_token(text: str) -> None:
     console.print(escape(text), end="", soft_wrap=True)
+    _streamed["open"] = bool(text) or _streamed["open"]
 
 
 def _repair_note(verdict: str, cited_before: list[int] | None) -> str:
@@ -132,6 +136,9 @@ def _print_removed(answer: Answer) -> None:
 
 def print_answer(answer: Answer, streamed: bool = False) -> None:
     if answer.abstained:
+        if streamed and _streamed["open"]:  # the model's draft streamed before it became an abstention
+            console.print("\n")
+            _streamed["open"] = False
         console.print(f"[bold]{escape(answer.text)}[/bold]")
         if answer.assessment and not answer.assessment.answerable:
             console.print(f"[dim]Why: {escape(answer.assessment.reason)}.[/dim]")

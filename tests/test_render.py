@@ -1,0 +1,23 @@
+"""Terminal output details that only show on a terminal (streaming)."""
+
+from rich.console import Console
+
+from rag import render
+from rag.answer import NO_ANSWER, Answer
+from rag.grounding import Grounding
+
+
+def test_an_abstention_after_streamed_text_starts_on_its_own_line(monkeypatch):
+    console = Console(record=True, width=100, force_terminal=False)
+    monkeypatch.setattr(render, "console", console)
+    monkeypatch.setattr(render, "_streamed", {"open": False})
+    render.stream_token("The sources do not say")
+    answer = Answer("q?", NO_ANSWER, True, "llm", "m", [], Grounding([]), [])
+    render.print_answer(answer, streamed=True)
+    lines = console.export_text().splitlines()
+    assert lines[0] == "The sources do not say" and NO_ANSWER in lines[2]
+    # nothing streamed (a clear miss abstains before any request): no blank line first
+    console = Console(record=True, width=100, force_terminal=False)
+    monkeypatch.setattr(render, "console", console)
+    render.print_answer(answer, streamed=True)
+    assert console.export_text().splitlines()[0] == NO_ANSWER
