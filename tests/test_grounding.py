@@ -254,3 +254,20 @@ def test_a_claim_may_join_two_findings_of_one_abstract():
     assert not OverlapVerifier(replace(GROUNDING, second_window=False)).supports(claim, source)[0]
     # a number the abstract does not state anywhere still fails
     assert not OverlapVerifier().supports(claim.replace("24.8", "28.4"), source)[0]
+
+
+def test_a_heavy_price_where_the_source_states_none_is_not_supported():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Improved DDPM",
+            "Learning the variances of the reverse process allows sampling with an order of magnitude fewer "
+            "forward passes with a negligible difference in sample quality.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    claim = "Learning the reverse process variances allows sampling with far fewer forward passes {} [1]."
+    assert verifier.supports(claim.format("with a negligible difference in sample quality"), source)[0]
+    assert not verifier.supports(claim.format("at a substantial cost in sample quality"), source)[0]
+    assert not verifier.supports(claim.format("with a significant difference in sample quality"), source)[0]
