@@ -215,12 +215,12 @@ def _reverses(claim: str, window: str) -> bool:
             if said & mine and not source & mine and source & theirs:
                 return True
     claim_l, window_l = claim.lower(), window.lower()
-    for mine, theirs in ((_HEAVY_PRICE, _NIL_PRICE), (_NIL_PRICE, _HEAVY_PRICE)):
+    for said_price, other_price in ((_HEAVY_PRICE, _NIL_PRICE), (_NIL_PRICE, _HEAVY_PRICE)):
         if (
-            mine.search(claim_l)
-            and not theirs.search(claim_l)
-            and theirs.search(window_l)
-            and not mine.search(window_l)
+            said_price.search(claim_l)
+            and not other_price.search(claim_l)
+            and other_price.search(window_l)
+            and not said_price.search(window_l)
         ):
             return True
     return False
