@@ -8,7 +8,8 @@ wrote it, checked) and once extractively; answers are cached line by line, so a 
 resumed. The repair step is then replayed offline at every threshold, and the figures of `mark`
 and of `strict` at each threshold are printed. The chosen threshold is the one with the highest
 key-fact recall (ties: the lowest threshold, which keeps the most of the model's own answer).
-The test suite is never read here.
+Nothing is chosen on the test suite: `--suite eval/suites/test.jsonl` only reports it (read the
+row of the configured MIN_KEPT, not the "chosen" line).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rag.answer import Answer, Source, answer_question
 from rag.config import load_settings
 from rag.evaluation.figures import answer_figures, percentiles
 from rag.evaluation.suite import load_suite
+from rag.extractive import compose
 from rag.grounding import Grounding, check
 from rag.jsonl import read_jsonl
 from rag.llm import LLMError
@@ -116,7 +118,13 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
                 numbered,
                 verifier,
                 mode="strict",
-                fallback=lambda r=row: r["extractive"],
+                # as `rag ask` does: the extractive answer composed from the same sources, also
+                # when the extractive answerer's own (stricter) answerability check abstained
+                fallback=lambda r=row, q=q, s=sources: (
+                    r["extractive"]
+                    if not r["extractive_abstained"]
+                    else compose(q.question, [(x.title, x.abstract) for x in s], ws.embedder, ws.lexical)
+                ),
                 min_kept=min_kept,
                 question=q.question,
             )
