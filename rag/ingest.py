@@ -10,7 +10,7 @@ files once more and commits every BATCH_PAPERS papers; a changed paper's chunks 
 in place and its surplus old chunks deleted, so it is never missing from the store. Each batch is
 embedded in a worker thread while the main thread writes the batch before it and chunks the one
 after, so an embedder's `embed` runs beside its `count_tokens` (MiniLM counts with a tokenizer of
-its own). On an idle 2-core machine that took a 1,000-paper ingest from 35.5-36.2 s to 33.4-33.6 s
+its own). On an idle 2-core machine that took a 1,000-paper ingest from 35.5-38.1 s to 33.4-33.6 s
 (0.77-0.80 to 0.81-0.85 of the embedder alone on the same texts; `python eval/bench_scale.py
 --sizes 1000`); what is left is the process start and imports before the first batch, and the CPU
 that chunking and writing take from the embedder on 2 cores.
