@@ -242,16 +242,17 @@ def table(rows: list[dict]) -> str:
         return "–" if v is None or v != v else format(v, spec)
 
     cols = [f"{r['papers']:,} ({r['vectors']})" for r in rows]
-    big = rows[-1]
+    local = [r for r in rows if "server" not in r["vectors"]] or rows  # what the extrapolations use
+    big = local[-1]
     lines = ["| figure | " + " | ".join(cols) + " | 1M (extrapolated) | 2.7M (extrapolated) |"]
     lines.append("|---" * (len(rows) + 3) + "|")
 
     def add(name: str, key: str, spec: str, scale: str | None = None) -> None:
         cells = [fmt(r, key, spec) for r in rows]
         extra = ["–", "–"]
-        sizes = sorted({r["papers"] for r in rows})
+        sizes = sorted({r["papers"] for r in local})
         if scale == "linear" and len(sizes) >= 2:  # a fixed cost plus a cost per paper, through the two largest
-            lo, hi = (next(r for r in rows if r["papers"] == m) for m in sizes[-2:])
+            lo, hi = (next(r for r in local if r["papers"] == m) for m in sizes[-2:])
             slope = (hi[key] - lo[key]) / (hi["papers"] - lo["papers"])
             extra = [format(hi[key] + slope * (m - hi["papers"]), spec) for m in (1e6, 2.7e6)]
         elif scale == "linear":
