@@ -2,6 +2,7 @@
 
     python eval/bench_scale.py                        # 1k and 10k papers, real embeddings
     python eval/bench_scale.py --sizes 1000 --pool-vectors 100000
+    python eval/bench_scale.py --sizes 1000 --chroma-url http://127.0.0.1:8131   # through a `chroma run`
 
 Each size gets a synthetic corpus recombined from the bundled abstracts (sentences drawn across
 abstracts, unique titles), ingested into a fresh data folder in a temporary directory, then:
@@ -15,6 +16,12 @@ extrapolation to 1M and 2.7M papers.
 real MiniLM vectors of the bundled chunks plus noise (this machine embeds about 20 papers/s, so
 100k real embeddings take hours); the table marks those rows. Everything after the first ingest
 (re-ingests, search, stats) is real.
+
+`--chroma-url URL` runs every step against that Chroma server (`chroma run --path DIR --port
+8131`) instead of the embedded store, each size in collections of its own that are deleted at the
+end; the disk figure then counts only the data folder (the BM25 index), not the server's. To put
+the two side by side: run once with `--json local.json`, once with `--chroma-url URL --json
+server.json`, then `--table local.json server.json`.
 """
 
 from __future__ import annotations
@@ -148,15 +155,47 @@ def du(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
-def run_size(n: int, pool: Path | None, root: Path, base_env: dict) -> dict:
+def run_size(n: int, pool: Path | None, root: Path, base_env: dict, chroma_url: str | None = None) -> dict:
     folder = root / f"n{n}"
     folder.mkdir()
     data = folder / "data"
     env = {**base_env, "RAG_DATA_DIR": str(data)}
+    small_env = {**env, "RAG_DATA_DIR": str(folder / "small")}
+    if chroma_url:
+        collections = [f"scale-{n}-{os.getpid()}", f"scale-{n}-{os.getpid()}-small"]
+        env.update(RAG_CHROMA_URL=chroma_url, RAG_COLLECTION=collections[0])
+        small_env.update(RAG_CHROMA_URL=chroma_url, RAG_COLLECTION=collections[1])
+    try:
+        return _run_size(n, pool, folder, env, small_env, chroma_url)
+    finally:
+        if chroma_url:
+            drop_collections(chroma_url, collections)
+
+
+def drop_collections(url: str, names: list[str]) -> None:
+    from urllib.parse import urlsplit
+
+    import chromadb
+
+    parts = urlsplit(url)
+    client = chromadb.HttpClient(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 8000, ssl=parts.scheme == "https"
+    )
+    for name in names:
+        try:
+            client.delete_collection(name)
+        except Exception:  # never made (a failed run)
+            pass
+
+
+def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dict, chroma_url: str | None) -> dict:
+    data = Path(env["RAG_DATA_DIR"])
     corpus = folder / "corpus.jsonl"
     make_corpus(corpus, n)
     rag = [sys.executable, "-m", "rag"]
     row: dict = {"papers": n, "vectors": "pool+noise" if pool else "real"}
+    if chroma_url:
+        row["vectors"] += ", Chroma server"
 
     if pool:
         secs, rss, out = child([sys.executable, "-c", POOL_INGEST, str(corpus), str(pool)], env)
@@ -180,7 +219,7 @@ def run_size(n: int, pool: Path | None, root: Path, base_env: dict) -> dict:
     with small.open("w") as out_f:  # the same 110 papers: 10 changed, 100 new
         lines = more.read_text().splitlines()
         out_f.write("\n".join(lines[:10] + lines[n:]) + "\n")
-    row["small_s"] = child([*rag, "ingest", str(small)], {**env, "RAG_DATA_DIR": str(folder / "small")})[0]
+    row["small_s"] = child([*rag, "ingest", str(small)], small_env)[0]
     shutil.rmtree(folder / "small")
     row["disk_mb"] = du(data)
     searches = [child([*rag, "search", "quantization of large language models", "--json"], env) for _ in range(3)]
@@ -203,15 +242,17 @@ def table(rows: list[dict]) -> str:
         return "–" if v is None or v != v else format(v, spec)
 
     cols = [f"{r['papers']:,} ({r['vectors']})" for r in rows]
-    big = rows[-1]
+    local = [r for r in rows if "server" not in r["vectors"]] or rows  # what the extrapolations use
+    big = local[-1]
     lines = ["| figure | " + " | ".join(cols) + " | 1M (extrapolated) | 2.7M (extrapolated) |"]
     lines.append("|---" * (len(rows) + 3) + "|")
 
     def add(name: str, key: str, spec: str, scale: str | None = None) -> None:
         cells = [fmt(r, key, spec) for r in rows]
         extra = ["–", "–"]
-        if scale == "linear" and len(rows) >= 2:  # a fixed cost plus a cost per paper, through the two largest
-            lo, hi = sorted(rows, key=lambda r: r["papers"])[-2:]
+        sizes = sorted({r["papers"] for r in local})
+        if scale == "linear" and len(sizes) >= 2:  # a fixed cost plus a cost per paper, through the two largest
+            lo, hi = (next(r for r in local if r["papers"] == m) for m in sizes[-2:])
             slope = (hi[key] - lo[key]) / (hi["papers"] - lo["papers"])
             extra = [format(hi[key] + slope * (m - hi["papers"]), spec) for m in (1e6, 2.7e6)]
         elif scale == "linear":
@@ -249,6 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="papers, comma-separated, real embeddings")
     parser.add_argument("--pool-vectors", default="", help="papers, comma-separated, pooled real vectors + noise")
+    parser.add_argument("--chroma-url", help="a Chroma server to run against instead of the embedded store")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--table", type=Path, nargs="+", help="only print the table of figures saved by --json")
     args = parser.parse_args()
@@ -264,14 +306,14 @@ def main() -> None:
     rows = []
     try:
         for n in [int(x) for x in args.sizes.split(",") if x]:
-            rows.append(run_size(n, None, root, env))
+            rows.append(run_size(n, None, root, env, args.chroma_url))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         pooled = [int(x) for x in args.pool_vectors.split(",") if x]
         if pooled:
             pool = root / "pool.npy"
             child([sys.executable, "-c", MAKE_POOL, str(pool)], env)
             for n in pooled:
-                rows.append(run_size(n, pool, root, env))
+                rows.append(run_size(n, pool, root, env, args.chroma_url))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from rag.corpus import CorpusError, paper_id_for
@@ -162,3 +163,104 @@ def test_an_empty_data_dir_setting_is_rejected(monkeypatch):
     monkeypatch.setenv("RAG_DATA_DIR", "")
     with pytest.raises(SettingsError, match="invalid setting data_dir: .*it is empty"):
         load_settings()
+
+
+def many(n: int) -> list[dict]:
+    return [
+        {"title": f"Paper {i} on topic {i}", "abstract": f"Paper {i} studies retrieval of topic {i}."} for i in range(n)
+    ]
+
+
+def test_the_next_batch_is_embedded_off_the_main_thread_while_the_one_before_is_written(tmp_path, monkeypatch):
+    import threading
+
+    from rag import ingest as ingest_module
+    from rag.store import Store
+    from tests.test_embedders import FakeEmbedder
+
+    monkeypatch.setattr(ingest_module, "BATCH_PAPERS", 4)
+    second_embed_started = threading.Event()
+    threads: list[str] = []
+    seen: list[bool] = []
+
+    class Recording(FakeEmbedder):
+        def embed(self, texts):
+            threads.append(threading.current_thread().name)
+            if len(threads) == 2:
+                second_embed_started.set()
+            return super().embed(texts)
+
+    add = Store.add
+
+    def writing(self, chunks, vectors):
+        if not seen:  # the first batch's write: the second batch is being embedded meanwhile
+            seen.append(second_embed_started.wait(timeout=20))
+        add(self, chunks, vectors)
+
+    monkeypatch.setattr(Store, "add", writing)
+    store = Store(make_settings(tmp_path / "data"))
+    fake = Recording()
+    report = ingest(store, fake, [write_jsonl(tmp_path / "c.jsonl", many(10))])
+    assert (report.added, store.count()) == (10, 10)
+    assert seen == [True]
+    assert len(threads) == 3 and threading.main_thread().name not in threads
+    ids = [f"{pid}#0" for pid in store.paper_hashes()]
+    got = store.collection.get(ids=ids, include=["embeddings", "documents"])
+    assert np.allclose(np.asarray(got["embeddings"]), fake.embed(got["documents"]))
+
+
+def test_an_embedding_error_keeps_the_batches_before_it_and_the_ingest_resumes(tmp_path, monkeypatch):
+    from rag import ingest as ingest_module
+    from rag.store import Store
+    from tests.test_embedders import FakeEmbedder
+
+    monkeypatch.setattr(ingest_module, "BATCH_PAPERS", 4)
+
+    class Failing(FakeEmbedder):
+        calls = 0
+
+        def embed(self, texts):
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("the embedder broke")
+            return super().embed(texts)
+
+    store = Store(make_settings(tmp_path / "data"))
+    corpus = write_jsonl(tmp_path / "c.jsonl", many(20))
+    with pytest.raises(RuntimeError, match="the embedder broke"):
+        ingest(store, Failing(), [corpus])
+    assert len(store.paper_hashes()) == 8 and store.ingest_state().running
+    again = ingest(store, FakeEmbedder(), [corpus])
+    assert (again.added, again.unchanged) == (12, 8)
+    assert len(store.paper_hashes()) == 20 and not store.ingest_state().running
+
+
+def test_ingested_minilm_vectors_match_the_embedder_on_the_same_texts(workspace):
+    got = workspace.store.collection.get(limit=40, include=["embeddings", "documents"])
+    again = workspace.embedder.embed(got["documents"])
+    assert np.abs(np.asarray(got["embeddings"]) - again).max() < 1e-5
+
+
+def test_counting_tokens_while_another_thread_embeds(workspace):
+    import threading
+
+    embedder = workspace.embedder
+    long = " ".join(["retrieval"] * 400)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def embedding() -> None:
+        try:
+            while not stop.is_set():
+                assert embedder.embed([long, "short text"]).shape == (2, embedder.dimension)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=embedding)
+    worker.start()
+    try:
+        counts = {embedder.count_tokens(long) for _ in range(300)}
+    finally:
+        stop.set()
+        worker.join()
+    assert counts == {402} and not errors

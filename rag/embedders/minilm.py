@@ -254,14 +254,18 @@ class MiniLM:
         """Where the model runs: cuda when onnxruntime's CUDA provider took it, else cpu."""
         return "cuda" if CUDA in self._fn.model.get_providers() else "cpu"
 
+    @cached_property
+    def _counter(self) -> Any:
+        """A tokenizer of its own for counting, without truncation or padding: ingest counts
+        the next batch's tokens while another thread embeds with the model's tokenizer."""
+        tok = self._fn.Tokenizer.from_file(str(self.model_dir / "onnx" / "tokenizer.json"))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, [CLS] and [SEP] included, before any truncation."""
-        tok = self._fn.tokenizer
-        tok.no_truncation()
-        try:
-            return len(tok.encode(text, add_special_tokens=True).ids)
-        finally:
-            tok.enable_truncation(max_length=MAX_TOKENS)
+        return len(self._counter.encode(text, add_special_tokens=True).ids)
 
     def embed_cached(self, texts: list[str]) -> np.ndarray:
         return self._recent(texts)
