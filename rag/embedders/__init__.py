@@ -41,7 +41,8 @@ class Embedder(Protocol):
     max_tokens: int  # the model's window in its own tokens; the chunker keeps every chunk within it
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One unit vector (float32, `dimension` long) per text, in order."""
+        """One unit vector (float32, `dimension` long) per text, in order. Ingest calls it in a
+        worker thread while the main thread calls `count_tokens`: the two must not share state."""
         ...
 
     def embed_cached(self, texts: list[str]) -> np.ndarray:
