@@ -27,12 +27,20 @@ SOURCES = [
 ]
 
 
+async def steady_cursors(pilot) -> None:
+    """A blinking cursor is drawn or not depending on when the snapshot is taken: keep it drawn."""
+    for field in pilot.app.screen.query("Input"):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
 async def until_ready(pilot) -> None:
     """Conditions, not fixed pauses: a loaded machine renders late."""
     await wait_for(pilot, pilot.app._store_ready.is_set)
     await wait_for(pilot, lambda: "ready" in str(pilot.app.query_one("#status").render()))
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
+    await steady_cursors(pilot)
 
 
 def test_start_screen(snap_compare, bundled_dir, tmp_path):
@@ -71,5 +79,6 @@ def test_command_palette_settings(snap_compare, bundled_dir, tmp_path):
         )
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.5)
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=palette)
