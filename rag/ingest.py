@@ -31,18 +31,20 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rag.chunking import CHUNKER_VERSION, chunk_paper
 from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, iter_papers
 from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
 from rag.store import LOOKUP_BATCH, Chunk, Store, StoreError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,31 +180,31 @@ class Plan:
         return [pid for pid in ids if pid not in have]
 
 
-def _batches(paths: list[Path], plan: Plan, select: Selection | None) -> Iterator[list[tuple[Paper, bool, int | None]]]:
-    """The papers to write, BATCH_PAPERS at a time, in file order (see `Plan.to_write`)."""
-    batch: list[tuple[Paper, bool, int | None]] = []
-    for number, path in enumerate(paths):
-        for papers in _read_batches(path, select):
-            for item in plan.to_write(number, papers):
-                batch.append(item)
-                if len(batch) >= BATCH_PAPERS:
-                    yield batch
-                    batch = []
-    if batch:
-        yield batch
-
-
-def _read_batches(path: Path, select: Selection | None) -> Iterator[list[Paper]]:
-    batch: list[Paper] = []
-    for paper in iter_papers(path):
-        if select and not select.keeps(paper):
-            continue
-        batch.append(paper)
-        if len(batch) >= READ_BATCH:
+def _in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last may be shorter), read lazily."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def _batches(paths: list[Path], plan: Plan, select: Selection | None) -> Iterator[list[tuple[Paper, bool, int | None]]]:
+    """The papers to write, BATCH_PAPERS at a time, in file order (see `Plan.to_write`)."""
+    items = (
+        item
+        for number, path in enumerate(paths)
+        for papers in _read_batches(path, select)
+        for item in plan.to_write(number, papers)
+    )
+    return _in_batches(items, BATCH_PAPERS)
+
+
+def _read_batches(path: Path, select: Selection | None) -> Iterator[list[Paper]]:
+    return _in_batches((p for p in iter_papers(path) if not select or select.keeps(p)), READ_BATCH)
 
 
 def fault_point(step: str) -> None:
