@@ -2,6 +2,9 @@
 
     RAG_DATA_DIR=... python eval/fit_paraphrase.py [--labels eval/drafts/tune/labels.jsonl]
 
+It also prints the false-unsupported rate on eval/drafts/tune/paraphrases.jsonl (true claims
+written as paraphrases; the other half, eval/drafts/paraphrases.jsonl, is reported by `rag eval`).
+
 The tune labels (draft sentences citing corpus papers: reworded true claims, wrong citations,
 changed numbers, reversed findings, overclaims) were written apart from eval/drafts/labels.jsonl,
 which `rag eval` reports and which is never read here. Every (overlap floor, similarity) pair of
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from rag.config import load_settings
 from rag.draft import Checker, CorpusIndex, load_entries, measure
+from rag.evaluation.verifier_set import measure as paraphrase_measure
+from rag.evaluation.verifier_set import written_pairs
 from rag.grounding import GROUNDING, OverlapVerifier
 from rag.jsonl import read_jsonl
 from rag.workspace import Workspace
@@ -60,6 +65,11 @@ def main() -> None:
         print(
             f"configured: balanced accuracy {configured['balanced_accuracy']:.3f}, by kind {configured['accuracy_by_kind']}"
         )
+        # written paraphrases of true claims (tune half): what strict mode would remove from a
+        # fluent model's correct answer
+        abstracts = ws.store.abstracts(sorted(ws.store.titles()))
+        para = paraphrase_measure(written_pairs(args.labels.parent / "paraphrases.jsonl", abstracts), ws.verifier)
+        print(f"written paraphrases: false-unsupported {1 - para['tpr']:.3f} of {para['pairs']}")
         for rule in RULES:
             got = measure(
                 rows, entries, Checker(index, None, OverlapVerifier(replace(GROUNDING, **{rule: False}), embed))

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from rag.sentences import citations_of, negated, split_sentences, strip_citations
-from rag.terms import contains_key, key_tokens, quantities, states_quantity, terms
+from rag.sentences import NEGATION_SCOPE, citations_of, negation_scopes, split_sentences, strip_citations
+from rag.terms import analyse, contains_key, key_tokens, quantities, states_quantity, terms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -198,7 +198,7 @@ _OPPOSITES = [
 
 # A price stated as heavy in one and as nil in the other: "at a substantial cost in quality" where
 # the source has "with a negligible difference in quality", or the reverse.
-_PRICE = r"(?:\w+\s+)?(?:cost|costs|overhead|degradation|loss|losses|penalty|drop|difference|expense)\b"
+_PRICE = r"(?:\w+\s+)?(?:costs?|overheads?|degradations?|loss|losses|penalty|penalties|drops?|differences?|expenses?)\b"
 _HEAVY_PRICE = re.compile(
     r"\b(?:substantial|significant|large|considerable|major|heavy|steep|severe|notable)\s+" + _PRICE
 )
@@ -222,6 +222,34 @@ def _reverses(claim: str, window: str) -> bool:
             and other_price.search(window_l)
             and not said_price.search(window_l)
         ):
+            return True
+    return False
+
+
+def _denied(text: str) -> list[set[str]]:
+    """The stemmed content words each negation of `text` denies (see negation_scopes)."""
+    return [set(analyse(" ".join(words))[:NEGATION_SCOPE]) for words in negation_scopes(text)]
+
+
+def _denies(near: str, claim: str) -> bool:
+    """Whether the source sentence closest to the claim denies something the claim affirms: one of
+    its negations governs words the claim states and does not negate. A negation about what the
+    claim does not mention ("without obvious saturation") decides nothing."""
+    stated = terms(claim)
+    negated_there = set().union(*_denied(claim))
+    return any(scope & stated and not scope & negated_there for scope in _denied(near))
+
+
+def _denial_unsupported(claim: str, context: str) -> bool:
+    """Whether a negation of the claim lacks support in its context (the matched windows and the
+    closest sentence): it governs words the context states without negating them, or words the
+    context does not state while the context negates nothing (a reworded denial of a finding)."""
+    stated = terms(context)
+    negated_there = set().union(*_denied(context))
+    for scope in _denied(claim):
+        if scope & negated_there:
+            continue
+        if scope & stated or not negation_scopes(context):
             return True
     return False
 
@@ -295,7 +323,13 @@ class OverlapVerifier:
         stated = claim
         for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation
             stated = re.sub(re.escape(src.title), "", stated, flags=re.I)
-        polarity_ok = any(negated(stated) == negated(c) for c in closest)
+        # a claim denying what its source states, or stating what the closest source sentence
+        # denies, is not supported; a negation about something the other side does not say is no
+        # reversal
+        context = " ".join(w for w in windows if w)
+        polarity_ok = any(
+            not _denial_unsupported(stated, f"{context} {near}") and not _denies(near, stated) for near in closest
+        )
         if self.tuning.opposites and polarity_ok:
             polarity_ok = not any(_reverses(stated, w) for w in windows if w)
         ok = keys_ok and polarity_ok and score >= self.tuning.support_threshold

@@ -65,7 +65,7 @@ def strip_citations(sentence: str) -> str:
 # it does not deny it.
 _NO_PRICE = re.compile(
     r"\b(?:no|without|little|negligible)\s+(?:\w+\s+)?"
-    r"(?:cost|costs|loss|losses|degradation|overhead|drop|penalty|additional|extra|retraining)\b"
+    r"(?:costs?|loss|losses|degradations?|overheads?|drops?|penalty|penalties|additional|extra|retraining)\b"
     # "without increasing its size", "without sacrificing accuracy"
     r"|\bwithout\s+(?:increasing|sacrificing|compromising|hurting|harming|degrading|losing|reducing|affecting)\b"
 )
@@ -75,3 +75,21 @@ def negated(text: str) -> bool:
     """Does the sentence deny something? A claim and its source must agree on this."""
     words = re.findall(r"[a-z']+", _NO_PRICE.sub(" ", text.lower()))
     return any(w in _NEGATIONS for w in words) or "n't" in text.lower()
+
+
+# A negation governs the words after it up to the end of its clause, at most NEGATION_SCOPE content
+# words: "does not improve accuracy, but ..." denies "improve accuracy", not what follows "but".
+NEGATION_SCOPE = 4
+_CLAUSE_END = re.compile(r"[,;:.()\[\]]|\b(?:but|while|whereas|although|though|however|and)\b")
+
+
+def negation_scopes(text: str) -> list[list[str]]:
+    """The words each negation of `text` denies, as raw words in order (the caller stems them)."""
+    lowered = _NO_PRICE.sub(" ", text.lower())
+    scopes = []
+    for cue in re.finditer(r"[a-z']+", lowered):
+        if cue.group() in _NEGATIONS or cue.group().endswith("n't"):
+            rest = lowered[cue.end() :]
+            end = _CLAUSE_END.search(rest)
+            scopes.append(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest))
+    return scopes

@@ -271,3 +271,47 @@ def test_a_heavy_price_where_the_source_states_none_is_not_supported():
     assert verifier.supports(claim.format("with a negligible difference in sample quality"), source)[0]
     assert not verifier.supports(claim.format("at a substantial cost in sample quality"), source)[0]
     assert not verifier.supports(claim.format("with a significant difference in sample quality"), source)[0]
+
+
+def test_a_negation_counts_only_for_the_words_it_governs():
+    """A negation denies the words after it in its clause: one about something the claim does not
+    mention decides nothing; one the claim drops, adds, or restates from a neighbouring sentence does."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Scaling retrieval datastores",
+            "Growing the datastore of a retrieval-based LM monotonically improves language modeling without "
+            "obvious saturation. LlamaGen is not yet on par with diffusion models for compositional generation. "
+            "FLUX rivals DALL-E3 in compositional generation.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    # the source's "without obvious saturation" is not about what the claim says
+    assert verifier.supports("Growing the datastore of a retrieval-based LM improves language modeling [1].", source)[0]
+    # a claim joining two sentences keeps the negation of the one it restates
+    assert verifier.supports(
+        "LlamaGen is not yet on par with diffusion models, while FLUX rivals DALL-E3 in compositional generation [1].",
+        source,
+    )[0]
+    # dropping the negation, or denying what the source states, still fails
+    assert not verifier.supports("LlamaGen is on par with diffusion models for compositional generation [1].", source)[
+        0
+    ]
+    assert not verifier.supports(
+        "Growing the datastore of a retrieval-based LM does not improve language modeling [1].", source
+    )[0]
+
+
+def test_a_nil_price_in_the_plural_is_not_a_negation():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Data mollification",
+            "Data mollification adds one line of code to the optimization loop and boosts generation quality "
+            "of likelihood-based models, without computational overheads.",
+        )
+    ]
+    claim = "Data mollification boosts the generation quality of likelihood-based models with one line of code [1]."
+    assert OverlapVerifier().supports(claim, source)[0]

@@ -72,7 +72,10 @@ def run_suite(
         for name in answerers:
             try:
                 answer = answer_question(
-                    r.question.question, retriever, k=k, llm=llm if name == "llm" else None,
+                    r.question.question,
+                    retriever,
+                    k=k,
+                    llm=llm if name == "llm" else None,
                     verifier=verifier,
                     grounding=grounding,
                 )

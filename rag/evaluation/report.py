@@ -80,6 +80,15 @@ def write_markdown(report: dict, path: Path) -> None:
             f"(true-positive rate {v['tpr']:.3f}, true-negative rate {v['tnr']:.3f}).",
             "",
         ]
+    if "paraphrases" in report:
+        w = report["paraphrases"]
+        by_style = ", ".join(f"{k} {1 - a:.3f}" for k, a in w["accuracy_by_kind"].items())
+        lines += [
+            f"Written paraphrases of true claims (eval/drafts/paraphrases.jsonl, {w['pairs']}): "
+            f"false-unsupported rate {1 - w['tpr']:.3f} (what strict mode would remove from a fluent "
+            f"model's correct answer); by style: {by_style}.",
+            "",
+        ]
     if "drafts" in report:
         d = report["drafts"]
         lines += [

@@ -85,13 +85,13 @@ def run_suites(
 ) -> Iterator[SuiteOutcome]:
     """Run each suite (the bundled ones when none is given) and write its report to `out`, or to
     out/<suite> when there are several; yields each suite's outcome as soon as it is written."""
-    from rag.draft import CorpusIndex, measure_bundled
+    from rag.draft import CorpusIndex, bundled_drafts, measure_bundled
     from rag.evaluation import harness
     from rag.evaluation.gate import failure_problem
     from rag.evaluation.provenance import provenance
     from rag.evaluation.report import save
     from rag.evaluation.suite import bundled_suites, load_suite
-    from rag.evaluation.verifier_set import build, measure
+    from rag.evaluation.verifier_set import build, measure, written_pairs
 
     settings = ws.settings
     retriever = ws.retriever
@@ -116,6 +116,9 @@ def run_suites(
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]), ws.verifier)
+        drafts_folder = bundled_drafts()
+        if drafts_folder and (drafts_folder / "paraphrases.jsonl").is_file():
+            report["paraphrases"] = measure(written_pairs(drafts_folder / "paraphrases.jsonl", abstracts), ws.verifier)
         if (drafts := measure_bundled(CorpusIndex.from_store(ws.store), ws.verifier)) is not None:
             report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if options.judge and llm is not None:

@@ -6,6 +6,11 @@ Unsupported pairs: the same sentence with a swapped number, a number cut to a pa
 swapped for one from another paper, a negation added, or the sentence paired with another paper's
 abstract. The "part of itself" kinds catch a matcher that compares substrings instead of tokens.
 The set is drawn with a fixed seed, so every run measures the same pairs.
+
+Word swaps do not test what a fluent model writes, so `written_pairs` also reads true claims written as
+paraphrases of one abstract each (eval/drafts/paraphrases.jsonl: reworded, compressed, joining two
+findings, numbers restated, stated more generally): strict mode removes the ones the verifier
+rejects, so their false-unsupported rate is what a strong model would lose.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from rag.grounding import check
 from rag.sentences import split_sentences
@@ -106,6 +112,21 @@ def build(papers: list[tuple[str, str]], size: int = 80, seed: int = 13) -> list
         ):
             if variant and variant != sentence:
                 pairs.append(Pair(kind, variant, title, abstract, False))
+    return pairs
+
+
+def written_pairs(path: Path, abstracts: dict[str, tuple[str, str]]) -> list[Pair]:
+    """The written paraphrases in `path` (JSON Lines of title, claim, style) as supported pairs,
+    each with its paper's abstract (`abstracts`: paper id -> (title, abstract)); claims whose paper
+    is not stored are left out."""
+    from rag.jsonl import read_jsonl
+
+    by_title = {title.strip().lower(): (title, abstract) for title, abstract in abstracts.values()}
+    pairs = []
+    for _, row in read_jsonl(path):
+        found = by_title.get(str(row["title"]).strip().lower())
+        if found:
+            pairs.append(Pair(str(row.get("style", "written")), str(row["claim"]), found[0], found[1], True))
     return pairs
 
 
