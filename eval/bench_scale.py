@@ -7,10 +7,14 @@
 Each size gets a synthetic corpus recombined from the bundled abstracts (sentences drawn across
 abstracts, unique titles), ingested into a fresh data folder in a temporary directory, then:
 ingest papers/s and its ratio to the embedder alone on the same chunk texts, a no-op re-ingest,
-an incremental re-ingest (100 papers added and 10 changed) beside the same 110 papers ingested
-into an empty store, peak RSS of each child process (os.wait4), disk, a fresh-process
-`rag search`, in-process search p50/p95 and `rag stats`. It prints a Markdown table with an
-extrapolation to 1M and 2.7M papers.
+an incremental re-ingest of the whole grown file (100 papers added and 10 changed) beside the same
+110 papers ingested into an empty store, 100 new papers ingested from a file of their own beside the
+same file into an empty store, peak RSS of each child process (os.wait4), disk, a fresh-process
+`rag search`, in-process search p50/p95, `rag stats`, and a `rag serve` on the store: search p50/p95
+through it and a fresh-process `rag search` that uses it. Last, 500 new papers are ingested with
+real embeddings into the store at its full size, beside the embedder alone on the same texts: the
+ingest's speed at that store size, even when the first ingest used pooled vectors. It prints a
+Markdown table with an extrapolation to 1M and 2.7M papers.
 
 `--pool-vectors N` ingests N papers with the project's own ingest but vectors drawn from a pool of
 real MiniLM vectors of the bundled chunks plus noise (this machine embeds about 20 papers/s, so
@@ -114,6 +118,65 @@ ms.sort()
 print(json.dumps({"p50": statistics.median(ms), "p95": ms[int(0.95 * len(ms))], "n": len(ms)}))
 """
 
+# Timed in a child process: searches sent to a running `rag serve`, as `rag search` sends them.
+SERVE_LATENCY = """
+import json, statistics, sys, time
+from rag.serve import client
+url = sys.argv[2]
+queries = [json.loads(l)["question"] for l in open(sys.argv[1]) if l.strip()]
+client.request(url, "/search", {"query": "warm up", "k": 10})
+ms = []
+for q in queries:
+    t = time.perf_counter()
+    client.request(url, "/search", {"query": q, "k": 10})
+    ms.append((time.perf_counter() - t) * 1000)
+ms.sort()
+print(json.dumps({"serve_p50": statistics.median(ms), "serve_p95": ms[int(0.95 * len(ms))]}))
+"""
+
+EXTRA_REAL = 1000  # papers ingested with real embeddings into the full store
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_figures(env: dict, rag: list[str], queries: Path) -> dict:
+    """Search p50/p95 through a `rag serve` on the store, and a fresh `rag search` that uses it."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [*rag, "serve", "--port", url.rsplit(":", 1)[1]],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("rag serve did not start") from None
+                time.sleep(0.5)
+        _, _, out = child([sys.executable, "-c", SERVE_LATENCY, str(queries), url], env)
+        row = json.loads(out)
+        served = {**env, "RAG_SERVER_URL": url}
+        query = [*rag, "search", "quantization of large language models", "--json"]
+        row["served_search_s"] = statistics.median(child(query, served)[0] for _ in range(3))
+        return row
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
 
 def sentences() -> tuple[list[str], list[str]]:
     sys.path.insert(0, str(REPO))
@@ -215,6 +278,11 @@ def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dic
     more = folder / "more.jsonl"
     make_corpus(more, n + 100, changed=10)
     row["incr_s"], row["incr_rss_mb"], _ = child([*rag, "ingest", str(more)], env)
+    added = folder / "added.jsonl"  # 100 new papers in a file of their own, into the store and into an empty one
+    make_corpus(added, 100, start=n + 100 + EXTRA_REAL)
+    row["add100_s"] = child([*rag, "ingest", str(added)], env)[0]
+    row["add100_empty_s"] = child([*rag, "ingest", str(added)], {**env, "RAG_DATA_DIR": str(folder / "empty")})[0]
+    shutil.rmtree(folder / "empty")
     small = folder / "small.jsonl"
     with small.open("w") as out_f:  # the same 110 papers: 10 changed, 100 new
         lines = more.read_text().splitlines()
@@ -227,11 +295,17 @@ def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dic
     row["search_rss_mb"] = max(s[1] for s in searches)
     _, _, out = child([sys.executable, "-c", SEARCH_LATENCY, str(REPO / "eval" / "suites" / "tune.jsonl")], env)
     row.update(json.loads(out))
+    row.update(serve_figures(env, rag, REPO / "eval" / "suites" / "tune.jsonl"))
     row["stats_s"] = statistics.median(child([*rag, "stats"], env)[0] for _ in range(3))
     row["bm25_segments"] = next(
         (line.rsplit(", ", 1)[-1] for line in child([*rag, "stats"], env)[2].splitlines() if "bm25" in line),
         "",
     )
+    extra = folder / "extra.jsonl"
+    make_corpus(extra, EXTRA_REAL, start=n + 100)
+    row["extra_s"] = child([*rag, "ingest", str(extra)], env)[0]
+    _, _, out = child([sys.executable, "-c", EMBED_ONLY, str(extra), str(EXTRA_REAL)], env)
+    row["extra_ratio"] = json.loads(out)["seconds"] / row["extra_s"]
     shutil.rmtree(data)
     return row
 
@@ -272,8 +346,10 @@ def table(rows: list[dict]) -> str:
         + f" | {hours[0]:.0f} | {hours[1]:.0f} |"
     )
     add("no-op re-ingest (s)", "noop_s", ".1f", "linear")
-    add("add 100 + change 10 (s)", "incr_s", ".1f")
-    add("the same 110 into an empty store (s)", "small_s", ".1f")
+    add("add 100 papers from a file of their own (s)", "add100_s", ".1f")
+    add("the same 100 into an empty store (s)", "add100_empty_s", ".1f")
+    add("re-ingest the whole file, 100 added + 10 changed (s)", "incr_s", ".1f")
+    add("those 110 into an empty store (s)", "small_s", ".1f")
     add("peak RSS, ingest (MB)", "ingest_rss_mb", ".0f", "flat")
     add("peak RSS, incremental ingest (MB)", "incr_rss_mb", ".0f")
     add("disk (MB)", "disk_mb", ".0f", "linear")
@@ -282,6 +358,10 @@ def table(rows: list[dict]) -> str:
     add("in-process search p50 (ms)", "p50", ".1f")
     add("in-process search p95 (ms)", "p95", ".1f")
     add("rag stats (s)", "stats_s", ".2f", "flat")
+    add("search through rag serve p50 (ms)", "serve_p50", ".1f")
+    add("search through rag serve p95 (ms)", "serve_p95", ".1f")
+    add("fresh-process rag search via rag serve (s)", "served_search_s", ".2f")
+    add(f"{EXTRA_REAL} more papers, real vectors, into the full store: ingest / embedder alone", "extra_ratio", ".2f")
     lines.append("| BM25 segments | " + " | ".join(r.get("bm25_segments", "") for r in rows) + " | – | – |")
     return "\n".join(lines)
 

@@ -58,8 +58,10 @@ class Workspace:
         from rag.ingest import ensure_index
         from rag.reranking import get_reranker
 
-        self.store.check_embedder(embedder_identity(self.settings))
+        identity = embedder_identity(self.settings)
+        self.store.check_embedder(identity)
         ensure_index(self.store, lambda: self.embedder)
+        self.store.warm(identity.dimension)
         return Retriever(self.store, self.embedder, reranker=get_reranker(self.settings))
 
     @property
