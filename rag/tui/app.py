@@ -288,41 +288,40 @@ class ChatApp(App):
             if self.server:
                 answer: Answer = self._ask_server(question, turn)
                 standalone = answer.question or question
-                self.call_from_thread(self._answered, question, standalone, turn, conversation, answer)
-                return
-            from rag.answer import answer_question
-            from rag.followup import standalone_question
-
-            if self.retriever is None or self.workspace is None:
-                raise RagError("the store is not available; see the notice above")
-            verifier = self.workspace.verifier  # the `verifier` setting; a bad one fails the turn in one line
-            standalone = standalone_question(question, self._turns, self.llm)
-
-            def on_token(token: str) -> None:
-                if self._cancel.is_set():
-                    raise Cancelled
-                self.call_from_thread(turn.append, token)
-
-            if self.agent_mode:
-                from rag.agent import answer_with_agent
-
-                def notify(line: str) -> None:
-                    self.call_from_thread(self.notify, line, title="agent", severity="warning")
-
-                answer = answer_with_agent(
-                    standalone, self.settings, self.retriever, self.llm, verifier, notify, on_token
-                )
             else:
-                answer = answer_question(
-                    standalone,
-                    self.retriever,
-                    k=self.settings.top_k,
-                    mode=self.settings.retriever,
-                    llm=self.llm,
-                    on_token=on_token,
-                    verifier=verifier,
-                    grounding=self.settings.grounding,
-                )
+                from rag.answer import answer_question
+                from rag.followup import standalone_question
+
+                if self.retriever is None or self.workspace is None:
+                    raise RagError("the store is not available; see the notice above")
+                verifier = self.workspace.verifier  # the `verifier` setting; a bad one fails the turn in one line
+                standalone = standalone_question(question, self._turns, self.llm)
+
+                def on_token(token: str) -> None:
+                    if self._cancel.is_set():
+                        raise Cancelled
+                    self.call_from_thread(turn.append, token)
+
+                if self.agent_mode:
+                    from rag.agent import answer_with_agent
+
+                    def notify(line: str) -> None:
+                        self.call_from_thread(self.notify, line, title="agent", severity="warning")
+
+                    answer = answer_with_agent(
+                        standalone, self.settings, self.retriever, self.llm, verifier, notify, on_token
+                    )
+                else:
+                    answer = answer_question(
+                        standalone,
+                        self.retriever,
+                        k=self.settings.top_k,
+                        mode=self.settings.retriever,
+                        llm=self.llm,
+                        on_token=on_token,
+                        verifier=verifier,
+                        grounding=self.settings.grounding,
+                    )
         except Cancelled:
             self.call_from_thread(self._cancelled, question, standalone, turn, conversation)
             return

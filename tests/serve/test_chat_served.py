@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 from textual.widgets import ListItem, Static
 
+from rag.serve.client import request
 from rag.tui.app import ChatApp, create_app
-from rag.tui.history import History
+from rag.tui.history import History, Turn
 from rag.tui.widgets import SourcesPane, TurnView
 from tests.conftest import REPO, make_settings
 from tests.serve.conftest import Served
@@ -224,6 +225,24 @@ async def test_esc_stops_waiting_and_the_late_reply_is_dropped(served: Served, r
         assert again.answer is not None and "597" in again.answer.text
     turns = saved(tmp_path / "h.sqlite3")
     assert [t[4] for t in turns] == [False, True]
+
+
+async def test_resume_over_the_server_opens_the_saved_sources(served: Served, tmp_path: Path) -> None:
+    """A resumed conversation's sources come from the server's /papers, as locally from the store."""
+    asked = request(served.url, "/ask", {"question": LITSEARCH}).body
+    sources = [{k: c[k] for k in ("n", "paper_id", "title")} for c in asked["citations"]]
+    history = History(tmp_path / "h.sqlite3")
+    history.add(history.new_conversation(), Turn(LITSEARCH, LITSEARCH, asked["answer"], sources))
+    history.close()
+    app = create_app(
+        make_settings(tmp_path / "client", server_url=served.url), resume=True, history_path=tmp_path / "h.sqlite3"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status(app))
+        await wait_for(pilot, lambda: len(app.query_one(SourcesPane).query(ListItem)) == len(sources), timeout=10)
+        await pilot.press("ctrl+o", "1")
+        await wait_for(pilot, lambda: "597" in str(app.query_one("#abstract-text").render()), timeout=10)
+        assert str(app.query_one("#abstract-text").render()).startswith(f"[1] {sources[0]['title']}")
 
 
 async def test_no_server_is_one_line_and_the_chat_keeps_running(tmp_path: Path) -> None:
