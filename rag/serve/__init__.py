@@ -1,7 +1,7 @@
 """`rag serve`: one long-lived process keeps the store, the BM25 index, the embedder and the LLM
 client loaded and answers search and ask over a small local HTTP API (server.py); with
-`server_url` set, `rag search`, `rag ask` and the MCP tools send their requests there (client.py)
-instead of paying for those imports and loads in every process.
+`server_url` set, `rag search`, `rag ask`, `rag chat` and the MCP tools send their requests there
+(client.py) instead of paying for those imports and loads in every process.
 
 This module stays import-free: the CLI reads DEFAULT_PORT at start-up."""
 

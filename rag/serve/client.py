@@ -115,6 +115,10 @@ class Source:
     n: int
     paper_id: str
     title: str
+    abstract: str = ""  # not in the answer's JSON: the chat fills it from /papers
+
+    def as_json(self) -> dict[str, Any]:
+        return {"n": self.n, "paper_id": self.paper_id, "title": self.title}
 
 
 @dataclass
@@ -152,7 +156,7 @@ class Answered:
     abstained: bool
     mode: str
     model: str | None
-    sources: list[Source]  # cited first, as the JSON lists them
+    sources: list[Source]  # by number, as Answer keeps them (the JSON lists the cited first)
     grounding: Reported
     retrieval: list[Hit]
     assessment: Assessed | None
@@ -161,13 +165,17 @@ class Answered:
     removed: list[SentenceCheck] = field(default_factory=list)
     fell_back: bool = False
     changed: bool = False  # only read for streamed answers; a served answer is not streamed
+    question: str = ""  # the question answered: a follow-up as the server rewrote it
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
 
     @property
     def cited(self) -> set[int]:
         return {n for s in self.grounding.sentences for n in s.citations}
 
     def sources_in_order(self) -> list[Source]:
-        return self.sources
+        """Cited sources first, then the ones retrieved but not cited, each group by number."""
+        cited = self.cited
+        return sorted(self.sources, key=lambda s: (s.n not in cited, s.n))
 
 
 def _hit(h: dict[str, Any]) -> Hit:
@@ -209,7 +217,10 @@ def answered(body: dict[str, Any], url: str) -> Answered:
             abstained=bool(body["abstained"]),
             mode=str(body["mode"]),
             model=body.get("model"),
-            sources=[Source(int(c["n"]), str(c["paper_id"]), str(c["title"])) for c in body["citations"]],
+            sources=sorted(
+                (Source(int(c["n"]), str(c["paper_id"]), str(c["title"])) for c in body["citations"]),
+                key=lambda s: s.n,
+            ),
             grounding=Reported(
                 [_sentence(s) for s in body["sentences"]],
                 float(g["citation_precision"]),
@@ -221,6 +232,23 @@ def answered(body: dict[str, Any], url: str) -> Answered:
             parts=[Part(str(p["ask"]), bool(p["answered"])) for p in body.get("parts", [])],
             removed=[_sentence({"score": 0.0, **s}) for s in body.get("removed", [])],
             fell_back=bool(body.get("fell_back", False)),
+            question=str(body.get("question", "")),
+            usage={
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                **{str(k): int(v) for k, v in (body.get("usage") or {}).items()},
+            },
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _shape_error(url, "an answer") from None
+
+
+def papers(url: str, ids: list[str], timeout: float = SEARCH_TIMEOUT) -> dict[str, tuple[str, str]]:
+    """paper id -> (title, abstract) of the stored papers asked for, as Store.abstracts gives them."""
+    if not ids:
+        return {}
+    body = request(url, "/papers", {"ids": list(dict.fromkeys(ids))}, timeout=timeout).body
+    try:
+        return {str(p["paper_id"]): (str(p["title"]), str(p["abstract"])) for p in body["papers"]}
+    except (KeyError, TypeError):
+        raise _shape_error(url, "papers") from None

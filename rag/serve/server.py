@@ -4,7 +4,15 @@ library's ThreadingHTTPServer; JSON in and out).
     GET  /health   what is served: store, collection, papers, embedder and its device, retriever, LLM
     POST /search   {"query": str, "k": int, "retriever": str|null}  ->  what `rag search --json` prints
     POST /ask      {"question": str, "k": int|null, "retriever": str|null, "model": str|null,
-                    "no_llm": bool, "agent": bool}                  ->  what `rag ask --json` prints
+                    "no_llm": bool, "agent": bool,
+                    "history": [[question, answer], ...]}         ->  what `rag ask --json` prints
+    POST /papers   {"ids": [paper_id, ...]}  ->  {"papers": [{"paper_id", "title", "abstract"}]}
+
+"history" (optional) is the conversation so far, oldest first, as `rag chat` keeps it (each turn's
+standalone question and its answer): a follow-up that leans on it is rewritten into a standalone
+question first (rag/followup.py, with the server's LLM unless "no_llm"), and the reply's
+"question" is the question answered. /papers gives the stored abstracts of the papers asked for
+(unknown ids are left out), for a client that shows a source's text: the chat's sources pane.
 
 Lines the CLI shows on stderr (a weak best match, a reply cut at the token cap, why agent mode fell
 back) travel in the `X-Rag-Notices` header as a JSON list, so the body is exactly the stable JSON.
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
     from rag.workspace import Workspace
 
 MAX_REQUEST = 1024 * 1024  # bytes of JSON a request may send
+MAX_PAPERS = 200  # ids one /papers request may ask for
 
 
 class BadRequest(Exception):
@@ -68,6 +77,22 @@ def _flag(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if not isinstance(value, bool):
         raise BadRequest(f"{key!r} must be true or false")
+    return value
+
+
+def _history(body: dict[str, Any]) -> list[tuple[str, str]]:
+    value = body.get("history") or []
+    if not isinstance(value, list) or not all(
+        isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn) for turn in value
+    ):
+        raise BadRequest("'history' must be a list of [question, answer] pairs of strings")
+    return [(q, a) for q, a in value]
+
+
+def _ids(body: dict[str, Any]) -> list[str]:
+    value = body.get("ids")
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value) or len(value) > MAX_PAPERS:
+        raise BadRequest(f"'ids' must be a list of at most {MAX_PAPERS} paper ids")
     return value
 
 
@@ -134,9 +159,11 @@ class Service:
 
     def ask(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from rag.answer import Answer, answer_question
+        from rag.followup import standalone_question
 
         base = self.ws.settings
         question = _text(body, "question")
+        history = _history(body)
         k = _int(body, "k", 1, 50, base.top_k)
         mode = _retriever(body, base.retriever)
         model = body.get("model")
@@ -148,6 +175,7 @@ class Service:
         answer: Answer
         with self.lock:
             llm = None if no_llm else self._llm(model)
+            question = standalone_question(question, history, llm)
             if agent:
                 from rag.agent import answer_with_agent
 
@@ -161,6 +189,15 @@ class Service:
                 notices.append(f"warning: {notice}")
         return answer.as_json(), notices
 
+    def papers(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        ids = _ids(body)
+        with self.lock:
+            found = self.ws.store.abstracts(ids)
+        papers = [
+            {"paper_id": i, "title": found[i][0], "abstract": found[i][1]} for i in dict.fromkeys(ids) if i in found
+        ]
+        return {"papers": papers}, []
+
     def close(self) -> None:
         for llm in self._other_llms.values():
             close = getattr(llm, "close", None)
@@ -173,6 +210,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]]] = {
         "/search": service.search,
         "/ask": service.ask,
+        "/papers": service.papers,
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -207,7 +245,10 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") == "/health":
                 self._answer(lambda: (service.health(), []))
             else:
-                self._send(404, {"error": f"no such endpoint {self.path}; try GET /health, POST /search, POST /ask"})
+                self._send(
+                    404,
+                    {"error": f"no such endpoint {self.path}; try GET /health, POST /search, POST /ask, POST /papers"},
+                )
 
         def do_POST(self) -> None:
             route = routes.get(self.path.rstrip("/"))
@@ -221,7 +262,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 return
             raw = self.rfile.read(length)  # read even when unused: the connection may carry another request
             if route is None:
-                self._send(404, {"error": f"no such endpoint {self.path}; try POST /search or POST /ask"})
+                self._send(404, {"error": f"no such endpoint {self.path}; try POST /search, POST /ask or POST /papers"})
                 return
             try:
                 body = json.loads(raw)

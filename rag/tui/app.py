@@ -1,4 +1,9 @@
-"""`rag chat`: a Textual chat over the same core as `rag ask` (retrieve, answer, check)."""
+"""`rag chat`: a Textual chat over the same core as `rag ask` (retrieve, answer, check).
+
+With `server_url` set the chat opens no store, embedder or LLM of its own: each question is one
+POST /ask to that `rag serve` (with the chat's k, retriever, agent toggle and the conversation,
+which the server uses to rewrite a follow-up), and the answer arrives whole. The answering code
+(rag.answer, rag.workspace) is imported only on the local path."""
 
 from __future__ import annotations
 
@@ -14,17 +19,11 @@ from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Markdown
 
-from rag.answer import Answer, answer_question
-from rag.config import Settings
+from rag.config import Settings, mask_url
 from rag.errors import RagError
-from rag.llm import LLM
 from rag.retrievers import MODES
 from rag.sanitise import normalise_question
 from rag.tui.history import History, Turn
-from rag.workspace import Workspace
-
-if TYPE_CHECKING:
-    from rag.retrieval import Retriever
 from rag.tui.widgets import (
     Conversation,
     QuestionInput,
@@ -32,6 +31,18 @@ from rag.tui.widgets import (
     StatusLine,
     TurnView,
 )
+
+if TYPE_CHECKING:
+    from rag.answer import Answer as LocalAnswer
+    from rag.llm import LLM
+    from rag.retrieval import Retriever
+    from rag.serve.client import Answered
+    from rag.workspace import Workspace
+
+    Answer = LocalAnswer | Answered
+
+SERVED_SETTINGS = ("retriever", "top_k", "llm")  # what travels with each request to `rag serve`
+SERVED_HISTORY = 5  # turns sent with a question to `rag serve`; the rewrite reads the latest ones
 
 
 class Cancelled(Exception):
@@ -112,7 +123,9 @@ class ChatApp(App):
         super().__init__()
         self._given_llm = llm
         self.settings = settings
-        self.workspace = Workspace(settings, llm=llm)  # built in the `load` worker, closed on exit
+        self.server = settings.server_url  # a running `rag serve` answers instead of a workspace here
+        self.served_llm: str | None = None  # the server's LLM model, as its /health says
+        self.workspace = self._workspace()  # built in the `load` worker, closed on exit
         self._retired: list[Workspace] = []  # replaced by a settings change, closed when no answer uses them
         self.configured_model = settings.llm_model
         self.history = History(history_path or Path(settings.data_dir) / "chat.sqlite3")
@@ -134,7 +147,10 @@ class ChatApp(App):
                 yield Conversation(id="conversation")
                 yield QuestionInput(self.history.questions())
             yield SourcesPane()
-        yield StatusLine("loading the store and the embedder…", id="status")
+        starting = (
+            f"asking rag serve at {mask_url(self.server)}…" if self.server else "loading the store and the embedder…"
+        )
+        yield StatusLine(starting, id="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -145,17 +161,31 @@ class ChatApp(App):
 
     # -- loading -------------------------------------------------------------------------
 
+    def _workspace(self) -> Workspace | None:
+        if self.server:
+            return None
+        from rag.workspace import Workspace
+
+        return Workspace(self.settings, llm=self._given_llm)
+
     @work(thread=True, exclusive=True, group="load")
     def load(self) -> None:
         """Heavy start-up work, off the UI thread, so the first frame is immediate. A verifier
-        the settings cannot make is reported here, and again by each question."""
-        ws = self.workspace
+        the settings cannot make is reported here, and again by each question. Over `rag serve`
+        it is one GET /health: is the server there, and which LLM does it use."""
         try:
-            retriever = self.retriever = ws.retriever
-            self.llm = ws.llm
-            _ = ws.verifier  # a `verifier` setting that cannot be met is a notice now, not at the first question
+            if self.server:
+                from rag.serve import client
+
+                self.served_llm = client.health(self.server).get("llm")
+            else:
+                assert self.workspace is not None
+                ws = self.workspace
+                self.retriever = ws.retriever
+                self.llm = ws.llm
+                _ = ws.verifier  # a `verifier` setting that cannot be met is a notice now, not at the first question
             if self._saved_sources:
-                found = retriever.store.abstracts([s["paper_id"] for s in self._saved_sources])
+                found = self._abstracts([s["paper_id"] for s in self._saved_sources])
                 self.call_from_thread(lambda: self.query_one(SourcesPane).show_saved(self._saved_sources, found))
             self.call_from_thread(self._status, self._mode_text() + " · ready")
             self._store_ready.set()
@@ -166,6 +196,15 @@ class ChatApp(App):
             self.call_from_thread(self._status, f"not ready: {message}")
         finally:
             self._store_ready.set()
+
+    def _abstracts(self, paper_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """paper id -> (title, abstract), from the store or from the server's /papers."""
+        if self.server:
+            from rag.serve import client
+
+            return client.papers(self.server, paper_ids)
+        assert self.retriever is not None
+        return self.retriever.store.abstracts(paper_ids)
 
     def _close_retired(self) -> None:
         """Close workspaces a settings change replaced, once no answer is using one and the current
@@ -178,12 +217,17 @@ class ChatApp(App):
     def on_unmount(self) -> None:
         """On exit: close every workspace this app opened, and the history's database."""
         for ws in (*self._retired, self.workspace):
-            ws.close()
+            if ws is not None:
+                ws.close()
         self._retired = []
         self.history.close()
 
     def _mode_text(self) -> str:
-        mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"
+        if self.server:
+            llm = self.served_llm if self.settings.llm != "off" else None
+            mode = f"via rag serve at {mask_url(self.server)} · " + (f"LLM {llm}" if llm else "extractive")
+        else:
+            mode = f"LLM {self.settings.llm_model}" if self.llm else "extractive"
         mode += " · agent" if self.agent_mode else ""
         return f"{mode} · {self.settings.retriever} · k={self.settings.top_k}"
 
@@ -191,9 +235,18 @@ class ChatApp(App):
         self.query_one(StatusLine).update(text)
 
     def apply_settings(self, change: dict) -> None:
+        if self.server and (fixed := [k for k in change if k not in SERVED_SETTINGS]):
+            self.notify(
+                f"{', '.join(fixed)}: the settings of rag serve at {mask_url(self.server)} decide this; "
+                "restart it with the setting changed, or unset RAG_SERVER_URL",
+                title="settings",
+                severity="warning",
+            )
+            return
         self.settings = self.settings.model_copy(update=change)
-        self._retired.append(self.workspace)
-        self.workspace = Workspace(self.settings, llm=self._given_llm)
+        if self.workspace is not None:
+            self._retired.append(self.workspace)
+        self.workspace = self._workspace()
         self._store_ready.clear()
         self._status("applying settings…")
         self.load()
@@ -229,41 +282,46 @@ class ChatApp(App):
     def ask(self, question: str, turn: TurnView, conversation: int) -> None:
         """Answer in a worker thread. The turn's conversation is fixed here: a new chat started
         meanwhile (ctrl+n) removes the turn from the screen, but it is still saved where it began."""
-        from rag.followup import standalone_question
-
         self._store_ready.wait()
         standalone = question
         try:
-            if self.retriever is None:
-                raise RagError("the store is not available; see the notice above")
-            verifier = self.workspace.verifier  # the `verifier` setting; a bad one fails the turn in one line
-            standalone = standalone_question(question, self._turns, self.llm)
-
-            def on_token(token: str) -> None:
-                if self._cancel.is_set():
-                    raise Cancelled
-                self.call_from_thread(turn.append, token)
-
-            if self.agent_mode:
-                from rag.agent import answer_with_agent
-
-                def notify(line: str) -> None:
-                    self.call_from_thread(self.notify, line, title="agent", severity="warning")
-
-                answer: Answer = answer_with_agent(
-                    standalone, self.settings, self.retriever, self.llm, verifier, notify, on_token
-                )
+            if self.server:
+                answer: Answer = self._ask_server(question, turn)
+                standalone = answer.question or question
             else:
-                answer = answer_question(
-                    standalone,
-                    self.retriever,
-                    k=self.settings.top_k,
-                    mode=self.settings.retriever,
-                    llm=self.llm,
-                    on_token=on_token,
-                    verifier=verifier,
-                    grounding=self.settings.grounding,
-                )
+                from rag.answer import answer_question
+                from rag.followup import standalone_question
+
+                if self.retriever is None or self.workspace is None:
+                    raise RagError("the store is not available; see the notice above")
+                verifier = self.workspace.verifier  # the `verifier` setting; a bad one fails the turn in one line
+                standalone = standalone_question(question, self._turns, self.llm)
+
+                def on_token(token: str) -> None:
+                    if self._cancel.is_set():
+                        raise Cancelled
+                    self.call_from_thread(turn.append, token)
+
+                if self.agent_mode:
+                    from rag.agent import answer_with_agent
+
+                    def notify(line: str) -> None:
+                        self.call_from_thread(self.notify, line, title="agent", severity="warning")
+
+                    answer = answer_with_agent(
+                        standalone, self.settings, self.retriever, self.llm, verifier, notify, on_token
+                    )
+                else:
+                    answer = answer_question(
+                        standalone,
+                        self.retriever,
+                        k=self.settings.top_k,
+                        mode=self.settings.retriever,
+                        llm=self.llm,
+                        on_token=on_token,
+                        verifier=verifier,
+                        grounding=self.settings.grounding,
+                    )
         except Cancelled:
             self.call_from_thread(self._cancelled, question, standalone, turn, conversation)
             return
@@ -271,6 +329,50 @@ class ChatApp(App):
             self.call_from_thread(self._failed, question, standalone, turn, conversation, _describe(exc))
             return
         self.call_from_thread(self._answered, question, standalone, turn, conversation, answer)
+
+    def _ask_server(self, question: str, turn: TurnView) -> Answered:
+        """One POST /ask, then the sources' abstracts (POST /papers), in a helper thread this worker
+        waits on: Esc stops the waiting at once. The server may still finish; its reply is dropped."""
+        from rag.serve import client
+
+        assert self.server is not None
+        url = self.server
+        self.call_from_thread(turn.show, f"*Waiting for the answer from rag serve at {mask_url(url)}…*")
+        payload = {
+            "question": question,
+            "k": self.settings.top_k,
+            "retriever": self.settings.retriever,
+            "no_llm": self.settings.llm == "off",
+            "agent": self.agent_mode,
+            "history": [list(t) for t in self._turns[-SERVED_HISTORY:]],
+        }
+        timeout = 3 * self.settings.llm_deadline + 60  # the rewrite, the answer and its check may each call the LLM
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                reply = client.request(url, "/ask", payload, timeout=timeout)
+                answer = client.answered(reply.body, url)
+                abstracts = client.papers(url, [s.paper_id for s in answer.sources])
+                for source in answer.sources:
+                    source.abstract = abstracts.get(source.paper_id, ("", ""))[1]
+                outcome["reply"] = answer, reply.notices
+            except Exception as exc:  # passed to the worker, which fails the turn with it
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="rag-serve-ask", daemon=True).start()
+        while not done.wait(0.05):
+            if self._cancel.is_set():
+                raise Cancelled
+        if "error" in outcome:
+            raise outcome["error"]
+        answer, notices = outcome["reply"]
+        for line in notices:  # a reply cut at the token cap, why agent mode fell back
+            self.call_from_thread(self.notify, line, title="rag serve", severity="warning")
+        return answer
 
     def _answered(self, question: str, standalone: str, turn: TurnView, conversation: int, answer: Answer) -> None:
         self._busy = False

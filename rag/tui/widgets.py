@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -10,11 +11,16 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
-from rag.answer import Answer
 from rag.render import LABELS
 from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
 from rag.sentences import CITATION, split_sentences, strip_citations
 from rag.terms import terms
+
+if TYPE_CHECKING:  # not imported at run time: a chat over `rag serve` never loads the answering code
+    from rag.answer import Answer as LocalAnswer
+    from rag.serve.client import Answered
+
+    Answer = LocalAnswer | Answered  # an answer made here, or one rebuilt from the server's JSON
 
 
 def _linked(sentence: str) -> str:

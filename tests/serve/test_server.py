@@ -1,81 +1,27 @@
 """`rag serve` end to end: a real server process over a temporary store of a few bundled abstracts
-(real embedder), and `rag search` / `rag ask` / `rag mcp` sent to it through RAG_SERVER_URL give
-what the local path gives. One server serves the whole module."""
+(real embedder; the `served` fixture in conftest.py), and `rag search` / `rag ask` / `rag mcp` sent
+to it through RAG_SERVER_URL give what the local path gives. One server serves the whole module."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rag.corpus import bundled_corpus_path, iter_papers
+from rag.followup import standalone_question
 from rag.serve.client import ServerError, health, request
-from tests.conftest import MODEL_DIR, REPO, write_jsonl
+from tests.conftest import REPO
+from tests.serve.conftest import Served
 
-WANTED = ("LitSearch", "FP8 Formats", "ZeroQuant-FP", "Give Me BF16", "Dense Retrieval Model Training")
 SEARCH = "FP8 versus INT8 quantization"
 ASK = "How many queries does the LitSearch benchmark contain?"
+FIRST = "which papers compare FP8 vs INT8?"
+FOLLOW_UP = "which of them proposes a format for NLP models?"
 HEAVY = ("chromadb", "onnxruntime", "llama_index", "openai", "numpy")
-
-
-def _few_papers(path: Path) -> Path:
-    papers = list(iter_papers(bundled_corpus_path()))
-    chosen = [p for p in papers if any(w in p.title for w in WANTED)] + papers[:4]
-    rows = [{"title": p.title, "abstract": p.abstract} for p in {p.title: p for p in chosen}.values()]
-    return write_jsonl(path, rows)
-
-
-class Served:
-    def __init__(self, url: str, env: dict[str, str], papers: int, log: list[str]) -> None:
-        self.url, self.env, self.papers, self.log = url, env, papers, log
-
-    def rag(self, *args: str, served: bool = True) -> subprocess.CompletedProcess:
-        env = {**self.env, "RAG_SERVER_URL": self.url} if served else self.env
-        return subprocess.run(
-            [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=120, cwd=REPO
-        )
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("served")
-    (folder / "config.toml").touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(
-        RAG_DATA_DIR=str(folder / "data"),
-        RAG_EMBED_MODEL_DIR=str(MODEL_DIR),
-        RAG_CONFIG=str(folder / "config.toml"),
-        RAG_LLM="off",
-    )
-    corpus = _few_papers(folder / "few.jsonl")
-    papers = len(corpus.read_text().splitlines())
-    subprocess.run([sys.executable, "-m", "rag", "ingest", str(corpus)], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--port", "0"], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO
-    )
-    log: list[str] = []
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    threading.Thread(target=lambda: log.extend(stderr), daemon=True).start()  # keeps the pipe drained
-    deadline = time.monotonic() + 120
-    url = None
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(r"RAG_SERVER_URL=(\S+);", "".join(log))
-        url = found.group(1) if found else None
-        time.sleep(0.1)
-    assert url, f"rag serve did not start: {''.join(log)}"
-    yield Served(url, env, papers, log)
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
-    assert "rag: server stopped" in "".join(log)
 
 
 def test_health_names_the_store_corpus_and_embedder(served: Served) -> None:
@@ -129,6 +75,28 @@ def test_a_weak_match_is_said_on_stderr_as_locally(served: Served) -> None:
     remote, local = served.rag("search", query), served.rag("search", query, served=False)
     assert "the best match is weak" in local.stderr
     assert remote.stderr == local.stderr
+
+
+def test_the_server_rewrites_a_follow_up_with_the_history(served: Served) -> None:
+    first = request(served.url, "/ask", {"question": FIRST}).body
+    history = [[FIRST, first["answer"]]]
+    follow = request(served.url, "/ask", {"question": FOLLOW_UP, "history": history}).body
+    assert follow["question"] == standalone_question(FOLLOW_UP, [(FIRST, first["answer"])]) == f"{FOLLOW_UP} ({FIRST})"
+    assert request(served.url, "/ask", {"question": FOLLOW_UP}).body["question"] == FOLLOW_UP
+    assert request(served.url, "/ask", {"question": ASK, "history": history}).body["question"] == ASK
+    with pytest.raises(ServerError, match=r"'history' must be a list of \[question, answer\] pairs"):
+        request(served.url, "/ask", {"question": FOLLOW_UP, "history": [FIRST]})
+
+
+def test_papers_gives_the_stored_abstracts(served: Served) -> None:
+    asked = request(served.url, "/ask", {"question": ASK}).body
+    ids = [c["paper_id"] for c in asked["citations"]]
+    papers = request(served.url, "/papers", {"ids": [*ids, "no-such-paper", ids[0]]}).body["papers"]
+    assert [p["paper_id"] for p in papers] == ids
+    assert [p["title"] for p in papers] == [c["title"] for c in asked["citations"]]
+    assert "597" in papers[0]["abstract"]
+    with pytest.raises(ServerError, match=r"'ids' must be a list of at most 200 paper ids"):
+        request(served.url, "/papers", {"ids": "x"})
 
 
 CLIENT_IMPORTS = """
