@@ -398,7 +398,7 @@ def serve(
 def chat(
     resume: Annotated[bool, typer.Option("--resume", help="Reopen the last conversation.")] = False,
 ) -> None:
-    """A terminal chat over the papers: streamed answers, sources and grounding marks."""
+    """A terminal chat over the papers: streamed answers, sources and grounding marks (through `rag serve` when RAG_SERVER_URL is set)."""
     from rag.tui.app import create_app
 
     create_app(_settings(), resume=resume).run()

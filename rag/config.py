@@ -157,8 +157,8 @@ class Settings(BaseSettings):
     may make before it must answer from what it has found."""
 
     server_url: str | None = None
-    """A running `rag serve` (e.g. http://127.0.0.1:8723): `rag search`, `rag ask` and the MCP server's
-    search and ask send their requests there instead of opening the store; the server's own settings
+    """A running `rag serve` (e.g. http://127.0.0.1:8723): `rag search`, `rag ask`, `rag chat` and the MCP
+    server's search and ask send their requests there instead of opening the store; the server's own settings
     choose the store, embedder and LLM, and the flags given travel with each request."""
 
     embed_device: Literal["cpu", "cuda"] = "cpu"
