@@ -11,9 +11,11 @@ step acts on the verdicts, whatever model wrote the answer:
   * in `strict` mode, when too little of the model's answer survives (MIN_KEPT), the answer falls
     back to the extractive one, quoted from the abstracts; a surviving sentence that only repeats
     the question or a source's title ("Sparse Upcycling: Inference Inefficient Finetuning [1]")
-    does not count as surviving.
+    does not count as surviving, and an answer whose surviving claims share no word with the
+    question falls back too.
 Sentences making no claim ("Here is what the sources say:") are kept as they are. An answer whose
-every sentence is supported as the model cited it comes out unchanged, character for character.
+every sentence is supported as the model cited it, and that shares a word with the question, comes
+out unchanged, character for character.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ GroundingMode = Literal["strict", "mark"]
 # recall rose from 0.667 (0.0, fall back only when nothing survives) to 0.944 at 0.6 and stayed
 # there up to 1.0: what survives of a mostly unsupported answer is true but rarely the fact asked.
 MIN_KEPT = 0.6
+
 
 FELL_BACK = "The model's answer did not hold up against the sources; showing sentences quoted from the abstracts."
 REMOVED_HEADING = "removed: not supported by the sources"
@@ -159,7 +162,10 @@ def repair(
     # a kept sentence that only repeats the question or a source's title tells the user nothing
     known = terms(question).union(*(terms(title) for title, _ in sources.values()))
     kept = sum(c.is_claim and bool(terms(uncited(c.text)) - known) for c in checks)
-    if fallback is not None and (kept == 0 or kept / claims < min_kept):
+    # supported claims that share no word with the question ("1.5B 2.06 [2]") answer nothing asked
+    said = set().union(*(terms(uncited(c.text)) for c in checks if c.is_claim))
+    off_point = bool(question) and not terms(question) & said
+    if fallback is not None and (kept == 0 or kept / claims < min_kept or off_point):
         extractive = fallback()
         return Repaired(extractive, check(extractive, sources, verifier), removed, fell_back=True)
     if not removed and all(c.cited_before is None for c in checks):

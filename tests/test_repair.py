@@ -117,6 +117,18 @@ def test_a_reply_that_only_repeats_titles_or_the_question_falls_back(workspace):
     assert not kept.fell_back and S2 in kept.text
 
 
+def test_a_supported_reply_that_shares_no_word_with_the_question_falls_back(workspace):
+    """E4M3/E3M4 is true of source 1 but answers nothing asked about FP8 vs INT8."""
+    reply = f"{S3} [1]."
+    mark = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
+    assert [s.verdict for s in mark.grounding.claims] == ["supported"]
+    strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
+    assert strict.fell_back and "FP8" in strict.text
+    # the same sentence beside one that speaks to the question is kept
+    kept = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S3} [1]. {S2} [2]."), grounding="strict")
+    assert not kept.fell_back and S3 in kept.text
+
+
 def test_rebuild_keeps_list_layout_and_drops_emptied_lines():
     sources = {1: ("Alpha", "Alpha models compress activations to eight bits. They run faster on GPUs.")}
     text = (
