@@ -52,7 +52,6 @@ GroundingMode = Literal["strict", "mark"]
 # there up to 1.0: what survives of a mostly unsupported answer is true but rarely the fact asked.
 MIN_KEPT = 0.6
 
-
 FELL_BACK = "The model's answer did not hold up against the sources; showing sentences quoted from the abstracts."
 REMOVED_HEADING = "removed: not supported by the sources"
 

@@ -71,12 +71,6 @@ _NO_PRICE = re.compile(
 )
 
 
-def negated(text: str) -> bool:
-    """Does the sentence deny something? A claim and its source must agree on this."""
-    words = re.findall(r"[a-z']+", _NO_PRICE.sub(" ", text.lower()))
-    return any(w in _NEGATIONS for w in words) or "n't" in text.lower()
-
-
 # A negation governs the words after it up to the end of its clause, at most NEGATION_SCOPE content
 # words: "does not improve accuracy, but ..." denies "improve accuracy", not what follows "but".
 NEGATION_SCOPE = 4

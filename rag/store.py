@@ -423,7 +423,7 @@ class Store:
 
         def load() -> None:
             try:
-                self.collection.query(query_embeddings=[[0.0] * dimension], n_results=1, include=[])
+                self.collection.query(query_embeddings=[[1.0] + [0.0] * (dimension - 1)], n_results=1, include=[])
             except Exception:  # the real query reports any problem
                 pass
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.sentences import citations_of, negated, split_sentences, strip_citations
+from rag.sentences import citations_of, negation_scopes, split_sentences, strip_citations
 
 
 def test_sentences_end_at_stops_before_a_capital_not_at_abbreviations():
@@ -37,6 +37,10 @@ def test_stripping_citations_and_bold():
     assert strip_citations("**FP8** beats INT8 [1][2, 3].") == "FP8 beats INT8 ."
 
 
+def negated(text: str) -> bool:
+    return bool(negation_scopes(text))
+
+
 def test_negation():
     assert negated("The method does not improve recall.")
     assert negated("It fails without labels.")
@@ -54,4 +58,10 @@ def test_a_nil_price_is_not_a_negation():
     assert not negated("Distillation halves the steps without sacrificing sample quality.")
     assert negated("Without retrieval the model cannot answer.")
     assert negated("It samples faster but does not keep sample quality.")
+
+
+def test_a_negation_governs_the_words_up_to_the_end_of_its_clause():
+    assert negation_scopes("It does not improve recall, but it is faster.") == [["improve", "recall"]]
+    assert negation_scopes("Gains hold without obvious saturation.") == [["obvious", "saturation"]]
+    assert negation_scopes("It adds no overheads and scales.") == []
     assert negated("There is no improvement without labels.")
