@@ -212,6 +212,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
         "/ask": service.ask,
         "/papers": service.papers,
     }
+    endpoints = ", ".join(f"POST {path}" for path in routes)  # named in the reply to an unknown path
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"rag/{__version__}"
@@ -245,10 +246,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") == "/health":
                 self._answer(lambda: (service.health(), []))
             else:
-                self._send(
-                    404,
-                    {"error": f"no such endpoint {self.path}; try GET /health, POST /search, POST /ask, POST /papers"},
-                )
+                self._send(404, {"error": f"no such endpoint {self.path}; try GET /health, {endpoints}"})
 
         def do_POST(self) -> None:
             route = routes.get(self.path.rstrip("/"))
@@ -262,7 +260,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 return
             raw = self.rfile.read(length)  # read even when unused: the connection may carry another request
             if route is None:
-                self._send(404, {"error": f"no such endpoint {self.path}; try POST /search, POST /ask or POST /papers"})
+                self._send(404, {"error": f"no such endpoint {self.path}; try {endpoints}"})
                 return
             try:
                 body = json.loads(raw)
