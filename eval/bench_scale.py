@@ -11,10 +11,12 @@ an incremental re-ingest of the whole grown file (100 papers added and 10 change
 110 papers ingested into an empty store, 100 new papers ingested from a file of their own beside the
 same file into an empty store, peak RSS of each child process (os.wait4), disk, a fresh-process
 `rag search`, in-process search p50/p95, `rag stats`, and a `rag serve` on the store: search p50/p95
-through it and a fresh-process `rag search` that uses it. Last, 500 new papers are ingested with
+through it and a fresh-process `rag search` that uses it. Last, 1,000 new papers are ingested with
 real embeddings into the store at its full size, beside the embedder alone on the same texts: the
 ingest's speed at that store size, even when the first ingest used pooled vectors. It prints a
-Markdown table with an extrapolation to 1M and 2.7M papers.
+Markdown table with an extrapolation to 1M and 2.7M papers. The fresh-process `rag search` figure
+is taken once every size is built, FRESH_ROUNDS times per size in turns across the sizes, so the
+ratio between sizes is not the machine's drift between their runs.
 
 `--pool-vectors N` ingests N papers with the project's own ingest but vectors drawn from a pool of
 real MiniLM vectors of the bundled chunks plus noise (this machine embeds about 20 papers/s, so
@@ -80,6 +82,8 @@ class PoolEmbedder:
     def __init__(self, real):
         self.name, self.dimension, self.max_tokens = real.name, real.dimension, real.max_tokens
         self.count_tokens = real.count_tokens
+    def warm(self):
+        pass
     def embed(self, texts):
         rows = [pool[zlib.crc32(t.encode()) % len(pool)] for t in texts]
         noise = np.random.default_rng(len(texts)).normal(0, 0.02, (len(texts), pool.shape[1]))
@@ -135,6 +139,8 @@ print(json.dumps({"serve_p50": statistics.median(ms), "serve_p95": ms[int(0.95 *
 """
 
 EXTRA_REAL = 1000  # papers ingested with real embeddings into the full store
+SEARCH_QUERY = "quantization of large language models"
+FRESH_ROUNDS = 7  # fresh-process searches per size (see `fresh_searches`)
 
 
 def free_port() -> int:
@@ -290,7 +296,7 @@ def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dic
     row["small_s"] = child([*rag, "ingest", str(small)], small_env)[0]
     shutil.rmtree(folder / "small")
     row["disk_mb"] = du(data)
-    searches = [child([*rag, "search", "quantization of large language models", "--json"], env) for _ in range(3)]
+    searches = [child([*rag, "search", SEARCH_QUERY, "--json"], env) for _ in range(3)]
     row["search_s"] = statistics.median(s[0] for s in searches)
     row["search_rss_mb"] = max(s[1] for s in searches)
     _, _, out = child([sys.executable, "-c", SEARCH_LATENCY, str(REPO / "eval" / "suites" / "tune.jsonl")], env)
@@ -306,8 +312,24 @@ def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dic
     row["extra_s"] = child([*rag, "ingest", str(extra)], env)[0]
     _, _, out = child([sys.executable, "-c", EMBED_ONLY, str(extra), str(EXTRA_REAL)], env)
     row["extra_ratio"] = json.loads(out)["seconds"] / row["extra_s"]
-    shutil.rmtree(data)
+    if chroma_url:  # its collections are dropped after this
+        shutil.rmtree(data)
+    else:
+        row["env"] = env  # for `fresh_searches`
     return row
+
+
+def fresh_searches(rows: list[dict]) -> None:
+    """Fresh-process `rag search` at every size kept, in turns (A, B, A, B, ...): the median
+    of FRESH_ROUNDS replaces the figure each size's run took."""
+    kept = [row for row in rows if "env" in row]
+    times: list[list[float]] = [[] for _ in kept]
+    for _ in range(FRESH_ROUNDS):
+        for row, seen in zip(kept, times):
+            seen.append(child([sys.executable, "-m", "rag", "search", SEARCH_QUERY, "--json"], row["env"])[0])
+    for row, seen in zip(kept, times):
+        row["search_s"] = statistics.median(seen)
+        shutil.rmtree(row.pop("env")["RAG_DATA_DIR"])
 
 
 def table(rows: list[dict]) -> str:
@@ -387,14 +409,15 @@ def main() -> None:
     try:
         for n in [int(x) for x in args.sizes.split(",") if x]:
             rows.append(run_size(n, None, root, env, args.chroma_url))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "env"}), file=sys.stderr, flush=True)
         pooled = [int(x) for x in args.pool_vectors.split(",") if x]
         if pooled:
             pool = root / "pool.npy"
             child([sys.executable, "-c", MAKE_POOL, str(pool)], env)
             for n in pooled:
                 rows.append(run_size(n, pool, root, env, args.chroma_url))
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                print(json.dumps({k: v for k, v in rows[-1].items() if k != "env"}), file=sys.stderr, flush=True)
+        fresh_searches(rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:

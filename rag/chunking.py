@@ -8,6 +8,7 @@ own tokenizer and a paper is re-split smaller until all its chunks fit: nothing 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Protocol
 
 from rag.corpus import Paper
@@ -19,7 +20,9 @@ CHUNK_OVERLAP = 24
 CHUNKER_VERSION = "2"  # bump when chunking changes, so re-ingest replaces old chunks
 
 
+@lru_cache(maxsize=16)
 def _splitter(chunk_size: int):
+    """One splitter per size, kept: building one costs more than splitting an abstract with it."""
     from llama_index.core.node_parser import SentenceSplitter
 
     encoding = tiktoken_encoding()

@@ -160,7 +160,7 @@ def ask(
         if bib is not None:
             _fail("--bib needs the store, which `rag serve` does not lend out yet; unset RAG_SERVER_URL for it", 2)
         request = {"question": question, "k": k, "retriever": retriever, "model": model, "no_llm": no_llm}
-        _ask_served(server, {**request, "agent": agent}, as_json)
+        _ask_served(server, {**request, "agent": agent}, as_json, stream=not no_stream and sys.stdout.isatty())
         return
     with _workspace(
         forked_llm=True, top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None
@@ -222,22 +222,29 @@ def _search_served(server: str, query: str, k: int, as_json: bool, retriever: st
     print_search(cast("SearchResult", found))  # reads only what `found` holds
 
 
-def _ask_served(server: str, request: dict, as_json: bool) -> None:
-    """`rag ask` through a running `rag serve`; the answer arrives whole (not streamed)."""
+def _ask_served(server: str, request: dict, as_json: bool, stream: bool) -> None:
+    """`rag ask` through a running `rag serve`; an answer the server's LLM writes streams to the
+    terminal as on the local path (not with --json or --no-stream, or when not on a terminal)."""
     from rag.serve import client
 
     if TYPE_CHECKING:
         from rag.answer import Answer
 
     deadline = _settings().llm_deadline
-    reply = client.request(server, "/ask", request, timeout=2 * deadline + 60)
+    on_token = None
+    if stream and not as_json:
+        from rag.render import stream_token
+
+        on_token = stream_token
+    reply = client.request(server, "/ask", request, timeout=2 * deadline + 60, on_token=on_token)
     answer = client.answered(reply.body, server)
+    answer.changed = reply.changed
     if as_json:
         typer.echo(json.dumps(reply.body, ensure_ascii=False))
     else:
         from rag.render import print_answer
 
-        print_answer(cast("Answer", answer))  # reads only what `answer` holds
+        print_answer(cast("Answer", answer), streamed=reply.streamed)  # reads only what `answer` holds
     for line in reply.notices:
         typer.echo(f"rag: {line}", err=True)
 

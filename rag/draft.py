@@ -21,7 +21,7 @@ from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
 from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check
 from rag.sentences import split_sentences
-from rag.store import abstract_of
+from rag.store import abstract_of, chunk_rows
 from rag.terms import key_tokens, terms
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ def paper_metas(store: Store, paper_ids: list[str]) -> list[PaperMeta]:
     got = store.collection.get(
         where={"$and": [{"paper_id": {"$in": list(paper_ids)}}, {"chunk": 0}]}, include=["metadatas", "documents"]
     )
-    found = {str(m["paper_id"]): _meta(m, d) for m, d in zip(got["metadatas"], got["documents"])}
+    found = {str(m["paper_id"]): _meta(m, text) for _, text, m in chunk_rows(got)}
     return [found[p] for p in paper_ids if p in found]
 
 
@@ -390,7 +390,7 @@ class CorpusIndex:
             got = store.collection.get(
                 where={"chunk": 0}, include=["metadatas", "documents"], limit=page, offset=offset
             )
-            metas += [_meta(m, d) for m, d in zip(got["metadatas"], got["documents"])]
+            metas += [_meta(m, text) for _, text, m in chunk_rows(got)]
             if len(got["ids"]) < page:
                 break
             offset += page

@@ -219,8 +219,8 @@ def fault_point(step: str) -> None:
     if not wanted:
         return
     name, _, sig = wanted.partition(":")
-    if name == step:
-        os.kill(os.getpid(), getattr(signal, f"SIG{sig or 'KILL'}"))
+    if name == step:  # to this thread, handled before raise_signal returns: not wherever it lands later
+        signal.raise_signal(getattr(signal, f"SIG{sig or 'KILL'}"))
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -289,6 +289,31 @@ def _ingest_locked(
 ) -> IngestReport:
     identity = identity_of(embedder)
     store.check_embedder(identity)
+    # One batch is embedded in a worker thread while the main thread writes the batch before it
+    # and chunks the one after (onnxruntime and HTTP calls release the GIL). Batches are still
+    # written one at a time, in order, each with its own vectors, so what a kill leaves is as before.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+    try:
+        return _write_changes(store, embedder, ahead, paths, plan, source, command, prune, progress, start, select)
+    finally:
+        # on an error, queued batches are dropped and the one being embedded is not waited for
+        # (the interpreter joins the thread at exit); nothing of theirs was written
+        ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _write_changes(
+    store: Store,
+    embedder: Embedder,
+    ahead: ThreadPoolExecutor,
+    paths: list[Path],
+    plan: Plan,
+    source: str,
+    command: str,
+    prune: bool,
+    progress: Progress | None,
+    start: float,
+    select: Selection | None,
+) -> IngestReport:
     added, replaced = plan.look_up(store)
     to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
@@ -305,10 +330,13 @@ def _ingest_locked(
         report.seconds = time.perf_counter() - start
         return report
 
+    # the worker loads the model while the first batch is chunked (which loads LlamaIndex's
+    # splitter): a fresh process otherwise does one after the other
+    ahead.submit(embedder.warm)
     base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
     update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
     store.begin_ingest(source, plan.size, command)
-    store.record_embedder(identity)
+    store.record_embedder(identity_of(embedder))
     fault_point("start")
     done = 0
     batches = 0
@@ -336,10 +364,6 @@ def _ingest_locked(
             progress(done, total)
         fault_point(f"batch-{batches}")
 
-    # One batch is embedded in a worker thread while the main thread writes the batch before it
-    # and chunks the one after (onnxruntime and HTTP calls release the GIL). Batches are still
-    # written one at a time, in order, each with its own vectors, so what a kill leaves is as before.
-    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
     try:
         if progress:
             progress(0, total)
@@ -366,10 +390,6 @@ def _ingest_locked(
         if update is not None:
             update.discard()
         raise
-    finally:
-        # on an error, queued batches are dropped and the one being embedded is not waited for
-        # (the interpreter joins the thread at exit); nothing of theirs was written
-        ahead.shutdown(wait=False, cancel_futures=True)
     if update is not None:
         update.commit(store)
     else:

@@ -145,9 +145,8 @@ class Retriever:
         pool.lexical.update({h.chunk_id: min(cap, h.score / perfect) for h in hits})
         missing = [cid for cid in pool.lexical if cid not in pool.texts]
         if missing:
-            got = self.store.collection.get(ids=missing, include=["documents", "metadatas"])
-            for cid, doc, m in zip(got["ids"], got["documents"], got["metadatas"]):
-                pool.texts[cid], pool.meta[cid] = doc, m
+            for cid, text, m in self.store.chunks(missing):
+                pool.texts[cid], pool.meta[cid] = text, m
 
 
 def fuse(pool: Pool, weight: float, exclude: Collection[str] = ()) -> list[PaperHit]:

@@ -16,9 +16,12 @@ after every write (`counts`). A write killed before its count update leaves the 
 an ingest in progress, and the ingest that resumes it counts again (`recount`), the one step that
 reads every record.
 
-Layout 2 (`LAYOUT_KEY`): a paper's first chunk records how many chunks it has, and carries the
-whole abstract only when the abstract is split over several chunks (a one-chunk paper's abstract
-is its chunk's text). Layout-1 stores (every first chunk carries the abstract) read the same.
+Layout 3 (`LAYOUT_KEY`): a chunk's text is in its metadata (`TEXT_KEY`), not in Chroma's
+document, which Chroma also indexes for a full-text search rag never uses (that index was 40% of
+the time of a write); `chunk_rows` reads both, so older stores read the same. A paper's first chunk
+records how many chunks it has (since layout 2), and carries the whole abstract only when the
+abstract is split over several chunks (a one-chunk paper's abstract is its chunk's text). Layout-1
+stores (every first chunk carries the abstract) read the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -53,10 +57,24 @@ CHUNKS_KEY = "rag_chunks"  # chunks stored, likewise
 LAYOUT_KEY = "rag_layout"
 EMBEDDER_KEY = "rag_embedder"  # which embedder made the vectors (its name); a store never mixes two
 DIMENSION_KEY = "rag_embedder_dimension"  # and the size of its vectors (stores before it: see `embedder`)
-LAYOUT = 2
+TEXT_KEY = "text"  # a chunk's text (layout 3)
+LAYOUT = 3
 LOOKUP_BATCH = 500  # ids per Chroma lookup
 
 T = TypeVar("T")
+
+
+def chunk_rows(got: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, text, metadata without the text) of each chunk of a Chroma `get` that included
+    metadatas and documents: the text is in the metadata since layout 3, in the document before."""
+    metas = got.get("metadatas") or [{} for _ in got["ids"]]
+    docs = got.get("documents") or [None for _ in got["ids"]]
+    rows = []
+    for cid, meta, doc in zip(got["ids"], metas, docs):
+        meta = dict(meta or {})
+        text = meta.pop(TEXT_KEY, None)
+        rows.append((str(cid), str(text if text is not None else doc or ""), meta))
+    return rows
 
 
 def abstract_of(first_chunk_meta: Mapping[str, Any], first_chunk_text: str) -> str:
@@ -184,6 +202,18 @@ def _disk_full(exc: BaseException) -> bool:
     )
 
 
+FULL_DISK_BYTES = 1 << 20  # a local store's failed write with less free space than this is a full disk
+
+
+def _little_space(folder: str) -> bool:
+    """Whether the file system of `folder` is (nearly) full: Chroma reports some writes that ran
+    out of space only as a failed compaction."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
 # HNSW candidates examined per query. At Chroma's default (100) the dense top 60 of the bundled
 # store (459 chunks) differed between processes, as each process's graph differs, so answers and
 # eval figures changed from run to run; at 512 the search is exact there and repeatable.
@@ -251,7 +281,7 @@ class Store:
                 f"collection {self.settings.collection!r} at {mask_url(self.location)} holds vectors of another size "
                 f"({mask_url(text)}); {ours}: use another collection (RAG_COLLECTION) or another data directory"
             )
-        if _disk_full(exc):
+        if _disk_full(exc) or (not self.settings.chroma_url and _little_space(self.location)):
             return StoreError(
                 f"the disk is full while {action} in the Chroma store at {mask_url(self.location)}; free some space "
                 "and run the same command again (papers already stored are kept)"
@@ -351,16 +381,17 @@ class Store:
             offset += page
 
     def iter_chunks(self, page: int = 2000) -> Iterator[tuple[list[str], list[str]]]:
-        """(ids, documents) of every chunk, a page at a time: reads the whole store, holding one
+        """(ids, texts) of every chunk, a page at a time: reads the whole store, holding one
         page. For rebuilding the BM25 index after a crash or when it is missing."""
         offset = 0
         while True:
             got = self._call(
                 "reading chunks",
-                partial(self.collection.get, include=["documents"], limit=page, offset=offset),
+                partial(self.collection.get, include=["documents", "metadatas"], limit=page, offset=offset),
             )
             if got["ids"]:
-                yield list(got["ids"]), [str(d) for d in got["documents"] or []]
+                rows = chunk_rows(got)
+                yield [cid for cid, _, _ in rows], [text for _, text, _ in rows]
             if len(got["ids"]) < page:
                 return
             offset += page
@@ -377,8 +408,9 @@ class Store:
         return {str(m["paper_id"]): str(m["title"]) for m in self._all(include=["metadatas"])["metadatas"]}
 
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-        got = self._all(include=["documents", "metadatas"])
-        return got["ids"], got["documents"], got["metadatas"]
+        """(ids, texts, metadatas) of every chunk: reads the whole store (tests, inspection)."""
+        rows = chunk_rows(self._all(include=["documents", "metadatas"]))
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
     def _all(self, include: list[str], page: int = 5000) -> dict[str, list]:
         result: dict[str, list] = {"ids": [], "documents": [], "metadatas": []}
@@ -399,8 +431,8 @@ class Store:
         )
         if not got["ids"]:
             return None
-        pairs = sorted(zip(got["metadatas"], got["documents"]), key=lambda p: p[0]["chunk"])
-        return str(pairs[0][0]["title"]), [doc for _, doc in pairs]
+        rows = sorted(chunk_rows(got), key=lambda row: row[2]["chunk"])
+        return str(rows[0][2]["title"]), [text for _, text, _ in rows]
 
     def abstracts(self, paper_ids: list[str]) -> dict[str, tuple[str, str]]:
         """paper id -> (title, abstract) of stored papers."""
@@ -413,8 +445,8 @@ class Store:
             got = self._call(
                 "reading abstracts", partial(self.collection.get, ids=first, include=["metadatas", "documents"])
             )
-            for meta, doc in zip(got["metadatas"], got["documents"]):
-                out[str(meta["paper_id"])] = (str(meta["title"]), abstract_of(meta, doc))
+            for _, text, meta in chunk_rows(got):
+                out[str(meta["paper_id"])] = (str(meta["title"]), abstract_of(meta, text))
         return out
 
     def warm(self, dimension: int) -> None:
@@ -441,11 +473,9 @@ class Store:
         )
         if not got["ids"] or not got["ids"][0]:
             return []
+        rows = chunk_rows({key: (got.get(key) or [None])[0] for key in ("ids", "documents", "metadatas")})
         return [
-            DenseHit(cid, 1.0 - float(dist), doc, meta)
-            for cid, dist, doc, meta in zip(
-                got["ids"][0], got["distances"][0], got["documents"][0], got["metadatas"][0]
-            )
+            DenseHit(cid, 1.0 - float(dist), text, meta) for (cid, text, meta), dist in zip(rows, got["distances"][0])
         ]
 
     # -- writing -------------------------------------------------------------------------
@@ -466,7 +496,7 @@ class Store:
             before = self._existing([c.id for c in chunks])
             metadatas = []
             for c in chunks:
-                meta = c.metadata()
+                meta = {**c.metadata(), TEXT_KEY: c.text}
                 # Chroma's upsert keeps keys the new metadata lacks; None removes them (such as
                 # the abstract a layout-1 first chunk carried)
                 meta.update({k: None for k in before.get(c.id, {}) if k not in meta})
@@ -474,17 +504,18 @@ class Store:
             self._bump()
             self._call(
                 "writing chunks",
-                lambda: self.collection.upsert(
-                    ids=[c.id for c in chunks],
-                    documents=[c.text for c in chunks],
-                    metadatas=metadatas,
-                    embeddings=vectors,
-                ),
+                lambda: self.collection.upsert(ids=[c.id for c in chunks], metadatas=metadatas, embeddings=vectors),
             )
             self._add_counts(
                 sum(1 for c in chunks if c.index == 0 and c.id not in before),
                 sum(1 for c in chunks if c.id not in before),
             )
+
+    def chunks(self, ids: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, metadata) of those of `ids` that are stored."""
+        return chunk_rows(
+            self._call("reading chunks", lambda: self.collection.get(ids=ids, include=["documents", "metadatas"]))
+        )
 
     def chunk_ids_of(self, paper_ids: list[str]) -> set[str]:
         got = self._call(

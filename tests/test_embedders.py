@@ -47,6 +47,9 @@ class FakeEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def warm(self) -> None:
+        pass
+
 
 def _chunk(i: int = 0) -> Chunk:
     return Chunk(f"p{i}#0", f"p{i}", "T", "T\nsome text", 0, "h", {"chunks": 1})

@@ -4,6 +4,7 @@ import pytest
 from rag.corpus import CorpusError, paper_id_for
 from rag.ingest import ingest
 from rag.lexical import LexicalIndex
+from rag.store import chunk_rows
 from rag.workspace import Workspace
 from tests.conftest import make_settings, run_rag, write_jsonl
 
@@ -205,8 +206,8 @@ def test_the_next_batch_is_embedded_off_the_main_thread_while_the_one_before_is_
     assert seen == [True]
     assert len(threads) == 3 and threading.main_thread().name not in threads
     ids = [f"{pid}#0" for pid in store.paper_hashes()]
-    got = store.collection.get(ids=ids, include=["embeddings", "documents"])
-    assert np.allclose(np.asarray(got["embeddings"]), fake.embed(got["documents"]))
+    got = store.collection.get(ids=ids, include=["embeddings", "documents", "metadatas"])
+    assert np.allclose(np.asarray(got["embeddings"]), fake.embed([text for _, text, _ in chunk_rows(got)]))
 
 
 def test_an_embedding_error_keeps_the_batches_before_it_and_the_ingest_resumes(tmp_path, monkeypatch):
@@ -236,8 +237,8 @@ def test_an_embedding_error_keeps_the_batches_before_it_and_the_ingest_resumes(t
 
 
 def test_ingested_minilm_vectors_match_the_embedder_on_the_same_texts(workspace):
-    got = workspace.store.collection.get(limit=40, include=["embeddings", "documents"])
-    again = workspace.embedder.embed(got["documents"])
+    got = workspace.store.collection.get(limit=40, include=["embeddings", "documents", "metadatas"])
+    again = workspace.embedder.embed([text for _, text, _ in chunk_rows(got)])
     assert np.abs(np.asarray(got["embeddings"]) - again).max() < 1e-5
 
 

@@ -137,6 +137,48 @@ def test_one_chunk_papers_keep_one_copy_of_their_abstract_and_old_layouts_read(t
     assert ws.store.abstracts([short["id"]])[short["id"]][1] == edited["abstract"]
 
 
+def test_chunk_text_is_kept_in_metadata_and_stores_with_it_in_documents_read_the_same(tmp_path, rows):
+    """Chroma indexes documents for a full-text search rag never uses; layout 3 keeps the text in
+    the metadata. A layout-2 store (text in the document) reads and re-ingests alike."""
+    ws = open_ws(tmp_path / "data")
+    papers = rows[:3] + [{"id": "long", "title": "A long one", "abstract": " ".join(r["abstract"] for r in rows[3:6])}]
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "a.jsonl", papers)])
+    got = ws.store.collection.get(include=["documents", "metadatas"])
+    assert not any(got["documents"] or [])
+    assert all(m["text"].startswith(m["title"] + "\n") for m in got["metadatas"])
+    ids, texts, metas = ws.store.all_chunks()
+    assert all("text" not in m for m in metas)
+    question = rows[1]["abstract"][:200]
+
+    def reads() -> tuple:
+        hits = ws.store.dense(ws.embedder.embed([question])[0].tolist(), 5)
+        index = LexicalIndex.build(ws.store)
+        return (
+            sorted(zip(*ws.store.all_chunks()[:2])),
+            [(h.chunk_id, h.text, h.metadata) for h in hits],
+            ws.store.abstracts([p["id"] for p in papers]),
+            ws.store.paper("long"),
+            [(h.chunk_id, round(h.score, 4)) for h in index.search(question, 10)],
+        )
+
+    before = reads()
+    assert before[1][0][0] == f"{rows[1]['id']}#0" and before[1][0][1] == texts[ids.index(f"{rows[1]['id']}#0")]
+    assert before[2]["long"] == ("A long one", papers[3]["abstract"])
+    # layout 2: the text in Chroma's document, none in the metadata (Chroma removes a key set to None)
+    vectors = ws.store.collection.get(ids=ids, include=["embeddings"])["embeddings"]
+    ws.store.collection.update(
+        ids=ids, embeddings=vectors, documents=texts, metadatas=[{**m, "text": None} for m in metas]
+    )
+    assert not any("text" in m for m in ws.store.collection.get(include=["metadatas"])["metadatas"])
+    assert reads() == before
+    edited = dict(rows[0], abstract="Entirely new text about zebra finches.")
+    report = ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "b.jsonl", [edited, *papers[1:]])])
+    assert report.replaced == 1
+    got = ws.store.collection.get(ids=[f"{rows[0]['id']}#0"], include=["metadatas"])
+    assert got["metadatas"][0]["text"] == f"{rows[0]['title']}\n{edited['abstract']}"
+    assert ws.store.abstracts([rows[0]["id"]])[rows[0]["id"]][1] == edited["abstract"]
+
+
 def test_category_and_since_select_arxiv_records(tmp_path, rows):
     snapshot = [
         dict(rows[0], id="2301.00001", categories="cs.CL cs.AI", update_date="2023-02-01"),

@@ -53,6 +53,11 @@ class Embedder(Protocol):
         """Tokens the model sees for `text`, before any truncation."""
         ...
 
+    def warm(self) -> None:
+        """Load what the first `embed` would wait for (a local model's session); ingest calls it in
+        the worker thread while it looks papers up. Nothing to do for a remote model."""
+        ...
+
 
 class RecentVectors:
     """`embed` with a memory of the last RECENT_VECTORS texts: answering reads the same abstract

@@ -111,6 +111,9 @@ class Endpoint:
     def embed_cached(self, texts: list[str]) -> np.ndarray:
         return self._recent(texts)
 
+    def warm(self) -> None:
+        """Nothing to load: the server holds the model."""
+
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

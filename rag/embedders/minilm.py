@@ -270,6 +270,10 @@ class MiniLM:
     def embed_cached(self, texts: list[str]) -> np.ndarray:
         return self._recent(texts)
 
+    def warm(self) -> None:
+        """Build the onnxruntime session and run it once (its first run allocates)."""
+        self._fn._forward(["warm"])
+
     def embed(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)

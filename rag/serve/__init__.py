@@ -7,3 +7,4 @@ This module stays import-free: the CLI reads DEFAULT_PORT at start-up."""
 
 DEFAULT_PORT = 8723
 ENV = "RAG_SERVER_URL"
+STREAM_TYPE = "application/x-ndjson"  # the content type of a streamed /ask reply

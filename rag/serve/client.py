@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 from rag.config import mask_url
 from rag.errors import RagError
 from rag.grounding import Grounding, SentenceCheck
-from rag.serve import ENV
+from rag.serve import ENV, STREAM_TYPE
 
 SEARCH_TIMEOUT = 60.0  # seconds; a search is milliseconds on a loaded server
 MAX_REPLY = 64 * 1024 * 1024
@@ -30,16 +31,28 @@ class ServerError(RagError):
 class Reply:
     body: dict[str, Any]
     notices: list[str]  # lines for stderr (a weak match, a cut reply), without the "rag: " prefix
+    streamed: bool = False  # tokens went to `on_token` before the body
+    changed: bool = False  # (streamed) the checked answer is not the text that streamed
 
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def request(url: str, path: str, payload: dict[str, Any] | None = None, timeout: float = SEARCH_TIMEOUT) -> Reply:
+def request(
+    url: str,
+    path: str,
+    payload: dict[str, Any] | None = None,
+    timeout: float = SEARCH_TIMEOUT,
+    on_token: Callable[[str], None] | None = None,
+) -> Reply:
     """GET `path` (payload None) or POST `payload` as JSON to the server at `url`; the reply's JSON
-    object. Anything else is a ServerError whose one line names RAG_SERVER_URL and what to do."""
+    object. Anything else is a ServerError whose one line names RAG_SERVER_URL and what to do.
+    `on_token`: ask the server to stream (/ask) and receive the model's text as it arrives;
+    `timeout` then bounds each wait for the next piece."""
     shown = mask_url(url)
+    if on_token is not None and payload is not None:
+        payload = {**payload, "stream": True}
     parts = urlsplit(url)
     connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = connection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
@@ -50,6 +63,9 @@ def request(url: str, path: str, payload: dict[str, Any] | None = None, timeout:
             headers["Content-Type"] = "application/json"
         conn.request("GET" if data is None else "POST", parts.path.rstrip("/") + path, body=data, headers=headers)
         response = conn.getresponse()
+        kind = response.getheader("Content-Type") or ""
+        if on_token is not None and response.status == 200 and kind.startswith(STREAM_TYPE):
+            return _streamed(response, on_token, shown)
         raw = response.read(MAX_REPLY)
     except TimeoutError:
         raise ServerError(
@@ -85,6 +101,36 @@ def request(url: str, path: str, payload: dict[str, Any] | None = None, timeout:
     except ValueError:
         notices = []
     return Reply(body, [_one_line(n) for n in notices if isinstance(n, str)])
+
+
+def _streamed(response: http.client.HTTPResponse, on_token: Callable[[str], None], shown: str) -> Reply:
+    """Read a streamed answer: token lines to `on_token`, then the answer line (or an error line)."""
+    while line := response.readline(MAX_REPLY):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            item = None
+        if not isinstance(item, dict):
+            break
+        if isinstance(item.get("token"), str):
+            on_token(item["token"])
+        elif isinstance(item.get("answer"), dict):
+            notices = item.get("notices")
+            notices = notices if isinstance(notices, list) else []
+            return Reply(
+                item["answer"],
+                [_one_line(n) for n in notices if isinstance(n, str)],
+                streamed=True,
+                changed=bool(item.get("changed")),
+            )
+        elif isinstance(item.get("error"), str):
+            raise ServerError(f"rag server at {shown}: {_one_line(item['error'])}")
+        else:
+            break
+    raise ServerError(
+        f"the rag server at {shown} ({ENV}) ended a streamed answer before the answer; "
+        "see the `rag serve` log, or ask again with --no-stream"
+    )
 
 
 def health(url: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -4,7 +4,7 @@ library's ThreadingHTTPServer; JSON in and out).
     GET  /health   what is served: store, collection, papers, embedder and its device, retriever, LLM
     POST /search   {"query": str, "k": int, "retriever": str|null}  ->  what `rag search --json` prints
     POST /ask      {"question": str, "k": int|null, "retriever": str|null, "model": str|null,
-                    "no_llm": bool, "agent": bool,
+                    "no_llm": bool, "agent": bool, "stream": bool,
                     "history": [[question, answer], ...]}         ->  what `rag ask --json` prints
     POST /papers   {"ids": [paper_id, ...]}  ->  {"papers": [{"paper_id", "title", "abstract"}]}
 
@@ -13,6 +13,13 @@ standalone question and its answer): a follow-up that leans on it is rewritten i
 question first (rag/followup.py, with the server's LLM unless "no_llm"), and the reply's
 "question" is the question answered. /papers gives the stored abstracts of the papers asked for
 (unknown ids are left out), for a client that shows a source's text: the chat's sources pane.
+
+With "stream": true, an answer the LLM writes arrives as it is written: the reply is JSON Lines
+(`application/x-ndjson`, chunked), `{"token": str}` for each piece of the model's text, then
+`{"answer": <what rag ask --json prints>, "changed": bool, "notices": [str]}` ("changed": the
+checked answer differs from the streamed text), or `{"error": "one line"}` if it failed after the
+first token. An answer with nothing to stream (extractive, abstained before the model, an error
+before the first token) is the plain JSON reply.
 
 Lines the CLI shows on stderr (a weak best match, a reply cut at the token cap, why agent mode fell
 back) travel in the `X-Rag-Notices` header as a JSON list, so the body is exactly the stable JSON.
@@ -37,10 +44,12 @@ from rag import __version__
 from rag.config import mask_url
 from rag.errors import RagError
 from rag.retrievers import MODES
+from rag.serve import STREAM_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from rag.answer import Answer
     from rag.llm import LLM
     from rag.workspace import Workspace
 
@@ -50,6 +59,21 @@ MAX_PAPERS = 200  # ids one /papers request may ask for
 
 class BadRequest(Exception):
     """A request the server cannot use; the message says which field and why."""
+
+
+class ClientGone(Exception):
+    """The client closed the connection while its answer streamed: stop writing it."""
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The status and one-line error of a request that raised `exc`."""
+    if isinstance(exc, BadRequest):
+        return 400, f"bad request: {exc}"
+    if isinstance(exc, RagError):
+        return 500, str(exc)
+    traceback.print_exc(file=sys.stderr)
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return 500, f"internal error: {what} (the traceback is in the rag serve log)"
 
 
 def _text(body: dict[str, Any], key: str) -> str:
@@ -158,7 +182,12 @@ class Service:
         return self._other_llms[model]
 
     def ask(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        from rag.answer import Answer, answer_question
+        answer, notices = self.answer(body)
+        return answer.as_json(), notices
+
+    def answer(self, body: dict[str, Any], on_token: Callable[[str], None] | None = None) -> tuple[Answer, list[str]]:
+        """The answer to an /ask request; `on_token` receives the model's text as it arrives."""
+        from rag.answer import answer_question
         from rag.followup import standalone_question
 
         base = self.ws.settings
@@ -170,6 +199,7 @@ class Service:
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise BadRequest("'model' must be a model name")
         no_llm, agent = _flag(body, "no_llm"), _flag(body, "agent")
+        _flag(body, "stream")  # read by the handler
         settings = base.model_copy(update={"top_k": k, "retriever": mode, "llm_model": model or base.llm_model})
         notices: list[str] = []
         answer: Answer
@@ -179,15 +209,17 @@ class Service:
             if agent:
                 from rag.agent import answer_with_agent
 
-                answer = answer_with_agent(question, settings, self.ws.retriever, llm, self.ws.verifier, notices.append)
+                answer = answer_with_agent(
+                    question, settings, self.ws.retriever, llm, self.ws.verifier, notices.append, on_token=on_token
+                )
             else:
                 answer = answer_question(
                     question, self.ws.retriever, k=k, mode=mode, llm=llm, verifier=self.ws.verifier,
-                    grounding=settings.grounding,
+                    grounding=settings.grounding, on_token=on_token,
                 )  # fmt: skip
             if notice := getattr(llm, "notice", ""):
                 notices.append(f"warning: {notice}")
-        return answer.as_json(), notices
+        return answer, notices
 
     def papers(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         ids = _ids(body)
@@ -231,16 +263,60 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
         def _answer(self, work: Callable[[], tuple[dict[str, Any], list[str]]]) -> None:
             try:
                 body, notices = work()
-            except BadRequest as exc:
-                self._send(400, {"error": f"bad request: {exc}"})
-            except RagError as exc:
-                self._send(500, {"error": str(exc)})
             except Exception as exc:
-                traceback.print_exc(file=sys.stderr)
-                what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                self._send(500, {"error": f"internal error: {what} (the traceback is in the rag serve log)"})
+                status, message = _failure(exc)
+                self._send(status, {"error": message})
             else:
                 self._send(200, body, notices)
+
+        def _line(self, item: dict[str, Any]) -> None:
+            """One JSON line as one HTTP chunk."""
+            data = json.dumps(item, ensure_ascii=False).encode() + b"\n"
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+                raise ClientGone from None
+
+        def _stream_answer(self, body: dict[str, Any]) -> None:
+            """/ask with "stream": the model's tokens as JSON lines, then the answer (see the module
+            docstring); the headers go out with the first token, so an answer with none is plain JSON."""
+            started = False
+
+            def on_token(text: str) -> None:
+                nonlocal started
+                if not text:
+                    return
+                if not started:
+                    self.send_response(200)
+                    self.send_header("Content-Type", f"{STREAM_TYPE}; charset=utf-8")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    started = True
+                self._line({"token": text})
+
+            try:
+                answer, notices = service.answer(body, on_token)
+                if not started:
+                    self._send(200, answer.as_json(), notices)
+                    return
+                self._line({"answer": answer.as_json(), "changed": answer.changed, "notices": notices})
+            except ClientGone:
+                return
+            except Exception as exc:
+                status, message = _failure(exc)
+                if not started:
+                    self._send(status, {"error": message})
+                    return
+                try:
+                    self._line({"error": message})
+                except ClientGone:
+                    return
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/health":
@@ -268,6 +344,9 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 body = None
             if not isinstance(body, dict):
                 self._send(400, {"error": "bad request: the body must be a JSON object"})
+                return
+            if route == service.ask and body.get("stream") is True:
+                self._stream_answer(body)
                 return
             self._answer(lambda: route(body))
 

@@ -3,7 +3,9 @@ and while the BM25 index is saved. One line or a notice, and the store stays con
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -31,14 +33,20 @@ def tmpfs(tmp_path):
 
 def test_a_full_disk_while_chroma_writes_is_one_line_and_resumable(tmp_path, tmpfs, corpus):
     disk = tmp_path / "disk"
-    tmpfs(disk, "1200k")  # room for the empty store and part of the corpus
+    tmpfs(disk, "700k")  # room for the empty store (about 190k), not for the corpus (about 1.1 MB)
     env = {"RAG_DATA_DIR": str(disk / "data")}
     line = one_error_line(rag("ingest", str(corpus), env=env))
     assert "disk is full" in line and "free some space" in line
+    filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)  # takes whatever room the failed write left
+    with contextlib.suppress(OSError):
+        while os.write(filler, b"\0" * 4096):
+            pass
+    os.close(filler)
     for command in (["search", "quantization"], ["stats"]):  # the full disk is named, not a broken store
         line = one_error_line(rag(*command, env=env))
         assert "is full" in line and "free some space" in line
 
+    (disk / "filler").unlink()
     subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
     again = rag("ingest", str(corpus), env=env)
     assert again.returncode == 0, again.stderr

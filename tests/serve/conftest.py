@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,10 @@ class Served:
         )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("served")
+@contextmanager
+def start_served(folder: Path, **settings: str) -> Iterator[Served]:
+    """A `rag serve` over a store of a few bundled abstracts in `folder`; `settings` (environment
+    variables) on top of no LLM."""
     (folder / "config.toml").touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
     env.update(
@@ -49,6 +51,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
         RAG_CONFIG=str(folder / "config.toml"),
         RAG_LLM="off",
     )
+    env.update(settings)
     corpus = _few_papers(folder / "few.jsonl")
     papers = len(corpus.read_text().splitlines())
     subprocess.run([sys.executable, "-m", "rag", "ingest", str(corpus)], env=env, check=True, capture_output=True)
@@ -66,7 +69,15 @@ def served(tmp_path_factory) -> Iterator[Served]:
         url = found.group(1) if found else None
         time.sleep(0.1)
     assert url, f"rag serve did not start: {''.join(log)}"
-    yield Served(url, env, papers, log)
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    try:
+        yield Served(url, env, papers, log)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
     assert "rag: server stopped" in "".join(log)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    with start_served(tmp_path_factory.mktemp("served")) as server:
+        yield server

@@ -1,0 +1,89 @@
+"""Answers streamed through `rag serve`: a real server process over a temporary store (real Chroma,
+real embedder) whose LLM is the scripted OpenAI-compatible server of tests/fakes.py, which streams
+an exact reply in pieces. What `rag ask` shows through the server is what it shows locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from rag.serve.client import ServerError, request
+from tests.conftest import REPO
+from tests.fakes import serve
+from tests.serve.conftest import Served, start_served
+
+QUESTION = "which papers compare FP8 vs INT8?"
+FIRST = "FP8 formats outperform INT8 in workload coverage, model accuracy and suitability."
+SECOND = "For LLMs, FP8 activation consistently outshines its integer (INT8) equivalent."
+REPLY = json.dumps({"sentences": [{"text": FIRST, "citations": [1]}, {"text": SECOND, "citations": [2]}]})
+PIECES = [REPLY[i : i + 9] for i in range(0, len(REPLY), 9)]  # streamed as exactly these chunks
+
+
+@pytest.fixture(scope="module")
+def llm_served(tmp_path_factory) -> Iterator[Served]:
+    with serve([PIECES]) as script:
+        llm = {"RAG_LLM": "auto", "OPENAI_BASE_URL": script.url, "OPENAI_API_KEY": "x", "RAG_LLM_MODEL": "m"}
+        with start_served(tmp_path_factory.mktemp("llm-served"), **llm) as server:
+            yield server
+
+
+def on_terminal(served: Served, *args: str, via_server: bool) -> str:
+    """What `rag` prints on a pseudo-terminal (so it streams), without timings."""
+    env = {**served.env, "COLUMNS": "400", **({"RAG_SERVER_URL": served.url} if via_server else {})}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", *args], env=env, stdin=subprocess.DEVNULL, stdout=follower,
+        stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+    return re.sub(r"\d+ ms\.", "N ms.", text)
+
+
+def test_the_models_answer_streams_through_the_server_and_ends_as_the_local_answer(llm_served: Served) -> None:
+    tokens: list[str] = []
+    reply = request(llm_served.url, "/ask", {"question": QUESTION}, timeout=120, on_token=tokens.append)
+    assert reply.streamed and tokens == [f"{FIRST} [1]", f" {SECOND} [2]"]  # a sentence as each completes
+    local = llm_served.rag("ask", QUESTION, "--json", served=False)
+    assert local.returncode == 0, local.stderr
+    got, want = dict(reply.body), json.loads(local.stdout)
+    got.pop("timings_ms"), want.pop("timings_ms")
+    assert got == want and got["mode"] == "llm"
+    assert [s["text"] for s in got["sentences"]] == [f"{FIRST} [1]", f"{SECOND} [2]"]
+
+    plain = request(llm_served.url, "/ask", {"question": QUESTION}, timeout=120)  # no on_token: one JSON reply
+    assert not plain.streamed and plain.body["answer"] == reply.body["answer"]
+
+
+def test_rag_ask_on_a_terminal_shows_through_the_server_what_it_shows_locally(llm_served: Served) -> None:
+    remote = on_terminal(llm_served, "ask", QUESTION, via_server=True)
+    local = on_terminal(llm_served, "ask", QUESTION, via_server=False)
+    assert remote == local
+    assert remote.index(FIRST) < remote.index(SECOND) < remote.index("Sources:")
+    assert remote.count(FIRST) == 1  # streamed once, not printed again after
+
+
+def test_what_has_nothing_to_stream_is_a_plain_reply_and_a_bad_flag_is_refused(llm_served: Served) -> None:
+    tokens: list[str] = []
+    reply = request(llm_served.url, "/ask", {"question": QUESTION, "no_llm": True}, timeout=120, on_token=tokens.append)
+    assert not reply.streamed and tokens == [] and reply.body["mode"] == "extractive"
+    with pytest.raises(ServerError, match="'stream' must be true or false"):
+        request(llm_served.url, "/ask", {"question": QUESTION, "stream": "yes"}, timeout=120)
