@@ -231,7 +231,7 @@ def run_size(n: int, pool: Path | None, root: Path, base_env: dict, chroma_url: 
     env = {**base_env, "RAG_DATA_DIR": str(data)}
     small_env = {**env, "RAG_DATA_DIR": str(folder / "small")}
     if chroma_url:
-        collections = [f"scale-{n}-{os.getpid()}", f"scale-{n}-{os.getpid()}-small"]
+        collections = [f"scale-{n}-{os.getpid()}{end}" for end in ("", "-small", "-empty")]
         env.update(RAG_CHROMA_URL=chroma_url, RAG_COLLECTION=collections[0])
         small_env.update(RAG_CHROMA_URL=chroma_url, RAG_COLLECTION=collections[1])
     try:
@@ -287,7 +287,10 @@ def _run_size(n: int, pool: Path | None, folder: Path, env: dict, small_env: dic
     added = folder / "added.jsonl"  # 100 new papers in a file of their own, into the store and into an empty one
     make_corpus(added, 100, start=n + 100 + EXTRA_REAL)
     row["add100_s"] = child([*rag, "ingest", str(added)], env)[0]
-    row["add100_empty_s"] = child([*rag, "ingest", str(added)], {**env, "RAG_DATA_DIR": str(folder / "empty")})[0]
+    empty_env = {**env, "RAG_DATA_DIR": str(folder / "empty")}
+    if chroma_url:  # a collection of its own on the server too
+        empty_env["RAG_COLLECTION"] = f"{env['RAG_COLLECTION']}-empty"
+    row["add100_empty_s"] = child([*rag, "ingest", str(added)], empty_env)[0]
     shutil.rmtree(folder / "empty")
     small = folder / "small.jsonl"
     with small.open("w") as out_f:  # the same 110 papers: 10 changed, 100 new
