@@ -289,31 +289,6 @@ def _ingest_locked(
 ) -> IngestReport:
     identity = identity_of(embedder)
     store.check_embedder(identity)
-    # One batch is embedded in a worker thread while the main thread writes the batch before it
-    # and chunks the one after (onnxruntime and HTTP calls release the GIL). Batches are still
-    # written one at a time, in order, each with its own vectors, so what a kill leaves is as before.
-    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
-    try:
-        return _write_changes(store, embedder, ahead, paths, plan, source, command, prune, progress, start, select)
-    finally:
-        # on an error, queued batches are dropped and the one being embedded is not waited for
-        # (the interpreter joins the thread at exit); nothing of theirs was written
-        ahead.shutdown(wait=False, cancel_futures=True)
-
-
-def _write_changes(
-    store: Store,
-    embedder: Embedder,
-    ahead: ThreadPoolExecutor,
-    paths: list[Path],
-    plan: Plan,
-    source: str,
-    command: str,
-    prune: bool,
-    progress: Progress | None,
-    start: float,
-    select: Selection | None,
-) -> IngestReport:
     added, replaced = plan.look_up(store)
     to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
@@ -330,13 +305,10 @@ def _write_changes(
         report.seconds = time.perf_counter() - start
         return report
 
-    # the worker loads the model while the first batch is chunked (which loads LlamaIndex's
-    # splitter): a fresh process otherwise does one after the other
-    ahead.submit(embedder.warm)
     base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
     update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
     store.begin_ingest(source, plan.size, command)
-    store.record_embedder(identity_of(embedder))
+    store.record_embedder(identity)
     fault_point("start")
     done = 0
     batches = 0
@@ -364,6 +336,13 @@ def _write_changes(
             progress(done, total)
         fault_point(f"batch-{batches}")
 
+    # One batch is embedded in a worker thread while the main thread writes the batch before it
+    # and chunks the one after (onnxruntime and HTTP calls release the GIL). Batches are still
+    # written one at a time, in order, each with its own vectors, so what a kill leaves is as before.
+    # The worker starts by loading the model while the first batch is chunked (which loads
+    # LlamaIndex's splitter): a fresh process otherwise does one after the other.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+    ahead.submit(embedder.warm)
     try:
         if progress:
             progress(0, total)
@@ -390,6 +369,10 @@ def _write_changes(
         if update is not None:
             update.discard()
         raise
+    finally:
+        # on an error, queued batches are dropped and the one being embedded is not waited for
+        # (the interpreter joins the thread at exit); nothing of theirs was written
+        ahead.shutdown(wait=False, cancel_futures=True)
     if update is not None:
         update.commit(store)
     else:
