@@ -377,6 +377,7 @@ def _ingest_locked(
         update.commit(store)
     else:
         LexicalIndex.build(store, locked=True)
+    store.save_vector_index(identity.dimension)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -4,6 +4,7 @@ store, counts are kept, and the BM25 index grows by segments that score exactly 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from rag import lexical
 from rag.corpus import CorpusError, Selection, bundled_corpus_path, iter_papers, parse_selection
 from rag.ingest import ingest
 from rag.lexical import CURRENT, LexicalIndex
-from rag.store import Store
+from rag.store import SYNC_THRESHOLD, Store
 from rag.workspace import Workspace
 from tests.conftest import make_settings, run_rag, write_jsonl
 
@@ -177,6 +178,29 @@ def test_chunk_text_is_kept_in_metadata_and_stores_with_it_in_documents_read_the
     got = ws.store.collection.get(ids=[f"{rows[0]['id']}#0"], include=["metadatas"])
     assert got["metadatas"][0]["text"] == f"{rows[0]['title']}\n{edited['abstract']}"
     assert ws.store.abstracts([rows[0]["id"]])[rows[0]["id"]][1] == edited["abstract"]
+
+
+def test_an_ingest_leaves_chromas_vector_index_saved(tmp_path, rows):
+    """Chroma saves its HNSW index every SYNC_THRESHOLD vectors; what was written since is replayed
+    from its log by every process that loads the index. After an ingest nothing is left to replay,
+    and the threshold is Chroma's own again, also after a save killed half-way."""
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "a.jsonl", rows[:20])])
+    db = sqlite3.connect(tmp_path / "data" / "chroma" / "chroma.sqlite3")
+    (logged,) = db.execute("SELECT max(seq_id) FROM embeddings_queue").fetchone()
+    saved = db.execute(
+        "SELECT s.type, m.seq_id FROM segments s LEFT JOIN max_seq_id m ON m.segment_id = s.id"
+    ).fetchall()
+    assert len(saved) == 2 and all(seq == logged for _, seq in saved), saved  # the vector segment's too
+    db.close()
+    assert ws.store.collection.configuration["hnsw"]["sync_threshold"] == SYNC_THRESHOLD
+    hits = ws.store.dense(ws.embedder.embed([rows[3]["abstract"]])[0].tolist(), 3)  # the reopened client
+    assert hits[0].chunk_id == f"{rows[3]['id']}#0"
+    ws.store.collection.modify(configuration={"hnsw": {"sync_threshold": 1}})  # killed between its two steps
+    ws.close()
+    again = open_ws(tmp_path / "data")
+    assert again.store.collection.configuration["hnsw"]["sync_threshold"] == SYNC_THRESHOLD
+    again.close()
 
 
 def test_category_and_since_select_arxiv_records(tmp_path, rows):
