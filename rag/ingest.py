@@ -25,6 +25,7 @@ index did not match the store at the start (a killed ingest, a missing index) is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -377,7 +378,8 @@ def _ingest_locked(
         update.commit(store)
     else:
         LexicalIndex.build(store, locked=True)
-    store.save_vector_index(identity.dimension)
+    with contextlib.suppress(StoreError):  # a speed-up: Chroma's log keeps every vector either way
+        store.save_vector_index(identity.dimension)
     report.seconds = time.perf_counter() - start
     return report
 
