@@ -241,11 +241,11 @@ class Store:
             )
         except Exception as exc:
             raise self._error(exc, f"opening collection {settings.collection!r}") from None
-        self._widen_search()
+        self._settle_index_settings()
 
-    def _widen_search(self) -> None:
-        """Stores made before SEARCH_EF was set search with Chroma's default (100); raise it once.
-        Also puts back SYNC_THRESHOLD if a `save_vector_index` was killed before it did.
+    def _settle_index_settings(self) -> None:
+        """Stores made before SEARCH_EF was set search with Chroma's default (100): raise it once.
+        Put back SYNC_THRESHOLD if a `save_vector_index` was killed before it did.
         A store that cannot be written (read-only folder) keeps searching as it did."""
         try:
             hnsw = (self.collection.configuration or {}).get("hnsw") or {}

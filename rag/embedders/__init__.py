@@ -55,7 +55,7 @@ class Embedder(Protocol):
 
     def warm(self) -> None:
         """Load what the first `embed` would wait for (a local model's session); ingest calls it in
-        the worker thread while it looks papers up. Nothing to do for a remote model."""
+        its worker thread while the first batch is chunked. Nothing to do for a remote model."""
         ...
 
 
