@@ -455,6 +455,10 @@ class Store:
                 out[str(meta["paper_id"])] = (str(meta["title"]), abstract_of(meta, text))
         return out
 
+    def _load_vector_index(self, dimension: int) -> None:
+        """Have Chroma load its vector index, with a query for one unit vector (any will do)."""
+        self.collection.query(query_embeddings=[[1.0] + [0.0] * (dimension - 1)], n_results=1, include=[])
+
     def save_vector_index(self, dimension: int) -> None:
         """Have Chroma save its vector index now, so that no process replays vectors from its log
         (all 459 of the bundled store's on every command; 867 cost 0.2 s at 100k papers). Chroma
@@ -472,7 +476,7 @@ class Store:
                 self._client.close()
                 self._client = _client(self.settings)
                 self.collection = self._client.get_collection(self.settings.collection, embedding_function=None)
-                self.collection.query(query_embeddings=[[1.0] + [0.0] * (dimension - 1)], n_results=1, include=[])
+                self._load_vector_index(dimension)
             finally:
                 self.collection.modify(configuration={"hnsw": {"sync_threshold": SYNC_THRESHOLD}})
 
@@ -484,7 +488,7 @@ class Store:
 
         def load() -> None:
             try:
-                self.collection.query(query_embeddings=[[1.0] + [0.0] * (dimension - 1)], n_results=1, include=[])
+                self._load_vector_index(dimension)
             except Exception:  # the real query reports any problem
                 pass
 
