@@ -3,7 +3,9 @@
     RAG_DATA_DIR=... python eval/fit_paraphrase.py [--labels eval/drafts/tune/labels.jsonl]
 
 It also prints the false-unsupported rate on eval/drafts/tune/paraphrases.jsonl (true claims
-written as paraphrases; the other half, eval/drafts/paraphrases.jsonl, is reported by `rag eval`).
+written as paraphrases; the other half, eval/drafts/paraphrases.jsonl, is reported by `rag eval`)
+and the false-supported rate on eval/drafts/tune/near_misses.jsonl (plausible false claims about
+the same papers: changed numbers, reversed findings, overreach, wrong details), with each rule off.
 
 The tune labels (draft sentences citing corpus papers: reworded true claims, wrong citations,
 changed numbers, reversed findings, overclaims) were written apart from eval/drafts/labels.jsonl,
@@ -30,7 +32,7 @@ from rag.workspace import Workspace
 REPO = Path(__file__).resolve().parent.parent
 FLOORS = [0.2, 0.3, 0.4, 0.5]
 SIMILARITIES = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
-RULES = ["opposites", "quantities", "second_window"]  # GroundingTuning's on/off rules
+RULES = ["opposites", "quantities", "second_window", "hedged"]  # GroundingTuning's on/off rules
 
 
 def main() -> None:
@@ -68,15 +70,24 @@ def main() -> None:
         # written paraphrases of true claims (tune half): what strict mode would remove from a
         # fluent model's correct answer
         abstracts = ws.store.abstracts(sorted(ws.store.titles()))
-        para = paraphrase_measure(written_pairs(args.labels.parent / "paraphrases.jsonl", abstracts), ws.verifier)
-        print(f"written paraphrases: false-unsupported {1 - para['tpr']:.3f} of {para['pairs']}")
-        for rule in RULES:
-            got = measure(
-                rows, entries, Checker(index, None, OverlapVerifier(replace(GROUNDING, **{rule: False}), embed))
+        true = written_pairs(args.labels.parent / "paraphrases.jsonl", abstracts)
+        near = written_pairs(args.labels.parent / "near_misses.jsonl", abstracts, supported=False)
+
+        def written(verifier: OverlapVerifier) -> str:
+            """How a check does on the written claims: true paraphrases rejected, near misses accepted."""
+            para, miss = paraphrase_measure(true, verifier), paraphrase_measure(near, verifier)
+            return (
+                f"paraphrases false-unsupported {1 - para['tpr']:.3f} of {para['pairs']}, "
+                f"near misses false-supported {1 - miss['tnr']:.3f} of {miss['pairs']}"
             )
+
+        print(f"written claims: {written(OverlapVerifier(GROUNDING, embed))}")
+        for rule in RULES:
+            off = OverlapVerifier(replace(GROUNDING, **{rule: False}), embed)
+            got = measure(rows, entries, Checker(index, None, off))
             print(
                 f"without {rule}: balanced accuracy {got['balanced_accuracy']:.3f}, precision "
-                f"{got['unsupported_precision']:.3f}, by kind {got['accuracy_by_kind']}"
+                f"{got['unsupported_precision']:.3f}, by kind {got['accuracy_by_kind']}; {written(off)}"
             )
 
 

@@ -29,7 +29,7 @@ _LIST_QUESTION = re.compile(
     re.I,
 )
 _QUANTITY_QUESTION = re.compile(
-    r"\bhow (many|much|often|large|long|fast|big|small)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
+    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
     r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
     re.I,
 )

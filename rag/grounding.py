@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from rag.sentences import NEGATION_SCOPE, citations_of, negation_scopes, split_sentences, strip_citations
-from rag.terms import analyse, contains_key, key_tokens, quantities, states_quantity, terms
+from rag.terms import (
+    analyse,
+    contains_key,
+    hedged_quantities,
+    key_tokens,
+    quantities,
+    states_approximately,
+    states_quantity,
+    terms,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,6 +64,9 @@ class GroundingTuning:
     # A claim joining two findings of one abstract may take a second window for the numbers and
     # names its best window lacks.
     second_window: bool = True
+    # A hedged quantity ("about two thirds", "roughly 23%") is stated by a close number anywhere in
+    # the cited abstract (terms.hedged_quantities): tune paraphrases with rounded numbers 0.23 -> ?.
+    hedged: bool = True
 
 
 GROUNDING = GroundingTuning()
@@ -299,8 +311,10 @@ class OverlapVerifier:
         claim_terms = terms(claim)
         if not sources or not claim_terms:
             return False, 0.0, ""
-        keys = key_tokens(claim)
-        quants = frozenset(quantities(claim)) if self.tuning.quantities else frozenset()
+        hedged = hedged_quantities(claim) if self.tuning.hedged else []
+        rounded = set().union(*(h.keys() for h in hedged))  # stated approximately, checked below
+        keys = key_tokens(claim) - rounded
+        quants = frozenset(quantities(claim) - rounded) if self.tuning.quantities else frozenset()
         found: set[str] = set()
         windows, closest = [], []
         for src in sources:
@@ -319,7 +333,11 @@ class OverlapVerifier:
         score = len(found) / len(claim_terms)
         # numbers and names ("six months", "an eighth", "in 2 steps" too) must stand in the passage
         # that supports the claim, not just anywhere
-        keys_ok = not _missing(keys, quants, windows)
+        keys_ok = not _missing(keys, quants, windows) and all(
+            (h.keys() and not _missing(h.keys(), frozenset(quantities(h.text)), windows))
+            or any(states_approximately(src.text, h) for src in sources)
+            for h in hedged
+        )
         # a claim that negates its closest source sentence (or drops its negation) is not supported
         stated = claim
         for src in sources:  # a title such as "Accuracy is Not All You Need" is not a negation

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rag.sentences import strip_citations
@@ -64,13 +65,24 @@ def normalise_key(token: str) -> str:
     return re.sub(r"[-‐–—\s]", "", token)
 
 
-_MODIFIER = re.compile(r"(?<=[A-Z0-9])-[a-z]{3,}$")
+_MODIFIER = re.compile(r"(?<=[A-Za-z0-9])-[a-z]{3,}$")
+
+
+# "138 million" and "138M" state the same number: magnitudes are written as their letter first
+_MAGNITUDE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[\s-]*(thousand|million|billion|trillion)\b", re.I)
+
+
+_MAGNITUDE_LETTER = {"thousand": "K", "million": "M", "billion": "B", "trillion": "T"}
+
+
+def _magnitudes(text: str) -> str:
+    return _MAGNITUDE.sub(lambda m: m.group(1) + _MAGNITUDE_LETTER[m.group(2).lower()], text)
 
 
 def key_tokens(text: str) -> set[str]:
     """Tokens that must appear in a source for a sentence to be supported by it."""
     out = set()
-    for tok in _KEY_TOKEN.findall(strip_citations(text).replace("×", "x")):
+    for tok in _KEY_TOKEN.findall(_magnitudes(strip_citations(text)).replace("×", "x")):
         tok = _MODIFIER.sub("", tok)  # "GPT-4-generated" states GPT-4; "BERT-based", BERT
         if _is_key(tok):
             # a bare list number like "1" or "(2)" carries no claim
@@ -89,13 +101,18 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     "Llama-2", "llama2"), a plural "s" may follow, but it never matches inside another token:
     "BERT" is not in "RoBERTa", "T5" not in "mT5", 2 not in 12 or 1.2."""
     body = _KEY_SEPARATORS.join(re.escape(c) for c in key)
-    suffix = "(?:x|×)?" if key[-1].isdigit() else "s?"  # "1.5" is stated by "1.5x"
-    return re.compile(rf"(?<![a-z0-9])(?<![0-9][.,]){body}{suffix}(?![a-z0-9])(?![.,][0-9])")
+    suffix = "(?:x|×|times)?" if key[-1].isdigit() else "s?"  # "1.5" is stated by "1.5x", "1.5times"
+    if whole := re.fullmatch(r"(\d+)(%?)", key):  # "85%" is stated by "85.0%", "50%" by "half"
+        body = _KEY_SEPARATORS.join(whole.group(1)) + r"(?:\.0+)?" + whole.group(2)
+        if whole.group(2):
+            words = [w for w, v in _FRACTION_WORDS.items() if round(v) == int(whole.group(1))]
+            body = "|".join([f"(?:{body})", *words])
+    return re.compile(rf"(?<![a-z0-9])(?<![0-9][.,])(?:{body}){suffix}(?![a-z0-9])(?![.,][0-9])")
 
 
 @lru_cache(maxsize=4096)
 def _lowered(text: str) -> str:
-    return text.lower().replace("×", "x")
+    return _magnitudes(text).lower().replace("×", "x")
 
 
 def contains_key(source: str, key: str) -> bool:
@@ -155,6 +172,68 @@ def _quantity_pattern(key: str) -> re.Pattern[str]:
 def states_quantity(source: str, key: str) -> bool:
     """Does `source` state the count or factor `key` (from `quantities`), in words or digits?"""
     return _quantity_pattern(key).search(_lowered(source)) is not None
+
+
+# A quantity a claim hedges ("about two thirds", "roughly 23%", "more than 20%") is stated by a
+# source number close to it: a fluent summary rounds "66%" to "two thirds". Within HEDGE_TOLERANCE
+# (relative), and on the hedge's side ("more than 20%" needs at least 20, "nearly 75%" at most 75).
+HEDGE_TOLERANCE = 0.1
+_FRACTION_WORDS = {
+    "half": 50.0, "a third": 100 / 3, "one third": 100 / 3, "two thirds": 200 / 3, "a quarter": 25.0,
+    "one quarter": 25.0, "three quarters": 75.0, "a fifth": 20.0, "one fifth": 20.0, "a tenth": 10.0,
+    "one tenth": 10.0,
+}  # fmt: skip
+_AT_LEAST = ("more than", "over", "at least", "upwards of")
+_AT_MOST = ("nearly", "almost", "under", "less than", "just under", "up to")
+_HEDGES = ("about", "around", "roughly", "approximately", "some", "close to", "~", *_AT_LEAST, *_AT_MOST)
+_NUMBER = r"\d+(?:\.\d+)?"
+_HEDGED = re.compile(
+    rf"(?<![\w-])(?P<hedge>{'|'.join(sorted(map(re.escape, _HEDGES), key=len, reverse=True))})\s*"
+    rf"(?:(?P<fraction>{'|'.join(sorted(_FRACTION_WORDS, key=len, reverse=True))})\b|(?P<twice>twice)\b"
+    rf"|(?P<number>{_NUMBER})\s*(?P<percent>%|percent\b)?)"
+)
+_SOURCE_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})\s*(%|percent\b)?")
+
+
+@dataclass(frozen=True)
+class Hedged:
+    """A hedged quantity of a claim: its words, its value (a percentage when `percent`) and side."""
+
+    text: str
+    value: float
+    percent: bool
+    side: int  # 1: the source may be above (not below), -1: below (not above), 0: either
+
+    def keys(self) -> set[str]:
+        """The key tokens and quantities these words would otherwise require verbatim."""
+        return key_tokens(self.text) | quantities(self.text)
+
+
+def hedged_quantities(text: str) -> list[Hedged]:
+    """The quantities `text` states with a hedge ("about", "nearly", "more than", ...)."""
+    out = []
+    for m in _HEDGED.finditer(strip_citations(text).lower().replace(",", "")):
+        hedge = m.group("hedge")
+        side = 1 if hedge in _AT_LEAST else -1 if hedge in _AT_MOST else 0
+        if m.group("twice"):
+            out.append(Hedged(m.group(0), 2.0, False, side))
+        elif m.group("fraction"):
+            out.append(Hedged(m.group(0), _FRACTION_WORDS[m.group("fraction")], True, side))
+        else:
+            out.append(Hedged(m.group(0), float(m.group("number")), bool(m.group("percent")), side))
+    return out
+
+
+def states_approximately(source: str, hedged: Hedged) -> bool:
+    """Does `source` state a number close to `hedged` (a percentage for a percentage)?"""
+    for m in _SOURCE_NUMBER.finditer(source.lower().replace(",", "")):
+        if bool(m.group(2)) != hedged.percent:
+            continue
+        value = float(m.group(1))
+        gap = value - hedged.value
+        if abs(gap) <= HEDGE_TOLERANCE * hedged.value and gap * hedged.side >= 0:
+            return True
+    return False
 
 
 # Capitalised words inside a question (not its first word) usually name something, and a number

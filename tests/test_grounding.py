@@ -236,6 +236,18 @@ def test_counts_in_words_must_be_stated_by_the_window():
     assert not verifier.supports("The capacity density of LLMs triples roughly every three months [1].", source)[0]
 
 
+def test_a_rounded_number_is_supported_when_hedged_and_a_changed_one_is_not():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [Passage("Hybrid SD", "Hybrid SD splits inference between cloud and edge. It reduces the cloud cost by 66%.")]
+    verifier = OverlapVerifier()
+    assert verifier.supports("Hybrid SD reduces the cloud cost by about two thirds [1].", source)[0]
+    assert verifier.supports("Hybrid SD reduces the cloud cost by roughly 65% [1].", source)[0]
+    assert not verifier.supports("Hybrid SD reduces the cloud cost by about a third [1].", source)[0]
+    assert not verifier.supports("Hybrid SD reduces the cloud cost by 65% [1].", source)[0]  # not hedged: exact
+    assert not verifier.supports("Hybrid SD reduces the cloud cost by more than 70% [1].", source)[0]
+
+
 def test_a_claim_may_join_two_findings_of_one_abstract():
     from dataclasses import replace
 

@@ -77,3 +77,33 @@ def test_a_quantity_is_found_in_words_digits_or_as_a_factor():
         assert states_quantity(text, "x2"), text
     assert states_quantity("using 4 times less compute", "x4")
     assert not states_quantity("using 4 times less compute", "x8")
+
+
+def test_numbers_written_another_way_are_the_same_key():
+    assert key_tokens("indexing 138 million passages with a 1.4-trillion-token datastore") == {"138m", "1.4t"}
+    assert contains_key("Splade embeddings of 138M passages", "138m")
+    assert contains_key("a datastore of 1.4 trillion tokens", "1.4t")
+    assert contains_key("achieving 85.0% accuracy", "85%") and not contains_key("achieving 85.5% accuracy", "85%")
+    assert contains_key("with only a half of the training data", "50%")
+    assert not contains_key("with only a third of the training data", "50%")
+    assert contains_key("runs up to 1.86times faster", "1.86")
+    assert contains_key("4,425 questions", "4425") and not contains_key("4,426 questions", "4425")
+    assert not contains_key("a 7B model", "7") and not contains_key("12 models", "12m")
+    assert key_tokens("DenseNet-based students") == {"densenet"}  # the modifier is no part of the name
+
+
+def test_a_hedged_quantity_is_stated_by_a_close_number_on_its_side():
+    from rag.terms import hedged_quantities, states_approximately
+
+    (third,) = hedged_quantities("cuts cloud cost by about two thirds [1].")
+    assert third.percent and round(third.value, 1) == 66.7 and third.keys() == {"#2"}
+    assert states_approximately("reduces the cloud cost by 66%", third)
+    assert not states_approximately("reduces the cloud cost by 50%", third)
+    assert not states_approximately("reduces the cloud cost by 66 points", third)  # no percentage
+    (nearly,) = hedged_quantities("nearly three quarters of the variance")
+    assert states_approximately("by 72% on average", nearly) and not states_approximately("by 78%", nearly)
+    (over,) = hedged_quantities("an improvement of more than 20%")
+    assert states_approximately("improves by 21.5%", over) and not states_approximately("improves by 19%", over)
+    (twice,) = hedged_quantities("ran nearly twice as fast")
+    assert states_approximately("up to 1.86 times faster", twice) and not states_approximately("1.5 times", twice)
+    assert hedged_quantities("it beats the baseline by 20%") == []  # unhedged: the number is exact

@@ -66,8 +66,10 @@ def write_markdown(report: dict, path: Path) -> None:
         lines += [
             f"## Counterfactual abstention: {name}",
             "",
-            "Answerable questions asked again with their gold papers excluded from retrieval; the right",
-            f"answer is an abstention. Abstention recall {_with_ci(block, 'abstention_recall')} ({types}).",
+            "Answerable questions asked again with their gold papers excluded from retrieval. A single-paper",
+            "or detail question must now abstain; a \"which papers\" one must only cite no hidden paper.",
+            f"Abstention recall (single and detail) {_with_ci(block, 'abstention_recall')}; by type {types}.",
+            f"Answers citing a hidden paper: {block['overall'].get('hidden_cited', 0.0):.3f}.",
             f"Decided by: {rules}.",
             "",
         ]

@@ -115,10 +115,11 @@ def build(papers: list[tuple[str, str]], size: int = 80, seed: int = 13) -> list
     return pairs
 
 
-def written_pairs(path: Path, abstracts: dict[str, tuple[str, str]]) -> list[Pair]:
-    """The written paraphrases in `path` (JSON Lines of title, claim, style) as supported pairs,
-    each with its paper's abstract (`abstracts`: paper id -> (title, abstract)); claims whose paper
-    is not stored are left out."""
+def written_pairs(path: Path, abstracts: dict[str, tuple[str, str]], supported: bool = True) -> list[Pair]:
+    """The written claims in `path` (JSON Lines of title, claim, style) as pairs labelled
+    `supported` (paraphrases of true claims, or near misses when False), each with its paper's
+    abstract (`abstracts`: paper id -> (title, abstract)); claims whose paper is not stored are left
+    out."""
     from rag.jsonl import read_jsonl
 
     by_title = {title.strip().lower(): (title, abstract) for title, abstract in abstracts.values()}
@@ -126,7 +127,7 @@ def written_pairs(path: Path, abstracts: dict[str, tuple[str, str]]) -> list[Pai
     for _, row in read_jsonl(path):
         found = by_title.get(str(row["title"]).strip().lower())
         if found:
-            pairs.append(Pair(str(row.get("style", "written")), str(row["claim"]), found[0], found[1], True))
+            pairs.append(Pair(str(row.get("style", "written")), str(row["claim"]), found[0], found[1], supported))
     return pairs
 
 

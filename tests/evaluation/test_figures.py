@@ -73,10 +73,25 @@ def test_counterfactual_counts_abstentions_and_names_the_deciding_rule():
         (qs[1], _abstention(qs[1], "model", answerable=True)),  # the model itself declined
         (qs[2], failed),
     ]
-    assert counterfactual_figures(pairs) == {"abstention_recall": round(2 / 3, 4)}
+    assert counterfactual_figures(pairs) == {"abstention_recall": round(2 / 3, 4), "hidden_cited": 0.0}
     assert counterfactual_figures([]) == {}
     assert [decided_by(a) for _, a in pairs] == ["named_term_missing", "model_abstained", "failed"]
     block = counterfactual_block(pairs)
     assert block["by_type"] == {"single": {"abstention_recall": 1.0}, "detail": {"abstention_recall": 0.5}}
     assert block["decided_by"] == {"failed": 1, "model_abstained": 1, "named_term_missing": 1}
-    assert set(block["ci95"]) == {"abstention_recall"}
+    assert set(block["ci95"]) == {"abstention_recall", "hidden_cited"}
+
+
+def test_counterfactual_asks_a_which_papers_question_only_to_cite_no_hidden_paper():
+    single = Question("s", "q?", "single", ("p1",))
+    multi = Question("m", "which papers?", "multi", ("p1", "p2"))
+    other = Source(1, "p3", "Other", "An abstract.")
+    hidden = Source(2, "p2", "Hidden", "An abstract.")
+    cites = check("A claim [1]. Another claim [2].", {1: ("Other", "An abstract."), 2: ("Hidden", "An abstract.")})
+    answered = Answer("which papers?", "x", False, "extractive", None, [other, hidden], cites, [])
+    abstained = _abstention(single, "model")
+    figures = counterfactual_figures([(single, abstained), (multi, answered)])
+    assert figures == {"abstention_recall": 1.0, "hidden_cited": 0.5}  # the multi answer is no failed abstention
+    clean = Answer("which papers?", "x", False, "extractive", None, [other], cites, [])
+    assert counterfactual_figures([(multi, clean)]) == {"hidden_cited": 0.0}
+    assert counterfactual_block([(single, abstained), (multi, clean)])["by_type"]["multi"] == {"abstention_recall": 0.0}
