@@ -71,19 +71,23 @@ _NO_PRICE = re.compile(
 )
 
 
+# "not only ... but", "not just", "not merely": adds a finding to another, denies nothing
+_ADDITIVE = re.compile(r"\bnot\s+(?:only|just|merely|simply|solely)\b")
+
+
 # A negation governs the words after it up to the end of its clause, at most NEGATION_SCOPE content
 # words: "does not improve accuracy, but ..." denies "improve accuracy", not what follows "but".
 NEGATION_SCOPE = 4
-_CLAUSE_END = re.compile(r"[,;:.()\[\]]|\b(?:but|while|whereas|although|though|however|and)\b")
+CLAUSE_END = re.compile(r"[,;:.()\[\]]|\b(?:but|while|whereas|although|though|however|and)\b")
 
 
 def negation_scopes(text: str) -> list[list[str]]:
     """The words each negation of `text` denies, as raw words in order (the caller stems them)."""
-    lowered = _NO_PRICE.sub(" ", text.lower())
+    lowered = _ADDITIVE.sub(" ", _NO_PRICE.sub(" ", text.lower()))
     scopes = []
     for cue in re.finditer(r"[a-z']+", lowered):
         if cue.group() in _NEGATIONS or cue.group().endswith("n't"):
             rest = lowered[cue.end() :]
-            end = _CLAUSE_END.search(rest)
+            end = CLAUSE_END.search(rest)
             scopes.append(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest))
     return scopes

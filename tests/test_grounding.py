@@ -239,7 +239,9 @@ def test_counts_in_words_must_be_stated_by_the_window():
 def test_a_rounded_number_is_supported_when_hedged_and_a_changed_one_is_not():
     from rag.grounding import OverlapVerifier, Passage
 
-    source = [Passage("Hybrid SD", "Hybrid SD splits inference between cloud and edge. It reduces the cloud cost by 66%.")]
+    source = [
+        Passage("Hybrid SD", "Hybrid SD splits inference between cloud and edge. It reduces the cloud cost by 66%.")
+    ]
     verifier = OverlapVerifier()
     assert verifier.supports("Hybrid SD reduces the cloud cost by about two thirds [1].", source)[0]
     assert verifier.supports("Hybrid SD reduces the cloud cost by roughly 65% [1].", source)[0]
@@ -327,3 +329,38 @@ def test_a_nil_price_in_the_plural_is_not_a_negation():
     ]
     claim = "Data mollification boosts the generation quality of likelihood-based models with one line of code [1]."
     assert OverlapVerifier().supports(claim, source)[0]
+
+
+def test_not_only_adds_a_finding_and_a_prefix_or_another_sentence_can_state_a_denial():
+    from rag.grounding import OverlapVerifier, Passage
+
+    verifier = OverlapVerifier()
+    stratified = [
+        Passage(
+            "SimpleStrat",
+            "We show not only does raising the temperature produce lower quality individual generations, "
+            "but it depends on next-token probabilities matching the true answer distribution.",
+        )
+    ]
+    assert verifier.supports("Raising the temperature produces lower quality individual generations [1].", stratified)[
+        0
+    ]
+    assert not verifier.supports("Raising the temperature does not lower the quality of generations [1].", stratified)[
+        0
+    ]
+    flows = [
+        Passage(
+            "FFJORD",
+            "We use Hutchinson's trace estimator to give a scalable unbiased estimate of the log-density. "
+            "The result is a continuous-time invertible generative model that allows unrestricted neural "
+            "network architectures.",
+        )
+    ]
+    assert verifier.supports(
+        "FFJORD uses Hutchinson's trace estimator for an unbiased log-density estimate without restricting "
+        "the network architecture [1].",
+        flows,
+    )[0]
+    assert not verifier.supports(
+        "FFJORD gives an unbiased log-density estimate without Hutchinson's trace estimator [1].", flows
+    )[0]

@@ -64,4 +64,6 @@ def test_a_negation_governs_the_words_up_to_the_end_of_its_clause():
     assert negation_scopes("It does not improve recall, but it is faster.") == [["improve", "recall"]]
     assert negation_scopes("Gains hold without obvious saturation.") == [["obvious", "saturation"]]
     assert negation_scopes("It adds no overheads and scales.") == []
+    assert negation_scopes("It is not only faster but also more accurate.") == []  # additive, no denial
+    assert negation_scopes("It is not faster, only cheaper.") == [["faster"]]
     assert negated("There is no improvement without labels.")
