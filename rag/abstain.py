@@ -91,6 +91,7 @@ RULES = (
     "unseen_words",
     "model",
     "model_abstained",
+    "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag import extractive, structured
 from rag.abstain import TUNING, Assessment, Evidence, assess, gather_evidence
@@ -133,7 +133,9 @@ def ground_llm_answer(
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     checked = check(text, numbered, verifier)
     fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
-    return fixed, bool(checked.claims) and len(fixed.removed) == len(checked.claims)
+    # an empty fallback: the sources do not state the number the question asks for either
+    fell_flat = fixed.fell_back and not fixed.text.strip()
+    return fixed, fell_flat or (bool(checked.claims) and len(fixed.removed) == len(checked.claims))
 
 
 @dataclass
@@ -156,6 +158,12 @@ class Checked:
         return Answer(
             self.asked.text, NO_ANSWER, True, mode_name, model, sources, grounding, hits, self.assessment, timings
         )
+
+
+def _number_not_stated(assessment: Assessment) -> Assessment:
+    """The verdict when the extractive answerer finds no number for a question asking one."""
+    reason = "the best retrieved abstract states no number for what the question asks"
+    return replace(assessment, answerable=False, reason=reason, rule="number_not_stated")
 
 
 def check_question(
@@ -200,6 +208,7 @@ def answer_question(
     context: Packed | None = None
 
     def finish(text: str, abstained: bool) -> Answer:
+        nonlocal assessment
         t = time.perf_counter()
         checked = Grounding([])
         fixed = None
@@ -213,6 +222,8 @@ def answer_question(
                 question=question,
             )
             text, checked = fixed.text, fixed.grounding
+            if fixed.fell_back and not text.strip():  # nor does the extractive answer hold a number asked for
+                text, abstained, assessment = NO_ANSWER, True, _number_not_stated(assessment)
         elif not abstained:
             checked = check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier)
         timings["verification"] = (time.perf_counter() - t) * 1000
@@ -228,6 +239,9 @@ def answer_question(
     t = time.perf_counter()
     if llm is None:
         text, parts = extractive.compose_parts(asked, pairs, retriever.embedder, retriever.lexical)
+        if not text:  # it asks for a number the best source does not state
+            assessment = _number_not_stated(assessment)
+            return finish(NO_ANSWER, True)
     else:
         system = render("system")
         window = getattr(llm, "context_window", None)

@@ -41,6 +41,10 @@ _QUANTITY = re.compile(
     re.I,
 )
 _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
+# A question that is only answered by a number ("how many", "by how much", "what FID"): a sentence
+# stating none does not answer it, however close its words. (_QUANTITY_QUESTION, less its bare
+# "score", which also names things: "as an anomaly score".)
+_ASKS_NUMBER = re.compile(_QUANTITY_QUESTION.pattern.removesuffix(r"|\bscore\b"), re.I)
 
 
 # Abstracts move from background ("Recent work ...", "... remains challenging") to what the paper
@@ -142,6 +146,27 @@ def _counts(sentence: str, counted: set[str]) -> bool:
     return False
 
 
+def _states_asked_number(sentences: list[Candidate], question: Question) -> bool:
+    """Whether the sentences state a number the question does not (and, for "how many X", a count
+    of X), as a question asking for a number needs."""
+    text = " ".join(c.sentence for c in sentences)
+    if not _quantities(text) - _quantities(question.text):
+        return False
+    counted = _counted_thing(question.text)
+    return not counted or any(_counts(c.sentence, counted) for c in sentences)
+
+
+def _with_asked_number(picked: list[Candidate], ranked: list[Candidate], question: Question) -> list[Candidate]:
+    """`picked`, with the best sentence of the same source that states the number the question asks
+    for when `picked` does not; empty when the source states none: the abstract does not answer."""
+    if _states_asked_number(picked, question):
+        return picked
+    for cand in ranked:  # best first
+        if cand not in picked and _states_asked_number([cand], question):
+            return [*picked, cand]
+    return []
+
+
 def is_list_question(question: str) -> bool:
     return bool(_LIST_QUESTION.search(question))
 
@@ -235,7 +260,8 @@ def compose(question: str | Question, sources: list[tuple[str, str]], embedder: 
 def compose_parts(
     question: str | Question, sources: list[tuple[str, str]], embedder: Embedder, lexical: LexicalIndex
 ) -> tuple[str, list[Part]]:
-    """The answer, and for a question of several parts whether each part is answered."""
+    """The answer, and for a question of several parts whether each part is answered. The answer
+    is empty when the question asks for a number and the best source states none."""
     question = Question.of(question, embedder)
     ranked = _score_sentences(question, sources, embedder, lexical)
     if is_list_question(question.text):
@@ -254,14 +280,23 @@ def compose_parts(
         home = [(sources[best.source - 1])]
         for ask in question.parts:
             part = Question.parse(f"{ask} {named}".strip(), embedder)
-            part_best = _score_sentences(part, home, embedder, lexical)[0][0]
-            parts.append(Part(ask, part_best.score >= WEIGHTS.part_floor))
-            if part_best.score >= WEIGHTS.part_floor and part_best.sentence not in {c.sentence for c in picked}:
+            part_ranked = _score_sentences(part, home, embedder, lexical)[0]
+            part_best = part_ranked[0]
+            answered = part_best.score >= WEIGHTS.part_floor
+            if answered and _ASKS_NUMBER.search(ask):
+                chosen = _with_asked_number([part_best], part_ranked, part)
+                answered, part_best = bool(chosen), (chosen or [part_best])[-1]
+            parts.append(Part(ask, answered))
+            if answered and part_best.sentence not in {c.sentence for c in picked}:
                 picked.append(Candidate(best.source, part_best.sentence, part_best.score))
     else:
         for cand in ranked[best.source - 1][1:2]:
             if cand.score >= WEIGHTS.runner_up * best.score:
                 picked.append(cand)
+        if _ASKS_NUMBER.search(question.text):
+            picked = _with_asked_number(picked, ranked[best.source - 1], question)
+            if not picked:
+                return "", []
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
     picked.sort(key=lambda c: order.get(c.sentence, 0))
     return " ".join(f"{c.sentence} [{c.source}]" for c in picked), parts

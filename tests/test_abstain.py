@@ -74,3 +74,16 @@ def test_fit_logistic_recovers_a_separating_direction():
     y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(float)
     w = fit_logistic(x, y)
     assert w[1] > 0 and w[2] < 0 and abs(w[0]) < abs(w[1])
+
+
+def test_a_question_asking_for_a_number_the_abstract_does_not_state_abstains(workspace):
+    question = (
+        "How many training tokens were used to train the DS-MoE-6B model that trains densely and infers sparsely?"
+    )
+    answer = answer_question(question, workspace.retriever)
+    assert answer.abstained and answer.assessment is not None
+    assert answer.assessment.rule == "number_not_stated" and not answer.assessment.answerable
+    assert "states no number" in answer.assessment.reason
+    assert answer.sources and "DS-MoE" in answer.sources[0].abstract  # the paper was found; the count is not in it
+    stated = answer_question("How many queries does the LitSearch benchmark contain?", workspace.retriever)
+    assert not stated.abstained and "597" in stated.text

@@ -163,3 +163,14 @@ def test_a_two_part_question_records_each_part(workspace):
     assert answer.parts[0].answered and "597" in answer.text
     out = answer.as_json()["parts"]
     assert out[0] == {"ask": "How many queries does the LitSearch benchmark contain", "answered": True}
+
+
+def test_an_llm_answer_that_falls_back_where_no_number_is_stated_abstains(workspace):
+    question = (
+        "How many training tokens were used to train the DS-MoE-6B model that trains densely and infers sparsely?"
+    )
+    llm = ScriptedLLM("DS-MoE-6B was trained on 7 trillion tokens of web text [1].")  # invented: removed in strict
+    answer = answer_question(question, workspace.retriever, llm=llm)
+    assert answer.abstained and answer.text == "The corpus does not answer this question."
+    assert answer.assessment is not None and answer.assessment.rule == "number_not_stated"
+    assert answer.removed  # the invented sentence is listed as removed

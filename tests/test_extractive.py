@@ -122,3 +122,15 @@ def test_at_most_list_max_papers_are_listed_the_best_scored(monkeypatch):
 def test_a_list_question_whose_words_no_source_holds_is_listed_by_score_alone():
     text, _ = _compose("Which papers study zebras?", [LITSEARCH, FP8])
     assert text.startswith("- *")
+
+
+def test_a_question_asking_for_a_number_is_not_answered_by_a_sentence_without_one():
+    # the count is stated, but not in the sentence closest in words: that sentence is added
+    text, _ = _compose("How many realistic queries were written by GPT-4 and the authors?", [LITSEARCH])
+    assert "597 realistic literature search queries" in text
+    # the source states no count of what is asked: no answer (the caller abstains)
+    assert _compose("How many authors wrote the LitSearch queries?", [LITSEARCH]) == ("", [])
+    assert _compose("By how much do diffusion models beat GANs?", [OTHER]) == ("", [])
+    # a part asking for a number is answered only by a number
+    _, parts = _compose("What does FP8 outperform, and how many workloads did it cover?", [FP8])
+    assert [p.answered for p in parts] == [True, False]
