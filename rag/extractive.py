@@ -146,23 +146,27 @@ def _counts(sentence: str, counted: set[str]) -> bool:
     return False
 
 
-def _states_asked_number(sentences: list[Candidate], question: Question) -> bool:
+def asks_number(question: str) -> bool:
+    """Whether the question is answered only by a number ("how many", "by how much", "what FID")."""
+    return bool(_ASKS_NUMBER.search(question))
+
+
+def states_asked_number(sentences: list[str], question: str) -> bool:
     """Whether the sentences state a number the question does not (and, for "how many X", a count
     of X), as a question asking for a number needs."""
-    text = " ".join(c.sentence for c in sentences)
-    if not _quantities(text) - _quantities(question.text):
+    if not _quantities(" ".join(sentences)) - _quantities(question):
         return False
-    counted = _counted_thing(question.text)
-    return not counted or any(_counts(c.sentence, counted) for c in sentences)
+    counted = _counted_thing(question)
+    return not counted or any(_counts(s, counted) for s in sentences)
 
 
 def _with_asked_number(picked: list[Candidate], ranked: list[Candidate], question: Question) -> list[Candidate]:
     """`picked`, with the best sentence of the same source that states the number the question asks
     for when `picked` does not; empty when the source states none: the abstract does not answer."""
-    if _states_asked_number(picked, question):
+    if states_asked_number([c.sentence for c in picked], question.text):
         return picked
     for cand in ranked:  # best first
-        if cand not in picked and _states_asked_number([cand], question):
+        if cand not in picked and states_asked_number([cand.sentence], question.text):
             return [*picked, cand]
     return []
 
@@ -283,7 +287,7 @@ def compose_parts(
             part_ranked = _score_sentences(part, home, embedder, lexical)[0]
             part_best = part_ranked[0]
             answered = part_best.score >= WEIGHTS.part_floor
-            if answered and _ASKS_NUMBER.search(ask):
+            if answered and asks_number(ask):
                 chosen = _with_asked_number([part_best], part_ranked, part)
                 answered, part_best = bool(chosen), (chosen or [part_best])[-1]
             parts.append(Part(ask, answered))
@@ -293,7 +297,7 @@ def compose_parts(
         for cand in ranked[best.source - 1][1:2]:
             if cand.score >= WEIGHTS.runner_up * best.score:
                 picked.append(cand)
-        if _ASKS_NUMBER.search(question.text):
+        if asks_number(question.text):
             picked = _with_asked_number(picked, ranked[best.source - 1], question)
             if not picked:
                 return "", []

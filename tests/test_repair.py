@@ -129,6 +129,19 @@ def test_a_supported_reply_that_shares_no_word_with_the_question_falls_back(work
     assert not kept.fell_back and S3 in kept.text
 
 
+def test_a_supported_reply_stating_no_number_to_a_number_question_falls_back(workspace):
+    """True of LitSearch, but "how many queries" asks for a count: the extractive answer states it."""
+    question = "How many queries does the LitSearch benchmark contain?"
+    reply = "LitSearch questions were manually examined or edited by experts to ensure high quality [1]."
+    mark = answer_question(question, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
+    assert [s.verdict for s in mark.grounding.claims] == ["supported"]
+    strict = answer_question(question, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
+    assert strict.fell_back and "597" in strict.text
+    counted = "LitSearch comprises 597 realistic literature search queries about recent ML and NLP papers [1]."
+    kept = answer_question(question, workspace.retriever, llm=ScriptedLLM(counted), grounding="strict")
+    assert not kept.fell_back and kept.text == counted
+
+
 def test_rebuild_keeps_list_layout_and_drops_emptied_lines():
     sources = {1: ("Alpha", "Alpha models compress activations to eight bits. They run faster on GPUs.")}
     text = (
