@@ -151,10 +151,19 @@ def asks_number(question: str) -> bool:
     return bool(_ASKS_NUMBER.search(question))
 
 
+# A question asking for a share ("what accuracy", "what share of the parameters", "what percentage")
+# is answered by a percentage or a fraction, not by any number.
+_ASKS_SHARE = re.compile(r"\bwhat (?:percentage|fraction|share|proportion|accuracy)\b|\bwhat (?:\w+ )?rate\b", re.I)
+_SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|quarters?|fifths?|tenths?)\b", re.I)
+
+
 def states_asked_number(sentences: list[str], question: str) -> bool:
-    """Whether the sentences state a number the question does not (and, for "how many X", a count
-    of X), as a question asking for a number needs."""
-    if not _quantities(" ".join(sentences)) - _quantities(question):
+    """Whether the sentences state a number the question does not (a percentage or fraction for a
+    share; for "how many X", a count of X), as a question asking for a number needs."""
+    text = " ".join(sentences)
+    if not _quantities(text) - _quantities(question):
+        return False
+    if _ASKS_SHARE.search(question) and not _SHARE.search(text):
         return False
     counted = _counted_thing(question)
     return not counted or any(_counts(s, counted) for s in sentences)

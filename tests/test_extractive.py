@@ -134,3 +134,17 @@ def test_a_question_asking_for_a_number_is_not_answered_by_a_sentence_without_on
     # a part asking for a number is answered only by a number
     _, parts = _compose("What does FP8 outperform, and how many workloads did it cover?", [FP8])
     assert [p.answered for p in parts] == [True, False]
+
+
+def test_a_question_asking_for_a_share_is_answered_by_a_percentage_or_fraction():
+    source = (
+        "FP8 coverage",
+        "We evaluate 75 network workloads with FP8. The FP8 format covers 92.64% of the workloads. "
+        "It needs 1/4 of the memory of FP32.",
+    )
+    text, _ = _compose("What share of the network workloads does FP8 cover?", [source])
+    assert "92.64%" in text
+    text, _ = _compose("What fraction of the FP32 memory does FP8 need?", [source])
+    assert "1/4" in text
+    no_share = ("FP8 study", "We evaluate 75 network workloads with FP8 formats.")
+    assert _compose("What share of the network workloads does FP8 cover?", [no_share]) == ("", [])
