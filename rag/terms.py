@@ -82,7 +82,7 @@ def _magnitudes(text: str) -> str:
 def key_tokens(text: str) -> set[str]:
     """Tokens that must appear in a source for a sentence to be supported by it."""
     out = set()
-    for tok in _KEY_TOKEN.findall(_TIMES.sub(r"\1x\2", _magnitudes(strip_citations(text))).replace("×", "x")):
+    for tok in _KEY_TOKEN.findall(_magnitudes(strip_citations(text)).replace("×", "x")):
         tok = _MODIFIER.sub("", tok)  # "GPT-4-generated" states GPT-4; "BERT-based", BERT
         if _is_key(tok):
             # a bare list number like "1" or "(2)" carries no claim
@@ -110,13 +110,9 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![a-z0-9])(?<![0-9][.,])(?:{body}){suffix}(?![a-z0-9])(?![.,][0-9])")
 
 
-# "256 times 256" is how a LaTeX "256\times256" reaches plain text: the same key as "256x256"
-_TIMES = re.compile(r"\b(\d+)\s*(?:×|\\?times)\s*(\d+)\b")
-
-
 @lru_cache(maxsize=4096)
 def _lowered(text: str) -> str:
-    return _TIMES.sub(r"\1x\2", _magnitudes(text).lower()).replace("×", "x")
+    return _magnitudes(text).lower().replace("×", "x")
 
 
 def contains_key(source: str, key: str) -> bool:
