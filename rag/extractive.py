@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from rag.embedders import Embedder
 from rag.lexical import LexicalIndex
+from rag.numbers import QUANTITY_QUESTION, asks_number, counted_thing, counts, stated_numbers, states_asked_number
 from rag.question import Question
 from rag.sentences import split_sentences
 from rag.terms import acronyms, analyse, key_tokens
@@ -28,25 +29,6 @@ _LIST_QUESTION = re.compile(
     r"|\b(papers|studies|surveys) (that|on|about|which|proposing|comparing|using|studying)\b",
     re.I,
 )
-_QUANTITY_QUESTION = re.compile(
-    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
-    r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
-    re.I,
-)
-# A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
-# like "Llama-3.1" and not a list marker like "(2)".
-_QUANTITY = re.compile(
-    r"(?<![\w.\-])(\d+(?:[.,]\d+)*)(?:%|x|×|times|[TBMK])?(?!\w)"
-    r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?)\b",
-    re.I,
-)
-_HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
-# A question that is only answered by a number ("how many", "by how much", "what FID"): a sentence
-# stating none does not answer it, however close its words. (_QUANTITY_QUESTION, less its bare
-# "score", which also names things: "as an anomaly score".)
-_ASKS_NUMBER = re.compile(_QUANTITY_QUESTION.pattern.removesuffix(r"|\bscore\b"), re.I)
-
-
 # Abstracts move from background ("Recent work ...", "... remains challenging") to what the paper
 # proposes and finds ("We propose ...", "Results show ..."). A question about a method or a result
 # is answered by the second kind, so those sentences get a small lift and background a small cut.
@@ -123,52 +105,6 @@ class Part:
         return {"ask": self.ask, "answered": self.answered}
 
 
-def _quantities(text: str) -> set[str]:
-    return {
-        (m.group(1) or m.group(2)).lower()
-        for m in _QUANTITY.finditer(text)
-        if not (text[m.start() - 1 : m.start()] == "(" and text[m.end() : m.end() + 1] == ")")  # "(2)" marks a list
-    }
-
-
-def _counted_thing(question: str) -> set[str]:
-    """Stems of what a "how many ..." question counts ("how many languages" -> {"languag"})."""
-    match = _HOW_MANY.search(question)
-    return set(analyse(match.group(1))) if match else set()
-
-
-def _counts(sentence: str, counted: set[str]) -> bool:
-    """Does a quantity stand within four words before the counted thing?"""
-    words = re.findall(r"[\w.%-]+", sentence)
-    for i, word in enumerate(words):
-        if _QUANTITY.fullmatch(word) and counted & set(analyse(" ".join(words[i + 1 : i + 5]))):
-            return True
-    return False
-
-
-def asks_number(question: str) -> bool:
-    """Whether the question is answered only by a number ("how many", "by how much", "what FID")."""
-    return bool(_ASKS_NUMBER.search(question))
-
-
-# A question asking for a share ("what accuracy", "what share of the parameters", "what percentage")
-# is answered by a percentage or a fraction, not by any number.
-_ASKS_SHARE = re.compile(r"\bwhat (?:percentage|fraction|share|proportion|accuracy)\b|\bwhat (?:\w+ )?rate\b", re.I)
-_SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|quarters?|fifths?|tenths?)\b", re.I)
-
-
-def states_asked_number(sentences: list[str], question: str) -> bool:
-    """Whether the sentences state a number the question does not (a percentage or fraction for a
-    share; for "how many X", a count of X), as a question asking for a number needs."""
-    text = " ".join(sentences)
-    if not _quantities(text) - _quantities(question):
-        return False
-    if _ASKS_SHARE.search(question) and not _SHARE.search(text):
-        return False
-    counted = _counted_thing(question)
-    return not counted or any(_counts(s, counted) for s in sentences)
-
-
 def _with_asked_number(picked: list[Candidate], ranked: list[Candidate], question: Question) -> list[Candidate]:
     """`picked`, with the best sentence of the same source that states the number the question asks
     for when `picked` does not; empty when the source states none: the abstract does not answer."""
@@ -190,10 +126,10 @@ def _score_sentences(
     q_terms = set(question.terms)
     weights = {t: lexical.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
-    wants_number = bool(_QUANTITY_QUESTION.search(question.text))
+    wants_number = bool(QUANTITY_QUESTION.search(question.text))
     keys = question.specific_keys
-    asked_numbers = _quantities(question.text)
-    counted = _counted_thing(question.text)
+    asked_numbers = stated_numbers(question.text)
+    counted = counted_thing(question.text)
     asks_background = bool(_ASKS_BACKGROUND.search(question.text))
     per_source = [
         [s for s in split_sentences(abstract) if len(s) <= WEIGHTS.max_sentence_chars]
@@ -219,9 +155,9 @@ def _score_sentences(
             # words the title already covers count half: the sentence should add the answer
             lexical_score += WEIGHTS.title_share * sum(weights[t] for t in (q_terms & title_terms) - s_terms) / total
             score = lexical_score + WEIGHTS.similarity * float(sims[i])
-            if wants_number and _quantities(sentence) - asked_numbers:
+            if wants_number and stated_numbers(sentence) - asked_numbers:
                 score += WEIGHTS.number_bonus
-                if counted and _counts(sentence, counted):
+                if counted and counts(sentence, counted):
                     score += WEIGHTS.count_bonus
             named = keys - key_tokens(title)  # naming what the title already names adds nothing
             if named:

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rag.extractive import asks_number, states_asked_number
 from rag.grounding import (
     ATTRIBUTED,
     BAD_CITATION,
@@ -40,6 +39,7 @@ from rag.grounding import (
     Verifier,
     check,
 )
+from rag.numbers import asks_number, states_asked_number
 from rag.sentences import CITATION
 from rag.terms import terms
 
@@ -167,7 +167,7 @@ def repair(
     # supported claims that share no word with the question ("1.5B 2.06 [2]") answer nothing asked
     said = set().union(*(terms(uncited(c.text)) for c in checks if c.is_claim))
     off_point = bool(question) and not terms(question) & said
-    # a question asking for a number is not answered by claims stating none (rag/extractive.py)
+    # a question asking for a number is not answered by claims stating none (rag/numbers.py)
     kept_claims = [uncited(c.text) for c in checks if c.is_claim]
     off_point |= bool(question) and asks_number(question) and not states_asked_number(kept_claims, question)
     if fallback is not None and (kept == 0 or kept / claims < min_kept or off_point):

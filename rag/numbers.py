@@ -1,0 +1,75 @@
+"""The number a question asks for, and whether sentences state it: "how many languages" is
+answered by a count of languages, "what accuracy" by a percentage, "by how much" by some number the
+question does not already state. Shared by the extractive answerer and strict mode's repair, and
+light (no numpy) so the repair step can import it on every path."""
+
+from __future__ import annotations
+
+import re
+
+from rag.terms import analyse
+
+QUANTITY_QUESTION = re.compile(
+    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
+    r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
+    re.I,
+)
+# A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
+# like "Llama-3.1" and not a list marker like "(2)".
+_QUANTITY = re.compile(
+    r"(?<![\w.\-])(\d+(?:[.,]\d+)*)(?:%|x|×|times|[TBMK])?(?!\w)"
+    r"|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?)\b",
+    re.I,
+)
+_HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
+# A question that is only answered by a number ("how many", "by how much", "what FID"): a sentence
+# stating none does not answer it, however close its words. (QUANTITY_QUESTION, less its bare
+# "score", which also names things: "as an anomaly score".)
+_ASKS_NUMBER = re.compile(QUANTITY_QUESTION.pattern.removesuffix(r"|\bscore\b"), re.I)
+
+
+def stated_numbers(text: str) -> set[str]:
+    """The quantities `text` states ("597", "92.64%", "eleven"), list markers like "(2)" left out."""
+    return {
+        (m.group(1) or m.group(2)).lower()
+        for m in _QUANTITY.finditer(text)
+        if not (text[m.start() - 1 : m.start()] == "(" and text[m.end() : m.end() + 1] == ")")  # "(2)" marks a list
+    }
+
+
+def counted_thing(question: str) -> set[str]:
+    """Stems of what a "how many ..." question counts ("how many languages" -> {"languag"})."""
+    match = _HOW_MANY.search(question)
+    return set(analyse(match.group(1))) if match else set()
+
+
+def counts(sentence: str, counted: set[str]) -> bool:
+    """Does a quantity stand within four words before the counted thing?"""
+    words = re.findall(r"[\w.%-]+", sentence)
+    for i, word in enumerate(words):
+        if _QUANTITY.fullmatch(word) and counted & set(analyse(" ".join(words[i + 1 : i + 5]))):
+            return True
+    return False
+
+
+def asks_number(question: str) -> bool:
+    """Whether the question is answered only by a number ("how many", "by how much", "what FID")."""
+    return bool(_ASKS_NUMBER.search(question))
+
+
+# A question asking for a share ("what accuracy", "what share of the parameters", "what percentage")
+# is answered by a percentage or a fraction, not by any number.
+_ASKS_SHARE = re.compile(r"\bwhat (?:percentage|fraction|share|proportion|accuracy)\b|\bwhat (?:\w+ )?rate\b", re.I)
+_SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|quarters?|fifths?|tenths?)\b", re.I)
+
+
+def states_asked_number(sentences: list[str], question: str) -> bool:
+    """Whether the sentences state a number the question does not (a percentage or fraction for a
+    share; for "how many X", a count of X), as a question asking for a number needs."""
+    text = " ".join(sentences)
+    if not stated_numbers(text) - stated_numbers(question):
+        return False
+    if _ASKS_SHARE.search(question) and not _SHARE.search(text):
+        return False
+    counted = counted_thing(question)
+    return not counted or any(counts(s, counted) for s in sentences)
