@@ -85,7 +85,8 @@ def collect(suite_path: Path, cache: Path, limit: int | None) -> list[dict]:
 
 
 def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[list, list]:
-    """(question, answer) pairs: mark mode when `min_kept` is None, else strict at that threshold."""
+    """(question, answer) pairs: mark mode when `min_kept` is None, else strict at that threshold;
+    and, with mark mode only (it does not depend on the threshold), the extractive answers."""
     settings = load_settings()
     ws = Workspace(settings)
     suite = load_suite(suite_path, ws.store.titles())
@@ -98,8 +99,8 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
         q = by_id[row["id"]]
         sources = [Source(n, pid, title, abstract) for n, pid, title, abstract in row["sources"]]
         numbered = {s.n: (s.title, s.abstract) for s in sources}
-        # the extractive answerer is the code as it is now (the cache keeps only the model's text)
-        extractive.append((q, answer_question(q.question, ws.retriever, k=settings.top_k, grounding="mark")))
+        if min_kept is None:  # the extractive answerer is the code as it is now (the cache keeps the model's text)
+            extractive.append((q, answer_question(q.question, ws.retriever, k=settings.top_k, grounding="mark")))
         if row["abstained"]:
             pairs.append((q, Answer(q.question, row["text"], True, "llm", None, sources, Grounding([]), [])))
             continue

@@ -9,11 +9,16 @@ import re
 
 from rag.terms import analyse
 
-QUANTITY_QUESTION = re.compile(
-    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction|share"
-    r"|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b|\bscore\b",
-    re.I,
+# How a question asks for a number ("how many", "by how much", "what FID"): a sentence stating none
+# does not answer it, however close its words.
+_ASKING_NUMBER = (
+    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction"
+    r"|share|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b"
 )
+_ASKS_NUMBER = re.compile(_ASKING_NUMBER, re.I)
+# What the extractive answerer favours a sentence with a number for: those, and any question using
+# "score" (which also names things, "as an anomaly score", so it does not demand a number).
+QUANTITY_QUESTION = re.compile(_ASKING_NUMBER + r"|\bscore\b", re.I)
 # A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
 # like "Llama-3.1" and not a list marker like "(2)".
 _QUANTITY = re.compile(
@@ -22,10 +27,6 @@ _QUANTITY = re.compile(
     re.I,
 )
 _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
-# A question that is only answered by a number ("how many", "by how much", "what FID"): a sentence
-# stating none does not answer it, however close its words. (QUANTITY_QUESTION, less its bare
-# "score", which also names things: "as an anomaly score".)
-_ASKS_NUMBER = re.compile(QUANTITY_QUESTION.pattern.removesuffix(r"|\bscore\b"), re.I)
 
 
 def stated_numbers(text: str) -> set[str]:
