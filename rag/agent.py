@@ -4,8 +4,11 @@ answer (`rag.answer.ground_llm_answer`).
 
 The model gets two tools over the same core as every other command: `search(query, k)` (the
 configured retriever) and `read(paper_id)` (the stored abstract). The protocol is OpenAI's tool
-calling, through the openai client's `tools` parameter, so the server parses the calls and this
-module never reads tool calls out of free text. Each paper a tool shows gets a number the first
+calling, through LlamaIndex's function-calling chat (`stream_chat_with_tools` of the same OpenAILike
+client that writes normal answers, rag.llm.openai_like): LlamaIndex describes the tools from their
+argument models and gathers the streamed calls, so this module never reads tool calls out of free
+text. The loop stays here, because the step bound, the turn that must answer, the sentence-wise
+streaming of the answer and the tool errors told to the model are this module's rules. Each paper a tool shows gets a number the first
 time it is shown, which the model cites; the answer's sources are the papers it read and those it
 cited, renumbered 1.. in that order, and the answer's citations with them.
 
@@ -28,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, Field
+
 from rag import extractive
 from rag.answer import (
     NO_ANSWER,
@@ -40,50 +45,40 @@ from rag.answer import (
 )
 from rag.config import Settings, mask_url
 from rag.grounding import Grounding, Verifier
-from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, within
+from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, openai_like, within
 from rag.prompts import escape_tags, render
 from rag.sanitise import StreamCleaner, clean
 from rag.sentences import CITATION, citations_of, split_sentences
 from rag.tokens import count_tokens
 
 if TYPE_CHECKING:
-    from openai import OpenAI
-    from openai.types.chat import ChatCompletionChunk
+    from llama_index.core.base.llms.types import ChatResponse
+    from llama_index.core.tools import FunctionTool
 
     from rag.retrieval import PaperHit, Retriever
 
 MAX_K = 10  # most papers one search shows the model
 
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "search",
-            "description": "Find the papers that best match a query. Returns each paper's number n, id, title "
-            "and its best matching passage.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "What to look for, in words."},
-                    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "How many papers."},
-                },
-                "required": ["query"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "read",
-            "description": "Read one paper's title and whole abstract.",
-            "parameters": {
-                "type": "object",
-                "properties": {"paper_id": {"type": "string", "description": "The id a search returned."}},
-                "required": ["paper_id"],
-            },
-        },
-    },
-]
+class SearchArgs(BaseModel):
+    """Find the papers that best match a query. Returns each paper's number n, id, title and its
+    best matching passage."""
+
+    query: str = Field(description="What to look for, in words.")
+    k: int = Field(5, ge=1, le=MAX_K, description="How many papers.")
+
+
+class ReadArgs(BaseModel):
+    """Read one paper's title and whole abstract."""
+
+    paper_id: str = Field(description="The id a search returned.")
+
+
+TOOL_ARGS: dict[str, type[BaseModel]] = {"search": SearchArgs, "read": ReadArgs}
+
+# The first turn must search: the model chooses the query, and a model that would answer from
+# memory instead (small local ones do, when free to) reads the corpus first. OpenAI, vLLM and
+# llama.cpp's function-calling formats honour a named tool choice.
+FIRST: dict[str, Any] = {"type": "function", "function": {"name": "search"}}
 
 
 @dataclass
@@ -149,6 +144,22 @@ class Library:
 
     def number(self, paper_id: str) -> int:
         return self.numbers.setdefault(paper_id, len(self.numbers) + 1)
+
+    def tools(self) -> list[FunctionTool]:
+        """The tools as LlamaIndex offers them to the model, described by their argument models.
+        `run_tools` runs a call with `call`, from the arguments text the model sent, which need not
+        be JSON; these run the same code from parsed arguments."""
+        from llama_index.core.tools import FunctionTool
+
+        def runner(name: str) -> Callable[..., str]:
+            return lambda **kwargs: self.call(name, json.dumps(kwargs))[0]
+
+        return [
+            FunctionTool.from_defaults(
+                fn=runner(name), name=name, description=" ".join((args.__doc__ or "").split()), fn_schema=args
+            )
+            for name, args in TOOL_ARGS.items()
+        ]
 
     def call(self, name: str, raw: str) -> tuple[str, Step]:
         """Run tool `name` on the model's arguments text: (what the model is told, the step)."""
@@ -220,13 +231,6 @@ class Run:
     streamed: str = ""
 
 
-def _client(settings: Settings) -> OpenAI:
-    import openai
-
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-    return openai.OpenAI(base_url=settings.endpoint, api_key=key, timeout=settings.llm_timeout, max_retries=2)
-
-
 class Shown:
     """Streams a turn's text to `on_token` a sentence at a time, each once the next one has begun,
     so a turn that writes a line and then calls a tool never shows it. The citations are
@@ -275,42 +279,40 @@ def run_tools(
     """Let the model call the tools, at most `agent_steps` times, then take its answer. Every turn
     is streamed (a turn is the answer only once it ends without calling a tool); the text of a
     turn after the first tool call goes to `on_token` as it arrives (see `Shown`)."""
+    import httpx
     import openai
+    from llama_index.core.llms import ChatMessage
 
     endpoint = mask_url(settings.endpoint)
     start = time.monotonic()
     deadline = start + settings.llm_deadline
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": render("agent")},
-        {"role": "user", "content": question},
-    ]
+    messages = [ChatMessage(role="system", content=render("agent")), ChatMessage(role="user", content=question)]
+    tools = library.tools()
     llm_seconds = 0.0
     out_of_steps = False
     streamed = ""
 
-    with _client(settings) as client:
+    with httpx.Client() as http:
+        llm = openai_like(settings, http)
 
-        def ask(tool_choice: Literal["none", "auto"]) -> tuple[str, list[dict[str, Any]]]:
+        def ask(tool_choice: str | dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             """One turn: (its text, its tool calls as the assistant message lists them)."""
             nonlocal llm_seconds, streamed
             t = time.monotonic()
             text: list[str] = []
-            calls: dict[int, dict[str, Any]] = {}
+            calls: list[Any] = []  # the turn's tool calls so far, as LlamaIndex gathers them
             reported: dict[str, int] = {}
             cleaner, cap = StreamCleaner(), TokenCap(settings.llm_max_tokens)
             turn = Shown(library, on_token if steps else None)  # a first turn without a tool call is no answer
 
-            def make() -> Iterator[ChatCompletionChunk]:
+            def make() -> Iterator[ChatResponse]:
                 return iter(
-                    client.chat.completions.create(  # type: ignore[call-overload]
-                        model=settings.llm_model,
-                        messages=messages,
-                        tools=TOOLS,
+                    llm.stream_chat_with_tools(
+                        tools,
+                        chat_history=list(messages),
+                        allow_parallel_tool_calls=True,
                         tool_choice=tool_choice,
-                        temperature=0.0,
-                        max_tokens=settings.llm_max_tokens,
-                        stream=True,
                         stream_options={"include_usage": True},
                     )
                 )
@@ -318,24 +320,16 @@ def run_tools(
             chunks = within(make, deadline)
             try:
                 for chunk in chunks:
-                    if chunk.usage:
+                    if chunk.raw is not None and getattr(chunk.raw, "usage", None):
                         reported = {
-                            "prompt_tokens": chunk.usage.prompt_tokens,
-                            "completion_tokens": chunk.usage.completion_tokens,
+                            "prompt_tokens": chunk.raw.usage.prompt_tokens,
+                            "completion_tokens": chunk.raw.usage.completion_tokens,
                         }
-                    for choice in chunk.choices[:1]:
-                        for call in choice.delta.tool_calls or []:
-                            slot = calls.setdefault(
-                                call.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-                            )
-                            slot["id"] = call.id or slot["id"]
-                            if call.function:
-                                slot["function"]["name"] += call.function.name or ""
-                                slot["function"]["arguments"] += call.function.arguments or ""
-                        piece = cap.take(cleaner.feed(choice.delta.content or ""))
-                        text.append(piece)
-                        if not calls:
-                            turn.feed(piece)
+                    calls = chunk.message.additional_kwargs.get("tool_calls") or calls
+                    piece = cap.take(cleaner.feed(chunk.delta or ""))
+                    text.append(piece)
+                    if not calls:
+                        turn.feed(piece)
             except DeadlineReached:
                 raise LLMError(
                     f"the LLM endpoint {endpoint} did not finish the agent's work within the "
@@ -357,20 +351,38 @@ def run_tools(
             if not calls:
                 turn.finish()
             streamed += turn.text
-            made = [c for _, c in sorted(calls.items())]
+            made = [
+                {
+                    "id": _once(call.id or "") or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": _once(call.function.name or ""), "arguments": call.function.arguments or ""},
+                }
+                for i, call in enumerate(calls)
+                if call.function
+            ]
             reported = reported or {
-                "prompt_tokens": count_tokens(json.dumps(messages)),
+                "prompt_tokens": count_tokens(json.dumps([m.model_dump(mode="json") for m in messages])),
                 "completion_tokens": count_tokens(said + json.dumps(made)),
             }
             for key in usage:
                 usage[key] += reported[key]
             return said, made
 
+        choice: str | dict[str, Any] = FIRST
         while True:
-            said, calls = ask("none" if out_of_steps else "auto")
-            if out_of_steps or not calls:
+            said, calls = ask(choice)
+            if choice == "none":
                 break
-            messages.append({"role": "assistant", "content": said, "tool_calls": calls})
+            if not calls:
+                if said.strip() or not steps:
+                    break
+                # a turn after tool calls that neither calls one nor says anything (llama.cpp's
+                # function-calling format ends an unforced reply at once): the next must answer
+                choice = "none"
+                continue
+            # LlamaIndex sends an empty text beside tool calls as null, which llama.cpp's server
+            # refuses (it takes a string or nothing): a turn that only called tools says " ".
+            messages.append(ChatMessage(role="assistant", content=said or " ", additional_kwargs={"tool_calls": calls}))
             for call in calls:
                 library.calls.append(call_text(call["function"]["name"], call["function"]["arguments"]))
                 if len(steps) < settings.agent_steps:
@@ -378,15 +390,28 @@ def run_tools(
                     steps.append(step)
                 else:
                     result = "error: no tool calls are left; answer from the papers shown so far"
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+                messages.append(ChatMessage(role="tool", content=result, additional_kwargs={"tool_call_id": call["id"]}))
+            choice = "auto"
             if len(steps) >= settings.agent_steps:
-                out_of_steps = True
+                out_of_steps, choice = True, "none"
                 messages.append(
-                    {"role": "user", "content": render("agent_limit", steps=settings.agent_steps, question=question)}
+                    ChatMessage(
+                        role="user", content=render("agent_limit", steps=settings.agent_steps, question=question)
+                    )
                 )
     if not steps:
         raise NoTools("the model did not call the search or read tools")
     return Run(said.strip(), usage, out_of_steps, llm_seconds * 1000, streamed)
+
+
+def _once(text: str) -> str:
+    """`text` once where a server repeated it in every streamed delta of a tool call ("searchsearch"
+    -> "search"): llama.cpp's function-calling format resends a call's id and name each time, and
+    LlamaIndex joins the deltas as OpenAI streams them (sent once, then only arguments)."""
+    for size in range(1, len(text) // 2 + 1):
+        if len(text) % size == 0 and text[:size] * (len(text) // size) == text:
+            return text[:size]
+    return text
 
 
 def _renumbered(text: str, order: list[int]) -> str:

@@ -28,6 +28,7 @@ from rag.tokens import count_tokens, tiktoken_encoding
 
 if TYPE_CHECKING:
     import httpx
+    from llama_index.llms.openai_like import OpenAILike
 
     from rag.config import Settings
 
@@ -207,12 +208,31 @@ def _watched_stream() -> type:
     return WatchedStream
 
 
+def openai_like(settings: Settings, http_client: httpx.Client, max_retries: int = 2) -> OpenAILike:
+    """LlamaIndex's client for OpenAI or any OpenAI-compatible server, as the settings configure
+    it: the one client of answers (`OpenAICompatible`) and of agent mode (rag.agent)."""
+    from llama_index.llms.openai_like import OpenAILike
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    return OpenAILike(
+        model=settings.llm_model,
+        api_base=settings.endpoint,
+        api_key=key,
+        timeout=settings.llm_timeout,
+        max_retries=max_retries,
+        is_chat_model=True,
+        context_window=8192,
+        temperature=0.0,
+        max_tokens=settings.llm_max_tokens,
+        http_client=http_client,
+    )
+
+
 class OpenAICompatible:
     """OpenAI or any OpenAI-compatible server, through LlamaIndex's OpenAILike."""
 
     def __init__(self, settings: Settings, max_retries: int = 2) -> None:
         import httpx
-        from llama_index.llms.openai_like import OpenAILike
 
         from rag.context import model_window
 
@@ -229,22 +249,10 @@ class OpenAICompatible:
         self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
         self._attempts = 0
         self._done = False
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
         client = self._http = httpx.Client(event_hooks={"request": [self._on_request], "response": [self._on_response]})
         # The openai client retries connection errors, 429 and 5xx with backoff before any text
         # arrives, which is safe; a stream cut midway is reported, never retried.
-        self._llm = OpenAILike(
-            model=self.model,
-            api_base=settings.endpoint,
-            api_key=key,
-            timeout=self.timeout,
-            max_retries=max_retries,
-            is_chat_model=True,
-            context_window=8192,
-            temperature=0.0,
-            max_tokens=self.max_tokens,
-            http_client=client,
-        )
+        self._llm = openai_like(settings, client, max_retries)
 
     def close(self) -> None:
         """Close the HTTP client's connections."""

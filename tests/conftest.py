@@ -77,6 +77,14 @@ def llm_url() -> str:
     return url
 
 
+@pytest.fixture
+def llm_tools_url() -> str:
+    url = os.environ.get("RAG_TEST_LLM_TOOLS_URL")
+    if not url:
+        pytest.skip("no local LLM server with tool calling: set RAG_TEST_LLM_TOOLS_URL (.ci/run starts one)")
+    return url
+
+
 def run_rag(
     *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:

@@ -88,9 +88,10 @@ class Calls:
     """A reply that calls tools: each call is (tool name, arguments as a dict, or a raw string
     sent as the arguments text, e.g. malformed JSON); `content`: text the model writes first."""
 
-    def __init__(self, *calls: tuple[str, dict | str], content: str | None = None) -> None:
+    def __init__(self, *calls: tuple[str, dict | str], content: str | None = None, repeat: bool = False) -> None:
         self.calls = calls
         self.content = content
+        self.repeat = repeat  # every delta resends the call's id and name, as llama.cpp's server does
 
     def message(self, turn: int) -> dict:
         return {
@@ -116,7 +117,9 @@ class Calls:
             head = {"index": i, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
             events.append(_event({"tool_calls": [head]}))
             for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
-                events.append(_event({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+                delta = {**head, "function": {"name": name, "arguments": piece}} if self.repeat else {"index": i}
+                delta["function"] = {**delta.get("function", {}), "arguments": piece}
+                events.append(_event({"tool_calls": [delta]}))
         return [*events, _event({}, "tool_calls")]
 
 
@@ -206,6 +209,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             if "response_format" in body and body["response_format"].get("type") not in script.formats:
                 error = {"error": {"message": "response_format: unsupported type", "type": "invalid"}}
                 self._json(script.refusal, error)
+                return
+            if any(m.get("role") == "assistant" and "content" in m and m["content"] is None for m in body.get("messages", [])):
+                # llama.cpp's server takes an assistant message's content as a string or not at all
+                self._json(500, {"error": {"message": "messages: content should be a valid string", "type": "invalid"}})
                 return
             if "tools" in body and not script.tools:
                 self._json(400, {"error": {"message": "tools are not supported", "type": "invalid_request_error"}})

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rag.agent import AgentAnswer, answer_with_agent
+from rag.agent import MAX_K, AgentAnswer, Library, answer_with_agent
 from rag.answer import NO_ANSWER, answer_question
 from rag.llm import OpenAICompatible
 from rag.repair import FELL_BACK
@@ -48,7 +48,10 @@ def test_search_read_answer_numbers_the_sources_from_what_was_read(workspace, tm
     assert notices == [] and answer.fallback is None
     shown = tool_results(bodies[1])[0]
     assert f'<source n="2" id="{ZQ_ID}">' in shown and f'<source n="1" id="{FP8_ID}">' in shown
-    assert bodies[0]["tools"][0]["function"]["name"] == "search" and bodies[0]["tool_choice"] == "auto"
+    assert bodies[0]["tools"][0]["function"]["name"] == "search"
+    # the first turn must search; later ones may answer
+    assert bodies[0]["tool_choice"] == {"type": "function", "function": {"name": "search"}}
+    assert bodies[1]["tool_choice"] == "auto" and bodies[2]["tool_choice"] == "auto"
     # only the paper read is a source, numbered 1, and the answer's [2] is renumbered with it
     assert [(s.n, s.paper_id) for s in answer.sources] == [(1, ZQ_ID)]
     assert answer.text == f"{S2} [1]." and answer.mode == "llm"
@@ -58,6 +61,36 @@ def test_search_read_answer_numbers_the_sources_from_what_was_read(workspace, tm
     assert [s["tool"] for s in steps] == ["search", "read"] and steps[1]["papers"] == [ZQ_ID]
     assert steps[0]["arguments"] == {"query": "compare FP8 vs INT8", "k": 3} and len(steps[0]["papers"]) == 3
     assert answer.usage == {"prompt_tokens": 150, "completion_tokens": 30}
+
+
+def test_the_tools_offered_are_described_by_their_argument_models_and_run_the_same_code(workspace, tmp_path):
+    _, _, bodies = ask(workspace, tmp_path, [SEARCH, f"{S1} [1]."])
+    offered = {t["function"]["name"]: t["function"] for t in bodies[0]["tools"]}
+    assert set(offered) == {"search", "read"} and offered["read"]["parameters"]["required"] == ["paper_id"]
+    k = offered["search"]["parameters"]["properties"]["k"]
+    assert (k["minimum"], k["maximum"]) == (1, MAX_K) and "query" in offered["search"]["parameters"]["required"]
+    assert "abstract" in offered["read"]["description"]
+    library = Library(workspace.retriever, workspace.settings)
+    search, read = library.tools()
+    shown = search.call(query="compare FP8 vs INT8", k=2).content
+    assert shown.count("<source ") == 2 and len(library.numbers) == 2
+    assert f'id="{ZQ_ID}"' in read.call(paper_id=ZQ_ID).content and library.read == [ZQ_ID]
+
+
+def test_calls_streamed_as_llama_cpp_streams_them_are_read_once(workspace, tmp_path):
+    """llama.cpp's server resends a call's id and name in every delta, and takes no null content."""
+    replies = [Calls(("search", {"query": "FP8 vs INT8", "k": 2}), repeat=True), f"{S1} [1]."]
+    answer, notices, bodies = ask(workspace, tmp_path, replies)
+    assert notices == [] and [s.tool for s in answer.steps] == ["search"] and answer.steps[0].error is None
+    sent = bodies[1]["messages"][2]
+    assert sent["tool_calls"][0]["id"] == "call-1-0" and sent["tool_calls"][0]["function"]["name"] == "search"
+    assert isinstance(sent["content"], str) and bodies[1]["messages"][3]["tool_call_id"] == "call-1-0"
+
+
+def test_a_turn_after_a_search_that_says_nothing_gets_one_that_must_answer(workspace, tmp_path):
+    answer, notices, bodies = ask(workspace, tmp_path, [SEARCH, "", f"{S1} [1]."])
+    assert notices == [] and bodies[2]["tool_choice"] == "none"
+    assert answer.text == f"{S1} [1]." and [s.verdict for s in answer.grounding.sentences] == ["supported"]
 
 
 def test_a_cited_search_result_is_a_source_too(workspace, tmp_path):
@@ -268,4 +301,17 @@ def test_ask_agent_against_the_local_llm(bundled_dir, llm_url):
     else:
         assert out["agent"]["steps"] and len(lines) <= 1, proc.stderr
     assert out["mode"] == "llm" and out["model"] == "smollm2"
+    assert all(s["supported"] or s["verdict"] == "no_claim" for s in out["sentences"])
+
+
+def test_ask_agent_against_the_local_llm_calling_tools(bundled_dir, llm_tools_url):
+    """SmolLM2 behind llama.cpp's function-calling chat format: its first turn must search, with a
+    query it writes; then it answers, and whatever it writes is checked like any LLM answer."""
+    env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": llm_tools_url, "RAG_LLM_MODEL": "smollm2"}
+    proc = run_rag("ask", FP8, "--agent", "--json", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    first = out["agent"]["steps"][0]
+    assert first["tool"] == "search" and first["papers"] and "error" not in first, out["agent"]
+    assert len([line for line in proc.stderr.splitlines() if line != FELL_BACK]) <= 1, proc.stderr
     assert all(s["supported"] or s["verdict"] == "no_claim" for s in out["sentences"])
