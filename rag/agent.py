@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -74,6 +74,8 @@ class ReadArgs(BaseModel):
 
 
 TOOL_ARGS: dict[str, type[BaseModel]] = {"search": SearchArgs, "read": ReadArgs}
+
+UNCITED = "the agent's answer cites no paper the tools showed"
 
 # The first turn must search: the model chooses the query, and a model that would answer from
 # memory instead (small local ones do, when free to) reads the corpus first. OpenAI, vLLM and
@@ -133,9 +135,10 @@ class NoTools(Exception):
 class Library:
     """The tools, and the papers they have shown the model, numbered as first shown."""
 
-    def __init__(self, retriever: Retriever, settings: Settings) -> None:
+    def __init__(self, retriever: Retriever, settings: Settings, exclude: Collection[str] = ()) -> None:
         self.retriever = retriever
         self.settings = settings
+        self.exclude = frozenset(exclude)  # papers the tools never show (the evaluation's counterfactual)
         self.numbers: dict[str, int] = {}  # paper id -> the number the model cites it by
         self.hits: dict[str, PaperHit] = {}  # every paper a search returned, first hit kept
         self.read: list[str] = []  # paper ids read, in order
@@ -188,7 +191,7 @@ class Library:
             k = min(max(int(args.get("k") or self.settings.top_k), 1), MAX_K)
         except (TypeError, ValueError):
             k = self.settings.top_k
-        hits = self.retriever.search(query, k=k, mode=self.settings.retriever).results
+        hits = self.retriever.search(query, k=k, mode=self.settings.retriever, exclude=self.exclude).results
         if not hits:
             return "No papers match."
         for hit in hits:
@@ -204,7 +207,7 @@ class Library:
         if not found and given.strip("[]") in shown:  # a small model may pass the number it was shown
             paper_id = shown[given.strip("[]")]
             found = self.retriever.store.abstracts([paper_id])
-        if paper_id not in found:
+        if paper_id not in found or paper_id in self.exclude:
             step.error = f"no paper has the id {given!r}; use an id from the search results"
             return ""
         title, abstract = found[paper_id]
@@ -435,11 +438,13 @@ def answer_with_agent(
     verifier: Verifier | None,
     notify: Callable[[str], None],
     on_token: Callable[[str], None] | None = None,
+    exclude: Collection[str] = (),
 ) -> AgentAnswer:
     """Answer `question` in agent mode; `notify` receives the one line that says why the normal
-    path answered instead (`llm` then answers, streaming to `on_token`), or that the steps ran out."""
+    path answered instead (`llm` then answers, streaming to `on_token`), or that the steps ran out.
+    Papers in `exclude` are out of every search and read (the evaluation's counterfactual)."""
     steps: list[Step] = []
-    library = Library(retriever, settings)
+    library = Library(retriever, settings, exclude)
 
     def normal(reason: str) -> AgentAnswer:
         notify(f"{reason}; answering without the agent")
@@ -452,6 +457,7 @@ def answer_with_agent(
             on_token=on_token,
             verifier=verifier,
             grounding=settings.grounding,
+            exclude=exclude,
         )
         return AgentAnswer.of(answer, steps, library.calls, reason)
 
@@ -460,7 +466,7 @@ def answer_with_agent(
     t0 = time.perf_counter()
     # The same answerability check as a normal LLM answer, on a search of the question itself: a
     # clear miss abstains before the model is asked anything.
-    pre = check_question(question, retriever, settings.top_k, settings.retriever, with_llm=True)
+    pre = check_question(question, retriever, settings.top_k, settings.retriever, with_llm=True, exclude=exclude)
     if not pre.assessment.answerable:
         return AgentAnswer.of(pre.abstention(llm, t0), steps, library.calls, None)
     t1 = time.perf_counter()
@@ -493,8 +499,13 @@ def answer_with_agent(
 
     cited = set(citations_of(run.text))
     chosen = [pid for pid, n in library.numbers.items() if pid in library.read or n in cited]
+    uncited = not chosen
+    if uncited and settings.grounding == "strict":
+        # an answer citing nothing it was shown: every paper shown is a source, and the strict
+        # check attributes each sentence one of them supports, or removes it
+        chosen = list(library.numbers)
     if not chosen:
-        return normal("the agent's answer cites no paper the tools showed")
+        return normal(UNCITED)
     missing = [pid for pid in chosen if pid not in library.papers]
     library.papers.update(retriever.store.abstracts(missing))
     chosen = [pid for pid in chosen if pid in library.papers]
@@ -512,6 +523,8 @@ def answer_with_agent(
         question=question,
     )
     timings["verification"] = (time.perf_counter() - t) * 1000
+    if nothing_held and uncited:
+        return normal(UNCITED)
     if nothing_held:  # nothing it read supports anything it said: abstain, as a clear miss does
         answer = agent_answer(NO_ANSWER, True, sources, Grounding([]))
     else:

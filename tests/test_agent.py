@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rag.agent import MAX_K, AgentAnswer, Library, answer_with_agent
+from rag.agent import MAX_K, UNCITED, AgentAnswer, Library, answer_with_agent
 from rag.answer import NO_ANSWER, answer_question
 from rag.llm import OpenAICompatible
 from rag.repair import FELL_BACK
@@ -221,6 +221,20 @@ def test_an_answer_that_nothing_read_supports_abstains(workspace, tmp_path):
     assert [s.text for s in answer.removed] == [f"{INVENTED} [1].", "GPUs will be free for everyone by 2030 [1]."]
     out = answer.as_json()
     assert out["abstained"] is True and out["sentences"] == [] and out["abstention"]["answerable"] is True
+
+
+def test_an_uncited_answer_is_attributed_to_the_papers_shown(workspace, tmp_path):
+    answer, notices, _ = ask(workspace, tmp_path, [SEARCH, f"{S1}."])
+    assert notices == [] and answer.fallback is None and not answer.abstained
+    assert [s.verdict for s in answer.grounding.sentences] == ["attributed"]
+    assert FP8_ID in [answer.sources[n - 1].paper_id for n in answer.cited]
+
+
+def test_an_uncited_answer_nothing_shown_supports_goes_the_normal_way(workspace, tmp_path):
+    replies = [SEARCH, "GPUs will be free for everyone by 2030.", f"{S1} [1]."]
+    answer, notices, bodies = ask(workspace, tmp_path, replies)
+    assert notices == [f"{UNCITED}; answering without the agent"] and answer.fallback == UNCITED
+    assert "tools" not in bodies[-1] and answer.text == f"{S1} [1]."
 
 
 def test_an_abstaining_model_abstains(workspace, tmp_path):

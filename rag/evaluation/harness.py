@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from rag.answer import Answer, answer_question
+from rag.config import Settings
 from rag.evaluation.bootstrap import bootstrap_ci
 from rag.evaluation.counterfactual import counterfactual_block
 from rag.evaluation.figures import answer_figures, decided_by, percentiles
@@ -48,10 +49,30 @@ def run_suite(
     counterfactual: bool = False,
     grounding: GroundingMode = "strict",
     verifier: Verifier | None = None,
+    settings: Settings | None = None,
 ) -> dict:
     """Every figure of one suite; `counterfactual` also asks each answerable question again with
     its gold papers excluded from retrieval (see rag.evaluation.counterfactual); `verifier` is the
-    configured grounding check (the overlap one when None)."""
+    configured grounding check (the overlap one when None); `settings` configure the agent
+    answerer (agent mode, rag.agent), which the other answerers do not need."""
+
+    def ask(name: str, question: str, exclude: frozenset[str] = frozenset()) -> Answer:
+        if name == "agent":
+            from rag.agent import answer_with_agent
+
+            if settings is None:
+                raise ValueError("the agent answerer needs the settings")
+            return answer_with_agent(question, settings, retriever, llm, verifier, lambda _: None, exclude=exclude)
+        return answer_question(
+            question,
+            retriever,
+            k=k,
+            llm=llm if name == "llm" else None,
+            exclude=exclude,
+            verifier=verifier,
+            grounding=grounding,
+        )
+
     results = [QuestionResult(q) for q in suite.questions]
     latency: dict[str, list[float]] = {"retrieval": [], "generation": [], "verification": []}
     tokens = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -71,29 +92,14 @@ def run_suite(
                 progress(done, steps)
         for name in answerers:
             try:
-                answer = answer_question(
-                    r.question.question,
-                    retriever,
-                    k=k,
-                    llm=llm if name == "llm" else None,
-                    verifier=verifier,
-                    grounding=grounding,
-                )
+                answer = ask(name, r.question.question)
             except LLMError as exc:  # one bad reply is a missing answer, not the end of the run
                 answer = _failed(r.question.question, str(exc))
                 failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
             r.answers[name] = answer
             if counterfactual and r.question.answerable:
                 try:
-                    r.counterfactual[name] = answer_question(
-                        r.question.question,
-                        retriever,
-                        k=k,
-                        llm=llm if name == "llm" else None,
-                        exclude=frozenset(r.question.gold),
-                        verifier=verifier,
-                        grounding=grounding,
-                    )
+                    r.counterfactual[name] = ask(name, r.question.question, frozenset(r.question.gold))
                 except LLMError as exc:
                     r.counterfactual[name] = _failed(r.question.question, str(exc))
                     failures[name][str(exc)] = failures[name].get(str(exc), 0) + 1
@@ -158,6 +164,7 @@ def run_suite(
         }
         if counterfactual
         else {},
+        "agent": agent_block([r.answers["agent"] for r in results]) if "agent" in answerers else {},
         "failures": {
             name: {
                 "failed": sum(messages.values()),
@@ -190,4 +197,23 @@ def run_suite(
             }
             for r in results
         ],
+    }
+
+
+def agent_block(answers: list[Answer]) -> dict:
+    """How agent mode went: the share of questions the agent answered itself (the rest went the
+    normal way, each reason counted), and the tool calls it made per question."""
+    from rag.agent import AgentAnswer
+
+    agent = [a for a in answers if isinstance(a, AgentAnswer)]
+    reasons: dict[str, int] = {}
+    for a in agent:
+        if a.fallback:
+            reasons[a.fallback] = reasons.get(a.fallback, 0) + 1
+    n = len(agent) or 1
+    return {
+        "questions": len(agent),
+        "answered_by_agent": round(sum(a.fallback is None for a in agent) / n, 4),
+        "tool_calls_mean": round(sum(len(a.steps) for a in agent) / n, 2),
+        "fallbacks": dict(sorted(reasons.items(), key=lambda r: -r[1])),
     }

@@ -103,6 +103,17 @@ def write_markdown(report: dict, path: Path) -> None:
             + ".",
             "",
         ]
+    agent = report.get("agent") or {}
+    if agent.get("questions"):
+        lines += [
+            "## Agent mode",
+            "",
+            f"The agent answered {agent['answered_by_agent']:.1%} of {agent['questions']} questions itself "
+            f"({agent['tool_calls_mean']:.2f} tool calls each on average); the rest went the normal way: "
+            + (", ".join(f"{reason} ({n}x)" for reason, n in agent["fallbacks"].items()) or "none")
+            + ".",
+            "",
+        ]
     failures = {n: f for n, f in report.get("failures", {}).items() if isinstance(f, dict) and f.get("failed")}
     if failures:
         lines += [

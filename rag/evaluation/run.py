@@ -14,7 +14,7 @@ from rag.errors import RagError
 from rag.retrievers import MODES, Mode
 from rag.workspace import Workspace
 
-ANSWERERS = ("extractive", "llm")
+ANSWERERS = ("extractive", "llm", "agent")  # agent: agent mode (rag ask --agent)
 
 # label -> a context that yields a progress callback (done, total), or None for no progress shown
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]]
@@ -42,14 +42,16 @@ class EvalOptions:
         chosen_answerers = [a for a in answerers.split(",") if a]
         for a in chosen_answerers:
             if a not in ANSWERERS:
-                raise EvalUsageError(f"unknown answerer {a!r}; use extractive or llm")
+                raise EvalUsageError(f"unknown answerer {a!r}; use {', '.join(ANSWERERS)}")
         chosen = [m for m in MODES if m in retrievers.split(",")]
         return cls(chosen, chosen_answerers, judge, counterfactual)
 
     def check(self, settings: Settings) -> None:
         """Refuse options the settings cannot serve, before any work starts."""
-        if ("llm" in self.answerers or self.judge) and not settings.llm_enabled:
-            raise EvalUsageError("the llm answerer and --judge need an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY")
+        if ({"llm", "agent"} & set(self.answerers) or self.judge) and not settings.llm_enabled:
+            raise EvalUsageError(
+                "the llm and agent answerers and --judge need an LLM: set OPENAI_BASE_URL or OPENAI_API_KEY"
+            )
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,13 @@ def run_suites(
                 retriever,
                 options.retrievers,
                 options.answerers,
-                llm=llm if "llm" in options.answerers else None,
+                llm=llm if {"llm", "agent"} & set(options.answerers) else None,
                 k=settings.top_k,
                 progress=step,
                 counterfactual=options.counterfactual,
                 grounding=settings.grounding,
                 verifier=ws.verifier,
+                settings=settings,
             )
         abstracts = ws.store.abstracts(sorted(titles))
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]), ws.verifier)

@@ -31,7 +31,8 @@ def test_usage_errors_exit_2(tmp_path):
     for args, message in [
         (["--retrievers", "sparse"], "unknown retriever 'sparse'"),
         (["--answerers", "human"], "unknown answerer 'human'"),
-        (["--answerers", "llm"], "the llm answerer and --judge need an LLM"),
+        (["--answerers", "llm"], "the llm and agent answerers and --judge need an LLM"),
+        (["--answerers", "agent"], "the llm and agent answerers and --judge need an LLM"),
     ]:
         proc = run_rag("eval", *args, "--out", str(tmp_path / "out"), env=env)
         assert proc.returncode == 2 and proc.stderr.startswith("rag: error: ") and message in proc.stderr
