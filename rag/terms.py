@@ -187,12 +187,17 @@ _AT_LEAST = ("more than", "over", "at least", "upwards of")
 _AT_MOST = ("nearly", "almost", "under", "less than", "just under", "up to")
 _HEDGES = ("about", "around", "roughly", "approximately", "some", "close to", "~", *_AT_LEAST, *_AT_MOST)
 _NUMBER = r"\d+(?:\.\d+)?"
+_HALVES = {"one and a half": 1.5, "two and a half": 2.5}
+_TIMES = r"\s*(?:times|x|×|-fold|fold)\b"
 _HEDGED = re.compile(
     rf"(?<![\w-])(?P<hedge>{'|'.join(sorted(map(re.escape, _HEDGES), key=len, reverse=True))})\s*"
     rf"(?:(?P<fraction>{'|'.join(sorted(_FRACTION_WORDS, key=len, reverse=True))})\b|(?P<twice>twice)\b"
-    rf"|(?P<number>{_NUMBER})\s*(?P<percent>%|percent\b)?)"
+    rf"|(?P<halves>{'|'.join(_HALVES)}){_TIMES}"
+    rf"|(?P<number>{_NUMBER})(?:(?P<times>{_TIMES})|\s*(?P<percent>%|percent\b))?)"
 )
 _SOURCE_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})\s*(%|percent\b)?")
+# "48% more steps" is a factor of 1.48: what a writer rounds to "nearly one and a half times as many"
+_PERCENT_MORE = re.compile(rf"(?<![\w.])({_NUMBER})\s*(?:%|percent\b)\s*(?:more|higher|larger|greater|longer|faster)\b")
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class Hedged:
     value: float
     percent: bool
     side: int  # 1: the source may be above (not below), -1: below (not above), 0: either
+    factor: bool = False  # "N times": a source's "P% more" states the factor 1 + P/100
 
     def keys(self) -> set[str]:
         """The key tokens and quantities these words would otherwise require verbatim."""
@@ -216,7 +222,11 @@ def hedged_quantities(text: str) -> list[Hedged]:
         hedge = m.group("hedge")
         side = 1 if hedge in _AT_LEAST else -1 if hedge in _AT_MOST else 0
         if m.group("twice"):
-            out.append(Hedged(m.group(0), 2.0, False, side))
+            out.append(Hedged(m.group(0), 2.0, False, side, factor=True))
+        elif m.group("halves"):
+            out.append(Hedged(m.group(0), _HALVES[m.group("halves")], False, side, factor=True))
+        elif m.group("times"):
+            out.append(Hedged(m.group(0), float(m.group("number")), False, side, factor=True))
         elif m.group("fraction"):
             out.append(Hedged(m.group(0), _FRACTION_WORDS[m.group("fraction")], True, side))
         else:
@@ -224,12 +234,43 @@ def hedged_quantities(text: str) -> list[Hedged]:
     return out
 
 
+# A share and its remainder: "using 40% less data" and "rejecting 40% of it" state that 60% was used.
+_LESS = re.compile(rf"(?<![\w.])({_NUMBER})\s*(?:%|percent\b)\s*(?:less|lesser|fewer|smaller)\b")
+_REMOVED = re.compile(
+    rf"\b(?:reject|remov|prun|discard|drop|cut|eliminat|filter)\w*\s+(?:out\s+)?(?:only\s+)?({_NUMBER})\s*(?:%|percent\b)"
+)
+_PERCENT_KEY = re.compile(rf"^({_NUMBER})%$")
+
+
+def removed_shares(text: str) -> set[float]:
+    """The percentages `text` states as removed or saved ("40% less data", "pruning 40%")."""
+    lowered = text.lower().replace(",", "")
+    return {float(m.group(1)) for pattern in (_LESS, _REMOVED) for m in pattern.finditer(lowered)}
+
+
+def remainder_keys(claim: str, keys: set[str]) -> set[str]:
+    """The percentage keys of `claim` a source may state as their remainder: those the claim
+    itself does not state as a removed share ("60% of the data", not "60% less data")."""
+    removed = removed_shares(claim)
+    return {k for k in keys if (m := _PERCENT_KEY.match(k)) and float(m.group(1)) not in removed}
+
+
+def states_remainder(source: str, key: str) -> bool:
+    """Does `source` state the percentage `key` ("60%") as its remainder ("40% less")?"""
+    m = _PERCENT_KEY.match(key)
+    if m is None:
+        return False
+    return any(abs(100 - share - float(m.group(1))) < 1e-9 for share in removed_shares(source))
+
+
 def states_approximately(source: str, hedged: Hedged) -> bool:
-    """Does `source` state a number close to `hedged` (a percentage for a percentage)?"""
-    for m in _SOURCE_NUMBER.finditer(source.lower().replace(",", "")):
-        if bool(m.group(2)) != hedged.percent:
-            continue
-        value = float(m.group(1))
+    """Does `source` state a number close to `hedged` (a percentage for a percentage, a factor
+    also as a percentage more)?"""
+    lowered = source.lower().replace(",", "")
+    values = [float(m.group(1)) for m in _SOURCE_NUMBER.finditer(lowered) if bool(m.group(2)) == hedged.percent]
+    if hedged.factor:
+        values += [1 + float(m.group(1)) / 100 for m in _PERCENT_MORE.finditer(lowered)]
+    for value in values:
         gap = value - hedged.value
         if abs(gap) <= HEDGE_TOLERANCE * hedged.value and gap * hedged.side >= 0:
             return True

@@ -250,6 +250,21 @@ def test_a_rounded_number_is_supported_when_hedged_and_a_changed_one_is_not():
     assert not verifier.supports("Hybrid SD reduces the cloud cost by more than 70% [1].", source)[0]
 
 
+def test_a_share_stated_by_its_remainder_is_supported_and_a_reversed_one_is_not():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Quality pruning",
+            "Pruning by quality score improves accuracy while using 40% lesser data on the OpenWebText dataset.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    assert verifier.supports("Pruning by quality score improves accuracy using only 60% of the data [1].", source)[0]
+    assert not verifier.supports("Pruning by quality score improves accuracy using 60% less data [1].", source)[0]
+    assert not verifier.supports("Pruning by quality score improves accuracy using only 70% of the data [1].", source)[0]
+
+
 def test_a_claim_may_join_two_findings_of_one_abstract():
     from dataclasses import replace
 

@@ -107,3 +107,21 @@ def test_a_hedged_quantity_is_stated_by_a_close_number_on_its_side():
     (twice,) = hedged_quantities("ran nearly twice as fast")
     assert states_approximately("up to 1.86 times faster", twice) and not states_approximately("1.5 times", twice)
     assert hedged_quantities("it beats the baseline by 20%") == []  # unhedged: the number is exact
+    (halves,) = hedged_quantities("as good as one trained with nearly one and a half times as many steps")
+    assert halves.factor and halves.value == 1.5
+    assert states_approximately("comparable to the one trained for 48% more steps", halves)
+    assert not states_approximately("trained for 60% more steps", halves)  # 1.6: over "nearly"
+    assert not states_approximately("trained for 48% fewer steps", halves)
+    (roughly,) = hedged_quantities("roughly 3 times faster")
+    assert states_approximately("is 190% faster", roughly) and not states_approximately("is 150% faster", roughly)
+
+
+def test_a_share_is_stated_by_its_remainder():
+    from rag.terms import key_tokens, remainder_keys, states_remainder
+
+    claim = "Pruning keeps accuracy while using only 60% of the data and training 42% faster."
+    assert remainder_keys(claim, key_tokens(claim)) == {"60%", "42%"}
+    assert states_remainder("using 40% lesser data and training 42% faster", "60%")
+    assert states_remainder("even when we reject 40% of the dataset", "60%")
+    assert not states_remainder("using 30% lesser data", "60%") and not states_remainder("40% more data", "60%")
+    assert remainder_keys("it uses 60% less data", {"60%"}) == set()  # a removed share states no remainder
