@@ -14,14 +14,14 @@ def test_options_keep_the_retriever_order_and_refuse_unknown_names():
     assert EvalOptions.parse("", "").retrievers == [] and EvalOptions.parse("", "").answerers == []
     with pytest.raises(EvalUsageError, match="unknown retriever 'sparse'; use "):
         EvalOptions.parse("bm25,sparse", "")
-    with pytest.raises(EvalUsageError, match="unknown answerer 'human'; use extractive or llm"):
+    with pytest.raises(EvalUsageError, match="unknown answerer .human.; use extractive, llm, agent"):
         EvalOptions.parse("", "human")
 
 
 def test_llm_answerer_and_judge_need_an_llm(tmp_path):
     no_llm = make_settings(tmp_path)
     EvalOptions.parse("bm25", "extractive").check(no_llm)
-    for options in (EvalOptions.parse("", "llm"), EvalOptions.parse("", "", judge=True)):
+    for options in (EvalOptions.parse("", "llm"), EvalOptions.parse("", "agent"), EvalOptions.parse("", "", judge=True)):
         with pytest.raises(EvalUsageError, match="need an LLM"):
             options.check(no_llm)
 
