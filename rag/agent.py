@@ -321,8 +321,10 @@ def run_tools(
                 )
 
             chunks = within(make, deadline)
+            received = False
             try:
                 for chunk in chunks:
+                    received = True
                     if chunk.raw is not None and getattr(chunk.raw, "usage", None):
                         reported = {
                             "prompt_tokens": chunk.raw.usage.prompt_tokens,
@@ -333,6 +335,8 @@ def run_tools(
                     text.append(piece)
                     if not calls:
                         turn.feed(piece)
+                    if cap.hit:  # a rambling turn ends at llm_max_tokens, as a normal answer does
+                        break
             except DeadlineReached:
                 raise LLMError(
                     f"the LLM endpoint {endpoint} did not finish the agent's work within the "
@@ -344,11 +348,16 @@ def run_tools(
                 if first and (exc.status_code in (400, 422) or "tool" in f"{exc.message} {exc.body}".lower()):
                     raise NoTools(f"the LLM endpoint {endpoint} does not take tools (HTTP {exc.status_code})") from None
                 raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
-            except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
+            except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:  # ValueError: a body that is not JSON
                 raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
             finally:
                 chunks.close()
                 llm_seconds += time.monotonic() - t
+            if not received:
+                raise LLMError(
+                    f"the LLM endpoint {endpoint} sent a malformed reply (no chat completion events in the "
+                    "stream); check that it is an OpenAI-compatible endpoint"
+                )
             text.append(cap.take(cleaner.flush()))
             said = "".join(text)
             if not calls:

@@ -58,10 +58,12 @@ class Paper:
 
 
 def normalise_title(title: str) -> str:
-    """Case-, accent- and punctuation-insensitive form of a title."""
+    """Case-, accent- and punctuation-insensitive form of a title: its Latin letters and digits,
+    or, for a title written without them (Chinese, Russian, ...), its letters in any script, so
+    that no two such titles share one form (and one paper id)."""
     text = unicodedata.normalize("NFKD", title)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    return " ".join(re.findall(r"[a-z0-9]+", text))
+    return " ".join(re.findall(r"[a-z0-9]+", text)) or " ".join(re.findall(r"[^\W_]+", text))
 
 
 def paper_id_for(title: str) -> str:
@@ -69,10 +71,10 @@ def paper_id_for(title: str) -> str:
     norm = normalise_title(title)
     slug = ""
     for word in norm.split():
-        if len(slug) + len(word) + 1 > 40:
+        if len(slug) + len(word) + 1 > 40 or not word.isascii():  # ids stay ASCII: URLs, BibTeX keys
             break
         slug = f"{slug}-{word}" if slug else word
-    digest = hashlib.sha1(norm.encode()).hexdigest()[:6]
+    digest = hashlib.sha1((norm or title.strip()).encode()).hexdigest()[:6]
     return f"{slug or 'paper'}-{digest}"
 
 

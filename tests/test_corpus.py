@@ -27,6 +27,11 @@ def test_ids_come_from_the_normalised_title():
     assert paper_id_for("Densing Law of LLMs") == paper_id_for("  densing law of LLMs! ")
     assert paper_id_for("Densing Law of LLMs") != paper_id_for("Densing Laws of LLMs")
     assert paper_id_for("Densing Law of LLMs").startswith("densing-law-of-llms-")
+    # titles without Latin letters get ids of their own (they once all shared one), ASCII still
+    chinese = [paper_id_for("大型语言模型的量化研究"), paper_id_for("稀疏注意力机制的高效实现")]
+    russian = paper_id_for("Квантование больших языковых моделей")
+    assert len({*chinese, russian}) == 3 and all(i.isascii() and i.startswith("paper-") for i in [*chinese, russian])
+    assert paper_id_for("!!!") != paper_id_for("???")
 
 
 def test_jsonl_csv_and_arxiv_records(tmp_path):

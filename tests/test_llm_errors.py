@@ -146,3 +146,40 @@ def test_a_working_endpoint_answers_through_the_same_path(bundled_dir, endpoint)
     proc = ask(bundled_dir, f"{endpoint}/nofinish/v1")  # [DONE] alone ends a reply
     assert proc.returncode == 0, proc.stderr
     assert "FP8 formats outperform INT8 [1]." in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "mode, env, message",
+    [
+        ("nosse", {}, "sent a malformed reply (no chat completion events"),
+        ("malformed", {}, "sent a malformed reply (not valid JSON in the event stream)"),
+        ("drip", {"RAG_LLM_TIMEOUT": "0.5"}, "stopped sending for 0.5 s in the middle of its reply"),
+        ("e401", {}, "rejected the API key (401)"),
+    ],
+)
+def test_agent_mode_endpoint_failures_are_one_line_with_exit_1(bundled_dir, endpoint, mode, env, message):
+    """Agent mode meets the same endpoints: one line that names the failure, not a model decision."""
+    proc = run_rag(
+        "ask",
+        "which papers compare FP8 vs INT8?",
+        "--agent",
+        env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": f"{endpoint}/{mode}/v1", **env},
+    )
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("rag: error: ") and message in line and "internal error" not in line, line
+
+
+def test_agent_mode_cuts_a_huge_turn_at_the_token_cap(bundled_dir, endpoint):
+    started = time.monotonic()
+    proc = run_rag(
+        "ask",
+        "which papers compare FP8 vs INT8?",
+        "--agent",
+        env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": f"{endpoint}/big/v1", "RAG_LLM_MAX_TOKENS": "40"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 60
+    # the cut turn called no tool: the normal path answers, and is cut at the cap too
+    assert "rag: warning: the reply was cut at 40 tokens" in proc.stderr
+    assert "FP8 formats outperform INT8 [1]" in proc.stdout
