@@ -105,7 +105,8 @@ def latex_text(value: str) -> str:
 
 def _read_text(path: Path) -> str:
     if not path.is_file():
-        raise CorpusError(path, None, "no such file; give the path of a .bib file")
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise CorpusError(path, None, f"{what}; give the path of a .bib file")
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise CorpusError(path, None, "looks like a binary file, not a .bib file")

@@ -328,7 +328,7 @@ def run_eval(
         for line in lines:
             typer.echo(line)
         if failed:
-            _fail(f"a figure dropped by more than {tolerance} against {compare[0]}")
+            _fail(f"a figure dropped by more than {tolerance}, or is missing, against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
         return
     try:

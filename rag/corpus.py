@@ -189,7 +189,8 @@ def iter_papers(path: Path) -> Iterator[Paper]:
     """Stream the papers of one file without validating across records."""
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(path, None, "no such file")
+        what = "is a directory, not a corpus file" if path.is_dir() else "no such file"
+        raise CorpusError(path, None, f"{what}; give a .txt, .jsonl, .json, .csv or .bib file of papers")
     from rag.readers import reader_for  # the readers build papers with make_paper
 
     _check_binary(path)

@@ -87,7 +87,8 @@ class Draft:
 
 def _read_source(path: Path) -> str:
     if not path.is_file():
-        raise DraftError(f"{path}: no such file; give a .tex or .md draft")
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise DraftError(f"{path}: {what}; give a .tex or .md draft")
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise DraftError(f"{path}: looks like a binary file, not a .tex or .md draft")

@@ -111,7 +111,8 @@ def sentence_text(item: Any) -> str:
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
         return ""
     raw = item["text"]
-    cites = [c for c in item.get("citations") or [] if isinstance(c, int) and not isinstance(c, bool)]
+    # a source number is a positive integer: "x", true or -1 names no source and is dropped
+    cites = [c for c in item.get("citations") or [] if isinstance(c, int) and not isinstance(c, bool) and c > 0]
     cites = list(dict.fromkeys([*cites, *citations_of(raw)]))
     body = re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", raw))
     body = " ".join(body.split())

@@ -221,3 +221,15 @@ def test_suite_questions_are_cleaned(tmp_path):
 
     path = write_jsonl(tmp_path / "s.jsonl", [{"id": "q", "question": "what\x1b[2J is\r\nit?", "type": "unanswerable"}])
     assert load_suite(path, {}).questions[0].question == "what is it?"
+
+
+def test_a_directory_or_a_missing_path_is_named_as_such(tmp_path):
+    from rag.bibtex import read_bib
+    from rag.corpus import iter_papers
+
+    with pytest.raises(CorpusError, match="is a directory, not a corpus file; give a .txt"):
+        list(iter_papers(tmp_path))
+    with pytest.raises(CorpusError, match="no such file; give a .txt"):
+        list(iter_papers(tmp_path / "absent.jsonl"))
+    with pytest.raises(CorpusError, match="is a directory; give the path of a .bib file"):
+        read_bib(tmp_path)

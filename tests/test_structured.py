@@ -40,6 +40,8 @@ def test_citations_written_in_the_text_count_and_are_not_doubled():
     assert sentence_text({"text": "FP8 wins [2].", "citations": [1, 2]}) == "FP8 wins. [1][2]"
     assert sentence_text({"text": "  No citation here.  ", "citations": []}) == "No citation here."
     assert sentence_text({"text": 3}) == ""
+    # only positive integers name a source; the rest is dropped, not shown as if it were a citation
+    assert sentence_text({"text": "FP8 beats INT8.", "citations": [42, -1, 0, "x", True]}) == "FP8 beats INT8. [42]"
 
 
 def _llm(tmp_path, url):

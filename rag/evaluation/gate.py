@@ -4,6 +4,7 @@ report whose answers failed too often to mean anything."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from rag.errors import RagError
@@ -56,7 +57,7 @@ def _figures(report: object, which: str) -> dict[str, float]:
     if not isinstance(verifier, dict) or ("verifier" in report and "balanced_accuracy" not in verifier):
         raise RagError(f"{problem} ('verifier' lacks balanced_accuracy)")
     flat = flatten(report)
-    bad = [k for k, v in flat.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+    bad = [k for k, v in flat.items() if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v)]
     if bad:
         raise RagError(f"{problem} ({bad[0]} is not a number)")
     if not flat:
@@ -67,7 +68,8 @@ def _figures(report: object, which: str) -> dict[str, float]:
 def compare(
     baseline: dict, new: dict, tolerance: float = TOLERANCE
 ) -> tuple[list[tuple[str, float, float, float]], bool]:
-    """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`.
+    """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`
+    or is missing from the new report (a row whose new value and delta are NaN).
 
     Reports of another shape (not written by `rag eval`, or sharing no figure) are refused:
     comparing nothing must not pass the gate."""
@@ -77,7 +79,9 @@ def compare(
     rows = []
     failed = False
     for key in sorted(old_flat):
-        if key not in new_flat:
+        if key not in new_flat:  # a figure the new report lost is no figure that held
+            rows.append((key, old_flat[key], math.nan, math.nan))
+            failed = True
             continue
         delta = new_flat[key] - old_flat[key]
         rows.append((key, old_flat[key], new_flat[key], delta))
@@ -100,6 +104,9 @@ def compare_files(baseline: Path, new: Path, tolerance: float = TOLERANCE) -> tu
     rows, failed = compare(read_report(baseline), read_report(new), tolerance)
     lines = []
     for key, old, now, delta in rows:
+        if math.isnan(now):
+            lines.append(f"{key:<55} {old:7.4f} -> missing  MISSING")
+            continue
         worse = delta if key.endswith(LOWER_IS_BETTER) else -delta
         flag = "  REGRESSION" if worse > tolerance else ""
         lines.append(f"{key:<55} {old:7.4f} -> {now:7.4f}  ({delta:+.4f}){flag}")

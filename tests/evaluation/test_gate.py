@@ -45,11 +45,19 @@ def test_a_drop_beyond_the_tolerance_fails_and_a_rise_in_fallbacks_too():
         ({"retrieval": {"bm25": {"overall": {"R@5": "high"}}}}, "is not a number"),
         ({}, "holds no retrieval or answer figures"),
         ({"retrieval": {"dense": {"overall": {"R@5": 0.5}}}}, "share no figure"),
+        ({"retrieval": {"hybrid": {"overall": {"nDCG@10": float("nan")}}}}, "is not a number"),
     ],
 )
 def test_reports_of_another_shape_are_refused(other, message):
     with pytest.raises(RagError, match=message):
         compare(BASE, other)
+
+
+def test_a_figure_missing_from_the_new_report_fails():
+    fewer = {"retrieval": BASE["retrieval"], "answers": {}}
+    rows, failed = compare(BASE, fewer)
+    assert failed and [r[0] for r in rows if r[2] != r[2]] == ["answers.extractive.citation_recall"]
+    assert not compare(fewer, BASE)[1]  # a figure the baseline lacks is new, not lost
 
 
 def test_failure_problem_names_the_answerer_and_first_error():
@@ -84,7 +92,7 @@ def test_compare_fails_on_a_real_regression(tmp_path):
         paths[name].write_text(json.dumps(report))
     bad = run_rag("eval", "--compare", str(paths["base"]), str(paths["worse"]))
     assert bad.returncode == 1 and "REGRESSION" in bad.stdout and "retrieval.hybrid.nDCG@10" in bad.stdout
-    assert bad.stderr.strip() == f"rag: error: a figure dropped by more than 0.02 against {paths['base']}"
+    assert bad.stderr.strip() == f"rag: error: a figure dropped by more than 0.02, or is missing, against {paths['base']}"
     ok = run_rag("eval", "--compare", str(paths["base"]), str(paths["same"]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.endswith("no figure dropped by more than 0.02\n")
