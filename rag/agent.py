@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from rag.retrieval import PaperHit, Retriever
 
 MAX_K = 10  # most papers one search shows the model
+
 
 class SearchArgs(BaseModel):
     """Find the papers that best match a query. Returns each paper's number n, id, title and its
@@ -219,7 +220,14 @@ class Library:
 
     def _show(self, paper_id: str, title: str, label: str, text: str) -> str:
         n = self.number(paper_id)
-        return render("agent_paper", n=n, paper_id=escape_tags(paper_id), title=escape_tags(title), label=label, text=escape_tags(text))
+        return render(
+            "agent_paper",
+            n=n,
+            paper_id=escape_tags(paper_id),
+            title=escape_tags(title),
+            label=label,
+            text=escape_tags(text),
+        )
 
 
 @dataclass
@@ -347,9 +355,13 @@ def run_tools(
                 first = len(messages) == 2
                 if first and (exc.status_code in (400, 422) or "tool" in f"{exc.message} {exc.body}".lower()):
                     raise NoTools(f"the LLM endpoint {endpoint} does not take tools (HTTP {exc.status_code})") from None
-                raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+                raise LLMError(
+                    explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)
+                ) from None
             except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:  # ValueError: a body that is not JSON
-                raise LLMError(explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)) from None
+                raise LLMError(
+                    explain_failure(exc, endpoint, settings.llm_timeout, 1, time.monotonic() - start)
+                ) from None
             finally:
                 chunks.close()
                 llm_seconds += time.monotonic() - t
@@ -402,7 +414,9 @@ def run_tools(
                     steps.append(step)
                 else:
                     result = "error: no tool calls are left; answer from the papers shown so far"
-                messages.append(ChatMessage(role="tool", content=result, additional_kwargs={"tool_call_id": call["id"]}))
+                messages.append(
+                    ChatMessage(role="tool", content=result, additional_kwargs={"tool_call_id": call["id"]})
+                )
             choice = "auto"
             if len(steps) >= settings.agent_steps:
                 out_of_steps, choice = True, "none"

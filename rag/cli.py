@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
@@ -452,11 +452,39 @@ def show_config() -> None:
         typer.echo(f"{name:<{width}}  {value}  [{source}]")
 
 
+class _NeverRaised(Exception):
+    """Stands for an exception class this click version lacks."""
+
+
+def _click_error(name: str) -> Any:  # a click exception class; click is typed per version
+    """click's exception class `name`, from whichever click typer runs on (newer typers carry
+    their own copy, so `import click` may not be the one raising)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name and issubclass(cls, Exception):
+            return cls
+    return _NeverRaised
+
+
 def main() -> None:
     """The console script: a problem the user can fix is one line; so is anything unexpected,
     unless RAG_DEBUG is set, which shows the traceback."""
+    usage_error, click_exception = _click_error("UsageError"), _click_error("ClickException")
+    no_args: Any = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", _NeverRaised)
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors reach the handlers below, as one line
+    except no_args as exc:  # `rag` alone: the help, as before
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(2)
+    except usage_error as exc:
+        where = exc.ctx.command_path if exc.ctx else "rag"
+        typer.echo(f"rag: error: {' '.join(exc.format_message().split())} (see '{where} -h')", err=True)
+        sys.exit(exc.exit_code)
+    except click_exception as exc:
+        typer.echo(f"rag: error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("rag: interrupted", err=True)
+        sys.exit(130)
     except RagError as exc:
         typer.echo(f"rag: error: {exc}", err=True)
         sys.exit(1)
@@ -469,3 +497,5 @@ def main() -> None:
         what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         typer.echo(f"rag: error: internal error: {what} (set RAG_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer.Exit(code) inside a command
+        sys.exit(code)

@@ -111,4 +111,3 @@ class Workspace:
         store = built.pop("store", None)
         if store is not None:
             store.close()
-

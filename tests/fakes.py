@@ -107,7 +107,6 @@ class Calls:
             ],
         }
 
-
     def deltas(self, turn: int) -> list[bytes]:
         """The same message streamed: its text, then each call's name and its arguments in two pieces."""
         text = self.content or ""
@@ -210,7 +209,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 error = {"error": {"message": "response_format: unsupported type", "type": "invalid"}}
                 self._json(script.refusal, error)
                 return
-            if any(m.get("role") == "assistant" and "content" in m and m["content"] is None for m in body.get("messages", [])):
+            if any(
+                m.get("role") == "assistant" and "content" in m and m["content"] is None
+                for m in body.get("messages", [])
+            ):
                 # llama.cpp's server takes an assistant message's content as a string or not at all
                 self._json(500, {"error": {"message": "messages: content should be a valid string", "type": "invalid"}})
                 return

@@ -18,7 +18,16 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
     env = {"RAG_DATA_DIR": str(bundled_dir)}
     empty = run_rag("search", "   ", env=env)
     assert empty.returncode == 2 and empty.stdout == "" and "empty" in empty.stderr
-    assert run_rag("search", "x", "-k", "0", env=env).returncode == 2
+    # a usage error is one line naming the fix, exit 2, not click's box
+    for args, message in [
+        (("search", "x", "-k", "0"), "rag: error: Invalid value for '-k': Input should be greater than or equal to 1"),
+        (("ask", "x", "-k", "abc"), "rag: error: Invalid value for '-k': Input should be a valid integer"),
+        (("ask",), "rag: error: Missing argument 'QUESTION'."),
+        (("nosuch",), "rag: error: No such command 'nosuch'."),
+    ]:
+        proc = run_rag(*args, env=env)
+        (line,) = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and line.startswith(message) and line.endswith(" -h')"), proc.stderr
     missing_model = run_rag("search", "x", env={**env, "RAG_EMBED_MODEL_DIR": str(tmp_path / "nowhere")})
     assert missing_model.returncode == 1
     assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr
@@ -47,10 +56,10 @@ def test_config_shows_sources_and_hides_secrets(tmp_path):
 
 
 def test_help_lists_the_commands():
-    proc = run_rag("--help")
-    assert proc.returncode == 0
-    for command in ("ask", "search", "ingest", "stats", "config"):
-        assert command in proc.stdout
+    for proc in (run_rag("--help"), run_rag()):  # `rag` alone shows the help too, with exit 2
+        assert proc.returncode == (0 if proc.args[-1] == "--help" else 2)
+        for command in ("ask", "search", "ingest", "stats", "config"):
+            assert command in proc.stdout
 
 
 def test_broken_config_file_is_one_line(tmp_path):

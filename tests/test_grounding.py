@@ -262,7 +262,9 @@ def test_a_share_stated_by_its_remainder_is_supported_and_a_reversed_one_is_not(
     verifier = OverlapVerifier()
     assert verifier.supports("Pruning by quality score improves accuracy using only 60% of the data [1].", source)[0]
     assert not verifier.supports("Pruning by quality score improves accuracy using 60% less data [1].", source)[0]
-    assert not verifier.supports("Pruning by quality score improves accuracy using only 70% of the data [1].", source)[0]
+    assert not verifier.supports("Pruning by quality score improves accuracy using only 70% of the data [1].", source)[
+        0
+    ]
 
 
 def test_a_claim_may_join_two_findings_of_one_abstract():

@@ -67,7 +67,7 @@ def write_markdown(report: dict, path: Path) -> None:
             f"## Counterfactual abstention: {name}",
             "",
             "Answerable questions asked again with their gold papers excluded from retrieval. A single-paper",
-            "or detail question must now abstain; a \"which papers\" one must only cite no hidden paper.",
+            'or detail question must now abstain; a "which papers" one must only cite no hidden paper.',
             f"Abstention recall (single and detail) {_with_ci(block, 'abstention_recall')}; by type {types}.",
             f"Answers citing a hidden paper: {block['overall'].get('hidden_cited', 0.0):.3f}.",
             f"Decided by: {rules}.",

@@ -92,7 +92,9 @@ def test_compare_fails_on_a_real_regression(tmp_path):
         paths[name].write_text(json.dumps(report))
     bad = run_rag("eval", "--compare", str(paths["base"]), str(paths["worse"]))
     assert bad.returncode == 1 and "REGRESSION" in bad.stdout and "retrieval.hybrid.nDCG@10" in bad.stdout
-    assert bad.stderr.strip() == f"rag: error: a figure dropped by more than 0.02, or is missing, against {paths['base']}"
+    assert (
+        bad.stderr.strip() == f"rag: error: a figure dropped by more than 0.02, or is missing, against {paths['base']}"
+    )
     ok = run_rag("eval", "--compare", str(paths["base"]), str(paths["same"]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.endswith("no figure dropped by more than 0.02\n")

@@ -21,7 +21,11 @@ def test_options_keep_the_retriever_order_and_refuse_unknown_names():
 def test_llm_answerer_and_judge_need_an_llm(tmp_path):
     no_llm = make_settings(tmp_path)
     EvalOptions.parse("bm25", "extractive").check(no_llm)
-    for options in (EvalOptions.parse("", "llm"), EvalOptions.parse("", "agent"), EvalOptions.parse("", "", judge=True)):
+    for options in (
+        EvalOptions.parse("", "llm"),
+        EvalOptions.parse("", "agent"),
+        EvalOptions.parse("", "", judge=True),
+    ):
         with pytest.raises(EvalUsageError, match="need an LLM"):
             options.check(no_llm)
 
