@@ -109,11 +109,13 @@ def search(
     retriever: RetrieverOpt = None,
 ) -> None:
     """Rank papers for a query (hybrid dense + BM25 by default)."""
-    from rag.sanitise import normalise_question
+    from rag.sanitise import normalise_question, too_long
 
     query = normalise_question(query)
     if not query:
         _fail("the query is empty; give some words to search for", 2)
+    if problem := too_long(query):
+        _fail(f"the query is too long: {problem}", 2)
     if server := _settings().server_url:
         _search_served(server, query, k, as_json, retriever)
         return
@@ -151,11 +153,13 @@ def ask(
     """Answer a question from the papers, citing each sentence and checking the citations."""
     if question == "-":
         question = sys.stdin.read()
-    from rag.sanitise import normalise_question
+    from rag.sanitise import normalise_question, too_long
 
     question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
+    if problem := too_long(question):
+        _fail(f"the question is too long: {problem}", 2)
     if server := _settings().server_url:
         if bib is not None:
             _fail("--bib needs the store, which `rag serve` does not lend out yet; unset RAG_SERVER_URL for it", 2)

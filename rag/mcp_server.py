@@ -78,11 +78,13 @@ def build_server(ws: Workspace) -> MCPServer:
     @server.tool()
     def search(query: str, k: int = 10) -> dict[str, Any]:
         """Rank the corpus's papers for a query; each with its id, title, score and best passage."""
-        from rag.sanitise import normalise_question
+        from rag.sanitise import normalise_question, too_long
 
         query = normalise_question(query)
         if not query:
             raise ValueError("the query is empty; give some words to search for")
+        if problem := too_long(query):
+            raise ValueError(f"the query is too long: {problem}")
         if settings.server_url:
             from rag.serve.client import request
 
@@ -95,11 +97,13 @@ def build_server(ws: Workspace) -> MCPServer:
         (supported, unsupported, uncited, bad_citation, no_claim); abstains when the corpus does not
         answer."""
         from rag.answer import answer_question
-        from rag.sanitise import normalise_question
+        from rag.sanitise import normalise_question, too_long
 
         question = normalise_question(question)
         if not question:
             raise ValueError("the question is empty")
+        if problem := too_long(question):
+            raise ValueError(f"the question is too long: {problem}")
         if settings.server_url:
             from rag.serve.client import request
 

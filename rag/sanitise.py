@@ -60,6 +60,21 @@ def normalise_question(text: str) -> str:
     return " ".join(clean(text).split())
 
 
+# A question longer than this is a pasted document, not a question: retrieval and the answerability
+# check grow faster than its length (a megabyte took minutes), so it is refused at once.
+MAX_QUESTION_CHARS = 4000
+
+
+def too_long(text: str) -> str | None:
+    """Why a (normalised) question or query is refused for its length, or None."""
+    if len(text) <= MAX_QUESTION_CHARS:
+        return None
+    return (
+        f"it is {len(text):,} characters long; keep it under {MAX_QUESTION_CHARS:,} "
+        "(to check a draft against the papers, use rag check)"
+    )
+
+
 class StreamCleaner:
     """`clean` over a stream of deltas: a sequence split across deltas is still removed whole."""
 

@@ -28,6 +28,10 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
         proc = run_rag(*args, env=env)
         (line,) = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and line.startswith(message) and line.endswith(" -h')"), proc.stderr
+    # a pasted document is refused at once, not searched for minutes
+    pasted = run_rag("ask", "-", env=env, input="which papers compare FP8 vs INT8? " * 200, timeout=30)
+    (line,) = pasted.stderr.strip().splitlines()
+    assert pasted.returncode == 2 and line.startswith("rag: error: the question is too long: it is 6,799 characters")
     missing_model = run_rag("search", "x", env={**env, "RAG_EMBED_MODEL_DIR": str(tmp_path / "nowhere")})
     assert missing_model.returncode == 1
     assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr

@@ -77,7 +77,7 @@ def _failure(exc: Exception) -> tuple[int, str]:
 
 
 def _text(body: dict[str, Any], key: str) -> str:
-    from rag.sanitise import normalise_question
+    from rag.sanitise import normalise_question, too_long
 
     value = body.get(key)
     if not isinstance(value, str):
@@ -85,6 +85,8 @@ def _text(body: dict[str, Any], key: str) -> str:
     value = normalise_question(value)
     if not value:
         raise BadRequest(f"{key!r} is empty")
+    if problem := too_long(value):
+        raise BadRequest(f"{key!r} is too long: {problem}")
     return value
 
 

@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Markdown
 from rag.config import Settings, mask_url
 from rag.errors import RagError
 from rag.retrievers import MODES
-from rag.sanitise import normalise_question
+from rag.sanitise import normalise_question, too_long
 from rag.tui.history import History, Turn
 from rag.tui.widgets import (
     Conversation,
@@ -262,6 +262,9 @@ class ChatApp(App):
     def on_input_submitted(self, event: QuestionInput.Submitted) -> None:
         question = normalise_question(event.value)
         if not question:
+            return
+        if problem := too_long(question):
+            self.notify(f"The question is too long: {problem}.", severity="warning")
             return
         if self._busy:
             self.notify("An answer is still coming; press Esc to cancel it.", severity="warning")

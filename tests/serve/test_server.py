@@ -132,6 +132,8 @@ def test_bad_requests_get_a_one_line_reason(served: Served) -> None:
         request(served.url, "/search", {"query": "x", "k": 0})
     with pytest.raises(ServerError, match=r"no such endpoint /nowhere"):
         request(served.url, "/nowhere", {"query": "x"})
+    with pytest.raises(ServerError, match=r"'question' is too long: it is 7,999 characters long"):
+        request(served.url, "/ask", {"question": "why " * 2000})
 
 
 def test_a_refused_request_leaves_the_connection_usable(served: Served) -> None:
