@@ -205,7 +205,8 @@ def assess(
     named = question.specific
     missing = [t for t in named if not _mentions(everything, t)]
     if missing:
-        return verdict(False, f"no retrieved abstract mentions {', '.join(missing)}", "named_term_missing")
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        return verdict(False, f"no retrieved abstract mentions {shown}", "named_term_missing")
     if named:
         holders = [text for text in texts if all(_mentions(text, t) for t in named)]
         if not holders:

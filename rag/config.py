@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         """An empty RAG_DATA_DIR would put the store in the current directory."""
         if isinstance(value, str) and not value.strip():
             raise ValueError("it is empty; unset RAG_DATA_DIR for the default or give a folder")
+        if isinstance(value, str | Path):
+            # a file where the folder (or one above it) should be: say so, not "cannot read"
+            for place in (Path(value), *Path(value).parents):
+                if place.exists() and not place.is_dir():
+                    raise ValueError(f"{place} is a file, not a folder; give a folder (it is made if missing)")
         return value
 
     @classmethod

@@ -63,6 +63,13 @@ def test_counterfactual_question_abstains_when_its_paper_is_hidden(workspace):
     assert hidden.assessment is not None and hidden.assessment.rule == "named_term_missing"
 
 
+def test_a_question_of_many_unknown_names_gets_a_short_reason(workspace):
+    names = ["Zorblax", "Quimbly", "Fraxon", "Drellin", "Vostrak", "Plimbo", "Krandle", "Snorvit"]
+    answer = answer_question(f"How do {', '.join(names)} compare on ImageNet?", workspace.retriever)
+    assert answer.abstained and answer.assessment is not None
+    assert answer.assessment.rule == "named_term_missing" and answer.assessment.reason.endswith("and 2 more")
+
+
 def test_fit_logistic_recovers_a_separating_direction():
     import numpy as np
 

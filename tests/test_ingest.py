@@ -166,6 +166,16 @@ def test_an_empty_data_dir_setting_is_rejected(monkeypatch):
         load_settings()
 
 
+def test_a_file_where_the_data_dir_should_be_is_named(monkeypatch, tmp_path):
+    from rag.config import SettingsError, load_settings
+
+    (tmp_path / "afile").write_text("x")
+    for given in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        monkeypatch.setenv("RAG_DATA_DIR", str(given))
+        with pytest.raises(SettingsError, match=f"data_dir: {tmp_path / 'afile'} is a file, not a folder"):
+            load_settings()
+
+
 def many(n: int) -> list[dict]:
     return [
         {"title": f"Paper {i} on topic {i}", "abstract": f"Paper {i} studies retrieval of topic {i}."} for i in range(n)
