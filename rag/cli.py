@@ -308,7 +308,9 @@ def run_eval(
     retrievers: Annotated[
         str, typer.Option(help="Comma-separated: bm25,dense,hybrid (empty for none).")
     ] = "bm25,dense,hybrid",
-    answerers: Annotated[str, typer.Option(help="Comma-separated: extractive,llm,agent (empty for none).")] = "extractive",
+    answerers: Annotated[
+        str, typer.Option(help="Comma-separated: extractive,llm,agent (empty for none).")
+    ] = "extractive",
     out: Annotated[Path, typer.Option(help="Folder for report.json, report.md and charts.")] = Path("eval-out"),
     compare: Annotated[
         tuple[Path, Path] | None, typer.Option(help="BASELINE.json NEW.json: print deltas, exit 1 on a drop.")
