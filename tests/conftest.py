@@ -61,28 +61,27 @@ def workspace(bundled_dir) -> Workspace:
     return Workspace(make_settings(bundled_dir))
 
 
+def _server_url(variable: str, what: str) -> str:
+    """The URL of a server .ci/run starts for the tests; without it the test is skipped."""
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"no {what}: set {variable} (.ci/run starts one)")
+    return url
+
+
 @pytest.fixture
 def chroma_url() -> str:
-    url = os.environ.get("RAG_TEST_CHROMA_URL")
-    if not url:
-        pytest.skip("no Chroma server: set RAG_TEST_CHROMA_URL (.ci/run starts one)")
-    return url
+    return _server_url("RAG_TEST_CHROMA_URL", "Chroma server")
 
 
 @pytest.fixture
 def llm_url() -> str:
-    url = os.environ.get("RAG_TEST_LLM_URL")
-    if not url:
-        pytest.skip("no local LLM server: set RAG_TEST_LLM_URL (.ci/run starts one)")
-    return url
+    return _server_url("RAG_TEST_LLM_URL", "local LLM server")
 
 
 @pytest.fixture
 def llm_tools_url() -> str:
-    url = os.environ.get("RAG_TEST_LLM_TOOLS_URL")
-    if not url:
-        pytest.skip("no local LLM server with tool calling: set RAG_TEST_LLM_TOOLS_URL (.ci/run starts one)")
-    return url
+    return _server_url("RAG_TEST_LLM_TOOLS_URL", "local LLM server with tool calling")
 
 
 def run_rag(
