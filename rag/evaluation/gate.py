@@ -65,23 +65,35 @@ def _figures(report: object, which: str) -> dict[str, float]:
     return flat
 
 
+def _block(key: str) -> str:
+    """The part of a report a figure belongs to: "retrieval.hybrid", "answers.llm", "verifier"."""
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] in ("retrieval", "answers", "counterfactual") else parts[0]
+
+
 def compare(
     baseline: dict, new: dict, tolerance: float = TOLERANCE
 ) -> tuple[list[tuple[str, float, float, float]], bool]:
     """(figure, baseline, new, delta) rows and whether any figure dropped by more than `tolerance`
-    or is missing from the new report (a row whose new value and delta are NaN).
+    or is missing from a retriever's or answerer's block the new report has (a row whose new value
+    and delta are NaN).
 
     Reports of another shape (not written by `rag eval`, or sharing no figure) are refused:
     comparing nothing must not pass the gate."""
     old_flat, new_flat = _figures(baseline, "baseline"), _figures(new, "new")
-    if not set(old_flat) & set(new_flat):
-        raise RagError("the two reports share no figure; compare reports of the same suite, retrievers and answerers")
+    if not any(k.startswith(("retrieval.", "answers.")) for k in set(old_flat) & set(new_flat)):
+        raise RagError(
+            "the two reports share no retrieval or answer figure; compare reports of the same suite, "
+            "retrievers and answerers"
+        )
+    ran = {_block(k) for k in new_flat}  # a retriever or answerer the new run left out is not compared
     rows = []
     failed = False
     for key in sorted(old_flat):
-        if key not in new_flat:  # a figure the new report lost is no figure that held
-            rows.append((key, old_flat[key], math.nan, math.nan))
-            failed = True
+        if key not in new_flat:
+            if _block(key) in ran:  # a figure the new report lost is no figure that held
+                rows.append((key, old_flat[key], math.nan, math.nan))
+                failed = True
             continue
         delta = new_flat[key] - old_flat[key]
         rows.append((key, old_flat[key], new_flat[key], delta))

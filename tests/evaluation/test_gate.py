@@ -44,7 +44,8 @@ def test_a_drop_beyond_the_tolerance_fails_and_a_rise_in_fallbacks_too():
         ({"retrieval": [1]}, "'retrieval' is not a mapping"),
         ({"retrieval": {"bm25": {"overall": {"R@5": "high"}}}}, "is not a number"),
         ({}, "holds no retrieval or answer figures"),
-        ({"retrieval": {"dense": {"overall": {"R@5": 0.5}}}}, "share no figure"),
+        ({"retrieval": {"dense": {"overall": {"R@5": 0.5}}}}, "share no retrieval or answer figure"),
+        ({"retrieval": {}, "answers": {}, "drafts": {"balanced_accuracy": 0.9}}, "share no retrieval or answer figure"),
         ({"retrieval": {"hybrid": {"overall": {"nDCG@10": float("nan")}}}}, "is not a number"),
     ],
 )
@@ -54,10 +55,12 @@ def test_reports_of_another_shape_are_refused(other, message):
 
 
 def test_a_figure_missing_from_the_new_report_fails():
-    fewer = {"retrieval": BASE["retrieval"], "answers": {}}
+    fewer = {"retrieval": {"hybrid": {"overall": {"R@10": 0.99}}}, "answers": BASE["answers"]}
     rows, failed = compare(BASE, fewer)
-    assert failed and [r[0] for r in rows if r[2] != r[2]] == ["answers.extractive.citation_recall"]
+    assert failed and [r[0] for r in rows if r[2] != r[2]] == ["retrieval.hybrid.nDCG@10"]
     assert not compare(fewer, BASE)[1]  # a figure the baseline lacks is new, not lost
+    # a retriever or answerer the new run did not run is left out, not lost
+    assert not compare(BASE, {"retrieval": BASE["retrieval"], "answers": {}})[1]
 
 
 def test_failure_problem_names_the_answerer_and_first_error():
