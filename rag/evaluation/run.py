@@ -121,7 +121,14 @@ def run_suites(
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]), ws.verifier)
         drafts_folder = bundled_drafts()
         if drafts_folder and (drafts_folder / "paraphrases.jsonl").is_file():
-            report["paraphrases"] = measure(written_pairs(drafts_folder / "paraphrases.jsonl", abstracts), ws.verifier)
+            written = measure(written_pairs(drafts_folder / "paraphrases.jsonl", abstracts), ws.verifier)
+            # every pair is a true claim: the figure is the share rejected, not a balanced accuracy
+            report["paraphrases"] = {
+                "pairs": written["pairs"],
+                "false_unsupported": round(1 - written["tpr"], 4),
+                "tpr": written["tpr"],
+                "accuracy_by_kind": written["accuracy_by_kind"],
+            }
         if (drafts := measure_bundled(CorpusIndex.from_store(ws.store), ws.verifier)) is not None:
             report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
         if options.judge and llm is not None:

@@ -178,3 +178,6 @@ def test_eval_without_matplotlib_says_how_to_get_charts(tmp_path, bundled_dir):
     assert proc.returncode == 0, proc.stderr
     assert "no charts written: matplotlib is not installed (pip install 'rag[charts]')" in proc.stderr
     assert not list((tmp_path / "out").glob("*.png")) and (tmp_path / "out" / "report.json").is_file()
+    # the written paraphrases are all true claims: their figure is the share wrongly rejected
+    written = json.loads((tmp_path / "out" / "report.json").read_text())["paraphrases"]
+    assert "balanced_accuracy" not in written and written["false_unsupported"] == round(1 - written["tpr"], 4)
