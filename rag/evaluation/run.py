@@ -121,13 +121,13 @@ def run_suites(
         report["verifier"] = measure(build([abstracts[pid] for pid in sorted(abstracts)]), ws.verifier)
         drafts_folder = bundled_drafts()
         if drafts_folder and (drafts_folder / "paraphrases.jsonl").is_file():
-            written = measure(written_pairs(drafts_folder / "paraphrases.jsonl", abstracts), ws.verifier)
+            true_claims = measure(written_pairs(drafts_folder / "paraphrases.jsonl", abstracts), ws.verifier)
             # every pair is a true claim: the figure is the share rejected, not a balanced accuracy
             report["paraphrases"] = {
-                "pairs": written["pairs"],
-                "false_unsupported": round(1 - written["tpr"], 4),
-                "tpr": written["tpr"],
-                "accuracy_by_kind": written["accuracy_by_kind"],
+                "pairs": true_claims["pairs"],
+                "false_unsupported": round(1 - true_claims["tpr"], 4),
+                "tpr": true_claims["tpr"],
+                "accuracy_by_kind": true_claims["accuracy_by_kind"],
             }
         if (drafts := measure_bundled(CorpusIndex.from_store(ws.store), ws.verifier)) is not None:
             report["drafts"] = drafts  # `rag check` on eval/drafts/labels.jsonl
