@@ -8,9 +8,10 @@ calling, through LlamaIndex's function-calling chat (`stream_chat_with_tools` of
 client that writes normal answers, rag.llm.openai_like): LlamaIndex describes the tools from their
 argument models and gathers the streamed calls, so this module never reads tool calls out of free
 text. The loop stays here, because the step bound, the turn that must answer, the sentence-wise
-streaming of the answer and the tool errors told to the model are this module's rules. Each paper a tool shows gets a number the first
-time it is shown, which the model cites; the answer's sources are the papers it read and those it
-cited, renumbered 1.. in that order, and the answer's citations with them.
+streaming of the answer and the tool errors told to the model are this module's rules. Each paper
+a tool shows gets a number the first time it is shown, which the model cites; the answer's sources
+are the papers it read and those it cited, renumbered 1.. in that order, and the answer's
+citations with them.
 
 Every turn is streamed; the text of the last one (the turn that calls no tool) reaches the caller
 a sentence at a time, as a normal answer does. Before any of it, the question goes through the
