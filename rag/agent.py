@@ -17,10 +17,13 @@ Every turn is streamed; the text of the last one (the turn that calls no tool) r
 a sentence at a time, as a normal answer does. Before any of it, the question goes through the
 same answerability check as a normal LLM answer (rag.answer.check_question): a clear miss
 abstains without asking the model; so does an answer of which the strict check keeps nothing.
+An answer citing nothing it was shown is checked against every paper shown (strict attribution);
+when none of it holds, the normal way answers instead.
 
-Calls are bounded by `agent_steps` (then the model must answer from what it has) and the whole
-run by `llm_deadline`. An endpoint that rejects `tools`, or a model that never calls one, is said
-in one line, and the question is answered the normal way (rag.answer.answer_question).
+The first turn must search (`FIRST`); calls are bounded by `agent_steps` (then the model must
+answer from what it has) and the whole run by `llm_deadline`. An endpoint that rejects `tools`, or
+a model that never calls one, is said in one line, and the question is answered the normal way
+(rag.answer.answer_question).
 """
 
 from __future__ import annotations
