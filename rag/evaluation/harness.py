@@ -201,8 +201,9 @@ def run_suite(
 
 
 def agent_block(answers: list[Answer]) -> dict:
-    """How agent mode went: the share of questions the agent answered itself (the rest went the
-    normal way, each reason counted), and the tool calls it made per question."""
+    """How agent mode went, as shares of the questions: abstained by the pre-check before the model
+    was asked; answered by the agent itself (it searched, and its answer was used); gone the normal
+    way (each reason counted). And the tool calls of each run of the agent."""
     from rag.agent import AgentAnswer
 
     agent = [a for a in answers if isinstance(a, AgentAnswer)]
@@ -210,10 +211,13 @@ def agent_block(answers: list[Answer]) -> dict:
     for a in agent:
         if a.fallback:
             reasons[a.fallback] = reasons.get(a.fallback, 0) + 1
+    ran = [a for a in agent if a.steps]
     n = len(agent) or 1
     return {
         "questions": len(agent),
-        "answered_by_agent": round(sum(a.fallback is None for a in agent) / n, 4),
-        "tool_calls_mean": round(sum(len(a.steps) for a in agent) / n, 2),
+        "prechecked": round(sum(not a.steps and a.fallback is None for a in agent) / n, 4),
+        "answered_by_agent": round(sum(a.fallback is None for a in ran) / n, 4),
+        "normal_way": round(sum(bool(a.fallback) for a in agent) / n, 4),
+        "tool_calls_per_run": round(sum(len(a.steps) for a in ran) / (len(ran) or 1), 2),
         "fallbacks": dict(sorted(reasons.items(), key=lambda r: -r[1])),
     }

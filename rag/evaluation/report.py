@@ -108,8 +108,10 @@ def write_markdown(report: dict, path: Path) -> None:
         lines += [
             "## Agent mode",
             "",
-            f"The agent answered {agent['answered_by_agent']:.1%} of {agent['questions']} questions itself "
-            f"({agent['tool_calls_mean']:.2f} tool calls each on average); the rest went the normal way: "
+            f"Of {agent['questions']} questions, the pre-check abstained on {agent['prechecked']:.1%} before "
+            f"the model was asked; the agent answered {agent['answered_by_agent']:.1%} itself "
+            f"({agent['tool_calls_per_run']:.2f} tool calls a run); {agent['normal_way']:.1%} went the "
+            "normal way: "
             + (", ".join(f"{reason} ({n}x)" for reason, n in agent["fallbacks"].items()) or "none")
             + ".",
             "",

@@ -95,3 +95,22 @@ def test_counterfactual_asks_a_which_papers_question_only_to_cite_no_hidden_pape
     clean = Answer("which papers?", "x", False, "extractive", None, [other], cites, [])
     assert counterfactual_figures([(multi, clean)]) == {"hidden_cited": 0.0}
     assert counterfactual_block([(single, abstained), (multi, clean)])["by_type"]["multi"] == {"abstention_recall": 0.0}
+
+
+def test_the_agent_block_tells_the_pre_check_the_agent_and_the_normal_way_apart():
+    from rag.agent import AgentAnswer, Step
+    from rag.evaluation.harness import agent_block
+
+    def one(steps: int, fallback: str | None, abstained: bool = False) -> AgentAnswer:
+        plain = Answer("q?", "text", abstained, "llm", "m", [], Grounding([]), [])
+        return AgentAnswer.of(plain, [Step("search", {"query": "q"})] * steps, [], fallback)
+
+    answers = [one(0, None, abstained=True), one(1, None), one(3, None), one(1, "no citation"), one(0, "no tools")]
+    assert agent_block(answers) == {
+        "questions": 5,
+        "prechecked": 0.2,
+        "answered_by_agent": 0.4,
+        "normal_way": 0.4,
+        "tool_calls_per_run": 1.67,
+        "fallbacks": {"no citation": 1, "no tools": 1},
+    }
