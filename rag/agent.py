@@ -369,7 +369,10 @@ def run_tools(
             finally:
                 chunks.close()
                 llm_seconds += time.monotonic() - t
-            if not received:
+            # no event at all: on the first turn the endpoint is not OpenAI-compatible; on a later
+            # one (llama.cpp's function-calling format cannot stream an unforced call) it is a turn
+            # that said nothing, and the next must answer
+            if not received and not steps:
                 raise LLMError(
                     f"the LLM endpoint {endpoint} sent a malformed reply (no chat completion events in the "
                     "stream); check that it is an OpenAI-compatible endpoint"

@@ -122,7 +122,14 @@ class Calls:
         return [*events, _event({}, "tool_calls")]
 
 
-Reply = str | list[str] | Calls
+class Silent:
+    """A streamed reply that ends with no event at all, as llama.cpp's server's stream does when
+    the model fails mid-reply ("Automatic streaming tool choice is not supported")."""
+
+
+SILENT = Silent()
+
+Reply = str | list[str] | Calls | Silent
 
 
 @dataclass
@@ -226,6 +233,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
+            if isinstance(reply, Silent):
+                return
             if isinstance(reply, Calls):
                 for event in reply.deltas(len(script.bodies)):
                     self._send(event)
@@ -269,6 +278,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             """One chat completion, not streamed: text, or a message calling tools."""
             if isinstance(reply, Calls):
                 message, finish = reply.message(len(script.bodies)), "tool_calls"
+            elif isinstance(reply, Silent):
+                message, finish = {"role": "assistant", "content": ""}, "stop"
             else:
                 message, finish = {"role": "assistant", "content": "".join(reply)}, "stop"
             body = {

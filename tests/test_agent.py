@@ -9,10 +9,10 @@ import pytest
 
 from rag.agent import MAX_K, UNCITED, AgentAnswer, Library, answer_with_agent
 from rag.answer import NO_ANSWER, answer_question
-from rag.llm import OpenAICompatible
+from rag.llm import LLMError, OpenAICompatible
 from rag.repair import FELL_BACK
 from tests.conftest import make_settings, rag_json, run_rag
-from tests.fakes import Calls, ScriptedLLM, serve
+from tests.fakes import SILENT, Calls, ScriptedLLM, serve
 from tests.test_repair import FP8, INVENTED, S1, S2, S3
 
 FP8_ID = "efficient-post-training-quantization-0bfbae"  # source of S1 and S3
@@ -91,6 +91,16 @@ def test_a_turn_after_a_search_that_says_nothing_gets_one_that_must_answer(works
     answer, notices, bodies = ask(workspace, tmp_path, [SEARCH, "", f"{S1} [1]."])
     assert notices == [] and bodies[2]["tool_choice"] == "none"
     assert answer.text == f"{S1} [1]." and [s.verdict for s in answer.grounding.sentences] == ["supported"]
+
+
+def test_a_later_turn_whose_stream_holds_no_event_is_a_turn_that_said_nothing(workspace, tmp_path):
+    answer, notices, bodies = ask(workspace, tmp_path, [SEARCH, SILENT, f"{S1} [1]."])
+    assert notices == [] and bodies[2]["tool_choice"] == "none" and answer.text == f"{S1} [1]."
+
+
+def test_a_first_turn_whose_stream_holds_no_event_is_a_malformed_reply(workspace, tmp_path):
+    with pytest.raises(LLMError, match="sent a malformed reply"):
+        ask(workspace, tmp_path, [SILENT])
 
 
 def test_a_cited_search_result_is_a_source_too(workspace, tmp_path):
