@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.sentences import (
     CLAUSE_END,
     NEGATION_SCOPE,
+    PRIOR_WORK,
     citations_of,
     negation_scopes,
     split_sentences,
@@ -255,18 +256,21 @@ def _reverses(claim: str, window: str) -> bool:
     return False
 
 
-def _denied(text: str) -> list[set[str]]:
+def _denied(text: str, prior_work: bool = True) -> list[set[str]]:
     """The stemmed content words each negation of `text` denies (see negation_scopes)."""
-    return [set(analyse(" ".join(words))[:NEGATION_SCOPE]) for words in negation_scopes(text)]
+    return [set(analyse(" ".join(words))[:NEGATION_SCOPE]) for words in negation_scopes(text, prior_work)]
 
 
 def _denies(near: str, claim: str) -> bool:
     """Whether the source sentence closest to the claim denies something the claim affirms: one of
     its negations governs words the claim states and does not negate. A negation about what the
-    claim does not mention ("without obvious saturation") decides nothing."""
+    claim does not mention ("without obvious saturation") decides nothing, nor does one about
+    earlier work ("previous approaches cannot localize the features") unless the claim too speaks
+    of earlier work: the paper's own finding is what the earlier work lacked."""
     stated = terms(claim)
     negated_there = set().union(*_denied(claim))
-    return any(scope & stated and not scope & negated_there for scope in _denied(near))
+    scopes = _denied(near, prior_work=bool(PRIOR_WORK.search(claim)))
+    return any(scope & stated and not scope & negated_there for scope in scopes)
 
 
 _NEGATING_PREFIX = re.compile(r"\b(?:un|non-?)([a-z]{4,})")

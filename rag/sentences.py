@@ -81,12 +81,34 @@ NEGATION_SCOPE = 4
 CLAUSE_END = re.compile(r"[,;:.()\[\]]|\b(?:but|while|whereas|although|though|however|and)\b")
 
 
-def negation_scopes(text: str) -> list[list[str]]:
-    """The words each negation of `text` denies, as raw words in order (the caller stems them)."""
+# "While previous detectors can tell that a shift occurred, they cannot localize it. We ...": an
+# abstract states what earlier work lacks before what the paper does; such a denial is about the
+# earlier work, not a finding of the paper. "Unlike previous methods, ours does not need labels"
+# is the paper's own: the paper is named between the earlier work and the negation.
+PRIOR_WORK = re.compile(r"\b(?:previous|prior|existing|current|traditional|conventional|earlier)\b", re.I)
+_OWN_WORK = re.compile(r"\b(?:we|our|ours|this (?:paper|work|study|method|approach|model))\b")
+_SENTENCE_START = re.compile(r"[.!?]\s")
+
+
+def _about_prior_work(before: str) -> bool:
+    """Whether a negation preceded by `before` (lower case) is about earlier work: its sentence
+    names earlier work before it, and not the paper after that."""
+    starts = [m.end() for m in _SENTENCE_START.finditer(before)]
+    sentence = before[starts[-1] if starts else 0 :]
+    prior = [m.end() for m in PRIOR_WORK.finditer(sentence)]
+    return bool(prior) and not _OWN_WORK.search(sentence[prior[-1] :])
+
+
+def negation_scopes(text: str, prior_work: bool = True) -> list[list[str]]:
+    """The words each negation of `text` denies, as raw words in order (the caller stems them).
+    With `prior_work` False, a negation whose sentence speaks of earlier work before it
+    (PRIOR_WORK) is left out."""
     lowered = _ADDITIVE.sub(" ", _NO_PRICE.sub(" ", text.lower()))
     scopes = []
     for cue in re.finditer(r"[a-z']+", lowered):
         if cue.group() in _NEGATIONS or cue.group().endswith("n't"):
+            if not prior_work and _about_prior_work(lowered[: cue.start()]):
+                continue
             rest = lowered[cue.end() :]
             end = CLAUSE_END.search(rest)
             scopes.append(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest))

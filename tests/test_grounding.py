@@ -381,3 +381,28 @@ def test_not_only_adds_a_finding_and_a_prefix_or_another_sentence_can_state_a_de
     assert not verifier.supports(
         "FFJORD gives an unbiased log-density estimate without Hutchinson's trace estimator [1].", flows
     )[0]
+
+
+def test_a_denial_about_earlier_work_does_not_deny_the_papers_own_finding():
+    """Abstracts say what earlier work cannot do before what the paper does: a claim that the
+    paper does it is supported; the paper's own denial, and a claim about the earlier work, still count."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    verifier = OverlapVerifier()
+    shift = [
+        Passage(
+            "Localizing shifted features",
+            "While previous shift detection approaches can identify if a shift has occurred, these approaches "
+            "cannot localize which specific features have caused a distribution shift. We localize the specific "
+            "features that caused the shift with conditional hypothesis tests.",
+        )
+    ]
+    assert verifier.supports(
+        "The method localizes which specific features have caused a distribution shift [1].", shift
+    )[0]
+    assert not verifier.supports(
+        "Previous shift detection approaches can localize which specific features caused a shift [1].", shift
+    )[0]
+    labels = [Passage("LabelFree", "Unlike previous estimators, our estimator does not require labels after deployment.")]
+    assert not verifier.supports("The estimator requires labels after deployment [1].", labels)[0]
+    assert verifier.supports("The estimator does not require labels after deployment [1].", labels)[0]
