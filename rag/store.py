@@ -232,6 +232,7 @@ class Store:
         self.lock = StoreLock(Path(settings.data_dir) / "locks" / f"{self.key()}.lock")
         self.embedder_identity: EmbedderIdentity | None = None  # what rag embeds with, once checked
         self._warming: threading.Thread | None = None  # see warm()
+        self._loaded_at: str | None = None  # the fingerprint when the vector index was loaded (see dense)
         self._client = _client(settings)
         try:
             self.collection = self._client.get_or_create_collection(
@@ -476,6 +477,7 @@ class Store:
                 self._client.close()
                 self._client = _client(self.settings)
                 self.collection = self._client.get_collection(self.settings.collection, embedding_function=None)
+                self._loaded_at = self.fingerprint()
                 self._load_vector_index(dimension)
             finally:
                 self.collection.modify(configuration={"hnsw": {"sync_threshold": SYNC_THRESHOLD}})
@@ -493,11 +495,43 @@ class Store:
                 pass
 
         if self._warming is None:
+            self._note_loading()
             self._warming = threading.Thread(target=load, name="warm-vector-index", daemon=True)
             self._warming.start()
 
+    def _note_loading(self) -> None:
+        if self._loaded_at is None and not self.settings.chroma_url:
+            with contextlib.suppress(StoreError):
+                self._loaded_at = self.fingerprint()
+
+    def _reload_if_written(self) -> None:
+        """A local client loads the vector index once and never sees vectors another process adds
+        afterwards (`rag serve`, `rag chat` or `rag mcp` beside a `rag ingest`): when the write
+        generation moved since the index was loaded, open the client again, which loads it anew.
+        A Chroma server keeps its own index current."""
+        if self.settings.chroma_url:
+            return
+        if self._loaded_at is None:
+            self._note_loading()
+            return
+        now = self.fingerprint()
+        if now == self._loaded_at:
+            return
+        if self._warming is not None:
+            self._warming.join(timeout=60)  # never close the client under a running query
+            self._warming = None
+
+        def reopen() -> None:
+            self._client.close()
+            self._client = _client(self.settings)
+            self.collection = self._client.get_collection(self.settings.collection, embedding_function=None)
+
+        self._call("reopening the store", reopen)
+        self._loaded_at = now
+
     def dense(self, vector: list[float], n: int) -> list[DenseHit]:
         """The `n` nearest chunks (fewer in a smaller store); no count of the store per query."""
+        self._reload_if_written()
         got = self._call(
             "searching",
             lambda: self.collection.query(

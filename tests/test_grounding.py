@@ -403,6 +403,8 @@ def test_a_denial_about_earlier_work_does_not_deny_the_papers_own_finding():
     assert not verifier.supports(
         "Previous shift detection approaches can localize which specific features caused a shift [1].", shift
     )[0]
-    labels = [Passage("LabelFree", "Unlike previous estimators, our estimator does not require labels after deployment.")]
+    labels = [
+        Passage("LabelFree", "Unlike previous estimators, our estimator does not require labels after deployment.")
+    ]
     assert not verifier.supports("The estimator requires labels after deployment [1].", labels)[0]
     assert verifier.supports("The estimator does not require labels after deployment [1].", labels)[0]

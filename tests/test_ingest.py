@@ -275,3 +275,21 @@ def test_counting_tokens_while_another_thread_embeds(workspace):
         stop.set()
         worker.join()
     assert counts == {402} and not errors
+
+
+def test_a_running_process_finds_by_meaning_the_papers_another_process_ingests(tmp_path):
+    """`rag serve`, `rag chat` and `rag mcp` keep one store open: papers a `rag ingest` in
+    another process adds must reach their dense search, not only BM25."""
+    data = tmp_path / "data"
+    ws = open_ws(data)
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
+    query = "sorting pancakes with a quantum computer"
+    assert ws.retriever.search(query, k=1, mode="dense").results[0].paper_id != paper_id_for("Quantum pancakes")
+
+    extra = write_jsonl(
+        tmp_path / "extra.jsonl",
+        [{"title": "Quantum pancakes", "abstract": "A quantum computer sorts a stack of pancakes by flipping it."}],
+    )
+    proc = run_rag("ingest", str(extra), env={"RAG_DATA_DIR": str(data), "RAG_LLM": "off"})
+    assert proc.returncode == 0, proc.stderr
+    assert ws.retriever.search(query, k=1, mode="dense").results[0].paper_id == paper_id_for("Quantum pancakes")
