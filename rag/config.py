@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         _check_url(value.strip())
         return value.strip()
 
+    @field_validator("data_dir", "embed_model_dir", mode="before")
+    @classmethod
+    def _home_expanded(cls, value: Any) -> Any:
+        """ "~/rag-data" is the user's home folder, as in a shell, not a folder named "~"."""
+        return Path(value).expanduser() if isinstance(value, str | Path) and str(value).startswith("~") else value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_dir_given(cls, value: Any) -> Any:
@@ -197,7 +203,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path())
+        return init_settings, env_settings, _ConfigFile(settings_cls, toml_file=config_path())
 
     @property
     def llm_enabled(self) -> bool:
@@ -211,6 +217,19 @@ class Settings(BaseSettings):
     def model_dir(self) -> Path:
         """The embedder's folder: the configured one, else Chroma's own cache folder."""
         return self.embed_model_dir or CHROMA_CACHE_MODEL_DIR
+
+
+class _ConfigFile(TomlConfigSettingsSource):
+    """The config file, whose relative folders (data_dir = "rag-data") are read from the file's own
+    folder: the same store whatever directory rag runs in."""
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name in ("data_dir", "embed_model_dir"):
+            value = values.get(name)
+            if isinstance(value, str) and value.strip() and not value.startswith("~") and not Path(value).is_absolute():
+                values[name] = str(config_path().parent / value)
+        return values
 
 
 _warned: set[str] = set()

@@ -207,6 +207,24 @@ def test_unknown_config_keys_and_a_missing_config_file_warn(tmp_path, monkeypatc
     assert capsys.readouterr().err.count("'top-k'") == 1
 
 
+def test_a_config_files_folders_expand_home_and_are_relative_to_the_file(tmp_path, monkeypatch):
+    """data_dir = "~/x" is the home folder's x, not a folder named "~" wherever rag runs; a relative
+    folder in the config file is beside the file, the same store from every working directory."""
+    monkeypatch.delenv("RAG_DATA_DIR", raising=False)
+    monkeypatch.delenv("RAG_EMBED_MODEL_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = tmp_path / "cfg" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('data_dir = "~/rag-data"\nembed_model_dir = "models"\n')
+    monkeypatch.setenv("RAG_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "home" / "rag-data"
+    assert settings.embed_model_dir == tmp_path / "cfg" / "models"
+    monkeypatch.setenv("RAG_DATA_DIR", "~/elsewhere")  # a variable set with quotes, unexpanded by the shell
+    assert load_settings().data_dir == tmp_path / "home" / "elsewhere"
+
+
 def test_config_lists_the_new_llm_limits():
     rows = {name: value for name, value, _ in describe(Settings())}
     assert rows["llm_deadline"] == "120.0" and rows["llm_max_tokens"] == "400"
