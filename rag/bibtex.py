@@ -231,6 +231,18 @@ def to_bibtex(papers: Iterable[PaperMeta], taken: Iterable[str] = ()) -> list[tu
     return out
 
 
+def check_bib_target(path: Path) -> None:
+    """Refuse, before any answer is asked for, a .bib target `write_bib` could not add to: a
+    folder, a file in a folder that does not exist, or a file that does not parse."""
+    path = Path(path)
+    if path.is_dir():
+        raise CorpusError(path, None, "is a directory; give the path of a .bib file")
+    if not path.parent.is_dir():
+        raise CorpusError(path, None, f"the folder {path.parent} does not exist; create it or give another path")
+    if path.exists():
+        read_bib(path)
+
+
 def write_bib(path: Path, papers: list[PaperMeta]) -> list[str]:
     """Add `papers` to the .bib file at `path` (created if missing); papers whose title is already
     in it are not written again, and existing entries are kept as they are. Returns the keys of

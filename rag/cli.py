@@ -166,6 +166,10 @@ def ask(
         request = {"question": question, "k": k, "retriever": retriever, "model": model, "no_llm": no_llm}
         _ask_served(server, {**request, "agent": agent}, as_json, stream=not no_stream and sys.stdout.isatty())
         return
+    if bib is not None:
+        from rag.bibtex import check_bib_target
+
+        check_bib_target(bib)  # before the answer: a model's answer is not paid for to be lost
     with _workspace(
         forked_llm=True, top_k=k, retriever=retriever, llm_model=model, llm="off" if no_llm else None
     ) as ws:

@@ -140,3 +140,24 @@ def test_ask_writes_cited_sources_as_bibtex(bundled_dir: Path, tmp_path: Path) -
         == 0
     )
     assert out.read_text() == first  # the same source is not written twice
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [("missing/answer.bib", "the folder"), (".", "is a directory"), ("broken.bib", "cannot parse the entry")],
+)
+def test_ask_refuses_a_bib_target_it_could_not_write_before_answering(
+    bundled_dir: Path, tmp_path: Path, target: str, problem: str
+) -> None:
+    (tmp_path / "broken.bib").write_text("@article{x, title={A\n")
+    proc = run_rag(
+        "ask",
+        "How many queries does the LitSearch benchmark contain?",
+        "--bib",
+        str(tmp_path / target),
+        env={"RAG_DATA_DIR": str(bundled_dir)},
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""  # no answer printed, then an error
+    assert len(proc.stderr.splitlines()) == 1 and problem in proc.stderr, proc.stderr
+    assert (tmp_path / "broken.bib").read_text() == "@article{x, title={A\n"
