@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.errors import RagError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, title TEXT NOT NULL DEFAULT ''
@@ -34,12 +36,21 @@ class Turn:
     complete: bool = True
 
 
+class HistoryError(RagError):
+    """The chat history file cannot be used."""
+
+
 class History:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False)
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = sqlite3.connect(path, check_same_thread=False)
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            raise HistoryError(
+                f"the chat history {path} cannot be read ({exc}); move it away and rag chat starts a new one"
+            ) from None
 
     def close(self) -> None:
         self.db.close()

@@ -288,3 +288,18 @@ async def test_agent_mode_from_the_palette(bundled_dir, tmp_path):
             assert isinstance(turn.answer, AgentAnswer) and [s.tool for s in turn.answer.steps] == ["search", "read"]
             assert turn.answer.text == f"{S2} [1]." and [s.paper_id for s in turn.answer.sources] == [ZQ_ID]
             assert "agent" in str(app.query_one("#status").render())
+
+
+def test_a_damaged_history_file_is_one_line_naming_it_and_is_left_as_it_was(tmp_path):
+    from tests.conftest import run_rag
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "chat.sqlite3").write_bytes(b"garbage, not a database\n")
+    proc = run_rag("chat", "--resume", env={"RAG_DATA_DIR": str(data)}, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"rag: error: the chat history {data / 'chat.sqlite3'} cannot be read (file is not a database); "
+        "move it away and rag chat starts a new one"
+    ]
+    assert (data / "chat.sqlite3").read_bytes() == b"garbage, not a database\n"
