@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import traceback
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -352,10 +353,33 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 return
             self._answer(lambda: route(body))
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The standard library's errors (a malformed request line, an unsupported method) as
+            the JSON every other reply is, not its HTML page."""
+            self.close_connection = True
+            phrase = message or HTTPStatus(code).phrase
+            hint = f"; try GET /health, {endpoints}" if code == HTTPStatus.NOT_IMPLEMENTED else ""
+            try:
+                self._send(code, {"error": f"{phrase}{hint}"})
+            except OSError:
+                pass
+
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"rag serve: {self.address_string()} {format % args}\n")
 
     return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line, not a traceback: a client that hung up mid-request is routine; anything else
+        is named, and the server goes on."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        sys.stderr.write(f"rag serve: {client_address[0]} request failed: {type(exc).__name__}: {exc}\n")
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -369,13 +393,12 @@ def run(ws: Workspace, host: str, port: int) -> None:
     started = time.perf_counter()
     service.warm()
     try:
-        httpd = ThreadingHTTPServer((host, port), _handler(service))
+        httpd = _Server((host, port), _handler(service))
     except OSError as exc:
         raise RagError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
             "is another `rag serve` running there? Pick another port with --port"
         ) from None
-    httpd.daemon_threads = True
     url = f"http://{host if ':' not in host else f'[{host}]'}:{httpd.server_address[1]}"
     info = service.health()
     print(

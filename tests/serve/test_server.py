@@ -175,3 +175,33 @@ def test_the_mcp_tools_use_the_server(served: Served, tmp_path: Path) -> None:
     assert found["results"] == direct["results"]
     assert "597" in asked["answer"]
     assert not (tmp_path / "unused" / "chroma").exists()
+
+
+def test_other_methods_garbage_and_clients_that_hang_up_get_json_and_one_log_line(served: Served) -> None:
+    """The standard library's HTML error page and its tracebacks on stderr are not rag's: any
+    refusal is the JSON every reply is, and a client that hangs up leaves no traceback."""
+    import http.client
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(served.url).hostname, urlsplit(served.url).port
+    assert host is not None and port is not None
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("DELETE", "/search")
+        response = conn.getresponse()
+        assert response.status == 501
+        assert "try GET /health" in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+    with socket.create_connection((host, port), timeout=30) as raw:
+        raw.sendall(b"GARBAGE\r\n\r\n")
+        reply = raw.recv(65536).decode()
+    assert reply.startswith("{") or "\r\n\r\n{" in reply, reply  # JSON, with or without HTTP/0.9 headers
+    before = len("".join(served.log))
+    for _ in range(3):  # a body shorter than its Content-Length, then gone before the reply
+        with socket.create_connection((host, port), timeout=30) as raw:
+            raw.sendall(b'POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"query": ')
+            raw.shutdown(socket.SHUT_WR)
+    request(served.url, "/search", {"query": SEARCH})  # still serving
+    assert "Traceback" not in "".join(served.log)[before:]
