@@ -84,10 +84,39 @@ def explain_failure(exc: Exception, endpoint: str, timeout: float, attempts: int
     if isinstance(exc, openai.RateLimitError):
         return f"{where} is rate limiting requests (429); wait and try again"
     if isinstance(exc, openai.APIStatusError):
-        return f"{where} failed with HTTP {exc.status_code}; try again later or check the server's log"
+        said = _server_message(exc)
+        code = f"HTTP {exc.status_code}" + (f": {said}" if said else "")
+        if exc.status_code >= 500:
+            return f"{where} failed ({code}); try again later or check the server's log"
+        if _TOO_LONG.search(said):
+            return (
+                f"{where} refused the request ({code}); the model's window is smaller than rag assumed: "
+                "lower RAG_LLM_CONTEXT_TOKENS (or RAG_LLM_MAX_TOKENS)"
+            )
+        return f"{where} refused the request ({code}); check RAG_LLM_MODEL and the server's settings"
     if isinstance(exc, ValueError):  # json.JSONDecodeError from the event stream, or a bad chunk
         return f"{where} sent a malformed reply (not valid JSON in the event stream); check the server"
     return f"{where} sent a malformed or cut-off reply ({type(exc).__name__}); try again or check the server"
+
+
+# How servers say a prompt does not fit ("maximum context length is 4096 tokens", "exceeds the
+# context window", "prompt is too long").
+_TOO_LONG = re.compile(r"context|too long|maximum.*tokens|tokens.*exceed", re.I)
+
+
+def _server_message(exc: Any) -> str:
+    """What the server said about a refused request (OpenAI's {"error": {"message"}}, or a plain
+    "error", "message" or "detail"), on one line, at most 200 characters."""
+    body = getattr(exc, "body", None)
+    said: Any = None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        said = error.get("message") or error.get("detail") if isinstance(error, dict) else error
+        said = said or body.get("message") or body.get("detail")
+    if not isinstance(said, str) or not said.strip():
+        said = re.sub(r"^Error code: \d+ - ", "", str(getattr(exc, "message", "") or ""))
+    text = " ".join(mask_url(said).split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _refused(exc: Exception) -> bool:
@@ -96,7 +125,7 @@ def _refused(exc: Exception) -> bool:
     import openai
 
     if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return True
+        return not _TOO_LONG.search(_server_message(exc))  # a prompt too long is no refused format
     return isinstance(exc, openai.APIStatusError) and "response_format" in f"{exc.message} {exc.body}"
 
 

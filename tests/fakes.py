@@ -68,6 +68,7 @@ MISBEHAVIOURS = {
     "e401": "HTTP 401",
     "e429": "HTTP 429 (the client retries)",
     "e500": "HTTP 500 (the client retries)",
+    "e400ctx": "HTTP 400: the prompt exceeds the model's context window",
     "slow": "answers after 3 s",
     "nosse": "a plain JSON body where an event stream was asked for",
     "malformed": "an event that is not JSON",
@@ -293,6 +294,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             self._json(200, body)
 
         def _misbehave(self, mode: str) -> None:
+            if mode == "e400ctx":
+                message = "This model's maximum context length is 512 tokens, but you requested 2100 tokens."
+                self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+                return
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
             if status:
                 self._json(status, {"error": {"message": "nope", "type": "error"}}, **{"retry-after-ms": "10"})

@@ -39,7 +39,13 @@ def ask(bundled_dir, base_url: str, **env: str):
     [
         ("e401", "rejected the API key (401); check OPENAI_API_KEY", 1),
         ("e429", "rate limiting requests (429)", 3),
-        ("e500", "failed with HTTP 500", 3),
+        ("e500", "failed (HTTP 500: nope); try again later", 3),
+        (
+            "e400ctx",
+            "(HTTP 400: This model's maximum context length is 512 tokens, but you requested 2100 tokens.); "
+            "the model's window is smaller than rag assumed: lower RAG_LLM_CONTEXT_TOKENS",
+            1,  # not taken for a refused response format: not retried without it
+        ),
         ("malformed", "sent a malformed reply (not valid JSON in the event stream)", 1),
         ("nosse", "sent a malformed reply (no chat completion events", 1),
         ("cut", "cut off its reply (the connection closed mid-stream)", 1),
