@@ -261,14 +261,37 @@ def _line_counter(text: str, first: int) -> Callable[[int], int]:
     return lambda pos: first + text.count("\n", 0, pos)
 
 
+def _front_matter_bibliography(front: str) -> list[str]:
+    """The files pandoc's `bibliography:` names, in any of YAML's forms: one path, a flow list
+    (`[a.bib, b.bib]`) or a block list (one `- a.bib` line each)."""
+    lines = front.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"bibliography:[ \t]*(.*?)\s*$", line)
+        if not m:
+            continue
+        value = m.group(1)
+        if value.startswith("["):
+            items = value.strip("[]").split(",")
+        elif value:
+            items = [value]
+        else:
+            items = []
+            for item in lines[i + 1 :]:
+                listed = re.match(r"\s*-\s*(.+?)\s*$", item)
+                if not listed:
+                    break
+                items.append(listed.group(1))
+        return [name for item in items if (name := item.strip().strip("'\"").strip())]
+    return []
+
+
 def read_markdown(path: Path, source: str) -> Draft:
     from markdown_it import MarkdownIt
 
     bib_names: list[str] = []
     front = _FRONT_MATTER.match(source)
     if front:
-        for m in re.finditer(r"^bibliography:\s*(.+)$|^\s*-\s*(\S+\.bib)\s*$", front.group(1), re.M):
-            bib_names.append((m.group(1) or m.group(2)).strip().strip("'\""))
+        bib_names = _front_matter_bibliography(front.group(1))
         source = "\n" * front.group(0).count("\n") + source[front.end() :]  # keep line numbers
     tokens = MarkdownIt("commonmark").enable("table").parse(source)
     sentences: list[DraftSentence] = []

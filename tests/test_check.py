@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.draft import CorpusIndex, DraftError, measure_bundled, read_draft
+from rag.draft import CorpusIndex, DraftError, bib_for, measure_bundled, read_draft
 from tests.conftest import REPO, run_rag
 
 DRAFTS = REPO / "eval" / "drafts"
@@ -41,6 +41,22 @@ def test_markdown_pandoc_citations(tmp_path: Path) -> None:
     draft = read_draft(md)
     assert [(s.line, s.keys) for s in draft.sentences] == [(6, ["a", "b"]), (6, ["c"]), (7, []), (9, ["d"])]
     assert draft.bib_names == ["refs.bib"]
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "bibliography: [refs.bib, 'more.bib']",
+        'bibliography:\n  - refs.bib\n  - "more.bib"\ntitle: A draft',
+    ],
+)
+def test_markdown_front_matter_may_list_several_bib_files(tmp_path: Path, front: str) -> None:
+    """Pandoc's list forms of `bibliography:`, as a draft with several .bib files writes them."""
+    md = tmp_path / "d.md"
+    md.write_text(f"---\n{front}\n---\nA claim [@a].\n")
+    draft = read_draft(md)
+    assert draft.bib_names == ["refs.bib", "more.bib"]
+    assert bib_for(draft, None) == [tmp_path / "refs.bib", tmp_path / "more.bib"]
 
 
 def _check_json(*args: str, env: dict) -> tuple[int, dict]:
