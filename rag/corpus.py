@@ -25,6 +25,7 @@ BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 # that is a mistake or an attack, and would stall the sentence splitter.
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
+MAX_FIELD_CHARS = 20_000  # any other field; a longer author list is cut to its first names, "et al."
 
 
 class CorpusError(RagError):
@@ -116,6 +117,17 @@ def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False)
     return _clean(value)
 
 
+def _shortened_authors(authors: str) -> str:
+    """A collaboration's thousands of names (arXiv lists them all) cut to the first ones, "et al."."""
+    if len(authors) <= MAX_FIELD_CHARS:
+        return authors
+    cut = authors.rfind(",", 0, MAX_FIELD_CHARS)
+    return authors[: cut if cut > 0 else MAX_FIELD_CHARS].rstrip() + " et al."
+
+
+_DATE = re.compile(r"\d{4}(?:-\d{2}){0,2}")  # YYYY-MM-DD as arXiv writes it (or YYYY-MM, YYYY): --since compares text
+
+
 def make_paper(path: Path, line: int, record: dict) -> Paper:
     """A record's paper, cleaned and checked against the limits; CorpusError names what is wrong."""
     title = _text(path, line, record, "title")
@@ -135,19 +147,27 @@ def make_paper(path: Path, line: int, record: dict) -> Paper:
             f"abstract of {title[:60]!r} is {len(abstract):,} characters, over the limit of "
             f"{MAX_ABSTRACT_CHARS:,}; shorten it or split the record",
         )
+    for name in ("id", "url", "year", "categories", "update_date"):
+        value = record.get(name)
+        if isinstance(value, str | list) and len(str(value)) > MAX_FIELD_CHARS:
+            raise CorpusError(
+                path, line, f"field {name!r} of {title[:60]!r} is over {MAX_FIELD_CHARS:,} characters; shorten it"
+            )
     given_id = _text(path, line, record, "id", numbers=True)
     updated = _text(path, line, record, "update_date")
+    if updated and not _DATE.fullmatch(updated):
+        raise CorpusError(path, line, f"update_date {updated[:40]!r} is not a date; write it as YYYY-MM-DD")
     year = _text(path, line, record, "year", numbers=True) or updated
     return Paper(
         id=given_id or paper_id_for(title),
         title=title,
         abstract=abstract,
         url=_text(path, line, record, "url"),
-        authors=_text(path, line, record, "authors"),
+        authors=_shortened_authors(_text(path, line, record, "authors")),
         year=year[:4],
         categories=_text(path, line, record, "categories"),
         line=line,
-        date=updated or year,
+        date=updated or (year if _DATE.fullmatch(year) else ""),  # no usable date fails a --since filter
     )
 
 

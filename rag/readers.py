@@ -66,6 +66,8 @@ def read_csv(path: Path) -> Iterator[Paper]:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise CorpusError(path, 1, f"malformed CSV header ({exc})") from None
+    if repeated := sorted({h for h in header if h and header.count(h) > 1}):
+        raise CorpusError(path, 1, f"CSV header repeats column(s) {', '.join(repeated)}; keep one of each")
     missing = {"title", "abstract"} - set(header)
     if missing:
         raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}")

@@ -93,6 +93,7 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
         ),
         ("odd.txt", b"Title one\nAbstract one.\nDangling title\n", ":3: title 'Dangling title' has no abstract"),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
+        ("twice.csv", b"title,abstract,Abstract\nT,x,y\n", ":1: CSV header repeats column(s) abstract"),
         ("paper.pdf", b"%PDF-1.4", "unknown file type"),
     ],
 )
@@ -137,6 +138,11 @@ def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):
         ({"title": "T", "abstract": "x\ud800y"}, ":1: field 'abstract' holds an unpaired surrogate"),
         ({"title": "T" * 1001, "abstract": "x"}, ":1: title is 1,001 characters, over the limit of 1,000"),
         ({"title": "T", "abstract": "a " * 10_001}, ":1: abstract of 'T' is 20,001 characters, over the limit"),
+        (
+            {"title": "T", "abstract": "x", "categories": "cs.LG " * 5_000},
+            ":1: field 'categories' of 'T' is over 20,000",
+        ),
+        ({"title": "T", "abstract": "x", "update_date": "not-a-date"}, ":1: update_date 'not-a-date' is not a date"),
     ],
 )
 def test_records_of_the_wrong_type_or_size_are_refused(tmp_path, record, expected):
@@ -144,6 +150,13 @@ def test_records_of_the_wrong_type_or_size_are_refused(tmp_path, record, expecte
     with pytest.raises(CorpusError) as err:
         scan_corpus(path)
     assert str(err.value).startswith(f"{path}{expected}"), str(err.value)
+
+
+def test_a_collaborations_thousands_of_authors_are_cut_to_the_first_ones(tmp_path):
+    authors = ", ".join(f"A. Author{i}" for i in range(3000))  # about 40,000 characters
+    (paper,) = read_corpus(write_jsonl(tmp_path / "r.jsonl", [{"title": "T", "abstract": "x", "authors": authors}]))
+    assert paper.authors.startswith("A. Author0, A. Author1,") and paper.authors.endswith(" et al.")
+    assert len(paper.authors) <= 20_000 + len(" et al.") and ", A. Author2999" not in paper.authors
 
 
 def test_numbers_and_lists_stay_allowed_where_they_are_natural(tmp_path):
