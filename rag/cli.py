@@ -334,6 +334,8 @@ def run_eval(
     from rag.evaluation import EvalOptions, EvalUsageError, compare_files, run_beir, run_suites
 
     if compare:
+        if suites:
+            _fail(f"--compare takes two reports, BASELINE.json NEW.json; {suites[0]} is one too many", 2)
         lines, failed = compare_files(*compare, tolerance)
         for line in lines:
             typer.echo(line)

@@ -18,9 +18,10 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
     except ImportError:
         return []
     written = []
-    if report["retrieval"]:
+    curves = {name: block for name, block in report["retrieval"].items() if block["overall"]}  # none: no gold
+    if curves:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, block in report["retrieval"].items():
+        for name, block in curves.items():
             ax.plot(RECALL_CURVE, [block["overall"][f"R@{k}"] for k in RECALL_CURVE], marker="o", label=name)
         ax.set(xlabel="k (papers)", ylabel="Recall@k", title=f"Recall@k: {report['suite']}", ylim=(0, 1.02))
         ax.grid(alpha=0.3)

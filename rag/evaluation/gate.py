@@ -81,6 +81,11 @@ def compare(
     Reports of another shape (not written by `rag eval`, or sharing no figure) are refused:
     comparing nothing must not pass the gate."""
     old_flat, new_flat = _figures(baseline, "baseline"), _figures(new, "new")
+    suites = (baseline.get("suite"), new.get("suite"))
+    if all(isinstance(x, str) for x in suites) and suites[0] != suites[1]:
+        raise RagError(
+            f"the baseline is of suite {suites[0]!r} and the new report of {suites[1]!r}; compare one suite's reports"
+        )
     if not any(k.startswith(("retrieval.", "answers.")) for k in set(old_flat) & set(new_flat)):
         raise RagError(
             "the two reports share no retrieval or answer figure; compare reports of the same suite, "

@@ -118,8 +118,9 @@ def run_suite(
         gold = {r.question.id: list(r.question.gold) for r in chosen}
         ranked = {r.question.id: r.ranked[mode] for r in chosen}
         measures = [f"R@{n}" for n in RECALL_CURVE] + ["RR@10", "nDCG@10"]
-        figures = retrieval_metrics(gold, ranked, measures) if gold else {m: 0.0 for m in measures}
-        return {m: round(v, 4) for m, v in figures.items()}
+        if not gold:  # nothing to find: no figure, not a zero that reads as a failure
+            return {}
+        return {m: round(v, 4) for m, v in retrieval_metrics(gold, ranked, measures).items()}
 
     def answers_for(name: str, qs: list[Question]) -> dict[str, float]:
         return answer_figures([(r.question, r.answers[name]) for r in results if r.question in qs])

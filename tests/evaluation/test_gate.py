@@ -101,3 +101,16 @@ def test_compare_fails_on_a_real_regression(tmp_path):
     ok = run_rag("eval", "--compare", str(paths["base"]), str(paths["same"]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.endswith("no figure dropped by more than 0.02\n")
+
+
+def test_reports_of_two_suites_and_a_third_file_are_refused(tmp_path):
+    with pytest.raises(RagError, match="the baseline is of suite 'tune' and the new report of 'test'"):
+        compare({**BASE, "suite": "tune"}, {**BASE, "suite": "test"})
+    rows, failed = compare({**BASE, "suite": "tune"}, {**BASE, "suite": "tune"})
+    assert not failed and rows
+    (tmp_path / "base.json").write_text(json.dumps(BASE))
+    extra = run_rag("eval", "--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "third.json")
+    assert extra.returncode == 2
+    assert (
+        extra.stderr == "rag: error: --compare takes two reports, BASELINE.json NEW.json; third.json is one too many\n"
+    )

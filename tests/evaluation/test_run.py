@@ -181,3 +181,19 @@ def test_eval_without_matplotlib_says_how_to_get_charts(tmp_path, bundled_dir):
     # the written paraphrases are all true claims: their figure is the share wrongly rejected
     written = json.loads((tmp_path / "out" / "report.json").read_text())["paraphrases"]
     assert "balanced_accuracy" not in written and written["false_unsupported"] == round(1 - written["tpr"], 4)
+
+
+def test_a_suite_without_answerable_questions_has_no_retrieval_figures_rather_than_zeros(tmp_path, bundled_dir):
+    suite = write_jsonl(
+        tmp_path / "none.jsonl",
+        [{"id": "u1", "question": "What is the boiling point of tungsten?", "type": "unanswerable", "gold": []}],
+    )
+    out = tmp_path / "out"
+    proc = run_rag(
+        "eval", str(suite), "--retrievers", "hybrid", "--out", str(out), env={"RAG_DATA_DIR": str(bundled_dir)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["retrieval"]["hybrid"]["overall"] == {}
+    assert "| hybrid | – | – | – | – |" in (out / "report.md").read_text()
+    assert report["answers"]["extractive"]["overall"]["abstention_recall"] == 1.0
