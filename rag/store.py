@@ -163,6 +163,12 @@ def _client(settings: Settings):
             raise StoreError(
                 f"the disk holding the Chroma store at {path} is full; free some space and run the command again"
             ) from None
+        if "readonly" in str(exc).lower().replace("-", "").replace(" ", ""):
+            raise StoreError(
+                f"the Chroma store at {path} is read-only here, and rag writes to it even to search (Chroma "
+                "opens its database for writing); give this user write access, or copy the data folder "
+                "somewhere writable and point RAG_DATA_DIR at the copy"
+            ) from None
         raise StoreError(
             f"cannot open the Chroma store at {path} ({_one_line(exc)}); check RAG_DATA_DIR, or move that "
             "folder away to start a new store"

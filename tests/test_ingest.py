@@ -293,3 +293,20 @@ def test_a_running_process_finds_by_meaning_the_papers_another_process_ingests(t
     proc = run_rag("ingest", str(extra), env={"RAG_DATA_DIR": str(data), "RAG_LLM": "off"})
     assert proc.returncode == 0, proc.stderr
     assert ws.retriever.search(query, k=1, mode="dense").results[0].paper_id == paper_id_for("Quantum pancakes")
+
+
+def test_a_read_only_store_says_rag_needs_write_access(tmp_path, monkeypatch):
+    """A store on a read-only mount fails inside Chroma as "attempt to write a readonly database"
+    (root ignores file modes, so the mount is what makes it happen; here Chroma's own error is
+    raised in its place): the line says what is wrong, not to move a healthy store away."""
+    import chromadb
+
+    from rag.store import Store, StoreError
+
+    def read_only(*args, **kwargs):
+        raise RuntimeError("error returned from database: (code: 1032) attempt to write a readonly database")
+
+    monkeypatch.setattr(chromadb, "PersistentClient", read_only)
+    with pytest.raises(StoreError) as err:
+        Store(make_settings(tmp_path / "data"))
+    assert "is read-only here" in str(err.value) and "move that folder away" not in str(err.value)
