@@ -36,6 +36,12 @@ app = typer.Typer(
 RetrieverOpt = Annotated[Mode | None, typer.Option("--retriever", help="Which retriever.")]
 
 
+def _end_stream() -> None:
+    """A reply that failed mid-stream left its line open: the error goes on the next one."""
+    if render := sys.modules.get("rag.render"):  # loaded only if something was shown
+        render.end_stream()
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"rag: error: {message}", err=True)
     raise typer.Exit(code)
@@ -498,9 +504,11 @@ def main() -> None:
         typer.echo("rag: interrupted", err=True)
         sys.exit(130)
     except RagError as exc:
+        _end_stream()
         typer.echo(f"rag: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
+        _end_stream()
         typer.echo("rag: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:

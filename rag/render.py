@@ -103,6 +103,13 @@ def stream_token(text: str) -> None:
     _streamed["open"] = bool(text) or _streamed["open"]
 
 
+def end_stream() -> None:
+    """End the line a stream left open, so an error that stopped it starts a line of its own."""
+    if _streamed["open"]:
+        console.print()
+        _streamed["open"] = False
+
+
 def _repair_note(verdict: str, cited_before: list[int] | None) -> str:
     if verdict == "corrected":
         was = "".join(f"[{n}]" for n in cited_before or [])

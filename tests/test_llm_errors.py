@@ -189,3 +189,40 @@ def test_agent_mode_cuts_a_huge_turn_at_the_token_cap(bundled_dir, endpoint):
     # the cut turn called no tool: the normal path answers, and is cut at the cap too
     assert "rag: warning: the reply was cut at 40 tokens" in proc.stderr
     assert "FP8 formats outperform INT8 [1]" in proc.stdout
+
+
+def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_its_own(bundled_dir, endpoint):
+    """On a terminal the reply streams; the deadline's error must not be glued to its last word."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(bundled_dir),
+        "OPENAI_BASE_URL": f"{endpoint}/drip/v1",
+        "RAG_LLM_TIMEOUT": "3",
+        "RAG_LLM_DEADLINE": "4",
+        "COLUMNS": "400",
+    }
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?"],
+        env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(timeout=60) == 1
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+    (error,) = [line for line in text.splitlines() if "rag: error:" in line]
+    assert error.startswith("rag: error: ") and "deadline" in error, text
