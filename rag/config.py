@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         _check_url(value.strip())
         return value.strip()
 
+    @field_validator("retriever", "reranker", "llm", "verifier", "grounding", "embedder", "embed_device", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value: Any) -> Any:
+        """RAG_RETRIEVER=BM25 means bm25: a choice's case carries no meaning."""
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("data_dir", "embed_model_dir", mode="before")
     @classmethod
     def _home_expanded(cls, value: Any) -> Any:

@@ -91,8 +91,14 @@ def _clean(text: str) -> str:
 def _check_binary(path: Path) -> None:
     with path.open("rb") as fh:
         head = fh.read(8192)
+    if head.startswith(b"\x1f\x8b"):
+        raise CorpusError(path, None, f"is gzip-compressed; decompress it first (gunzip -k {path.name})")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CorpusError(path, None, "is UTF-16 text; re-save it as UTF-8")
     if b"\x00" in head:
-        raise CorpusError(path, None, "looks like a binary file, not text; give a .txt, .jsonl or .csv file")
+        raise CorpusError(
+            path, None, "looks like a binary file, not text; give a .txt, .jsonl, .json, .csv or .bib file"
+        )
 
 
 _LIST_FIELDS = {"authors": ", ", "categories": " "}  # fields that may be lists of strings, and their joiner
@@ -209,7 +215,13 @@ def iter_papers(path: Path) -> Iterator[Paper]:
     """Stream the papers of one file without validating across records."""
     path = Path(path)
     if not path.is_file():
-        what = "is a directory, not a corpus file" if path.is_dir() else "no such file"
+        what = (
+            "is a directory, not a corpus file"
+            if path.is_dir()
+            else "is not a regular file (a pipe or a device)"
+            if path.exists()
+            else "no such file"
+        )
         raise CorpusError(path, None, f"{what}; give a .txt, .jsonl, .json, .csv or .bib file of papers")
     from rag.readers import reader_for  # the readers build papers with make_paper
 

@@ -53,7 +53,10 @@ def read_txt(path: Path) -> Iterator[Paper]:
 def read_jsonl(path: Path) -> Iterator[Paper]:
     """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
     for number, record in jsonl.read_jsonl(path, CorpusError, expect="a JSON object with 'title' and 'abstract'"):
-        yield make_paper(path, number, record)
+        keyed = {str(key).lower(): value for key, value in record.items()}  # "Title" as CSV headers allow
+        if len(keyed) < len(record):
+            raise CorpusError(path, number, "the record names a field twice in different case; keep one")
+        yield make_paper(path, number, keyed)
 
 
 def read_csv(path: Path) -> Iterator[Paper]:

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import pytest
@@ -79,6 +80,8 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
     [
         ("empty.jsonl", b"", "contains no papers"),
         ("blob.txt", b"\x00\x01\x02binary", "binary file"),
+        ("papers.jsonl", b"\x1f\x8b\x08\x00\x00", "is gzip-compressed; decompress it first"),
+        ("wide.txt", "Title\nAbstract.\n".encode("utf-16"), "is UTF-16 text; re-save it as UTF-8"),
         ("latin1.txt", b"Title\nAbstract caf\xe9 text\n", ":2: invalid UTF-8"),
         (
             "noabs.jsonl",
@@ -157,6 +160,13 @@ def test_a_collaborations_thousands_of_authors_are_cut_to_the_first_ones(tmp_pat
     (paper,) = read_corpus(write_jsonl(tmp_path / "r.jsonl", [{"title": "T", "abstract": "x", "authors": authors}]))
     assert paper.authors.startswith("A. Author0, A. Author1,") and paper.authors.endswith(" et al.")
     assert len(paper.authors) <= 20_000 + len(" et al.") and ", A. Author2999" not in paper.authors
+
+
+def test_jsonl_field_names_in_any_case_as_csv_headers(tmp_path):
+    (paper,) = read_corpus(write_jsonl(tmp_path / "r.jsonl", [{"Title": "T", "Abstract": "x", "Authors": "A"}]))
+    assert (paper.title, paper.abstract, paper.authors) == ("T", "x", "A")
+    with pytest.raises(CorpusError, match=":1: the record names a field twice in different case"):
+        read_corpus(write_jsonl(tmp_path / "twice.jsonl", [{"title": "T", "Title": "U", "abstract": "x"}]))
 
 
 def test_numbers_and_lists_stay_allowed_where_they_are_natural(tmp_path):
@@ -244,5 +254,8 @@ def test_a_directory_or_a_missing_path_is_named_as_such(tmp_path):
         list(iter_papers(tmp_path))
     with pytest.raises(CorpusError, match="no such file; give a .txt"):
         list(iter_papers(tmp_path / "absent.jsonl"))
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(CorpusError, match="is not a regular file"):
+        list(iter_papers(tmp_path / "pipe.jsonl"))
     with pytest.raises(CorpusError, match="is a directory; give the path of a .bib file"):
         read_bib(tmp_path)

@@ -225,6 +225,13 @@ def test_a_config_files_folders_expand_home_and_are_relative_to_the_file(tmp_pat
     assert load_settings().data_dir == tmp_path / "home" / "elsewhere"
 
 
+def test_a_choice_may_be_written_in_any_case(monkeypatch):
+    monkeypatch.setenv("RAG_RETRIEVER", "BM25")
+    monkeypatch.setenv("RAG_GROUNDING", " Mark ")
+    settings = load_settings()
+    assert (settings.retriever, settings.grounding) == ("bm25", "mark")
+
+
 def test_config_lists_the_new_llm_limits():
     rows = {name: value for name, value, _ in describe(Settings())}
     assert rows["llm_deadline"] == "120.0" and rows["llm_max_tokens"] == "400"
