@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,31 @@ def run_rag(
     return subprocess.run(
         [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout
     )
+
+
+def run_on_terminal(*args: str, env: dict, with_stderr: bool = False, timeout: float = 120) -> tuple[int, str]:
+    """`rag` on a pseudo-terminal, so it streams as a user sees it: (exit code, what it printed,
+    escape sequences removed; stderr too with `with_stderr`)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", *args], env=env, stdin=subprocess.DEVNULL, stdout=follower,
+        stderr=follower if with_stderr else subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        seen += data
+    code = proc.wait(timeout=timeout)
+    os.close(leader)
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
 
 
 def rag_json(*args: str, env: dict | None = None) -> dict:

@@ -3,6 +3,7 @@
 The endpoint is the scripted server of tests/fakes.py; the first part of the URL path picks the
 misbehaviour. The real server is tested in test_llm_live."""
 
+import os
 import re
 import socket
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from rag.forked_llm import ForkedLLM
 from rag.llm import LLMError, OpenAICompatible
-from tests.conftest import make_settings, run_rag
+from tests.conftest import make_settings, run_on_terminal, run_rag
 from tests.fakes import Scripted, serve
 
 
@@ -193,11 +194,6 @@ def test_agent_mode_cuts_a_huge_turn_at_the_token_cap(bundled_dir, endpoint):
 
 def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_its_own(bundled_dir, endpoint):
     """On a terminal the reply streams; the deadline's error must not be glued to its last word."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(bundled_dir),
@@ -206,23 +202,7 @@ def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_
         "RAG_LLM_DEADLINE": "4",
         "COLUMNS": "400",
     }
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?"],
-        env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
-    )  # fmt: skip
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            data = os.read(leader, 4096)
-        except OSError:  # the child closed its end
-            break
-        if not data:
-            break
-        seen += data
-    assert proc.wait(timeout=60) == 1
-    os.close(leader)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+    code, text = run_on_terminal("ask", "which papers compare FP8 vs INT8?", env=env, with_stderr=True, timeout=60)
+    assert code == 1
     (error,) = [line for line in text.splitlines() if "rag: error:" in line]
     assert error.startswith("rag: error: ") and "deadline" in error, text

@@ -5,17 +5,13 @@ an exact reply in pieces. What `rag ask` shows through the server is what it sho
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from rag.serve.client import ServerError, request
-from tests.conftest import REPO
+from tests.conftest import run_on_terminal
 from tests.fakes import serve
 from tests.serve.conftest import Served, start_served
 
@@ -37,24 +33,8 @@ def llm_served(tmp_path_factory) -> Iterator[Served]:
 def on_terminal(served: Served, *args: str, via_server: bool) -> str:
     """What `rag` prints on a pseudo-terminal (so it streams), without timings."""
     env = {**served.env, "COLUMNS": "400", **({"RAG_SERVER_URL": served.url} if via_server else {})}
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag", *args], env=env, stdin=subprocess.DEVNULL, stdout=follower,
-        stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            data = os.read(leader, 4096)
-        except OSError:  # the child closed its end
-            break
-        if not data:
-            break
-        seen += data
-    assert proc.wait(timeout=120) == 0
-    os.close(leader)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+    code, text = run_on_terminal(*args, env=env)
+    assert code == 0
     return re.sub(r"\d+ ms\.", "N ms.", text)
 
 
