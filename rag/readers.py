@@ -8,6 +8,7 @@ say) is one reader function here plus its entry in READERS.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,9 +33,16 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise CorpusError(path, number, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
 
 
+# A wrapped abstract ("... the model\nis trained on ...") shifts every title and abstract after it:
+# a title whose first word is a plain lower-case word, after an abstract that ends mid-sentence.
+_SENTENCE_END = re.compile(r"[.!?)\]\"'\u201d]\s*$")
+_CONTINUATION = re.compile(r"[a-z]+\b(?![-\w])")
+
+
 def read_txt(path: Path) -> Iterator[Paper]:
     """Alternating title and abstract lines; blank lines and the page banner are skipped."""
     pending: tuple[int, str] | None = None
+    last_abstract = ""
     for number, line in _lines(path):
         text = line.strip()
         if not text or (pending is None and text.startswith(_PAGE_NOISE_LINES)):
@@ -42,10 +50,17 @@ def read_txt(path: Path) -> Iterator[Paper]:
         if pending is None:
             if text.startswith(_PAGE_NOISE_PREFIX) and len(text) > len(_PAGE_NOISE_PREFIX):
                 text = text[len(_PAGE_NOISE_PREFIX) :]
+            if last_abstract and not _SENTENCE_END.search(last_abstract) and _CONTINUATION.match(text):
+                raise CorpusError(
+                    path,
+                    number,
+                    f"{text[:40]!r} would be a title, but it continues the abstract above, which stops "
+                    "mid-sentence; put each title and each abstract on one line (or use .jsonl)",
+                )
             pending = (number, text)
         else:
             yield make_paper(path, pending[0], {"title": pending[1], "abstract": text})
-            pending = None
+            pending, last_abstract = None, text
     if pending is not None:
         raise CorpusError(path, pending[0], f"title {pending[1][:60]!r} has no abstract line after it")
 

@@ -95,6 +95,11 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
             ":2: duplicate id 'p1'",
         ),
         ("odd.txt", b"Title one\nAbstract one.\nDangling title\n", ":3: title 'Dangling title' has no abstract"),
+        (
+            "wrapped.txt",
+            b"Guava\nWe present Guava, whose abstract\nis wrapped over lines\nand has 5 results.\n",
+            ":3: 'is wrapped over lines' would be a title, but it continues the abstract above",
+        ),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
         ("twice.csv", b"title,abstract,Abstract\nT,x,y\n", ":1: CSV header repeats column(s) abstract"),
         ("paper.pdf", b"%PDF-1.4", "unknown file type"),
@@ -160,6 +165,22 @@ def test_a_collaborations_thousands_of_authors_are_cut_to_the_first_ones(tmp_pat
     (paper,) = read_corpus(write_jsonl(tmp_path / "r.jsonl", [{"title": "T", "abstract": "x", "authors": authors}]))
     assert paper.authors.startswith("A. Author0, A. Author1,") and paper.authors.endswith(" et al.")
     assert len(paper.authors) <= 20_000 + len(" et al.") and ", A. Author2999" not in paper.authors
+
+
+def test_titles_in_lower_case_after_an_abstract_ending_in_a_link_are_titles(tmp_path):
+    """The wrapped-abstract check needs both signs: an abstract ending mid-sentence and a title
+    starting with a plain lower-case word; "mT5" and "word2vec" after a URL are titles."""
+    path = tmp_path / "c.txt"
+    path.write_text(
+        "A\nCode at https://github.com/x/y\nmT5: a massively multilingual transformer\nIt works.\n"
+        "B\nSee https://example.org\nword2vec explained\nIt explains.\n"
+    )
+    assert [p.title for p in read_corpus(path)] == [
+        "A",
+        "mT5: a massively multilingual transformer",
+        "B",
+        "word2vec explained",
+    ]
 
 
 def test_jsonl_field_names_in_any_case_as_csv_headers(tmp_path):
