@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         _check_url(value.strip())
         return value.strip()
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_truth_for_a_number(cls, value: Any, info: Any) -> Any:
+        """`top_k = true` in the config file is a mistake, not 1."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float, int | None, float | None):
+            raise ValueError(f"it is {str(value).lower()}; give a number")
+        return value
+
     @field_validator("retriever", "reranker", "llm", "verifier", "grounding", "embedder", "embed_device", mode="before")
     @classmethod
     def _choice_in_any_case(cls, value: Any) -> Any:

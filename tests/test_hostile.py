@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings, describe, load_settings, mask_url
+from rag.config import Settings, SettingsError, describe, load_settings, mask_url
 from rag.corpus import read_corpus
 from rag.prompts import sources_block
 from rag.sanitise import StreamCleaner, clean, normalise_question
@@ -223,6 +223,17 @@ def test_a_config_files_folders_expand_home_and_are_relative_to_the_file(tmp_pat
     assert settings.embed_model_dir == tmp_path / "cfg" / "models"
     monkeypatch.setenv("RAG_DATA_DIR", "~/elsewhere")  # a variable set with quotes, unexpanded by the shell
     assert load_settings().data_dir == tmp_path / "home" / "elsewhere"
+
+
+def test_true_or_false_for_a_number_is_refused(tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text("top_k = true\n")
+    monkeypatch.setenv("RAG_CONFIG", str(config))
+    with pytest.raises(SettingsError, match="invalid setting top_k: it is true; give a number"):
+        load_settings()
+    config.write_text("top_k = 7\nllm_deadline = 30\n")
+    settings = load_settings()
+    assert (settings.top_k, settings.llm_deadline) == (7, 30.0)
 
 
 def test_a_choice_may_be_written_in_any_case(monkeypatch):
