@@ -42,8 +42,17 @@ def _end_stream() -> None:
         render.end_stream()
 
 
-def _fail(message: str, code: int = 1) -> None:
+_json_errors = {"on": False}  # a command given --json: an error is also {"error": ...} on stdout
+
+
+def _say_error(message: str) -> None:
     typer.echo(f"rag: error: {message}", err=True)
+    if _json_errors["on"]:  # a script reading stdout gets an object, not nothing
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _say_error(message)
     raise typer.Exit(code)
 
 
@@ -115,6 +124,7 @@ def search(
     retriever: RetrieverOpt = None,
 ) -> None:
     """Rank papers for a query (hybrid dense + BM25 by default)."""
+    _json_errors["on"] = as_json
     from rag.sanitise import normalise_question, too_long
 
     query = normalise_question(query)
@@ -157,6 +167,7 @@ def ask(
     ] = False,
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
+    _json_errors["on"] = as_json
     if question == "-":
         question = sys.stdin.read()
     from rag.sanitise import normalise_question, too_long
@@ -290,6 +301,7 @@ def check_draft(
     ] = "unsupported",
 ) -> None:
     """Check a draft's citations: is each citing sentence supported by the abstract it cites?"""
+    _json_errors["on"] = as_json
     from rag.draft import Checker, CorpusIndex, bib_for, load_entries, read_draft
     from rag.draft import check_draft as run_check
 
@@ -505,7 +517,7 @@ def main() -> None:
         sys.exit(130)
     except RagError as exc:
         _end_stream()
-        typer.echo(f"rag: error: {exc}", err=True)
+        _say_error(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
         _end_stream()
@@ -515,7 +527,7 @@ def main() -> None:
         if os.environ.get("RAG_DEBUG"):
             raise
         what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        typer.echo(f"rag: error: internal error: {what} (set RAG_DEBUG=1 for the traceback)", err=True)
+        _say_error(f"internal error: {what} (set RAG_DEBUG=1 for the traceback)")
         sys.exit(1)
     if isinstance(code, int) and code:  # typer.Exit(code) inside a command
         sys.exit(code)

@@ -1,3 +1,5 @@
+import json
+
 from tests.conftest import rag_json, run_rag
 
 
@@ -18,6 +20,11 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
     env = {"RAG_DATA_DIR": str(bundled_dir)}
     empty = run_rag("search", "   ", env=env)
     assert empty.returncode == 2 and empty.stdout == "" and "empty" in empty.stderr
+    # with --json a script reading stdout gets the error as an object as well
+    empty = run_rag("search", "   ", "--json", env=env)
+    assert empty.returncode == 2 and json.loads(empty.stdout) == {
+        "error": "the query is empty; give some words to search for"
+    }
     # a usage error is one line naming the fix, exit 2, not click's box
     for args, message in [
         (("search", "x", "-k", "0"), "rag: error: Invalid value for '-k': Input should be greater than or equal to 1"),

@@ -3,6 +3,7 @@ is not `rag serve`: one line naming RAG_SERVER_URL and what to do, exit 1, no tr
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,11 @@ def _one_line_error(proc, *needles: str) -> str:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rag: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr and not proc.stdout
+    assert "Traceback" not in proc.stderr
+    if "--json" in proc.args:  # the error as an object on stdout too, for a script reading it
+        assert json.loads(proc.stdout) == {"error": lines[0].removeprefix("rag: error: ")}
+    else:
+        assert not proc.stdout
     for needle in needles:
         assert needle in lines[0]
     return lines[0]
