@@ -12,7 +12,11 @@ stdout carries the protocol, so nothing else may print there; notices go to stde
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -60,6 +64,35 @@ def check_passage(text: str, papers: list[str], checker: Any) -> dict[str, Any]:
     return {"sentences": sentences, "summary": counts}
 
 
+def _one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A tool whose failures the client reads: the SDK shows a ToolError's message (and logs it
+    without a traceback), while any other exception reaches the client as only "Error executing
+    tool"; rag's own errors and refused arguments are ToolErrors, in the line the CLI prints."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from rag.errors import RagError
+
+    @functools.wraps(fn)
+    def tool(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RagError, BadArgument) as exc:
+            raise ToolError(str(exc)) from None
+
+    tool.__doc__ = " ".join((fn.__doc__ or "").split())  # the description, without the source's indentation
+    return tool
+
+
+class BadArgument(ValueError):
+    """A tool argument the CLI would refuse too."""
+
+
+def _k(k: int, most: int) -> int:
+    if not 1 <= k <= most:
+        raise BadArgument(f"k must be a whole number from 1 to {most}, not {k}")
+    return k
+
+
 def build_server(ws: Workspace) -> MCPServer:
     """The server's tools over `ws`, whose parts are built on the first call that needs them."""
     from mcp.server.mcpserver import MCPServer
@@ -76,23 +109,30 @@ def build_server(ws: Workspace) -> MCPServer:
         return state["checker"]
 
     @server.tool()
-    def search(query: str, k: int = 10) -> dict[str, Any]:
+    @_one_line
+    def search(
+        query: str, k: Annotated[int, Field(json_schema_extra={"minimum": 1, "maximum": 100})] = 10
+    ) -> dict[str, Any]:
         """Rank the corpus's papers for a query; each with its id, title, score and best passage."""
         from rag.sanitise import normalise_question, too_long
 
         query = normalise_question(query)
         if not query:
-            raise ValueError("the query is empty; give some words to search for")
+            raise BadArgument("the query is empty; give some words to search for")
         if problem := too_long(query):
-            raise ValueError(f"the query is too long: {problem}")
+            raise BadArgument(f"the query is too long: {problem}")
+        k = _k(k, 100)
         if settings.server_url:
             from rag.serve.client import request
 
-            return request(settings.server_url, "/search", {"query": query, "k": max(1, min(k, 100))}).body
-        return ws.retriever.search(query, k=max(1, min(k, 100)), mode=settings.retriever).as_json()
+            return request(settings.server_url, "/search", {"query": query, "k": k}).body
+        return ws.retriever.search(query, k=k, mode=settings.retriever).as_json()
 
     @server.tool()
-    def ask(question: str, k: int = 5) -> dict[str, Any]:
+    @_one_line
+    def ask(
+        question: str, k: Annotated[int, Field(json_schema_extra={"minimum": 1, "maximum": 50})] = 5
+    ) -> dict[str, Any]:
         """Answer a question from the papers: each sentence cites sources [n] and carries a verdict
         (supported, unsupported, uncited, bad_citation, no_claim); abstains when the corpus does not
         answer."""
@@ -101,18 +141,19 @@ def build_server(ws: Workspace) -> MCPServer:
 
         question = normalise_question(question)
         if not question:
-            raise ValueError("the question is empty")
+            raise BadArgument("the question is empty; ask something")
         if problem := too_long(question):
-            raise ValueError(f"the question is too long: {problem}")
+            raise BadArgument(f"the question is too long: {problem}")
+        k = _k(k, 50)
         if settings.server_url:
             from rag.serve.client import request
 
-            full = request(settings.server_url, "/ask", {"question": question, "k": max(1, min(k, 50))}).body
+            full = request(settings.server_url, "/ask", {"question": question, "k": k}).body
         else:
             full = answer_question(
                 question,
                 ws.retriever,
-                k=max(1, min(k, 50)),
+                k=k,
                 mode=settings.retriever,
                 llm=ws.llm,
                 verifier=ws.verifier,
@@ -123,6 +164,7 @@ def build_server(ws: Workspace) -> MCPServer:
         }
 
     @server.tool()
+    @_one_line
     def check(text: str, papers: list[str]) -> dict[str, Any]:
         """Check a passage's citations: `[n]` in `text` cites `papers[n-1]` (paper ids from `search`).
         Each sentence gets supported, unsupported (with the closest sentence of the cited abstract

@@ -53,5 +53,11 @@ async def test_tools_over_stdio(bundled_dir: Path) -> None:
         assert [s["verdict"] for s in sentences] == ["supported", "unsupported", "bad_citation"]
         assert "597" in sentences[1]["closest"]
 
+        # a refused call says why, in the line the CLI prints, and k is bounded as on the CLI
         empty = await client.call_tool("search", {"query": "   "})
-        assert empty.is_error
+        assert empty.is_error and empty.content[0].text.endswith(": the query is empty; give some words to search for")
+        many = await client.call_tool("ask", {"question": "What is LitSearch?", "k": 51})
+        assert many.is_error and many.content[0].text.endswith(": k must be a whole number from 1 to 50, not 51")
+        search_tool = next(t for t in (await client.list_tools()).tools if t.name == "search")
+        assert search_tool.input_schema["properties"]["k"]["maximum"] == 100
+        assert "\n" not in (search_tool.description or "")
