@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -299,15 +300,6 @@ def read_markdown(path: Path, source: str) -> Draft:
     for i, token in enumerate(tokens):
         if token.type != "inline" or i == 0 or tokens[i - 1].type != "paragraph_open" or not token.map:
             continue
-        parts: list[str] = []
-        for child in token.children or []:
-            if child.type in ("text", "code_inline"):
-                parts.append(child.content)
-            elif child.type in ("softbreak", "hardbreak"):
-                parts.append("\n")
-            elif child.type == "image":
-                parts.append(child.content)
-        text = "".join(parts)
 
         def group(m: re.Match[str]) -> str:
             keys = [k for k in _PANDOC_KEY.findall(m.group(1))]
@@ -318,8 +310,16 @@ def read_markdown(path: Path, source: str) -> Draft:
             cites.append([m.group(1)])
             return f"[@@{len(cites) - 1}]"
 
-        text = _PANDOC_GROUP.sub(group, text)
-        text = _PANDOC_KEY.sub(bare, text)
+        pieces: list[tuple[bool, str]] = []  # (in a code span, text): `[@key]` in code is code, as for pandoc
+        for child in token.children or []:
+            if child.type in ("text", "image", "code_inline"):
+                pieces.append((child.type == "code_inline", child.content))
+            elif child.type in ("softbreak", "hardbreak"):
+                pieces.append((False, "\n"))
+        text = ""
+        for code, run in groupby(pieces, key=lambda piece: piece[0]):
+            joined = "".join(t for _, t in run)
+            text += joined if code else _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, joined))
         sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
     return Draft(path, "markdown", sentences, bib_names)
 
@@ -327,6 +327,8 @@ def read_markdown(path: Path, source: str) -> Draft:
 def read_draft(path: Path) -> Draft:
     """Sentences of a .tex or .md draft with their lines and citation keys."""
     path = Path(path)
+    if path.is_dir():
+        raise DraftError(f"{path}: is a directory; give a .tex or .md file")
     kind = _DRAFT_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DraftError(f"{path}: unknown draft type {path.suffix or '(none)'!r}; give a .tex or .md file")

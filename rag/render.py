@@ -98,6 +98,10 @@ def inline_markdown(markdown: str) -> Text:
 _streamed = {"open": False}  # streamed text is on the terminal with no line end after it yet
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def stream_token(text: str) -> None:
     console.print(escape(text), end="", soft_wrap=True)
     _streamed["open"] = bool(text) or _streamed["open"]
@@ -223,7 +227,7 @@ def print_check(report: DraftReport) -> None:
         listed = ", ".join(c.key for c in report.not_in_corpus)
         bibs = " ".join(report.bib) or "FILE.bib"
         print(
-            f"rag: {len(report.not_in_corpus)} cited entries are not in the corpus ({listed}); "
+            f"rag: {_count(len(report.not_in_corpus), 'cited entry is', 'cited entries are')} not in the corpus ({listed}); "
             f"add those with an abstract field with `rag ingest {bibs}`",
             file=sys.stderr,
         )
@@ -232,4 +236,5 @@ def print_check(report: DraftReport) -> None:
     parts.append(f"{s['missing']} cited paper not in corpus")
     if s["uncited"]:
         parts.append(f"{s['uncited']} uncited with a suggestion")
-    console.print(Text(f"{report.file}: {s['checked']} citing sentences checked: " + ", ".join(parts)))
+    checked = _count(s["checked"], "citing sentence", "citing sentences")
+    console.print(Text(f"{report.file}: {checked} checked: " + ", ".join(parts)))

@@ -43,6 +43,16 @@ def test_markdown_pandoc_citations(tmp_path: Path) -> None:
     assert draft.bib_names == ["refs.bib"]
 
 
+def test_a_citation_written_in_a_code_span_is_code(tmp_path: Path) -> None:
+    md = tmp_path / "d.md"
+    md.write_text("Write `[@key]` to cite [@a]. The `@b` form cites in the text.\n")
+    draft = read_draft(md)
+    assert [(s.keys, s.text) for s in draft.sentences] == [
+        (["a"], "Write [@key] to cite."),
+        ([], "The @b form cites in the text."),
+    ]
+
+
 @pytest.mark.parametrize(
     "front",
     [
@@ -119,13 +129,16 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
         ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
         ("draft.docx", b"text", True, "unknown draft type"),
         ("missing.md", None, True, "no such file"),
+        ("chapters", "folder", True, "d/chapters: is a directory; give a .tex or .md file"),
     ],
 )
 def test_bad_input_is_one_line(bundled_dir: Path, tmp_path: Path, name, content, bib, expected) -> None:
     folder = tmp_path / "d"
     folder.mkdir()
     path = folder / name
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     args = ["check", str(path)] + (["--bib", str(DRAFTS / "refs.bib")] if bib else [])
     proc = run_rag(*args, env={"RAG_DATA_DIR": str(bundled_dir)})
