@@ -134,6 +134,10 @@ _CITE_MACROS = (
     "cite citep citet citealp citealt citeauthor citeyear parencite textcite autocite footcite "
     "Cite Citep Citet Parencite Textcite Autocite nocite"
 ).split()
+# biblatex's multi-citations: \cites{a}{b}, each key group after the first a group of its own
+_MULTI_CITE_MACROS = "cites parencites textcites autocites footcites Cites Parencites Textcites Autocites".split()
+_MORE_CITE_GROUPS = re.compile(r"(?:\[[^\[\]]*\]|\{[^{}]*\})*")
+_NOTE_MACROS = ("footnote", "footnotetext")  # their text, citations included, is read where they stand
 _BIB_MACROS = ("bibliography", "addbibresource")
 _VERBATIM_ENVS = {"verbatim", "verbatim*", "lstlisting", "minted", "comment"}
 _MATH_ENVS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline", "eqnarray", "displaymath"}
@@ -146,7 +150,9 @@ def _latex_walker(source: str):
     db = get_default_latex_context_db()
     db.add_context_category(
         "rag-citations",
-        macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS] + [MacroSpec(name, "[{") for name in _BIB_MACROS],
+        macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS]
+        + [MacroSpec(name, "[[{") for name in _MULTI_CITE_MACROS]
+        + [MacroSpec(name, "[{") for name in (*_BIB_MACROS, *_NOTE_MACROS)],
         prepend=True,
     )
     return LatexWalker(source, latex_context=db, tolerant_parsing=False)
@@ -166,6 +172,7 @@ def read_latex(path: Path, source: str) -> Draft:
         LatexCharsNode,
         LatexCommentNode,
         LatexEnvironmentNode,
+        LatexGroupNode,
         LatexMacroNode,
         LatexWalkerParseError,
     )
@@ -193,8 +200,32 @@ def read_latex(path: Path, source: str) -> Draft:
         offset += len(text)
 
     def walk(nodelist) -> None:
-        for node in nodelist or []:
+        nodes = list(nodelist or [])
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            i += 1
             if isinstance(node, LatexCommentNode):
+                continue
+            if isinstance(node, LatexMacroNode) and node.macroname in _MULTI_CITE_MACROS:
+                keys = [k.strip() for k in _arg_text(node).split(",") if k.strip()]
+                end = node.pos + node.len
+                more = _MORE_CITE_GROUPS.match(source, end)  # [pre][post]{keys}, each after the first
+                for group in re.findall(r"\{([^{}]*)\}", more.group(0) if more else ""):
+                    keys += [k.strip() for k in group.split(",") if k.strip()]
+                end = more.end() if more else end
+                while i < len(nodes) and nodes[i].pos < end:
+                    i += 1
+                if keys:
+                    cites.append(keys)
+                    emit(f" [@@{len(cites) - 1}]", node.pos)
+                continue
+            if isinstance(node, LatexMacroNode) and node.macroname in _NOTE_MACROS:
+                args = node.nodeargd.argnlist if node.nodeargd else []
+                note = args[-1] if args else None
+                emit(" ", node.pos)
+                if isinstance(note, LatexGroupNode):
+                    walk(note.nodelist)
                 continue
             if isinstance(node, LatexEnvironmentNode):
                 name = node.environmentname

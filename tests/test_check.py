@@ -32,6 +32,16 @@ def test_latex_sentences_keep_lines_keys_and_bibliography(tmp_path: Path) -> Non
     assert draft.bib_names == ["refs.bib", "refs"]
 
 
+def test_latex_citations_in_footnotes_and_biblatex_multi_citations_count(tmp_path: Path) -> None:
+    tex = tmp_path / "d.tex"
+    tex.write_text(
+        "\\begin{document}\nSmolTulu scores 67.7\\% on IFEval\\footnote{As reported by \\cite{smol}.}.\n"
+        "Both report gains \\cites{a}[p.~2]{b}{c}.\n\\end{document}\n"
+    )
+    got = [(s.line, s.keys) for s in read_draft(tex).sentences]
+    assert got == [(2, ["smol"]), (3, ["a", "b", "c"])], got
+
+
 def test_markdown_pandoc_citations(tmp_path: Path) -> None:
     md = tmp_path / "d.md"
     md.write_text(
