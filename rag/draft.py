@@ -628,13 +628,19 @@ def check_draft(
 ) -> DraftReport:
     """Every citing sentence of `draft` judged; with `suggest_uncited`, uncited checkable sentences
     that a corpus paper supports are reported too, with that paper."""
+    unknown: dict[str, int] = {}  # key -> first line citing it: all named at once, not one a run
     for s in draft.sentences:
         for key in s.keys:
             if key not in entries:
-                names = ", ".join(str(p) for p in bib_paths or []) or "the .bib file"
-                raise DraftError(
-                    f"{draft.path}:{s.line}: citation key {key!r} is not in {names}; add it or fix the key"
-                )
+                unknown.setdefault(key, s.line)
+    if unknown:
+        names = ", ".join(str(p) for p in bib_paths or []) or "the .bib file"
+        (key, line), *more = unknown.items()
+        also = f" (also {', '.join(f'{k!r} on line {n}' for k, n in more)})" if more else ""
+        raise DraftError(
+            f"{draft.path}:{line}: citation key {key!r} is not in {names}{also}; "
+            + ("add them or fix the keys" if more else "add it or fix the key")
+        )
     matched = {key: checker.index.match(entry) for key, entry in entries.items()}
     keys_by_paper = {m.paper_id: key for key, m in matched.items() if m is not None}
     cited_keys = {k for s in draft.sentences for k in s.keys}

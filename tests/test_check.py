@@ -135,6 +135,12 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
         ),
         ("nobib.tex", b"A claim \\cite{bf16}.\n", False, "no .bib file given"),
         ("unknown.md", b"Line one.\n\nA claim [@nosuchkey].\n", True, "d/unknown.md:3: citation key 'nosuchkey'"),
+        (
+            "unknowns.md",
+            b"A claim [@nokey1].\n\nAnother [@nokey2; @nokey1].\n",
+            True,
+            "refs.bib (also 'nokey2' on line 3); add them or fix the keys",
+        ),
         ("binary.md", b"\x00\x01\x02PK", True, "binary"),
         ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
         ("draft.docx", b"text", True, "unknown draft type"),
