@@ -135,11 +135,11 @@ def test_ask_writes_cited_sources_as_bibtex(bundled_dir: Path, tmp_path: Path) -
     assert [e.key for e in entries] == ["litsearchretrieval"]
     assert entries[0].title == "LitSearch: A Retrieval Benchmark for Scientific Literature Search"
     first = out.read_text()
-    assert (
-        run_rag("ask", "How many queries does the LitSearch benchmark contain?", "--bib", str(out), env=env).returncode
-        == 0
-    )
-    assert out.read_text() == first  # the same source is not written twice
+    assert f"{out}: 1 of 1 cited sources added as BibTeX (litsearchretrieval)" in proc.stderr
+    again = run_rag("ask", "How many queries does the LitSearch benchmark contain?", "--bib", str(out), env=env)
+    assert again.returncode == 0
+    assert out.read_text() == first  # the same source is not written twice, and the line says so
+    assert f"{out}: 0 of 1 cited sources added as BibTeX (litsearchretrieval), 1 already there" in again.stderr
 
 
 @pytest.mark.parametrize(
