@@ -243,10 +243,10 @@ def check_bib_target(path: Path) -> None:
         read_bib(path)
 
 
-def write_bib(path: Path, papers: list[PaperMeta]) -> list[str]:
+def write_bib(path: Path, papers: list[PaperMeta]) -> tuple[list[str], int]:
     """Add `papers` to the .bib file at `path` (created if missing); papers whose title is already
     in it are not written again, and existing entries are kept as they are. Returns the keys of
-    the papers, new or already present."""
+    the papers, new or already present, and how many were written."""
     from rag.corpus import normalise_title
 
     path = Path(path)
@@ -265,4 +265,4 @@ def write_bib(path: Path, papers: list[PaperMeta]) -> list[str]:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         path.write_text(text + sep + "\n".join(entry for _, entry in entries), encoding="utf-8")
-    return keys
+    return keys, len(entries)

@@ -278,12 +278,10 @@ def _write_bib(path: Path, ws: Workspace, paper_ids: list[str]) -> None:
     if not paper_ids:
         typer.echo(f"rag: the answer cites no source; nothing written to {path}", err=True)
         return
-    from rag.bibtex import read_bib, write_bib
+    from rag.bibtex import write_bib
     from rag.draft import paper_metas
 
-    before = len(read_bib(path)) if path.exists() else 0
-    keys = write_bib(path, paper_metas(ws.store, paper_ids))
-    added = len(read_bib(path)) - before
+    keys, added = write_bib(path, paper_metas(ws.store, paper_ids))
     already = f", {len(keys) - added} already there" if added < len(keys) else ""
     typer.echo(
         f"rag: {path}: {added} of {len(keys)} cited sources added as BibTeX ({', '.join(keys)}){already}", err=True

@@ -83,11 +83,13 @@ def test_round_trip_keys_stable() -> None:
 def test_write_bib_keeps_existing_entries(tmp_path: Path) -> None:
     path = tmp_path / "refs.bib"
     path.write_text(REFS)
-    keys = write_bib(path, [PaperMeta("a", "Attention Is All You Need"), PaperMeta("b", "A New Paper", year="2024")])
-    assert keys == ["vaswani2017attention", "new2024paper"]
+    keys, written = write_bib(
+        path, [PaperMeta("a", "Attention Is All You Need"), PaperMeta("b", "A New Paper", year="2024")]
+    )
+    assert keys == ["vaswani2017attention", "new2024paper"] and written == 1
     entries = read_bib(path)
     assert [e.key for e in entries] == ["vaswani2017attention", "devlin2019bert", "noabstract2020", "new2024paper"]
-    write_bib(path, [PaperMeta("b", "A New Paper", year="2024")])
+    assert write_bib(path, [PaperMeta("b", "A New Paper", year="2024")]) == (["new2024paper"], 0)
     assert len(read_bib(path)) == 4
 
 
