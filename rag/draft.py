@@ -81,6 +81,7 @@ class Draft:
     kind: str  # "latex" | "markdown"
     sentences: list[DraftSentence]
     bib_names: list[str] = field(default_factory=list)  # as \bibliography{} or front matter names them
+    empty_cites: list[int] = field(default_factory=list)  # lines of citations that name no key: \cite{}, [@]
 
 
 # ---- reading drafts ----------------------------------------------------------------------------
@@ -191,6 +192,7 @@ def read_latex(path: Path, source: str) -> Draft:
     starts: list[tuple[int, int, bool]] = []  # (text offset, source offset, verbatim chars?)
     cites: list[list[str]] = []
     bib_names: list[str] = []
+    empty_cites: list[int] = []
     offset = 0
 
     def emit(text: str, pos: int, chars: bool = False) -> None:
@@ -219,6 +221,8 @@ def read_latex(path: Path, source: str) -> Draft:
                 if keys:
                     cites.append(keys)
                     emit(f" [@@{len(cites) - 1}]", node.pos)
+                else:
+                    empty_cites.append(_line_at(source, node.pos))
                 continue
             if isinstance(node, LatexMacroNode) and node.macroname in _NOTE_MACROS:
                 args = node.nodeargd.argnlist if node.nodeargd else []
@@ -241,6 +245,8 @@ def read_latex(path: Path, source: str) -> Draft:
                 if node.macroname != "nocite" and keys:
                     cites.append(keys)
                     emit(f" [@@{len(cites) - 1}]", node.pos)
+                elif node.macroname != "nocite":
+                    empty_cites.append(_line_at(source, node.pos))
                 continue
             if isinstance(node, LatexMacroNode) and node.macroname in _BIB_MACROS:
                 bib_names.extend(n.strip() for n in _arg_text(node).split(",") if n.strip())
@@ -281,11 +287,13 @@ def read_latex(path: Path, source: str) -> Draft:
             return _line_at(source, src + len(piece[inside:]) - len(piece[inside:].lstrip()))
         return _line_at(source, src)
 
-    return Draft(path, "latex", _sentences(text, line_of, cites), bib_names)
+    return Draft(path, "latex", _sentences(text, line_of, cites), bib_names, empty_cites)
 
 
 _PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@[A-Za-z0-9_][^\[\]]*)\](?!\()")
 _PANDOC_KEY = re.compile(r"(?<![\w.@])-?@([A-Za-z0-9_](?:[\w:.#$%&+?<>~/-]*[\w])?)")
+_PANDOC_EMPTY = re.compile(r"\[\s*-?@\s*(?:;\s*-?@\s*)*\]")  # a citation naming no key: [@]
+_FOOTNOTE_LABEL = re.compile(r"\[\^[^\]\s]+\]:?")  # pandoc's [^1] marks and "[^1]:" definitions
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
 
 
@@ -328,6 +336,7 @@ def read_markdown(path: Path, source: str) -> Draft:
     tokens = MarkdownIt("commonmark").enable("table").parse(source)
     sentences: list[DraftSentence] = []
     cites: list[list[str]] = []
+    empty_cites: list[int] = []
     for i, token in enumerate(tokens):
         if token.type != "inline" or i == 0 or tokens[i - 1].type != "paragraph_open" or not token.map:
             continue
@@ -348,11 +357,15 @@ def read_markdown(path: Path, source: str) -> Draft:
             elif child.type in ("softbreak", "hardbreak"):
                 pieces.append((False, "\n"))
         text = ""
+        line_of = _line_counter(text, token.map[0] + 1)
         for code, run in groupby(pieces, key=lambda piece: piece[0]):
             joined = "".join(t for _, t in run)
-            text += joined if code else _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, joined))
+            if not code:
+                empty_cites += [line_of(len(text)) + joined.count("\n", 0, m.start()) for m in _PANDOC_EMPTY.finditer(joined)]
+                joined = _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, _FOOTNOTE_LABEL.sub("", joined)))
+            text += joined
         sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
-    return Draft(path, "markdown", sentences, bib_names)
+    return Draft(path, "markdown", sentences, bib_names, empty_cites)
 
 
 def read_draft(path: Path) -> Draft:
@@ -628,6 +641,10 @@ def check_draft(
 ) -> DraftReport:
     """Every citing sentence of `draft` judged; with `suggest_uncited`, uncited checkable sentences
     that a corpus paper supports are reported too, with that paper."""
+    if draft.empty_cites:
+        lines = ", ".join(str(n) for n in draft.empty_cites[1:])
+        also = f" (also on line{'s' if len(draft.empty_cites) > 2 else ''} {lines})" if lines else ""
+        raise DraftError(f"{draft.path}:{draft.empty_cites[0]}: a citation names no key{also}; add the key or remove it")
     unknown: dict[str, int] = {}  # key -> first line citing it: all named at once, not one a run
     for s in draft.sentences:
         for key in s.keys:

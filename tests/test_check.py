@@ -63,6 +63,16 @@ def test_a_citation_written_in_a_code_span_is_code(tmp_path: Path) -> None:
     ]
 
 
+def test_markdown_footnote_marks_are_not_claim_text(tmp_path: Path) -> None:
+    """Pandoc footnotes: the definition's citations are read, its "[^1]:" label is not text."""
+    md = tmp_path / "d.md"
+    md.write_text("Models shrink losslessly.[^note]\n\n[^note]: ZipNN saves a third of the size [@zipnn].\n")
+    assert [(s.line, s.keys, s.text) for s in read_draft(md).sentences] == [
+        (1, [], "Models shrink losslessly."),
+        (3, ["zipnn"], "ZipNN saves a third of the size."),
+    ]
+
+
 @pytest.mark.parametrize(
     "front",
     [
@@ -140,6 +150,13 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
             b"A claim [@nokey1].\n\nAnother [@nokey2; @nokey1].\n",
             True,
             "refs.bib (also 'nokey2' on line 3); add them or fix the keys",
+        ),
+        ("empty.md", b"A claim [@bf16].\n\nAnother [@]. And `[@]` in code.\n", True, "d/empty.md:3: a citation names no key"),
+        (
+            "empty.tex",
+            b"\\begin{document}\nA claim \\cite{}.\nMore \\citep{ , }.\n\\end{document}\n",
+            True,
+            "d/empty.tex:2: a citation names no key (also on line 3); add the key or remove it",
         ),
         ("binary.md", b"\x00\x01\x02PK", True, "binary"),
         ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
