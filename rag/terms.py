@@ -100,7 +100,12 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     """A normalised key as a whole token of a source: spacing and hyphens may differ ("Llama 2",
     "Llama-2", "llama2"), a plural "s" may follow, but it never matches inside another token:
     "BERT" is not in "RoBERTa", "T5" not in "mT5", 2 not in 12 or 1.2."""
-    body = _KEY_SEPARATORS.join(re.escape(c) for c in key)
+    body = _KEY_SEPARATORS.join(
+        # a size "256x256" is also written "256 times 256" (a LaTeX \times flattened to text)
+        r"(?:x|\s*times\s*)" if c == "x" and 0 < i < len(key) - 1 and key[i - 1].isdigit() and key[i + 1].isdigit()
+        else re.escape(c)
+        for i, c in enumerate(key)
+    )
     suffix = "(?:x|×|times)?" if key[-1].isdigit() else "s?"  # "1.5" is stated by "1.5x", "1.5times"
     if whole := re.fullmatch(r"(\d+)(%?)", key):  # "85%" is stated by "85.0%", "50%" by "half"
         body = _KEY_SEPARATORS.join(whole.group(1)) + r"(?:\.0+)?" + whole.group(2)
@@ -289,7 +294,8 @@ def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
     keys = key_tokens(question) if keys is None else keys
     out = [t for t in found if t and (key_tokens(t) & keys)]
-    out += [w for w in _NAMED.findall(question) if w not in out]
+    # a name with a modifier ("Pile-trained", "BERT-based") names the Pile, BERT
+    out += [n for w in _NAMED.findall(question) if (n := _MODIFIER.sub("", w)) not in out]
     out += [v for v in _VERSIONED.findall(question) if v not in out]
     # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
     return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]

@@ -48,6 +48,8 @@ def test_specific_terms_keep_names_as_typed_and_drop_their_parts():
     assert specific_terms("What is the context length of Gemini 1.5 Pro?") == ["Pro", "Gemini 1.5"]
     assert specific_terms("How many GPT-4-generated queries are in LitSearch?") == ["GPT-4-generated", "LitSearch"]
     assert specific_terms("how do diffusion models generate audio?") == []
+    # a name with a modifier names the thing: "trained on the Pile" states it
+    assert specific_terms("how far is it from a Pile-trained LM?") == ["LM", "Pile"]
     # the caller's key tokens are used when given
     assert specific_terms("Does FP8 beat INT8?", {"fp8"}) == ["FP8"]
 
@@ -90,6 +92,10 @@ def test_numbers_written_another_way_are_the_same_key():
     assert contains_key("4,425 questions", "4425") and not contains_key("4,426 questions", "4425")
     assert not contains_key("a 7B model", "7") and not contains_key("12 models", "12m")
     assert key_tokens("DenseNet-based students") == {"densenet"}  # the modifier is no part of the name
+    # a size, with a LaTeX \times flattened to text
+    for size in ("ImageNet 256x256", "ImageNet 256×256", "ImageNet 256 times 256", "ImageNet 256times256"):
+        assert contains_key(size, "256x256"), size
+    assert not contains_key("ImageNet 256 x 512", "256x256") and not contains_key("a 256-times larger model", "256x256")
 
 
 def test_a_hedged_quantity_is_stated_by_a_close_number_on_its_side():
