@@ -18,7 +18,24 @@ _ASKING_NUMBER = (
 _ASKS_NUMBER = re.compile(_ASKING_NUMBER, re.I)
 # What the extractive answerer favours a sentence with a number for: those, and any question using
 # "score" (which also names things, "as an anomaly score", so it does not demand a number).
-QUANTITY_QUESTION = re.compile(_ASKING_NUMBER + r"|\bscore\b", re.I)
+_QUANTITY_QUESTION = re.compile(_ASKING_NUMBER + r"|\bscore\b", re.I)
+# "how many" as the object of a method's verb ("trains the model to predict how many tokens remain",
+# "learns how much to trust each source") describes the method; the question asks for the method.
+_EMBEDDED = re.compile(
+    r"\b(?:predict|estimat|forecast|decid|determin|choos|learn|control|teach|adjust|adapt|select)\w*"
+    r"(?:\s+(?:the|a|an|its|their|each)?\s*[\w-]+)?\s+how (?:many|much)\b",
+    re.I,
+)
+
+
+def _asking(question: str) -> str:
+    """The question without "how many" clauses that only describe a method."""
+    return _EMBEDDED.sub(" ", question)
+
+
+def wants_quantity(question: str) -> bool:
+    """Whether a sentence stating a number is favoured: the question asks for one, or uses "score"."""
+    return bool(_QUANTITY_QUESTION.search(_asking(question)))
 # A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
 # like "Llama-3.1" and not a list marker like "(2)".
 _QUANTITY = re.compile(
@@ -40,7 +57,7 @@ def stated_numbers(text: str) -> set[str]:
 
 def counted_thing(question: str) -> set[str]:
     """Stems of what a "how many ..." question counts ("how many languages" -> {"languag"})."""
-    match = _HOW_MANY.search(question)
+    match = _HOW_MANY.search(_asking(question))
     return set(analyse(match.group(1))) if match else set()
 
 
@@ -55,7 +72,7 @@ def counts(sentence: str, counted: set[str]) -> bool:
 
 def asks_number(question: str) -> bool:
     """Whether the question is answered only by a number ("how many", "by how much", "what FID")."""
-    return bool(_ASKS_NUMBER.search(question))
+    return bool(_ASKS_NUMBER.search(_asking(question)))
 
 
 # A question asking for a share ("what accuracy", "what share of the parameters", "what percentage")

@@ -36,6 +36,14 @@ def test_a_how_many_question_gets_the_sentence_with_the_count():
     assert parts == []
 
 
+def test_the_answer_quotes_retrievals_first_paper_even_when_a_neighbour_shares_more_words():
+    """A neighbour's sentence naming the question's words does not outrank the paper retrieval put
+    first: it ranks papers on all their evidence."""
+    neighbour = ("Quantized LLMs", "Quantized FP8 models hold up except for literature search queries.")
+    text, _ = _compose("Is there a benchmark of literature search queries for FP8?", [LITSEARCH, neighbour])
+    assert text.startswith("We introduce LitSearch") and _cited(text) == [1]
+
+
 def test_a_finding_is_preferred_over_background():
     text, _ = _compose("Does FP8 outperform INT8?", [FP8])
     assert text.startswith("Our results show that FP8 formats outperform INT8")

@@ -11,6 +11,11 @@ def test_questions_asking_for_a_number_are_told_from_others():
     assert asks_number("What accuracy does Claude reach?")
     assert not asks_number("using the diffusion time of an input as an anomaly score")  # "score" names a thing
     assert not asks_number("Which papers compare FP8 vs INT8?")
+    # "how many" describing what a method does is not what the question asks
+    assert not asks_number("Is there an objective that teaches the model how many tokens are left?")
+    assert not asks_number("training models to predict how many middle tokens remain")
+    assert asks_number("Which method is it, and how many tokens are left?")
+    assert asks_number("Does the paper report how many queries LitSearch has?")
 
 
 def test_a_number_question_needs_a_number_of_the_kind_it_asks():
