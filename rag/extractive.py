@@ -22,7 +22,7 @@ from rag.lexical import LexicalIndex
 from rag.numbers import asks_number, counted_thing, counts, stated_numbers, states_asked_number, wants_quantity
 from rag.question import Question
 from rag.sentences import split_sentences
-from rag.terms import acronyms, analyse, key_tokens
+from rag.terms import acronyms, analyse, key_tokens, specific_terms
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
@@ -227,10 +227,15 @@ def compose_parts(
     picked = [best]
     parts: list[Part] = []
     if len(question.parts) > 1:
-        # each part is scored on its own words plus the names the whole question gives it
-        named = " ".join(question.specific)
+        # each part is scored on its own words plus the names the parts before it give: a later part
+        # refers back to them ("how many queries does LitSearch contain, and how were they written?"),
+        # while a name a later part brings in ("..., and what does that imply for a 7B model?") is
+        # no part of what the earlier one asks
         home = [(sources[best.source - 1])]
+        before: list[str] = []
         for ask in question.parts:
+            named = " ".join(t for t in specific_terms(" ".join(before)) if t not in ask)
+            before.append(ask)
             part = Question.parse(f"{ask} {named}".strip(), embedder)
             part_ranked = _score_sentences(part, home, embedder, lexical)[0]
             part_best = part_ranked[0]

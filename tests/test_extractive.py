@@ -68,6 +68,21 @@ def test_each_part_of_a_two_part_question_is_answered_or_named():
     assert text.index("597") < text.index("GPT-4")  # in the abstract's order
 
 
+def test_a_name_a_later_part_brings_in_does_not_steer_an_earlier_part():
+    capacity = (
+        "Knowledge Capacity Scaling Laws",
+        "We study how much knowledge language models store. "
+        "Language models can store 2 bits of knowledge per parameter. "
+        "Consequently, a 7B model can store 14B bits of knowledge.",
+    )
+    text, parts = _compose(
+        "How many bits of knowledge can a model store per parameter, and what does that imply for a 7B model?",
+        [capacity],
+    )
+    assert all(p.answered for p in parts)
+    assert "2 bits of knowledge per parameter" in text and "14B bits" in text
+
+
 def test_the_question_is_embedded_once_for_every_sentence_scored():
     embedder = BagOfWords()
     question = Question.parse("How many queries does LitSearch contain?", embedder)
