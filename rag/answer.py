@@ -20,6 +20,7 @@ from rag.question import Question
 from rag.repair import GroundingMode, Repaired, repair
 from rag.retrieval import PaperHit, Retriever, SearchResult
 from rag.retrievers import Mode
+from rag.sentences import normalise_citations
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -131,6 +132,7 @@ def ground_llm_answer(
     the grounding check, then the repair `grounding` asks for, falling back to `fallback()`; and
     whether nothing of the model's answer held (every claim it made was removed)."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
+    text = normalise_citations(text)
     checked = check(text, numbered, verifier)
     fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
     # an empty fallback: the sources do not state the number the question asks for either

@@ -11,6 +11,39 @@ _SPLIT = re.compile(r"(?<=[.!?])((?:\s*\[[\d,;\s]+\])*)\s+(?=[A-Z0-9\"'(*]|\[(?!
 _BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
+# Citation forms models write besides [n]: a range "[1-3]" or "[1–3]", "[ 1 ]", "[Source 1]",
+# "[sources 1, 2]", and "[-1]", which names no source. Rewritten as [n, ...] ("[-1]" as [0], a
+# source that does not exist) before an answer is checked: a correct sentence is not lost over the
+# form, a range's numbers are not read as the claim's, and no marker escapes the check.
+_LOOSE_CITATION = re.compile(
+    r"\[\s*(?:sources?\s*)?(-?\d+(?:\s*(?:[,;]|[-–—]|,?\s*and)\s*(?:sources?\s*)?\d+)*)\s*\]", re.I
+)
+_MAX_SOURCE = 100  # a range beyond this ("[2019-2023]") is not citations
+
+
+def normalise_citations(text: str) -> str:
+    """`text` with every citation written as [n] or [n, m, ...] (see _LOOSE_CITATION)."""
+
+    def canonical(m: re.Match[str]) -> str:
+        body = m.group(1)
+        if CITATION.fullmatch(m.group(0)):
+            return m.group(0)  # already a citation: left as written
+        if body.startswith("-"):
+            return "[0]" if re.fullmatch(r"-\d+", body) else m.group(0)
+        nums: list[int] = []
+        for piece in re.split(r"\s*(?:[,;]|,?\s*and)\s*(?:sources?\s*)?", body, flags=re.I):
+            ends = [int(n) for n in re.split(r"\s*[-–—]\s*", piece)]
+            if len(ends) == 2 and 0 < ends[0] < ends[1] <= _MAX_SOURCE:
+                nums += range(ends[0], ends[1] + 1)
+            elif len(ends) == 1:
+                nums.append(ends[0])
+            else:
+                return m.group(0)
+        return "[" + ", ".join(str(n) for n in dict.fromkeys(nums)) + "]"
+
+    return _LOOSE_CITATION.sub(canonical, text)
+
+
 _NEGATIONS = frozenset(
     "not no never none neither nor cannot can't don't doesn't didn't isn't aren't wasn't weren't "
     "won't fails fail failed without unable lack lacks".split()

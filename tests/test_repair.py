@@ -76,6 +76,15 @@ def test_a_citation_to_a_source_not_listed_is_corrected(workspace):
     assert [(s.verdict, s.citations) for s in answer.grounding.sentences] == [("corrected", [1]), ("supported", [2])]
 
 
+def test_a_range_or_loose_citation_is_read_as_the_sources_it_names(workspace):
+    """"[1-2]" is two citations, not numbers of the claim; "[-1]" names no source and is flagged."""
+    answer = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1-2]. {S2} [Source 2]."), grounding="mark")
+    assert [s.citations for s in answer.grounding.sentences] == [[1, 2], [2]]
+    assert all(s.supported for s in answer.grounding.sentences) and "[1-2]" not in answer.text
+    bad = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1]. {S2} [-1]."), grounding="mark")
+    assert [s.verdict for s in bad.grounding.sentences] == ["supported", "bad_citation"]
+
+
 def test_strict_removes_what_no_source_supports_and_mark_keeps_it(workspace):
     reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]. {S3} [1]."
     strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")

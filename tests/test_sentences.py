@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.sentences import citations_of, negation_scopes, split_sentences, strip_citations
+from rag.sentences import citations_of, negation_scopes, normalise_citations, split_sentences, strip_citations
 
 
 def test_sentences_end_at_stops_before_a_capital_not_at_abbreviations():
@@ -31,6 +31,16 @@ def test_list_items_and_lines_are_sentences_of_their_own():
 def test_citations_in_order_of_first_mention_without_repeats():
     assert citations_of("A [2] and B [1, 3; 2]. C [10]") == [2, 1, 3, 10]
     assert citations_of("no citations, [a] or [] here") == []
+
+
+def test_citation_forms_models_write_become_plain_citations():
+    assert normalise_citations("A [1-3]. B [2–3]. C [ 1 ]. D [Source 2]. E [sources 1 and 2].") == (
+        "A [1, 2, 3]. B [2, 3]. C [1]. D [2]. E [1, 2]."
+    )
+    assert normalise_citations("F [-1].") == "F [0]."  # names no source: checked as a bad citation
+    # left as written: citations already plain, year ranges, intervals, reversed ranges
+    for text in ("G [1,2] [3; 4] [5]", "in [2019-2023]", "values in [-1, 1]", "H [3-1]", "I [1a]"):
+        assert normalise_citations(text) == text
 
 
 def test_stripping_citations_and_bold():
