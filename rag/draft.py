@@ -361,7 +361,9 @@ def read_markdown(path: Path, source: str) -> Draft:
         for code, run in groupby(pieces, key=lambda piece: piece[0]):
             joined = "".join(t for _, t in run)
             if not code:
-                empty_cites += [line_of(len(text)) + joined.count("\n", 0, m.start()) for m in _PANDOC_EMPTY.finditer(joined)]
+                empty_cites += [
+                    line_of(len(text)) + joined.count("\n", 0, m.start()) for m in _PANDOC_EMPTY.finditer(joined)
+                ]
                 joined = _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, _FOOTNOTE_LABEL.sub("", joined)))
             text += joined
         sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
@@ -644,7 +646,9 @@ def check_draft(
     if draft.empty_cites:
         lines = ", ".join(str(n) for n in draft.empty_cites[1:])
         also = f" (also on line{'s' if len(draft.empty_cites) > 2 else ''} {lines})" if lines else ""
-        raise DraftError(f"{draft.path}:{draft.empty_cites[0]}: a citation names no key{also}; add the key or remove it")
+        raise DraftError(
+            f"{draft.path}:{draft.empty_cites[0]}: a citation names no key{also}; add the key or remove it"
+        )
     unknown: dict[str, int] = {}  # key -> first line citing it: all named at once, not one a run
     for s in draft.sentences:
         for key in s.keys:

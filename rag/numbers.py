@@ -36,6 +36,8 @@ def _asking(question: str) -> str:
 def wants_quantity(question: str) -> bool:
     """Whether a sentence stating a number is favoured: the question asks for one, or uses "score"."""
     return bool(_QUANTITY_QUESTION.search(_asking(question)))
+
+
 # A quantity stated on its own ("597", "92.64%", "1.86times", "1.1T", "eleven"), not part of a name
 # like "Llama-3.1" and not a list marker like "(2)".
 _QUANTITY = re.compile(

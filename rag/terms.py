@@ -102,7 +102,8 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     "BERT" is not in "RoBERTa", "T5" not in "mT5", 2 not in 12 or 1.2."""
     body = _KEY_SEPARATORS.join(
         # a size "256x256" is also written "256 times 256" (a LaTeX \times flattened to text)
-        r"(?:x|\s*times\s*)" if c == "x" and 0 < i < len(key) - 1 and key[i - 1].isdigit() and key[i + 1].isdigit()
+        r"(?:x|\s*times\s*)"
+        if c == "x" and 0 < i < len(key) - 1 and key[i - 1].isdigit() and key[i + 1].isdigit()
         else re.escape(c)
         for i, c in enumerate(key)
     )

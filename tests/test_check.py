@@ -151,7 +151,12 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
             True,
             "refs.bib (also 'nokey2' on line 3); add them or fix the keys",
         ),
-        ("empty.md", b"A claim [@bf16].\n\nAnother [@]. And `[@]` in code.\n", True, "d/empty.md:3: a citation names no key"),
+        (
+            "empty.md",
+            b"A claim [@bf16].\n\nAnother [@]. And `[@]` in code.\n",
+            True,
+            "d/empty.md:3: a citation names no key",
+        ),
         (
             "empty.tex",
             b"\\begin{document}\nA claim \\cite{}.\nMore \\citep{ , }.\n\\end{document}\n",

@@ -77,8 +77,10 @@ def test_a_citation_to_a_source_not_listed_is_corrected(workspace):
 
 
 def test_a_range_or_loose_citation_is_read_as_the_sources_it_names(workspace):
-    """"[1-2]" is two citations, not numbers of the claim; "[-1]" names no source and is flagged."""
-    answer = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1-2]. {S2} [Source 2]."), grounding="mark")
+    """ "[1-2]" is two citations, not numbers of the claim; "[-1]" names no source and is flagged."""
+    answer = answer_question(
+        FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1-2]. {S2} [Source 2]."), grounding="mark"
+    )
     assert [s.citations for s in answer.grounding.sentences] == [[1, 2], [2]]
     assert all(s.supported for s in answer.grounding.sentences) and "[1-2]" not in answer.text
     bad = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(f"{S1} [1]. {S2} [-1]."), grounding="mark")
