@@ -510,7 +510,8 @@ def main() -> None:
         sys.exit(2)
     except usage_error as exc:
         where = exc.ctx.command_path if exc.ctx else "rag"
-        typer.echo(f"rag: error: {' '.join(exc.format_message().split())} (see '{where} -h')", err=True)
+        _json_errors["on"] = "--json" in sys.argv[1:]  # the command never ran to say so itself
+        _say_error(f"{' '.join(exc.format_message().split())} (see '{where} -h')")
         sys.exit(exc.exit_code)
     except click_exception as exc:
         typer.echo(f"rag: error: {' '.join(exc.format_message().split())}", err=True)
