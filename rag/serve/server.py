@@ -113,14 +113,18 @@ def _history(body: dict[str, Any]) -> list[tuple[str, str]]:
         isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn) for turn in value
     ):
         raise BadRequest("'history' must be a list of [question, answer] pairs of strings")
-    return [(q, a) for q, a in value]
+    from rag.sanitise import clean
+
+    return [(clean(q), clean(a)) for q, a in value]  # a JSON "\ud800" cannot be embedded or sent on
 
 
 def _ids(body: dict[str, Any]) -> list[str]:
     value = body.get("ids")
     if not isinstance(value, list) or not all(isinstance(i, str) for i in value) or len(value) > MAX_PAPERS:
         raise BadRequest(f"'ids' must be a list of at most {MAX_PAPERS} paper ids")
-    return value
+    from rag.sanitise import clean
+
+    return [clean(i) for i in value]  # an id with an unpaired surrogate cannot be looked up: no such paper
 
 
 def _retriever(body: dict[str, Any], default: str) -> Any:

@@ -86,6 +86,9 @@ def test_the_server_rewrites_a_follow_up_with_the_history(served: Served) -> Non
     assert request(served.url, "/ask", {"question": ASK, "history": history}).body["question"] == ASK
     with pytest.raises(ServerError, match=r"'history' must be a list of \[question, answer\] pairs"):
         request(served.url, "/ask", {"question": FOLLOW_UP, "history": [FIRST]})
+    # an unpaired surrogate (JSON "\ud800") in the history is cleaned as in the question
+    odd = request(served.url, "/ask", {"question": FOLLOW_UP, "history": [[f"{FIRST} \ud800", "x"]]}).body
+    assert odd["question"] == f"{FOLLOW_UP} ({FIRST} \ufffd)" and not odd["abstained"]
 
 
 def test_papers_gives_the_stored_abstracts(served: Served) -> None:
@@ -97,6 +100,7 @@ def test_papers_gives_the_stored_abstracts(served: Served) -> None:
     assert "597" in papers[0]["abstract"]
     with pytest.raises(ServerError, match=r"'ids' must be a list of at most 200 paper ids"):
         request(served.url, "/papers", {"ids": "x"})
+    assert request(served.url, "/papers", {"ids": ["\ud800", ids[0]]}).body["papers"][0]["paper_id"] == ids[0]
 
 
 CLIENT_IMPORTS = """
