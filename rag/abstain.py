@@ -183,6 +183,11 @@ def default_model() -> AnswerabilityModel:
     return AnswerabilityModel.load()
 
 
+def _listing(terms: list[str], sep: str, most: int = 6) -> str:
+    """At most `most` terms for a one-line reason, and how many more there are."""
+    return sep.join(terms[:most]) + (f" and {len(terms) - most} more" if len(terms) > most else "")
+
+
 def assess(
     question: str | Question,
     evidence: Evidence,
@@ -205,12 +210,13 @@ def assess(
     named = question.specific
     missing = [t for t in named if not _mentions(everything, t)]
     if missing:
-        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        return verdict(False, f"no retrieved abstract mentions {shown}", "named_term_missing")
+        return verdict(False, f"no retrieved abstract mentions {_listing(missing, ', ')}", "named_term_missing")
     if named:
         holders = [text for text in texts if all(_mentions(text, t) for t in named)]
         if not holders:
-            return verdict(False, f"no retrieved abstract mentions {' and '.join(named)} together", "named_terms_apart")
+            return verdict(
+                False, f"no retrieved abstract mentions {_listing(named, ' and ')} together", "named_terms_apart"
+            )
         rest = question.text
         for term in named:
             rest = rest.replace(term, " ")

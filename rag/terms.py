@@ -299,6 +299,7 @@ def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     out += [n for w in _NAMED.findall(question) if (n := _MODIFIER.sub("", w)) not in out]
     out += [v for v in _VERSIONED.findall(question) if v not in out]
     # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
+    out = list(dict.fromkeys(out))  # a name the question repeats is one term
     return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
 
 

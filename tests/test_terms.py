@@ -48,6 +48,7 @@ def test_specific_terms_keep_names_as_typed_and_drop_their_parts():
     assert specific_terms("What is the context length of Gemini 1.5 Pro?") == ["Pro", "Gemini 1.5"]
     assert specific_terms("How many GPT-4-generated queries are in LitSearch?") == ["GPT-4-generated", "LitSearch"]
     assert specific_terms("how do diffusion models generate audio?") == []
+    assert specific_terms("Is LitSearch large? How large is LitSearch? " * 3) == ["LitSearch"]  # once
     # a name with a modifier names the thing: "trained on the Pile" states it
     assert specific_terms("how far is it from a Pile-trained LM?") == ["LM", "Pile"]
     # the caller's key tokens are used when given
