@@ -183,7 +183,7 @@ def default_model() -> AnswerabilityModel:
     return AnswerabilityModel.load()
 
 
-def _listing(terms: list[str], sep: str, most: int = 6) -> str:
+def _listing(terms: Sequence[str], sep: str, most: int = 6) -> str:
     """At most `most` terms for a one-line reason, and how many more there are."""
     return sep.join(terms[:most]) + (f" and {len(terms) - most} more" if len(terms) > most else "")
 

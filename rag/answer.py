@@ -6,6 +6,7 @@ callback are passed in, so callers choose streaming and backends without a secon
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from rag.question import Question
 from rag.repair import GroundingMode, Repaired, repair
 from rag.retrieval import PaperHit, Retriever, SearchResult
 from rag.retrievers import Mode
-from rag.sentences import normalise_citations
+from rag.sentences import normalise_citations, split_sentences
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -120,6 +121,15 @@ def gather(
     return hits, sources, evidence
 
 
+def _without_unfinished_end(text: str) -> str:
+    """`text` less a last sentence the token cap cut off mid-way (no closing stop or citation)."""
+    body = text.rstrip()
+    last = (split_sentences(body) or [""])[-1]
+    if not last or re.search(r"[.!?:)\]*_`\"']$", last) or not body.endswith(last):
+        return text
+    return body[: -len(last)].rstrip()
+
+
 def ground_llm_answer(
     text: str,
     sources: list[Source],
@@ -127,12 +137,16 @@ def ground_llm_answer(
     grounding: GroundingMode,
     fallback: Callable[[], str],
     question: str = "",
+    cut: bool = False,
 ) -> tuple[Repaired, bool]:
     """What every LLM answer goes through, whoever chose its sources (this module or rag/agent.py):
     the grounding check, then the repair `grounding` asks for, falling back to `fallback()`; and
-    whether nothing of the model's answer held (every claim it made was removed)."""
+    whether nothing of the model's answer held (every claim it made was removed). `cut`: the reply
+    stopped at the token cap, so in strict mode its unfinished last sentence is not shown."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     text = normalise_citations(text)
+    if cut and grounding == "strict":
+        text = _without_unfinished_end(text)
     checked = check(text, numbered, verifier)
     fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
     # an empty fallback: the sources do not state the number the question asks for either
@@ -222,6 +236,7 @@ def answer_question(
                 grounding,
                 fallback=lambda: extractive.compose(asked, pairs, retriever.embedder, retriever.lexical),
                 question=question,
+                cut=bool(getattr(llm, "notice", "")),
             )
             text, checked = fixed.text, fixed.grounding
             if fixed.fell_back and not text.strip():  # nor does the extractive answer hold a number asked for

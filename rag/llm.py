@@ -368,6 +368,12 @@ class OpenAICompatible:
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),
         }
+        written = self.usage["completion_tokens"]
+        if self.notice and not cap.hit and written < self.max_tokens:  # the endpoint's own limit, not ours
+            self.notice = (
+                f"the endpoint cut the reply at {written} tokens, below RAG_LLM_MAX_TOKENS ({self.max_tokens}): "
+                "its context window is probably full; give the server a larger one or lower RAG_LLM_CONTEXT_TOKENS"
+            )
 
 
 def complete(llm: LLM, system: str, user: str) -> str:

@@ -13,7 +13,8 @@ step acts on the verdicts, whatever model wrote the answer:
     the question or a source's title ("Sparse Upcycling: Inference Inefficient Finetuning [1]")
     does not count as surviving, and an answer whose surviving claims share no word with the
     question, or state no number when the question asks for one, falls back too.
-Sentences making no claim ("Here is what the sources say:") are kept as they are. An answer whose
+A claim repeated word for word (a model looping) is kept once. Sentences making no claim ("Here is
+what the sources say:") are kept as they are. An answer whose
 every sentence is supported as the model cited it, and that shares a word with the question, comes
 out unchanged, character for character.
 """
@@ -65,10 +66,16 @@ class Repaired:
     grounding: Grounding  # the checks of the shown answer's sentences
     removed: list[SentenceCheck] = field(default_factory=list)  # the model's sentences taken out (strict)
     fell_back: bool = False  # the shown answer is the extractive one
+    repeats: int = 0  # claims the model repeated word for word, kept once
 
     @property
     def changed(self) -> bool:
-        return bool(self.removed) or self.fell_back or any(s.cited_before is not None for s in self.grounding.sentences)
+        return (
+            bool(self.removed)
+            or self.fell_back
+            or bool(self.repeats)
+            or any(s.cited_before is not None for s in self.grounding.sentences)
+        )
 
 
 def uncited(sentence: str) -> str:
@@ -135,7 +142,15 @@ def repair(
     checks: list[SentenceCheck] = []
     replacements: list[str | None] = []
     removed: list[SentenceCheck] = []
+    said_before: set[str] = set()
+    repeats = 0
     for s in grounding.sentences:
+        claim = " ".join(uncited(s.text).lower().split())
+        if s.is_claim and claim in said_before:  # a model repeating itself (looping) says nothing new
+            repeats += 1
+            replacements.append(None)
+            continue
+        said_before.add(claim)
         if s.supported and s.precise and len(s.precise) < len(s.citations):  # drop citations that add nothing
             new_text = recite(s.text, s.precise)
             checks.append(
@@ -160,7 +175,7 @@ def repair(
         new_text = recite(s.text, [n])
         checks.append(SentenceCheck(new_text, [n], verdict, score, [n], window, cited_before=list(s.citations)))
         replacements.append(new_text)
-    claims = len(grounding.claims)
+    claims = len(grounding.claims) - repeats
     # a kept sentence that only repeats the question or a source's title tells the user nothing
     known = terms(question).union(*(terms(title) for title, _ in sources.values()))
     kept = sum(c.is_claim and bool(terms(uncited(c.text)) - known) for c in checks)
@@ -173,6 +188,6 @@ def repair(
     if fallback is not None and (kept == 0 or kept / claims < min_kept or off_point):
         extractive = fallback()
         return Repaired(extractive, check(extractive, sources, verifier), removed, fell_back=True)
-    if not removed and all(c.cited_before is None for c in checks):
+    if not removed and not repeats and all(c.cited_before is None for c in checks):
         return Repaired(text, grounding)
-    return Repaired(_rebuild(text, grounding.sentences, replacements), Grounding(checks), removed)
+    return Repaired(_rebuild(text, grounding.sentences, replacements), Grounding(checks), removed, repeats=repeats)

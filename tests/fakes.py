@@ -78,6 +78,7 @@ MISBEHAVIOURS = {
     "big": "5 MB in 1,000-character chunks",
     "bigone": "5 MB in one event",
     "length": "the server itself stopped at max_tokens",
+    "window": "the server stopped early for length: its context window was full",
     "empty": "an empty reply",
     "finish": "a finish reason, then a clean close without [DONE]: complete",
     "nofinish": "[DONE] without a finish reason: complete",
@@ -335,9 +336,13 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 self._send(chunk("", "stop"))
             elif mode == "bigone":
                 self._send(chunk(ANSWER * 150_000, "stop"))
-            elif mode == "length":
+            elif mode in ("length", "window"):
                 self._send(chunk(ANSWER))
                 self._send(chunk("FP8 formats", "length"))
+                # stopped at the max_tokens asked, or (window) early, its context window full
+                asked = int(script.last_body[mode].get("max_tokens") or 400)
+                written = asked if mode == "length" else 20
+                self._send(_event({}, usage={"prompt_tokens": 50, "completion_tokens": written}))
             elif mode == "empty":
                 self._send(chunk(""))
             elif mode == "finish":

@@ -37,7 +37,9 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
         assert proc.returncode == 2 and line.startswith(message) and line.endswith(" -h')"), proc.stderr
         # with --json, the usage error is on stdout as an object too (the command never ran)
         proc = run_rag(*args, "--json", env=env)
-        assert proc.returncode == 2 and json.loads(proc.stdout)["error"].startswith(message.removeprefix("rag: error: "))
+        assert proc.returncode == 2 and json.loads(proc.stdout)["error"].startswith(
+            message.removeprefix("rag: error: ")
+        )
     # a pasted document is refused at once, not searched for minutes
     pasted = run_rag("ask", "-", env=env, input="which papers compare FP8 vs INT8? " * 200, timeout=30)
     (line,) = pasted.stderr.strip().splitlines()

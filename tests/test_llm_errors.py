@@ -101,6 +101,17 @@ def test_a_reply_the_server_stopped_at_max_tokens_gets_the_same_notice(bundled_d
     assert server.last_body["length"]["max_tokens"] == 400
 
 
+def test_a_reply_cut_short_by_the_servers_window_says_so_and_its_unfinished_end_is_not_shown(
+    bundled_dir, server, endpoint
+):
+    proc = ask(bundled_dir, f"{endpoint}/window/v1")
+    assert proc.returncode == 0, proc.stderr
+    assert "rag: warning: the endpoint cut the reply at 20 tokens, below RAG_LLM_MAX_TOKENS (400)" in proc.stderr
+    # strict mode: "FP8 formats" (cut mid-sentence) is not part of the answer shown
+    answer = proc.stdout.split("\nSources:")[0].strip()
+    assert answer == "FP8 formats outperform INT8 [1].", proc.stdout
+
+
 def test_a_finish_reason_without_done_is_a_complete_reply(bundled_dir, endpoint):
     proc = ask(bundled_dir, f"{endpoint}/finish/v1")
     assert proc.returncode == 0, proc.stderr

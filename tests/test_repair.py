@@ -87,6 +87,14 @@ def test_a_range_or_loose_citation_is_read_as_the_sources_it_names(workspace):
     assert [s.verdict for s in bad.grounding.sentences] == ["supported", "bad_citation"]
 
 
+def test_a_claim_repeated_word_for_word_is_shown_once_in_strict(workspace):
+    reply = f"{S1} [1]. " * 6 + f"{S2} [2]."
+    strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
+    assert strict.text == f"{S1} [1]. {S2} [2]." and strict.changed and not strict.fell_back
+    mark = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
+    assert mark.text == reply.strip()
+
+
 def test_strict_removes_what_no_source_supports_and_mark_keeps_it(workspace):
     reply = f"{S1} [1]. {INVENTED} [1]. {S2} [2]. {S3} [1]."
     strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
