@@ -224,7 +224,7 @@ def ask(
         if as_json:
             typer.echo(json.dumps(answer.as_json(), ensure_ascii=False))
         else:
-            render.print_answer(answer, streamed=stream)
+            render.print_answer(answer, streamed=stream, llm_off=no_llm)
         if notice := getattr(llm, "notice", ""):  # the reply was cut at the token cap
             typer.echo(f"rag: warning: {notice}", err=True)
         if bib is not None:
@@ -269,7 +269,7 @@ def _ask_served(server: str, request: dict, as_json: bool, stream: bool) -> None
     else:
         from rag.render import print_answer
 
-        print_answer(cast("Answer", answer), streamed=reply.streamed)  # reads only what `answer` holds
+        print_answer(cast("Answer", answer), streamed=reply.streamed, llm_off=request["no_llm"])  # reads only `answer`
     for line in reply.notices:
         typer.echo(f"rag: {line}", err=True)
 

@@ -145,7 +145,8 @@ def _print_removed(answer: Answer) -> None:
             console.print(Text.assemble(("  - ", "dim"), inline_markdown(s.text)), style="dim")
 
 
-def print_answer(answer: Answer, streamed: bool = False) -> None:
+def print_answer(answer: Answer, streamed: bool = False, llm_off: bool = False) -> None:
+    """An answer as `rag ask` shows it; `llm_off`: extractive because --no-llm asked for it."""
     if answer.abstained:
         if streamed and _streamed["open"]:  # the model's draft streamed before it became an abstention
             console.print("\n")
@@ -159,7 +160,8 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
                 console.print(f"  - {escape(hit.title)}  [dim]{hit.paper_id}[/dim]")
         return
     if answer.mode == "extractive":
-        messages.print("[dim]Extractive answer (no LLM configured): sentences quoted from the abstracts.[/dim]")
+        why = "--no-llm" if llm_off else "no LLM configured"
+        messages.print(f"[dim]Extractive answer ({why}): sentences quoted from the abstracts.[/dim]")
     if answer.fell_back:
         from rag.repair import FELL_BACK
 

@@ -120,6 +120,8 @@ def test_search_and_ask_print_no_control_characters(hostile_store, hostile_llm):
     assert "12% on WidgetBench" in extractive.stdout
 
     llm_env = {**env, "OPENAI_BASE_URL": hostile_llm}
+    turned_off = run_rag("ask", QUESTION, "--no-llm", env=llm_env)
+    assert "Extractive answer (--no-llm)" in turned_off.stderr and "no LLM configured" not in turned_off.stderr
     answered = run_rag("ask", QUESTION, env=llm_env)
     assert answered.returncode == 0, answered.stderr
     _assert_clean(answered)
