@@ -325,14 +325,23 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 self.close_connection = True
 
+        def _route(self) -> str:
+            return self.path.split("?", 1)[0].rstrip("/")  # a query string names no other endpoint
+
         def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/health":
+            if self._route() == "/health":
                 self._answer(lambda: (service.health(), []))
+            elif self._route() in routes:
+                self._send(405, {"error": f"use POST {self._route()} with a JSON body"})
             else:
                 self._send(404, {"error": f"no such endpoint {self.path}; try GET /health, {endpoints}"})
 
         def do_POST(self) -> None:
-            route = routes.get(self.path.rstrip("/"))
+            if self._route() == "/health":
+                self.close_connection = True  # the body, if any, is not read
+                self._send(405, {"error": "use GET /health"})
+                return
+            route = routes.get(self._route())
             try:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
@@ -399,10 +408,14 @@ def run(ws: Workspace, host: str, port: int) -> None:
     try:
         httpd = _Server((host, port), _handler(service))
     except OSError as exc:
-        raise RagError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "is another `rag serve` running there? Pick another port with --port"
-        ) from None
+        import errno
+        import socket
+
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the host, not the port
+            hint = "give --host an address of this machine, such as 127.0.0.1"
+        else:
+            hint = "is another `rag serve` running there? Pick another port with --port"
+        raise RagError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); {hint}") from None
     url = f"http://{host if ':' not in host else f'[{host}]'}:{httpd.server_address[1]}"
     info = service.health()
     print(

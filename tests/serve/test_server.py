@@ -198,6 +198,20 @@ def test_other_methods_garbage_and_clients_that_hang_up_get_json_and_one_log_lin
         assert "try GET /health" in json.loads(response.read())["error"]
     finally:
         conn.close()
+    # an endpoint asked with the other method says which to use; a query string is no other path
+    for method, path, status, said in [
+        ("GET", "/search", 405, "use POST /search with a JSON body"),
+        ("POST", "/health", 405, "use GET /health"),
+        ("GET", "/health?verbose=1", 200, None),
+    ]:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            conn.request(method, path, body=b"{}" if method == "POST" else None)
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            assert response.status == status and (said is None or body["error"] == said), (method, path, body)
+        finally:
+            conn.close()
     with socket.create_connection((host, port), timeout=30) as raw:
         raw.sendall(b"GARBAGE\r\n\r\n")
         reply = raw.recv(65536).decode()
@@ -209,3 +223,9 @@ def test_other_methods_garbage_and_clients_that_hang_up_get_json_and_one_log_lin
             raw.shutdown(socket.SHUT_WR)
     request(served.url, "/search", {"query": SEARCH})  # still serving
     assert "Traceback" not in "".join(served.log)[before:]
+
+
+def test_a_host_that_is_not_this_machines_is_named_as_the_problem(served: Served) -> None:
+    proc = served.rag("serve", "--host", "999.1.1.1", "--port", "0", served=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("give --host an address of this machine, such as 127.0.0.1"), proc.stderr
