@@ -55,9 +55,14 @@ def has_surrogate(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 
 
+# Invisible format characters: zero-width spaces and joiners, a byte-order mark, bidi embeddings and
+# overrides. A question of nothing else is empty, and none of them is a word of one.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
 def normalise_question(text: str) -> str:
-    """A typed question or query: cleaned, white space collapsed to single spaces."""
-    return " ".join(clean(text).split())
+    """A typed question or query: cleaned, invisible characters dropped, white space collapsed."""
+    return " ".join(_INVISIBLE.sub("", clean(text)).split())
 
 
 # A question longer than this is a pasted document, not a question: retrieval and the answerability

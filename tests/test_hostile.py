@@ -40,6 +40,9 @@ def test_clean_removes_sequences_whole_and_controls():
     assert out.startswith("Quantumclick here") and "widgets\nline two\nthree\tcol x" in out
     assert clean("a \ud800 b") == "a \ufffd b"  # a lone surrogate cannot be printed as UTF-8
     assert normalise_question(f"  what\x1b[2J is\n\tthis?{HOSTILE} ") == "what is this?click here"
+    # invisible characters: a byte-order mark, zero-width spaces, bidi overrides
+    assert normalise_question("\ufeffWhat is \u202eLitSearch\u202c?\u200b") == "What is LitSearch?"
+    assert normalise_question("\u200b \u2060") == ""
 
 
 def test_stream_cleaner_removes_sequences_split_across_deltas():
