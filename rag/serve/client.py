@@ -163,8 +163,11 @@ class Source:
     title: str
     abstract: str = ""  # not in the answer's JSON: the chat fills it from /papers
 
-    def as_json(self) -> dict[str, Any]:
-        return {"n": self.n, "paper_id": self.paper_id, "title": self.title}
+    def as_json(self, cited: bool | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n, "paper_id": self.paper_id, "title": self.title}
+        if cited is not None:
+            out["cited"] = cited
+        return out
 
 
 @dataclass

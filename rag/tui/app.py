@@ -138,6 +138,8 @@ class ChatApp(App):
         self._busy = False
         self._turns: list[tuple[str, str]] = []  # (standalone question, answer) of this conversation
         self._saved_sources: list[dict] = []  # sources of the last resumed answer
+        self._pending: tuple[str, TurnView, int] | None = None  # the turn being answered: saved on quit
+        self._closing = False
         self.agent_mode = False  # the next answers use the agent (rag/agent.py)
 
     def compose(self) -> ComposeResult:
@@ -215,7 +217,14 @@ class ChatApp(App):
             self._retired.pop().close()
 
     def on_unmount(self) -> None:
-        """On exit: close every workspace this app opened, and the history's database."""
+        """On exit: the turn still being answered is saved as incomplete (as Esc saves it), then
+        every workspace this app opened and the history's database are closed."""
+        self._closing = True  # a worker finishing now saves nothing more
+        self._cancel.set()
+        if self._pending is not None:
+            question, turn, conversation = self._pending
+            self.history.add(conversation, Turn(question, question, turn.text, [], False))
+            self._pending = None
         for ws in (*self._retired, self.workspace):
             if ws is not None:
                 ws.close()
@@ -279,6 +288,8 @@ class ChatApp(App):
         turn.scroll_visible()
         self._busy = True
         self._cancel.clear()
+        self._pending = (question, turn, self.conversation_id)
+        self._status(self._mode_text() + " · answering…")
         self.ask(question, turn, self.conversation_id)
 
     @work(thread=True, exclusive=True, group="ask")
@@ -378,9 +389,13 @@ class ChatApp(App):
         return answer
 
     def _answered(self, question: str, standalone: str, turn: TurnView, conversation: int, answer: Answer) -> None:
+        if self._closing:
+            return
+        self._pending = None
         self._busy = False
         self._close_retired()
-        sources = [s.as_json() for s in answer.sources]
+        cited = answer.cited
+        sources = [s.as_json(cited=s.n in cited) for s in answer.sources]
         self.history.add(conversation, Turn(question, standalone, answer.text, sources, True))
         if not turn.is_attached:  # the chat was cleared while this answer was coming
             return
@@ -399,6 +414,9 @@ class ChatApp(App):
             self.notify(notice, title="rag", severity="warning")
 
     def _cancelled(self, question: str, standalone: str, turn: TurnView, conversation: int) -> None:
+        if self._closing:
+            return
+        self._pending = None
         self._busy = False
         self._close_retired()
         self.history.add(conversation, Turn(question, standalone, turn.text, [], False))
@@ -407,6 +425,9 @@ class ChatApp(App):
             turn.show((turn.text + "\n\n*(cancelled)*").strip())
 
     def _failed(self, question: str, standalone: str, turn: TurnView, conversation: int, message: str) -> None:
+        if self._closing:
+            return
+        self._pending = None
         self._busy = False
         self._close_retired()
         self.history.add(conversation, Turn(question, standalone, f"(failed: {message})", [], False))
@@ -426,6 +447,7 @@ class ChatApp(App):
         self.query_one(Conversation).remove_children()
         self.conversation_id = None
         self._turns = []
+        self._status(self._mode_text())
         self.notify("New chat")
 
     def action_focus_sources(self) -> None:

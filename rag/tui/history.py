@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS turns (
     question TEXT NOT NULL,
     standalone TEXT NOT NULL,
     answer TEXT NOT NULL,
-    sources TEXT NOT NULL,          -- JSON: [{"n", "paper_id", "title"}]
+    sources TEXT NOT NULL,          -- JSON: [{"n", "paper_id", "title", "cited"}]
     complete INTEGER NOT NULL,      -- 0 when the answer was cancelled or failed
     created REAL NOT NULL
 );
@@ -101,8 +101,11 @@ class History:
         for turn in self.turns(conversation):
             lines += [f"## {turn.question}", ""]
             lines += [turn.answer + ("" if turn.complete else "\n\n*(cancelled before it was complete)*"), ""]
-            if turn.sources:
-                lines += ["Sources:", ""]
-                lines += [f"{s['n']}. {s['title']} (`{s['paper_id']}`)" for s in turn.sources]
-                lines.append("")
+            cited = [s for s in turn.sources if s.get("cited", True)]
+            others = [s for s in turn.sources if not s.get("cited", True)]
+            for heading, listed in (("Sources:", cited), ("Also retrieved, not cited:", others)):
+                if listed:
+                    lines += [heading, ""]
+                    lines += [f"{s['n']}. {s['title']} (`{s['paper_id']}`)" for s in listed]
+                    lines.append("")
         return "\n".join(lines)

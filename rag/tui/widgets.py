@@ -135,13 +135,21 @@ class SourcesPane(Vertical):
         )
 
     def show_saved(self, sources: list[dict], abstracts: dict[str, tuple[str, str]]) -> None:
-        """Sources of a resumed answer (no grounding marks are kept for those)."""
+        """Sources of a resumed answer, cited first as when it was given (no grounding marks are
+        kept; turns saved before the cited flag was kept list every source as cited)."""
         self.answer = None
         self.abstracts = {s["n"]: abstracts[s["paper_id"]] for s in sources if s["paper_id"] in abstracts}
         items = self.query_one(ListView)
         items.clear()
-        for s in sources:
-            items.append(ListItem(Static(f"[{s['n']}] {s['title']}", markup=False), name=str(s["n"])))
+        for s in sorted(sources, key=lambda s: not s.get("cited", True)):
+            if s.get("cited", True):
+                label = Text(f"[{s['n']}] {s['title']}")
+            else:
+                label = Text(f"[{s['n']}] {s['title']} (also retrieved, not cited)", style="dim")
+            items.append(ListItem(Static(label), name=str(s["n"])))
+        self.query_one("#abstract-text", Static).update(
+            "Press ctrl+o and pick a source (Enter or its number) to read its abstract."
+        )
 
     def open(self, n: int) -> bool:
         if n not in self.abstracts:

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from textual.widgets import Static
 
 from rag.tui.app import create_app
 from rag.tui.history import History
@@ -99,13 +100,26 @@ async def test_streaming_llm_answer_can_be_cancelled_and_is_saved_incomplete(app
         turn = None
         await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
         turn = app.query(TurnView).last()
+        assert str(app.query_one("#status").render()).endswith("· answering…")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app._busy)
+        assert str(app.query_one("#status").render()).endswith("· cancelled")
         assert turn.answer is None and "(cancelled)" in turn.markdown.source
         assert len(turn.text.split()) < 200
     saved = History(tmp_path / "chat.sqlite3")
     (only,) = saved.turns(saved.last_conversation())
     assert only.complete is False
+
+
+async def test_quitting_while_an_answer_streams_saves_it_incomplete(app_factory, tmp_path):
+    app = app_factory(llm=slow_llm())
+    async with app.run_test(size=SIZE) as pilot:
+        await start_streaming(pilot, "which papers compare FP8 vs INT8?")
+        await wait_for(pilot, lambda: app.query(TurnView) and "FP8" in app.query(TurnView).last().text)
+        await pilot.press("ctrl+q")
+    saved = History(tmp_path / "chat.sqlite3")
+    (only,) = saved.turns(saved.last_conversation())
+    assert only.complete is False and only.question == "which papers compare FP8 vs INT8?" and "FP8" in only.answer
 
 
 async def test_follow_up_is_condensed_with_the_conversation(app_factory, tmp_path):
@@ -133,6 +147,11 @@ async def test_resume_reopens_the_last_conversation_and_up_recalls(app_factory):
         await pilot.click("#question")
         await pilot.press("up")
         assert again.query_one("#question").value == "How often does the capacity density of LLMs double?"
+        # the sources are listed as when the answer was given: cited first, the rest apart
+        await wait_for(pilot, lambda: len(again.query("#source-list ListItem")) > 1, timeout=10)
+        labels = [str(item.query_one(Static).render()) for item in again.query("#source-list ListItem")]
+        assert labels[0].startswith("[1] Densing Law of LLMs") and "not cited" not in labels[0]
+        assert all(label.endswith("(also retrieved, not cited)") for label in labels[1:]), labels
         await pilot.press("ctrl+o", "1")
         await wait_for(
             pilot,
@@ -150,6 +169,8 @@ async def test_new_chat_export_and_copy(app_factory, bundled_dir):
         await pilot.press("ctrl+e")
         exported = (bundled_dir / "exports" / f"conversation-{app.conversation_id}.md").read_text()
         assert "## How many queries does the LitSearch benchmark contain?" in exported and "`litsearch-" in exported
+        cited, others = exported.split("Also retrieved, not cited:")
+        assert "1. LitSearch" in cited and "LitSearch" not in others
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: len(app.query(TurnView)) == 0, timeout=10)
         assert app.conversation_id is None
