@@ -144,6 +144,20 @@ def _put(q: queue.Queue, stop: threading.Event, item: tuple[str, Any]) -> bool:
     return False
 
 
+# The HTTP response streams a thread opened (see _watched_stream). A stream abandoned midway (the
+# deadline, the token cap, an error) is closed by the thread that opened it, when it stops: left to
+# the garbage collector, openai's stream wrapper closes it at whatever allocation the collector
+# runs at, which may be inside another request's hold of the connection pool's (non-reentrant)
+# lock, and every later request then waits on that lock until its deadline.
+_opened = threading.local()
+
+
+def _close_opened_streams() -> None:
+    for stream in getattr(_opened, "streams", ()):
+        stream.close()
+    _opened.streams = []
+
+
 def _produce(make: Callable[[], Iterator[T]], q: queue.Queue, stop: threading.Event) -> None:
     try:
         items = make()
@@ -155,6 +169,7 @@ def _produce(make: Callable[[], Iterator[T]], q: queue.Queue, stop: threading.Ev
             close = getattr(items, "close", None)
             if close:
                 close()  # releases the HTTP response
+            _close_opened_streams()
         _put(q, stop, ("end", None))
     except BaseException as exc:  # handed to the consumer, which raises it
         _put(q, stop, ("error", exc))
@@ -221,6 +236,9 @@ def _watched_stream() -> type:
         def __init__(self, inner: httpx.SyncByteStream, seen: Callable[[], None]) -> None:
             self._inner = inner
             self._seen = seen
+            self._closed = False
+            kept = [s for s in getattr(_opened, "streams", ()) if not s._closed]
+            _opened.streams = [*kept, self]  # closed by this thread when its reply stops (_produce)
 
         def __iter__(self) -> Iterator[bytes]:
             tail = b"\n"
@@ -232,7 +250,9 @@ def _watched_stream() -> type:
                 yield chunk
 
         def close(self) -> None:
-            self._inner.close()
+            if not self._closed:  # once: a second close would take the pool's lock again
+                self._closed = True
+                self._inner.close()
 
     return WatchedStream
 

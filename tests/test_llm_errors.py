@@ -217,3 +217,26 @@ def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_
     assert code == 1
     (error,) = [line for line in text.splitlines() if "rag: error:" in line]
     assert error.startswith("rag: error: ") and "deadline" in error, text
+
+
+def test_a_reply_abandoned_midway_releases_its_connection_at_once(tmp_path, endpoint):
+    """A reply the caller stops reading (the token cap, the deadline) is closed by the thread that
+    read it. Left to the garbage collector, it was closed inside a later request's hold of the
+    connection pool's lock, and every request after that waited on the lock until its deadline."""
+    import gc
+
+    settings = make_settings(tmp_path, openai_base_url=f"{endpoint}/drip/v1", llm_timeout=5, llm_deadline=60)
+    llm = OpenAICompatible(settings)
+    pool = llm._http._transport._pool
+    gc.disable()  # the collector must not be what releases it
+    try:
+        reply = llm.stream("system", "user")
+        assert next(reply).startswith("FP8")
+        reply.close()
+        give_up = time.monotonic() + 10
+        while pool._requests and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert not pool._requests, "the abandoned reply still holds its connection"
+    finally:
+        gc.enable()
+        llm.close()
