@@ -65,8 +65,11 @@ class RecentVectors:
     `embed_cached` can be one of these."""
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray]) -> None:
+        import threading
+
         self._embed = embed
         self._recent: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # `rag serve` embeds a search beside an answer being checked
 
     def __len__(self) -> int:
         return len(self._recent)
@@ -76,13 +79,14 @@ class RecentVectors:
 
         if not texts:
             return self._embed([])
-        missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
-        if missing:
-            for text, vector in zip(missing, self._embed(missing)):
-                self._recent[text] = vector
-        out = np.stack([self._recent[t] for t in texts])
-        while len(self._recent) > RECENT_VECTORS:  # the oldest go first
-            self._recent.pop(next(iter(self._recent)))
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
+            if missing:
+                for text, vector in zip(missing, self._embed(missing)):
+                    self._recent[text] = vector
+            out = np.stack([self._recent[t] for t in texts])
+            while len(self._recent) > RECENT_VECTORS:  # the oldest go first
+                self._recent.pop(next(iter(self._recent)))
         return out
 
 

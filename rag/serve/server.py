@@ -25,8 +25,10 @@ Lines the CLI shows on stderr (a weak best match, a reply cut at the token cap, 
 back) travel in the `X-Rag-Notices` header as a JSON list, so the body is exactly the stable JSON.
 A failure is `{"error": "one line"}` with status 400 (a bad request) or 500.
 
-Requests are answered one at a time (a lock around the workspace: the store, the BM25 index and
-the LLM client are shared and not all of them are thread-safe); /health answers at once. There is
+Answers are given one at a time (the LLM client keeps each reply's state), and the workspace's
+store and BM25 index are used by one request at a time; an answer holds the workspace only while
+it retrieves and reads abstracts, so /search and /papers are answered while a model writes.
+/health answers at once. There is
 no authentication: it binds 127.0.0.1 unless told otherwise."""
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rag import __version__
 from rag.config import mask_url
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
     from rag.answer import Answer
     from rag.llm import LLM
+    from rag.retrieval import Retriever
     from rag.workspace import Workspace
 
 MAX_REQUEST = 1024 * 1024  # bytes of JSON a request may send
@@ -134,12 +137,56 @@ def _retriever(body: dict[str, Any], default: str) -> Any:
     return value
 
 
+class _Held:
+    """The workspace's retriever as an answer uses it beside other requests: its searches and its
+    store's reads hold the workspace lock; the rest (the embedder, the BM25 statistics the checks
+    read, the model's reply) runs without it."""
+
+    def __init__(self, retriever: Retriever, lock: threading.Lock) -> None:
+        self._retriever, self._lock = retriever, lock
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._retriever.search(*args, **kwargs)
+
+    @property
+    def store(self) -> Any:
+        return _HeldStore(self._retriever.store, self._lock)
+
+    @property
+    def lexical(self) -> Any:  # may reopen the BM25 index after an ingest: not beside a search
+        with self._lock:
+            return self._retriever.lexical
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._retriever, name)
+
+
+class _HeldStore:
+    """A store whose every call holds the workspace lock."""
+
+    def __init__(self, store: Any, lock: threading.Lock) -> None:
+        self._store, self._lock = store, lock
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return held
+
+
 class Service:
     """What each endpoint does with the loaded workspace."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the workspace's store and BM25 index
+        self.answering = threading.Lock()  # one answer at a time
         self._other_llms: dict[str, LLM] = {}  # clients for models asked for by name (`--model`)
 
     def warm(self) -> None:
@@ -210,18 +257,19 @@ class Service:
         settings = base.model_copy(update={"top_k": k, "retriever": mode, "llm_model": model or base.llm_model})
         notices: list[str] = []
         answer: Answer
-        with self.lock:
+        with self.answering:
+            retriever = cast("Retriever", _Held(self.ws.retriever, self.lock))
             llm = None if no_llm else self._llm(model)
             question = standalone_question(question, history, llm)
             if agent:
                 from rag.agent import answer_with_agent
 
                 answer = answer_with_agent(
-                    question, settings, self.ws.retriever, llm, self.ws.verifier, notices.append, on_token=on_token
+                    question, settings, retriever, llm, self.ws.verifier, notices.append, on_token=on_token
                 )
             else:
                 answer = answer_question(
-                    question, self.ws.retriever, k=k, mode=mode, llm=llm, verifier=self.ws.verifier,
+                    question, retriever, k=k, mode=mode, llm=llm, verifier=self.ws.verifier,
                     grounding=settings.grounding, on_token=on_token,
                 )  # fmt: skip
             if notice := getattr(llm, "notice", ""):

@@ -67,3 +67,44 @@ def test_what_has_nothing_to_stream_is_a_plain_reply_and_a_bad_flag_is_refused(l
     assert not reply.streamed and tokens == [] and reply.body["mode"] == "extractive"
     with pytest.raises(ServerError, match="'stream' must be true or false"):
         request(llm_served.url, "/ask", {"question": QUESTION, "stream": "yes"}, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def slow_served(tmp_path_factory) -> Iterator[Served]:
+    """A server whose model writes one token a second (the scripted server's "drip")."""
+    with serve() as script:
+        llm = {
+            "RAG_LLM": "auto", "OPENAI_BASE_URL": f"{script.base}/drip/v1", "OPENAI_API_KEY": "x",
+            "RAG_LLM_MODEL": "m", "RAG_LLM_DEADLINE": "15", "RAG_LLM_TIMEOUT": "5",
+        }  # fmt: skip
+        with start_served(tmp_path_factory.mktemp("slow-served"), **llm) as server:
+            yield server
+
+
+def test_a_search_is_answered_while_a_model_writes_an_answer(slow_served: Served) -> None:
+    """An answer holds the store only while it retrieves: /search and /papers do not wait for the
+    model (they once queued behind every answer in progress)."""
+    import threading
+
+    asked: dict = {}
+    writing = threading.Event()
+
+    def ask() -> None:
+        try:
+            asked["reply"] = request(
+                slow_served.url, "/ask", {"question": QUESTION}, timeout=120, on_token=lambda _: writing.set()
+            )
+        except ServerError as exc:  # the drip outlasts the deadline: a one-line error, later
+            asked["error"] = str(exc)
+
+    answering = threading.Thread(target=ask)
+    answering.start()
+    try:
+        assert writing.wait(60), "the model never started writing"
+        found = request(slow_served.url, "/search", {"query": QUESTION, "k": 3}, timeout=120).body
+        papers = request(slow_served.url, "/papers", {"ids": [found["results"][0]["paper_id"]]}, timeout=120)
+        assert answering.is_alive(), "the search waited for the answer"
+        assert len(found["results"]) == 3 and papers.body["papers"]
+    finally:
+        answering.join(120)
+    assert "deadline" in asked.get("error", ""), asked
