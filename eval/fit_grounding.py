@@ -28,6 +28,7 @@ from rag.evaluation.suite import load_suite
 from rag.extractive import compose
 from rag.grounding import Grounding, check
 from rag.jsonl import read_jsonl
+from rag.sentences import normalise_citations
 from rag.llm import LLMError
 from rag.repair import MIN_KEPT, repair
 from rag.workspace import Workspace
@@ -104,11 +105,12 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
         if row["abstained"]:
             pairs.append((q, Answer(q.question, row["text"], True, "llm", None, sources, Grounding([]), [])))
             continue
-        g = check(row["text"], numbered, verifier)
-        a = Answer(q.question, row["text"], False, "llm", None, sources, g, [])
+        text = normalise_citations(row["text"])  # as rag.answer.ground_llm_answer reads a reply
+        g = check(text, numbered, verifier)
+        a = Answer(q.question, text, False, "llm", None, sources, g, [])
         if min_kept is not None:
             fixed = repair(
-                row["text"],
+                text,
                 g,
                 numbered,
                 verifier,
