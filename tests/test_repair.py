@@ -131,7 +131,10 @@ def test_a_reply_that_only_repeats_titles_or_the_question_falls_back(workspace):
         assert strict.fell_back, reply
     # informative sentences beside a title keep the model's answer (3 of 4 claims >= MIN_KEPT)
     kept = answer_question(
-        FP8, workspace.retriever, llm=ScriptedLLM(f"ZeroQuant-FP [2]. {S1} [1]. {S2} [2]. {S3} [1]."), grounding="strict"
+        FP8,
+        workspace.retriever,
+        llm=ScriptedLLM(f"ZeroQuant-FP [2]. {S1} [1]. {S2} [2]. {S3} [1]."),
+        grounding="strict",
     )
     assert not kept.fell_back and S2 in kept.text
 
