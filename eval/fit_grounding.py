@@ -28,9 +28,9 @@ from rag.evaluation.suite import load_suite
 from rag.extractive import compose
 from rag.grounding import Grounding, check
 from rag.jsonl import read_jsonl
-from rag.sentences import normalise_citations
 from rag.llm import LLMError
 from rag.repair import MIN_KEPT, repair
+from rag.sentences import normalise_citations
 from rag.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
