@@ -432,8 +432,10 @@ def run_tools(
                         role="user", content=render("agent_limit", steps=settings.agent_steps, question=question)
                     )
                 )
-    if not steps:
-        raise NoTools("the model did not call the search or read tools")
+    if not steps:  # an empty first reply is the endpoint's doing, not a choice of the model's
+        raise NoTools(
+            "the model did not call the search or read tools" if said.strip() else "the model's first reply was empty"
+        )
     return Run(said.strip(), usage, out_of_steps, llm_seconds * 1000, streamed)
 
 

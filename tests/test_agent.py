@@ -157,6 +157,9 @@ def test_a_model_that_never_calls_a_tool_falls_back(workspace, tmp_path):
     answer, notices, _ = ask(workspace, tmp_path, [f"{S1} [1]."])
     assert notices == ["the model did not call the search or read tools; answering without the agent"]
     assert answer.steps == [] and answer.text == f"{S1} [1]."
+    # an empty first reply is not the model choosing to answer without tools
+    answer, notices, _ = ask(workspace, tmp_path, ["", f"{S1} [1]."])
+    assert notices == ["the model's first reply was empty; answering without the agent"]
 
 
 @pytest.mark.parametrize("citation", ["[7]", "[3]"], ids=["never-shown", "searched-not-read"])
