@@ -32,7 +32,7 @@ from rag.question import Question
 from rag.retrieval import SearchResult
 from rag.retrievers import Mode
 from rag.sentences import split_sentences
-from rag.terms import analyse, contains_key, key_tokens, normalise_key
+from rag.terms import analyse, mentions
 
 if TYPE_CHECKING:
     from rag.embedders import Embedder
@@ -93,11 +93,6 @@ RULES = (
     "model_abstained",
     "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
 )
-
-
-def _mentions(text: str, term: str) -> bool:
-    keys = key_tokens(term) or {normalise_key(term)}
-    return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
 
 
 _GENERIC = frozenset(analyse("paper papers work works study studies"))  # how questions name papers
@@ -208,15 +203,20 @@ def assess(
     if not texts:
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
     named = question.specific
-    missing = [t for t in named if not _mentions(everything, t)]
+    missing = [t for t in named if not mentions(everything, t)]
     if missing:
         return verdict(False, f"no retrieved abstract mentions {_listing(missing, ', ')}", "named_term_missing")
-    if named:
-        holders = [text for text in texts if all(_mentions(text, t) for t in named)]
-        if not holders:
+    # the names of one part of a question must stand in one abstract; two parts may ask about two
+    # papers ("How many queries does LitSearch contain? How large is Mr. TyDi?")
+    groups = [[t for t in named if t in part] for part in question.parts] if len(question.parts) > 1 else [list(named)]
+    groups = [g for g in groups if g] or [list(named)]
+    for group in groups if named else []:
+        if not any(all(mentions(text, t) for t in group) for text in texts):
             return verdict(
-                False, f"no retrieved abstract mentions {_listing(named, ' and ')} together", "named_terms_apart"
+                False, f"no retrieved abstract mentions {_listing(group, ' and ')} together", "named_terms_apart"
             )
+    if named:
+        holders = [text for text in texts if any(all(mentions(text, t) for t in g) for g in groups)]
         rest = question.text
         for term in named:
             rest = rest.replace(term, " ")

@@ -22,7 +22,7 @@ from rag.lexical import LexicalIndex
 from rag.numbers import asks_number, counted_thing, counts, stated_numbers, states_asked_number, wants_quantity
 from rag.question import Question
 from rag.sentences import split_sentences
-from rag.terms import acronyms, analyse, key_tokens, specific_terms
+from rag.terms import acronyms, analyse, key_tokens, mentions, specific_terms
 
 _LIST_QUESTION = re.compile(
     r"^\s*(which|what)\s+(papers|works|studies|methods|approaches|surveys)\b|^\s*(papers|surveys|methods|studies|works)\b"
@@ -115,6 +115,21 @@ def _with_asked_number(picked: list[Candidate], ranked: list[Candidate], questio
         if cand not in picked and states_asked_number([cand.sentence], question.text):
             return [*picked, cand]
     return []
+
+
+def _home_of(ask: str, sources: list[tuple[str, str]], first: int) -> int:
+    """The source a part of a question is answered from: the answer's paper, unless the part names
+    what only another source states ("How many queries does LitSearch contain? How large is Mr.
+    TyDi?" asks about two papers)."""
+    own = specific_terms(ask)
+
+    def names_all(n: int) -> bool:
+        title, abstract = sources[n - 1]
+        return all(mentions(f"{title}. {abstract}", t) for t in own)
+
+    if not own or names_all(first):
+        return first
+    return next((n for n in range(1, len(sources) + 1) if names_all(n)), first)
 
 
 def is_list_question(question: str) -> bool:
@@ -231,13 +246,13 @@ def compose_parts(
         # refers back to them ("how many queries does LitSearch contain, and how were they written?"),
         # while a name a later part brings in ("..., and what does that imply for a 7B model?") is
         # no part of what the earlier one asks
-        home = [(sources[best.source - 1])]
         before: list[str] = []
         for ask in question.parts:
             named = " ".join(t for t in specific_terms(" ".join(before)) if t not in ask)
             before.append(ask)
+            home = _home_of(ask, sources, best.source)
             part = Question.parse(f"{ask} {named}".strip(), embedder)
-            part_ranked = _score_sentences(part, home, embedder, lexical)[0]
+            part_ranked = _score_sentences(part, [sources[home - 1]], embedder, lexical)[0]
             part_best = part_ranked[0]
             answered = part_best.score >= WEIGHTS.part_floor
             if answered and asks_number(ask):
@@ -245,7 +260,7 @@ def compose_parts(
                 answered, part_best = bool(chosen), (chosen or [part_best])[-1]
             parts.append(Part(ask, answered))
             if answered and part_best.sentence not in {c.sentence for c in picked}:
-                picked.append(Candidate(best.source, part_best.sentence, part_best.score))
+                picked.append(Candidate(home, part_best.sentence, part_best.score))
     else:
         for cand in ranked[best.source - 1][1:2]:
             if cand.score >= WEIGHTS.runner_up * best.score:
@@ -255,5 +270,5 @@ def compose_parts(
             if not picked:
                 return "", []
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
-    picked.sort(key=lambda c: order.get(c.sentence, 0))
+    picked.sort(key=lambda c: (c.source != best.source, order.get(c.sentence, 0)))  # the answer's paper first
     return " ".join(f"{c.sentence} [{c.source}]" for c in picked), parts

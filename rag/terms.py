@@ -289,6 +289,12 @@ _NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
 _VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
+def mentions(text: str, term: str) -> bool:
+    """Does `text` state the specific term `term` (as `specific_terms` gives it), whole?"""
+    keys = key_tokens(term) or {normalise_key(term)}
+    return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
+
+
 def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     """Numbers, acronyms and names in the question, as typed; `keys` are its `key_tokens` when
     the caller has them already."""

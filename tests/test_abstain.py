@@ -18,13 +18,13 @@ def _evidence(workspace, question: str, exclude=()):
 
 
 def test_named_terms_are_found_through_modifiers_and_spelling():
-    from rag.abstain import _mentions
+    from rag.terms import mentions
 
     assert specific_terms("What is the context length of Gemini 1.5 Pro?") == ["Pro", "Gemini 1.5"]
     assert "GPT-4-generated" in specific_terms("How many GPT-4-generated queries are in LitSearch?")
-    assert _mentions("queries written by GPT-4 and by authors", "GPT-4-generated")
-    assert _mentions("at a resolution of 256×256 on ImageNet", "256x256")
-    assert not _mentions("We fine-tune RoBERTa.", "BERT")
+    assert mentions("queries written by GPT-4 and by authors", "GPT-4-generated")
+    assert mentions("at a resolution of 256×256 on ImageNet", "256x256")
+    assert not mentions("We fine-tune RoBERTa.", "BERT")
 
 
 def test_the_model_file_is_the_one_the_fit_writes():

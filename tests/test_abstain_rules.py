@@ -31,6 +31,11 @@ def test_named_terms_must_meet_in_one_abstract():
     verdict = _assess("Does FlashAttention-3 support FP8 on Hopper?", [FLASH.replace("low-precision", "BF16"), FP8])
     assert (verdict.answerable, verdict.rule) == (False, "named_terms_apart")
     assert _assess("Does FlashAttention-3 support FP8?", [FLASH + " It supports FP8.", FP8]).answerable
+    # two parts may ask about two papers: each part's names meet in one abstract
+    two = _assess("What context length does Gemini 1.5 Pro reach? How does FP8 compare with INT8?", [GEMINI, FP8])
+    assert (two.answerable, two.rule) == (True, "answerable")
+    apart = _assess("What context length does Gemini 1.5 Pro reach on FP8? How fast is it?", [GEMINI, FP8])
+    assert (apart.answerable, apart.rule) == (False, "named_terms_apart")
 
 
 def test_the_abstract_naming_the_terms_must_address_the_rest():

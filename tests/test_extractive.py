@@ -41,7 +41,7 @@ def test_the_answer_quotes_retrievals_first_paper_even_when_a_neighbour_shares_m
     first: it ranks papers on all their evidence."""
     neighbour = ("Quantized LLMs", "Quantized FP8 models hold up except for literature search queries.")
     text, _ = _compose("Is there a benchmark of literature search queries for FP8?", [LITSEARCH, neighbour])
-    assert text.startswith("We introduce LitSearch") and _cited(text) == [1]
+    assert text.startswith("We introduce LitSearch") and text.endswith("[1]") and "[2]" not in text
 
 
 def test_a_finding_is_preferred_over_background():
@@ -66,6 +66,15 @@ def test_each_part_of_a_two_part_question_is_answered_or_named():
     assert all(p.answered for p in parts)
     assert "597 realistic" in text and "written by GPT-4" in text
     assert text.index("597") < text.index("GPT-4")  # in the abstract's order
+
+
+def test_a_part_naming_another_paper_is_answered_from_that_paper():
+    text, parts = _compose(
+        "How many queries does LitSearch contain? How much better is FP8 than INT8?", [LITSEARCH, FP8]
+    )
+    assert all(p.answered for p in parts)
+    assert text.endswith("(92.64% vs. 65.87%). [2]") and "597 realistic literature search queries. [1]" in text
+    assert text.index("597") < text.index("92.64%")  # the answer's paper first
 
 
 def test_a_name_a_later_part_brings_in_does_not_steer_an_earlier_part():
