@@ -52,7 +52,7 @@ class Label:
     @property
     def chat(self) -> str:
         """The mark after a sentence in the chat's Markdown."""
-        return f"{self.symbol} *{self.short}*" if self.short else self.symbol
+        return f"{self.symbol} *({self.short})*" if self.short else self.symbol  # apart from the next sentence
 
     @property
     def terminal(self) -> str:

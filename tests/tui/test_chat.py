@@ -279,7 +279,7 @@ async def test_chat_shows_what_strict_grounding_removed_and_corrected(app_factor
         answer_part, removed_part = rendered.split(f"**{REMOVED_HEADING}:**")
         assert INVENTED not in answer_part, rendered
         assert f"~~{INVENTED}.~~" in removed_part
-        assert "citation corrected" in answer_part and "(source:1)" in answer_part
+        assert "✓ *(citation corrected)*" in answer_part and "(source:1)" in answer_part
         assert turn.answer.grounding.supported_ratio == 1.0
 
 
@@ -289,7 +289,7 @@ async def test_chat_in_mark_mode_keeps_the_sentence_marked(app_factory):
     app = app_factory(llm=ScriptedLLM(f"{S1} [1]. {INVENTED} [1]."), grounding="mark")
     async with app.run_test(size=SIZE) as pilot:
         turn = await ask(pilot, FP8)
-        assert f"{INVENTED} [\\[1\\]](source:1). ⚠ *unsupported*" in turn.markdown.source
+        assert f"{INVENTED} [\\[1\\]](source:1). ⚠ *(unsupported)*" in turn.markdown.source
 
 
 async def test_agent_mode_from_the_palette(bundled_dir, tmp_path):
