@@ -4,7 +4,8 @@ The retrieved papers are on topic either way: a near-miss question ("What does F
 do on H100?", "How do diffusion models generate audio?") finds neighbours full of its general
 words. What separates an answerable question is evidence about its focus. So, in order:
   1. every specific term of the question (a number, an acronym, a named model, method or dataset)
-     must appear in the retrieved abstracts, all of them in one abstract, and that abstract must
+     must appear in the retrieved abstracts, all of them (or of each part of a question of
+     several) in one abstract, and that abstract must
      also touch the rest of the question ("What is the context length of Gemini 1.5 Pro?" finds
      an abstract naming Gemini 1.5 Pro, but not one about its context length);
   2. a question using two or more words the corpus never uses, barely covered by the evidence,
