@@ -79,10 +79,10 @@ def test_key_terms_match_whole_tokens_not_substrings():
 
 
 def test_abstention_names_must_appear_as_tokens():
-    from rag.abstain import _mentions
+    from rag.terms import mentions
 
-    assert not _mentions("We fine-tune RoBERTa and mT5.", "BERT")
-    assert _mentions("We fine-tune BERT-base models.", "BERT")
+    assert not mentions("We fine-tune RoBERTa and mT5.", "BERT")
+    assert mentions("We fine-tune BERT-base models.", "BERT")
 
 
 # ---- the Verifier seam ---------------------------------------------------------------------------
