@@ -42,6 +42,7 @@ def _end_stream() -> None:
         render.end_stream()
 
 
+_interrupt = {"said": False}  # a command that said how far it got when interrupted
 _json_errors = {"on": False}  # a command given --json: an error is also {"error": ...} on stdout
 
 
@@ -107,6 +108,7 @@ def ingest(
                 report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
         except IngestInterrupted as exc:
             typer.echo(f"rag: interrupted; {exc}", err=True)
+            _interrupt["said"] = True
             raise typer.Exit(130) from None
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
@@ -533,5 +535,8 @@ def main() -> None:
         what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         _say_error(f"internal error: {what} (set RAG_DEBUG=1 for the traceback)")
         sys.exit(1)
+    if code == 130 and not _interrupt["said"]:  # typer turns Ctrl-C inside a command into exit code 130
+        _end_stream()
+        typer.echo("rag: interrupted", err=True)
     if isinstance(code, int) and code:  # typer.Exit(code) inside a command
         sys.exit(code)

@@ -83,6 +83,9 @@ class ForkedLLM:
 
 
 def _serve(settings: Settings, conn, parent_end) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends this helper by closing the pipe
     parent_end.close()  # the forked copy of the parent's end; closed, the parent's close() reaches here as EOF
     try:
         llm: OpenAICompatible | None = OpenAICompatible(settings)
@@ -92,19 +95,26 @@ def _serve(settings: Settings, conn, parent_end) -> None:
     while True:
         try:
             request = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
+            _reply(conn, llm, error, request)
+        except (EOFError, ConnectionError):  # the parent closed its end, or left mid-reply: nobody to tell
             return
-        if llm is None:
-            conn.send(("error", error))
-            continue
-        try:
-            system, user, response_format = request
-            for delta in llm.stream(system, user, response_format=response_format):
-                conn.send(("delta", delta))
-            conn.send(("done", (llm.usage, llm.notice)))
-        except FormatRefused as exc:
-            conn.send(("refused", str(exc)))
-        except RagError as exc:
-            conn.send(("error", str(exc)))
-        except Exception as exc:
-            conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))
+
+
+def _reply(conn, llm: OpenAICompatible | None, error: str, request: tuple) -> None:
+    """Send the deltas of one request's reply, then "done" with the usage, or what went wrong."""
+    if llm is None:
+        conn.send(("error", error))
+        return
+    try:
+        system, user, response_format = request
+        for delta in llm.stream(system, user, response_format=response_format):
+            conn.send(("delta", delta))
+        conn.send(("done", (llm.usage, llm.notice)))
+    except ConnectionError:
+        raise
+    except FormatRefused as exc:
+        conn.send(("refused", str(exc)))
+    except RagError as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:
+        conn.send(("error", mask_url(f"the LLM client failed ({type(exc).__name__}: {exc})")))

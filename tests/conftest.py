@@ -95,15 +95,19 @@ def run_rag(
     )
 
 
-def run_on_terminal(*args: str, env: dict, with_stderr: bool = False, timeout: float = 120) -> tuple[int, str]:
+def run_on_terminal(
+    *args: str, env: dict, with_stderr: bool = False, timeout: float = 120, interrupt_at: str | None = None
+) -> tuple[int, str]:
     """`rag` on a pseudo-terminal, so it streams as a user sees it: (exit code, what it printed,
-    escape sequences removed; stderr too with `with_stderr`)."""
+    escape sequences removed; stderr too with `with_stderr`). `interrupt_at`: once that text is
+    shown, Ctrl-C, as a terminal sends it: SIGINT to the whole process group (helpers included)."""
     import pty
+    import signal
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag", *args], env=env, stdin=subprocess.DEVNULL, stdout=follower,
-        stderr=follower if with_stderr else subprocess.DEVNULL, cwd=REPO,
+        stderr=follower if with_stderr else subprocess.DEVNULL, cwd=REPO, start_new_session=True,
     )  # fmt: skip
     os.close(follower)
     seen = b""
@@ -115,6 +119,9 @@ def run_on_terminal(*args: str, env: dict, with_stderr: bool = False, timeout: f
         if not data:
             break
         seen += data
+        if interrupt_at is not None and interrupt_at.encode() in seen:
+            os.killpg(proc.pid, signal.SIGINT)
+            interrupt_at = None
     code = proc.wait(timeout=timeout)
     os.close(leader)
     return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")

@@ -219,6 +219,17 @@ def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_
     assert error.startswith("rag: error: ") and "deadline" in error, text
 
 
+def test_ctrl_c_while_a_reply_streams_ends_its_line_and_says_so_in_one_line(bundled_dir, endpoint):
+    """Ctrl-C reaches the whole process group, the forked LLM helper too: it once printed two
+    tracebacks (its pipe broke mid-send), and the interrupt was exit code 130 without a word."""
+    env = {**os.environ, "RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": f"{endpoint}/drip/v1", "COLUMNS": "400"}
+    question = "which papers compare FP8 vs INT8?"
+    code, text = run_on_terminal("ask", question, env=env, with_stderr=True, timeout=60, interrupt_at="FP8 FP8 ")
+    assert code == 130
+    assert "Traceback" not in text and "Error" not in text, text
+    assert text.rstrip().endswith("rag: interrupted") and "\nrag: interrupted" in text, text
+
+
 def test_a_reply_abandoned_midway_releases_its_connection_at_once(tmp_path, endpoint):
     """A reply the caller stops reading (the token cap, the deadline) is closed by the thread that
     read it. Left to the garbage collector, it was closed inside a later request's hold of the

@@ -23,7 +23,8 @@ before the first token) is the plain JSON reply.
 
 Lines the CLI shows on stderr (a weak best match, a reply cut at the token cap, why agent mode fell
 back) travel in the `X-Rag-Notices` header as a JSON list, so the body is exactly the stable JSON.
-A failure is `{"error": "one line"}` with status 400 (a bad request) or 500.
+A failure is `{"error": "one line"}` with status 400 (a bad request), 502 (the LLM or an embedding
+endpoint behind the server failed) or 500. A field an endpoint does not take is a bad request.
 
 Answers are given one at a time (the LLM client keeps each reply's state), and the workspace's
 store and BM25 index are used by one request at a time; an answer holds the workspace only while
@@ -70,14 +71,26 @@ class ClientGone(Exception):
 
 
 def _failure(exc: Exception) -> tuple[int, str]:
-    """The status and one-line error of a request that raised `exc`."""
+    """The status and one-line error of a request that raised `exc`: 400 for the request, 502 for an
+    endpoint behind the server (the LLM, an embedding endpoint) that failed, 500 for the rest."""
+    from rag.embedders.endpoint import EndpointError
+    from rag.llm import LLMError
+
     if isinstance(exc, BadRequest):
         return 400, f"bad request: {exc}"
+    if isinstance(exc, LLMError | EndpointError):
+        return 502, str(exc)
     if isinstance(exc, RagError):
         return 500, str(exc)
     traceback.print_exc(file=sys.stderr)
     what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     return 500, f"internal error: {what} (the traceback is in the rag serve log)"
+
+
+def _known(body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """A misspelt field ("top_k" for "k") is an error, not silently the default."""
+    if unknown := [key for key in body if key not in fields]:
+        raise BadRequest(f"unknown field {unknown[0]!r}; this endpoint takes {', '.join(fields)}")
 
 
 def _text(body: dict[str, Any], key: str) -> str:
@@ -104,7 +117,9 @@ def _int(body: dict[str, Any], key: str, low: int, high: int, default: int) -> i
 
 
 def _flag(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
+    value = body.get(key)
+    if value is None:  # null is the default, as for every other optional field
+        return False
     if not isinstance(value, bool):
         raise BadRequest(f"{key!r} must be true or false")
     return value
@@ -217,6 +232,7 @@ class Service:
     def search(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from rag.abstain import weak_match
 
+        _known(body, ("query", "k", "retriever"))
         query = _text(body, "query")
         k = _int(body, "k", 1, 100, 10)
         mode = _retriever(body, self.ws.settings.retriever)
@@ -245,6 +261,7 @@ class Service:
         from rag.followup import standalone_question
 
         base = self.ws.settings
+        _known(body, ("question", "history", "k", "retriever", "model", "no_llm", "agent", "stream"))
         question = _text(body, "question")
         history = _history(body)
         k = _int(body, "k", 1, 50, base.top_k)
@@ -277,6 +294,7 @@ class Service:
         return answer, notices
 
     def papers(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        _known(body, ("ids",))
         ids = _ids(body)
         with self.lock:
             found = self.ws.store.abstracts(ids)
@@ -313,7 +331,8 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if notices:
                 self.send_header("X-Rag-Notices", json.dumps(notices))  # ASCII: escapes anything else
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def _answer(self, work: Callable[[], tuple[dict[str, Any], list[str]]]) -> None:
             try:
@@ -383,6 +402,13 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 self._send(405, {"error": f"use POST {self._route()} with a JSON body"})
             else:
                 self._send(404, {"error": f"no such endpoint {self.path}; try GET /health, {endpoints}"})
+
+        def do_HEAD(self) -> None:
+            """GET's status and headers without its body (a load balancer's probe of /health)."""
+            if self._route() == "/health":
+                self._answer(lambda: (service.health(), []))
+            else:
+                self._send(405 if self._route() in routes else 404, {})
 
         def do_POST(self) -> None:
             if self._route() == "/health":

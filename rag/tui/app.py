@@ -109,6 +109,7 @@ class ChatApp(App):
     #question { dock: bottom; }
     """
     BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),  # Textual's own, shown: a first-time user looks for it
         Binding("escape", "cancel", "Cancel answer"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+y", "copy_answer", "Copy answer"),

@@ -138,6 +138,23 @@ def test_bad_requests_get_a_one_line_reason(served: Served) -> None:
         request(served.url, "/nowhere", {"query": "x"})
     with pytest.raises(ServerError, match=r"'question' is too long: it is 7,999 characters long"):
         request(served.url, "/ask", {"question": "why " * 2000})
+    # a misspelt field is named, not silently the default; null is the default for every optional field
+    with pytest.raises(ServerError, match=r"unknown field 'top_k'; this endpoint takes query, k, retriever"):
+        request(served.url, "/search", {"query": "x", "top_k": 3})
+    with pytest.raises(ServerError, match=r"unknown field 'paper_ids'"):
+        request(served.url, "/papers", {"paper_ids": []})
+    asked = request(served.url, "/ask", {"question": ASK, "no_llm": None, "k": None, "retriever": None}, timeout=120)
+    assert "597" in asked.body["answer"]
+
+
+def test_an_endpoint_behind_the_server_that_fails_is_a_bad_gateway() -> None:
+    from rag.embedders.endpoint import EndpointError
+    from rag.llm import LLMError
+    from rag.serve.server import BadRequest, _failure
+
+    assert _failure(LLMError("the LLM endpoint is unreachable")) == (502, "the LLM endpoint is unreachable")
+    assert _failure(EndpointError("the embedding endpoint said 500"))[0] == 502
+    assert _failure(BadRequest("'k' must be ...")) == (400, "bad request: 'k' must be ...")
 
 
 def test_a_refused_request_leaves_the_connection_usable(served: Served) -> None:
@@ -203,12 +220,19 @@ def test_other_methods_garbage_and_clients_that_hang_up_get_json_and_one_log_lin
         ("GET", "/search", 405, "use POST /search with a JSON body"),
         ("POST", "/health", 405, "use GET /health"),
         ("GET", "/health?verbose=1", 200, None),
+        ("HEAD", "/health", 200, None),
+        ("HEAD", "/search", 405, None),
     ]:
         conn = http.client.HTTPConnection(host, port, timeout=30)
         try:
             conn.request(method, path, body=b"{}" if method == "POST" else None)
             response = conn.getresponse()
-            body = json.loads(response.read())
+            data = response.read()
+            if method == "HEAD":  # the headers of the reply GET would give, and no body
+                assert data == b"" and int(response.headers["Content-Length"]) > 0
+                assert response.status == status, (method, path)
+                continue
+            body = json.loads(data)
             assert response.status == status and (said is None or body["error"] == said), (method, path, body)
         finally:
             conn.close()
