@@ -7,7 +7,8 @@ forget the form of a citation. Endpoints differ in how they take a schema: OpenA
 Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to the next, and
 plain text with `[n]` parsing is the last resort. What worked is remembered in a small JSON file
 in the data directory. A server that accepts the format but writes prose anyway is caught at its
-first character and its reply used as plain text.
+first character and its reply used as plain text; a stray reply (prose, JSON of another shape)
+from an endpoint whose format has worked before is answered in plain text once, not remembered.
 
 While the JSON streams in, each sentence is passed on as soon as the next one begins, parsed by
 pydantic's partial JSON mode; the result is the same `text [n]` form a plain-text model writes,
@@ -204,20 +205,24 @@ def generate(llm: Any, system: str, user: str, citable: list[int], on_text: Call
     known = memory.get() if memory else "text"
     if memory is None or not citable or known == "text":
         return "".join(_passing(llm.stream(system, user), on_text))
+    refused = False
     for kind in [known] if known else list(FORMATS):
         try:
             sentences, prose = _structured(llm, system, user, response_format(kind, citable), on_text)
         except FormatRefused:
+            refused = True
             continue
-        except NotStructured:  # valid JSON of another shape: ask again in plain text
+        except NotStructured:  # valid JSON of another shape, or JSON cut before a sentence: plain text
             break
         if prose:  # the server took the format but ignored it
-            memory.set("text")
+            if not known:  # one stray reply does not undo a format that has worked
+                memory.set("text")
             return prose
         memory.set(kind)
         return " ".join(sentences)
     text = "".join(_passing(llm.stream(system, user), on_text))
-    memory.set("text")  # only once plain text has worked: a server that is down is not "text only"
+    if refused or not known:  # only once plain text has worked: a server that is down is not "text only"
+        memory.set("text")
     return text
 
 

@@ -93,6 +93,21 @@ def test_no_structured_output_at_all_means_plain_text_with_citations(workspace, 
     assert list(_memory(tmp_path).values()) == ["text"]
 
 
+def test_one_malformed_reply_does_not_undo_a_format_that_has_worked(workspace, tmp_path):
+    """JSON of another shape (a small model's slip) is answered again in plain text, but the
+    endpoint still takes the schema: the next answer asks for it again."""
+    text = f"{S1} [1]. {S2} [2]."
+    with serve([JSON_REPLY, '{"answer": "FP8"}', text, JSON_REPLY]) as server:
+        llm = _llm(tmp_path, server.url)
+        first = answer_question(FP8, workspace.retriever, llm=llm)
+        second = answer_question(FP8, workspace.retriever, llm=llm)
+        assert list(_memory(tmp_path).values()) == ["json_schema"]
+        third = answer_question(FP8, workspace.retriever, llm=llm)
+    assert first.text == third.text == EXPECTED and second.text == text
+    assert ["response_format" in body for body in server.bodies] == [True, True, False, True]
+    assert list(_memory(tmp_path).values()) == ["json_schema"]
+
+
 def test_a_server_that_ignores_the_format_is_read_as_plain_text(workspace, tmp_path):
     reply = f"{S1} [1]. {S2} [2]."
     with serve([reply]) as server:
