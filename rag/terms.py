@@ -295,6 +295,11 @@ def mentions(text: str, term: str) -> bool:
     return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
 
 
+# "top-1 accuracy" names a kind of measurement, as "accuracy" does, not a model or dataset: an
+# abstract reporting accuracy need not spell out its cutoff for the question to be on its topic.
+_METRIC_CUTOFF = re.compile(r"top[-\s]?\d+", re.I)
+
+
 def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     """Numbers, acronyms and names in the question, as typed; `keys` are its `key_tokens` when
     the caller has them already."""
@@ -306,6 +311,7 @@ def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     out += [v for v in _VERSIONED.findall(question) if v not in out]
     # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
     out = list(dict.fromkeys(out))  # a name the question repeats is one term
+    out = [t for t in out if not _METRIC_CUTOFF.fullmatch(t)]
     return [t for t in out if not any(t != o and t.lower() in o.lower() for o in out)]
 
 

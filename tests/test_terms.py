@@ -53,6 +53,9 @@ def test_specific_terms_keep_names_as_typed_and_drop_their_parts():
     assert specific_terms("how far is it from a Pile-trained LM?") == ["LM", "Pile"]
     # the caller's key tokens are used when given
     assert specific_terms("Does FP8 beat INT8?", {"fp8"}) == ["FP8"]
+    # a metric's cutoff is a kind of measurement, not a name; the model or dataset beside it is one
+    assert specific_terms("When a pruned classifier keeps its top-1 accuracy, what gets hurt?") == []
+    assert specific_terms("What top-5 error does DenseNet-264 reach?") == ["DenseNet-264"]
 
 
 def test_acronyms_map_to_the_words_they_stand_for():
