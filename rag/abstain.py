@@ -115,16 +115,28 @@ class Evidence:
     texts: list[str]  # "title. abstract" of the retrieved papers, best first
     scores: list[float]  # their hybrid retrieval scores
     sentence_similarity: float  # best cosine of the question with any of their sentences or titles
+    paper_similarities: tuple[float, ...] = ()  # the best such cosine per paper, in `texts` order
+
+    @property
+    def sentence_lead(self) -> float:
+        """How far the first paper's best sentence stands above every other paper's best."""
+        sims = self.paper_similarities
+        return sims[0] - max(sims[1:], default=0.0) if sims else 0.0
 
 
 def gather_evidence(question: Question, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
     """Compare the question with every sentence of the top papers: MiniLM is a sentence model, and
     a sentence that answers shows up sharper than the chunk it sits in."""
-    sentences = [s for text in texts[: TUNING.evidence_papers] for s in split_sentences(text)]
+    per_paper = [split_sentences(text) for text in texts[: TUNING.evidence_papers]]
+    sentences = [s for paper in per_paper for s in paper]
     if not sentences:
         return Evidence(texts, scores, 0.0)
-    vectors = embedder.embed_cached(sentences)
-    return Evidence(texts, scores, float((vectors @ question.vector).max()))
+    cosines = embedder.embed_cached(sentences) @ question.vector
+    best, start = [], 0
+    for paper in per_paper:
+        best.append(float(cosines[start : start + len(paper)].max()) if paper else 0.0)
+        start += len(paper)
+    return Evidence(texts, scores, float(cosines.max()), tuple(best))
 
 
 def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
@@ -133,7 +145,10 @@ def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex
     * rare_coverage: the share (IDF-weighted) of the question's rarest words that one abstract
       holds: the general words (diffusion, LLM, retrieval) fill the corpus, the rare ones do not;
     * lead: how far the best paper's score stands above the fifth one's: a paper that answers
-      stands out, while a question on a missing topic finds a flat cluster of neighbours."""
+      stands out, while a question on a missing topic finds a flat cluster of neighbours;
+    * sentence_lead: the same at the sentence level: how far the first paper's best sentence
+      stands above the best sentence of every other paper (with the answering paper hidden, its
+      on-topic neighbours come close to one another)."""
     question = Question.of(question)
     top = evidence.texts[: TUNING.evidence_papers]
     scores = evidence.scores[: TUNING.evidence_papers]
@@ -144,6 +159,7 @@ def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex
         "sentence_similarity": evidence.sentence_similarity,
         "rare_coverage": max((coverage(rare, text, lexical) for text in top), default=0.0),
         "lead": scores[0] - scores[-1] if scores else 0.0,
+        "sentence_lead": evidence.sentence_lead,
     }
 
 

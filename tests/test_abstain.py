@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from rag.abstain import AnswerabilityModel, assess, default_model, features
+import pytest
+
+from rag.abstain import AnswerabilityModel, Evidence, assess, default_model, features
 from rag.answer import answer_question, gather
 from rag.terms import specific_terms
 from tests.conftest import REPO
@@ -42,6 +44,8 @@ def test_features_separate_an_answering_paper_from_its_neighbours(workspace):
     assert with_gold["sentence_similarity"] > without["sentence_similarity"]
     assert with_gold["lead"] > without["lead"]
     assert with_gold["rare_coverage"] > without["rare_coverage"]
+    assert with_gold["sentence_lead"] > without["sentence_lead"]  # the answering sentence stands out
+    assert with_gold["sentence_lead"] > 0.05
 
 
 def test_a_model_below_its_threshold_abstains_and_says_so(workspace):
@@ -94,3 +98,10 @@ def test_a_question_asking_for_a_number_the_abstract_does_not_state_abstains(wor
     assert answer.sources and "DS-MoE" in answer.sources[0].abstract  # the paper was found; the count is not in it
     stated = answer_question("How many queries does the LitSearch benchmark contain?", workspace.retriever)
     assert not stated.abstained and "597" in stated.text
+
+
+def test_sentence_lead_is_the_first_papers_best_sentence_over_every_other_papers_best():
+    assert Evidence(["a", "b", "c"], [0.9, 0.5, 0.4], 0.8, (0.8, 0.5, 0.7)).sentence_lead == pytest.approx(0.1)
+    assert Evidence(["a", "b"], [0.9, 0.5], 0.8, (0.6, 0.8)).sentence_lead == pytest.approx(-0.2)  # another stands out
+    assert Evidence(["a"], [0.9], 0.8, (0.8,)).sentence_lead == pytest.approx(0.8)  # no neighbour at all
+    assert Evidence([], [], 0.0).sentence_lead == 0.0
