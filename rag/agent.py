@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -284,6 +284,18 @@ class Shown:
         self._emit(len(self.buffer.rstrip()))
 
 
+def _readable(chunks: Iterator[Any], endpoint: str) -> Generator[Any, None, None]:
+    """The client library's chunks; one it cannot read (JSON of another shape than a chat
+    completion chunk breaks it with a TypeError or the like) is the endpoint's fault, said so."""
+    try:
+        yield from chunks
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise LLMError(
+            f"the LLM endpoint {endpoint} sent a reply that is not a chat completion ({type(exc).__name__}); "
+            "check that it is an OpenAI-compatible endpoint"
+        ) from None
+
+
 def run_tools(
     question: str,
     settings: Settings,
@@ -332,7 +344,7 @@ def run_tools(
                     )
                 )
 
-            chunks = within(make, deadline)
+            chunks = _readable(within(make, deadline), endpoint)
             received = False
             try:
                 for chunk in chunks:

@@ -3,6 +3,7 @@ so `rag --help` stays fast."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -49,7 +50,10 @@ _json_errors = {"on": False}  # a command given --json: an error is also {"error
 def _say_error(message: str) -> None:
     typer.echo(f"rag: error: {message}", err=True)
     if _json_errors["on"]:  # a script reading stdout gets an object, not nothing
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+        try:
+            typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+        except OSError:  # stdout itself failed (a full disk, a closed pipe): stderr has said it
+            pass
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -170,9 +174,19 @@ def ask(
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
     _json_errors["on"] = as_json
+    from rag.sanitise import MAX_QUESTION_CHARS, normalise_question, too_long
+
     if question == "-":
-        question = sys.stdin.read()
-    from rag.sanitise import normalise_question, too_long
+        limit = 2 * MAX_QUESTION_CHARS  # read no further: stdin may be endless (`yes | rag ask -`)
+        question = sys.stdin.read(limit + 1)
+        if len(question) > limit:
+            _fail(
+                f"the question on stdin is too long: over {limit:,} characters; keep it under "
+                f"{MAX_QUESTION_CHARS:,} (to check a draft against the papers, use rag check)",
+                2,
+            )
+        if "\x00" in question:
+            _fail("stdin holds binary data (NUL bytes), not a question", 2)
 
     question = normalise_question(question)
     if not question:
@@ -532,6 +546,10 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("RAG_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            where = f" writing {exc.filename}" if exc.filename else ""
+            _say_error(f"no space left on the device{where}; free some space and run it again")
+            sys.exit(1)
         what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         _say_error(f"internal error: {what} (set RAG_DEBUG=1 for the traceback)")
         sys.exit(1)

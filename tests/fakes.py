@@ -72,6 +72,7 @@ MISBEHAVIOURS = {
     "slow": "answers after 3 s",
     "nosse": "a plain JSON body where an event stream was asked for",
     "malformed": "an event that is not JSON",
+    "wrongshape": "events that are JSON but not chat completion chunks",
     "cut": "the connection drops before the promised length",
     "cutclean": "a clean close, but no finish reason and no [DONE]",
     "drip": "one token a second, for a minute: never silent long enough to time out",
@@ -317,6 +318,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if mode == "malformed":
                 self._send(b"data: {this is not json\n\n")
+            elif mode == "wrongshape":
+                self._send(b'data: {"foo": 1}\n\n')
             elif mode == "cut":
                 self._send(chunk("FP8 formats outperform"))
                 self.connection.shutdown(socket.SHUT_RDWR)

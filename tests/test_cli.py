@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 from tests.conftest import rag_json, run_rag
 
@@ -44,6 +47,20 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
     pasted = run_rag("ask", "-", env=env, input="which papers compare FP8 vs INT8? " * 200, timeout=30)
     (line,) = pasted.stderr.strip().splitlines()
     assert pasted.returncode == 2 and line.startswith("rag: error: the question is too long: it is 6,799 characters")
+    # an endless stdin is not read to its end (it once grew to gigabytes); binary data is named
+    endless = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('FP8 ' * 1000)"], stdout=subprocess.PIPE
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rag", "ask", "-"], stdin=endless.stdout, capture_output=True, text=True,
+            env={**os.environ, **env}, timeout=60,
+        )  # fmt: skip
+    finally:
+        endless.kill()
+    assert proc.returncode == 2 and "the question on stdin is too long: over 8,000 characters" in proc.stderr
+    nul = run_rag("ask", "-", env=env, input="\x00" * 100)
+    assert nul.returncode == 2 and "stdin holds binary data" in nul.stderr
     missing_model = run_rag("search", "x", env={**env, "RAG_EMBED_MODEL_DIR": str(tmp_path / "nowhere")})
     assert missing_model.returncode == 1
     assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr
@@ -84,3 +101,22 @@ def test_broken_config_file_is_one_line(tmp_path):
     proc = run_rag("config", env={"RAG_CONFIG": str(config)})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"rag: error: cannot read config file {config}")
+
+
+def test_a_full_disk_under_stdout_is_one_line_even_with_json(bundled_dir):
+    """The --json error object could not be written either: it once ended in two tracebacks."""
+    env = {**os.environ, "RAG_DATA_DIR": str(bundled_dir)}
+    for args in (["search", "FP8", "--json"], ["search", "FP8"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "rag", *args],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+        (line,) = proc.stderr.strip().splitlines()
+        assert (
+            proc.returncode == 1 and line == "rag: error: no space left on the device; free some space and run it again"
+        )

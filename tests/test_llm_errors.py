@@ -171,6 +171,7 @@ def test_a_working_endpoint_answers_through_the_same_path(bundled_dir, endpoint)
     [
         ("nosse", {}, "sent a malformed reply (no chat completion events"),
         ("malformed", {}, "sent a malformed reply (not valid JSON in the event stream)"),
+        ("wrongshape", {}, "sent a reply that is not a chat completion (TypeError)"),
         ("drip", {"RAG_LLM_TIMEOUT": "0.5"}, "stopped sending for 0.5 s in the middle of its reply"),
         ("e401", {}, "rejected the API key (401)"),
     ],

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 MAX_REQUEST = 1024 * 1024  # bytes of JSON a request may send
 MAX_PAPERS = 200  # ids one /papers request may ask for
+READ_TIMEOUT = 60.0  # seconds a connection may stay silent (or unread) before the server drops it
 
 
 class BadRequest(Exception):
@@ -322,6 +323,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"rag/{__version__}"
         protocol_version = "HTTP/1.1"
+        timeout = READ_TIMEOUT  # a client that stops sending mid-request does not hold its thread forever
 
         def _send(self, status: int, body: dict[str, Any], notices: list[str] | None = None) -> None:
             data = json.dumps(body, ensure_ascii=False).encode()
@@ -420,6 +422,10 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 length = -1
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                self.close_connection = True  # the body is not read
+                self._send(411, {"error": "bad request: send the JSON body with a Content-Length, not chunked"})
+                return
             if not 0 < length <= MAX_REQUEST:
                 self.close_connection = True  # the body, if any, is not read: nothing else on this connection
                 self._send(400, {"error": f"bad request: send a JSON object of at most {MAX_REQUEST} bytes"})
@@ -430,7 +436,7 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
                 body = None
             if not isinstance(body, dict):
                 self._send(400, {"error": "bad request: the body must be a JSON object"})

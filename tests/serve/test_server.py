@@ -247,6 +247,19 @@ def test_other_methods_garbage_and_clients_that_hang_up_get_json_and_one_log_lin
             raw.shutdown(socket.SHUT_WR)
     request(served.url, "/search", {"query": SEARCH})  # still serving
     assert "Traceback" not in "".join(served.log)[before:]
+    # arrays nested too deep for the JSON parser's recursion, and a chunked body, get their reason
+    for body, headers, status, said in [
+        (b"[" * 100_000 + b"]" * 100_000, {}, 400, "bad request: the body must be a JSON object"),
+        (b'{"query": "FP8"}', {"Transfer-Encoding": "chunked"}, 411, "with a Content-Length, not chunked"),
+    ]:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            conn.request("POST", "/search", body=body, headers=headers)
+            response = conn.getresponse()
+            assert response.status == status and said in json.loads(response.read())["error"]
+        finally:
+            conn.close()
+    assert "RecursionError" not in "".join(served.log)[before:]
 
 
 def test_a_host_that_is_not_this_machines_is_named_as_the_problem(served: Served) -> None:
