@@ -370,6 +370,8 @@ def run_eval(
     """Benchmark retrieval, grounding and abstention on question suites, or gate on a baseline."""
     from rag.evaluation import EvalOptions, EvalUsageError, compare_files, run_beir, run_suites
 
+    if not 0 <= tolerance < 1:  # also refuses nan, which would pass every gate
+        _fail(f"--tolerance must be a drop from 0 to 1, such as 0.02; got {tolerance}", 2)
     if compare:
         if suites:
             _fail(f"--compare takes two reports, BASELINE.json NEW.json; {suites[0]} is one too many", 2)
@@ -380,6 +382,8 @@ def run_eval(
             _fail(f"a figure dropped by more than {tolerance}, or is missing, against {compare[0]}")
         typer.echo(f"no figure dropped by more than {tolerance}")
         return
+    if out.exists() and not out.is_dir():  # found now, not after the whole run
+        _fail(f"--out {out} is a file; give a folder for the reports (it is created if missing)", 2)
     try:
         options = EvalOptions.parse(retrievers, answerers, judge=judge, counterfactual=counterfactual)
         ws = _workspace()

@@ -203,6 +203,10 @@ def parse_selection(categories: str | None, since: str | None) -> Selection:
     import datetime
 
     cats = frozenset(c.strip() for c in (categories or "").split(",") if c.strip())
+    if categories is not None and not cats:  # `--category "$CATS"` with CATS unset would take everything
+        raise ValueError("--category names no category; give one or more, such as cs.CL,cs.LG")
+    if since is not None and not since.strip():
+        raise ValueError("--since is empty; give a date as YYYY-MM-DD")
     if since:
         try:
             since = datetime.date.fromisoformat(since).isoformat()

@@ -88,10 +88,20 @@ def read_csv(path: Path) -> Iterator[Paper]:
         raise CorpusError(path, 1, f"CSV header repeats column(s) {', '.join(repeated)}; keep one of each")
     missing = {"title", "abstract"} - set(header)
     if missing:
-        raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}")
+        other = next(
+            (name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if len(header) == 1 and sep in header[0]), ""
+        )
+        hint = f"; the file looks separated by {other}: save it with commas" if other else ""
+        raise CorpusError(path, 1, f"CSV header lacks column(s) {', '.join(sorted(missing))}{hint}")
     reader.fieldnames = header
     try:
         for row in reader:
+            if None in row:  # more values than columns: a field with a comma the writer did not quote
+                raise CorpusError(
+                    path, reader.line_num,
+                    f"the row has {len(row[None])} more value(s) than the header's {len(header)} columns; "
+                    "quote fields that contain commas",
+                )  # fmt: skip
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue
             yield make_paper(path, reader.line_num, row)

@@ -101,6 +101,16 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
             ":3: 'is wrapped over lines' would be a title, but it continues the abstract above",
         ),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
+        (
+            "semi.csv",
+            b"title;abstract\na;b\n",
+            "lacks column(s) abstract, title; the file looks separated by semicolons",
+        ),
+        (
+            "shifted.csv",
+            b"title,abstract,year\nZebra, the striped one,Zebras are studied.,2020\n",
+            ":2: the row has 1 more value(s) than the header's 3 columns; quote fields that contain commas",
+        ),
         ("twice.csv", b"title,abstract,Abstract\nT,x,y\n", ":1: CSV header repeats column(s) abstract"),
         ("paper.pdf", b"%PDF-1.4", "unknown file type"),
     ],

@@ -222,6 +222,12 @@ def test_category_and_since_select_arxiv_records(tmp_path, rows):
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "rag: error: --since '2023-13-01' is not a date; give it as YYYY-MM-DD"
     )
+    for option, value, said in [
+        ("--category", ",,", "--category names no category"),
+        ("--since", "", "--since is empty"),
+    ]:
+        proc = run_rag("ingest", str(path), option, value, env=env)  # `--category "$UNSET"` selects nothing, not all
+        assert proc.returncode == 2 and said in proc.stderr
     proc = run_rag("stats", env=env)
     assert proc.returncode == 0 and proc.stdout.split("\n")[0].split() == ["papers", "2"]
 

@@ -109,6 +109,11 @@ def test_reports_of_two_suites_and_a_third_file_are_refused(tmp_path):
     rows, failed = compare({**BASE, "suite": "tune"}, {**BASE, "suite": "tune"})
     assert not failed and rows
     (tmp_path / "base.json").write_text(json.dumps(BASE))
+    for tolerance in ("nan", "-1", "1.5"):  # nan once passed every gate
+        proc = run_rag(
+            "eval", "--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "--tolerance", tolerance
+        )
+        assert proc.returncode == 2 and "--tolerance must be a drop from 0 to 1" in proc.stderr
     extra = run_rag("eval", "--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "third.json")
     assert extra.returncode == 2
     assert (

@@ -41,6 +41,11 @@ def test_usage_errors_exit_2(tmp_path):
         proc = run_rag("eval", *args, "--out", str(tmp_path / "out"), env=env)
         assert proc.returncode == 2 and proc.stderr.startswith("rag: error: ") and message in proc.stderr
     assert not (tmp_path / "out").exists()
+    # a file where the report folder goes is refused before the run, not after it
+    (tmp_path / "taken").write_text("x")
+    proc = run_rag("eval", "--retrievers", "bm25", "--out", str(tmp_path / "taken"), env=env)
+    assert proc.returncode == 2 and "--out " in proc.stderr and "is a file; give a folder" in proc.stderr
+    assert not (tmp_path / "d").exists()  # nothing was run
 
 
 def test_eval_end_to_end_on_a_small_suite_agrees_with_search_and_ask(tmp_path, bundled_dir):
