@@ -107,6 +107,12 @@ def ingest(
                 )
     with _workspace() as ws:
         embedder = ws.embedder  # before the bar: a first use may show its own download bar
+        import signal
+
+        def stop(signum: int, frame: object) -> None:  # `timeout`, `kill`: stopped as cleanly as by Ctrl-C
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, stop)
         try:
             with terminal_progress("embedding") as progress:
                 report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
@@ -114,6 +120,8 @@ def ingest(
             typer.echo(f"rag: interrupted; {exc}", err=True)
             _interrupt["said"] = True
             raise typer.Exit(130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -560,5 +568,7 @@ def main() -> None:
     if code == 130 and not _interrupt["said"]:  # typer turns Ctrl-C inside a command into exit code 130
         _end_stream()
         typer.echo("rag: interrupted", err=True)
+        if _json_errors["on"]:  # a script reading stdout gets an object, not nothing
+            typer.echo(json.dumps({"error": "interrupted"}))
     if isinstance(code, int) and code:  # typer.Exit(code) inside a command
         sys.exit(code)

@@ -3,6 +3,7 @@
 The endpoint is the scripted server of tests/fakes.py; the first part of the URL path picks the
 misbehaviour. The real server is tested in test_llm_live."""
 
+import json
 import os
 import re
 import socket
@@ -229,6 +230,23 @@ def test_ctrl_c_while_a_reply_streams_ends_its_line_and_says_so_in_one_line(bund
     assert code == 130
     assert "Traceback" not in text and "Error" not in text, text
     assert text.rstrip().endswith("rag: interrupted") and "\nrag: interrupted" in text, text
+
+
+def test_ctrl_c_with_json_leaves_an_error_object_on_stdout(bundled_dir, endpoint):
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": f"{endpoint}/drip/v1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "ask", "which papers compare FP8 vs INT8?", "--json"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(8)  # answering: the endpoint drips a token a second for a minute
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and json.loads(out) == {"error": "interrupted"}
+    assert err.strip().splitlines()[-1] == "rag: interrupted" and "Traceback" not in err
 
 
 def test_a_reply_abandoned_midway_releases_its_connection_at_once(tmp_path, endpoint):

@@ -67,8 +67,9 @@ def test_a_user_ingest_killed_before_storing_anything_gets_no_bundled_papers(cor
     assert_consistent(data_env, papers=N_PAPERS)
 
 
-def test_ctrl_c_says_what_was_kept_and_how_to_resume(corpus, data_env):
-    proc = rag("ingest", str(corpus), env=data_env, stop_at="batch-1:INT")
+@pytest.mark.parametrize("sig", ["INT", "TERM"])  # TERM: what `timeout` and `kill` send
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(corpus, data_env, sig):
+    proc = rag("ingest", str(corpus), env=data_env, stop_at=f"batch-1:{sig}")
     assert proc.returncode == 130
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
