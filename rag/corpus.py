@@ -233,6 +233,17 @@ def iter_papers(path: Path) -> Iterator[Paper]:
     return reader_for(path)(path)
 
 
+def duplicate(paper: Paper, first_line: int) -> str:
+    """Why `paper` clashes with the paper of the same id at `first_line`: its id, or, when the id
+    was made from the title, the title the two share."""
+    if paper.id == paper_id_for(paper.title):
+        return (
+            f"two papers have the title {paper.title[:80]!r} (first at line {first_line}) and different text; "
+            "keep one, or give each an id field"
+        )
+    return f"duplicate id {paper.id!r} (first at line {first_line}) with different text"
+
+
 def scan_corpus(path: Path) -> dict[str, str]:
     """Validate a whole file in one streaming pass; return paper id -> content hash.
 
@@ -245,11 +256,7 @@ def scan_corpus(path: Path) -> dict[str, str]:
     for paper in iter_papers(path):
         previous = hashes.get(paper.id)
         if previous is not None and previous != paper.content_hash:
-            raise CorpusError(
-                path,
-                paper.line,
-                f"duplicate id {paper.id!r} (first at line {first_line[paper.id]}) with different text",
-            )
+            raise CorpusError(path, paper.line, duplicate(paper, first_line[paper.id]))
         hashes[paper.id] = paper.content_hash
         first_line.setdefault(paper.id, paper.line)
     if not hashes:

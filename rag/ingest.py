@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from rag.chunking import CHUNKER_VERSION, chunk_paper
-from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, iter_papers
+from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, duplicate, iter_papers
 from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
 from rag.store import LOOKUP_BATCH, Chunk, Store, StoreError
@@ -109,9 +109,7 @@ class Plan:
         for paper in papers:
             first = fresh.setdefault(paper.id, paper)
             if first.content_hash != paper.content_hash:
-                raise CorpusError(
-                    path, paper.line, f"duplicate id {paper.id!r} (first at line {first.line}) with different text"
-                )
+                raise CorpusError(path, paper.line, duplicate(paper, first.line))
         if not fresh:
             return
         marks = ",".join("?" * len(fresh))
@@ -120,9 +118,7 @@ class Plan:
             paper = fresh.pop(pid)
             if digest != paper.content_hash:
                 if file == number:
-                    raise CorpusError(
-                        path, paper.line, f"duplicate id {pid!r} (first at line {line}) with different text"
-                    )
+                    raise CorpusError(path, paper.line, duplicate(paper, line))
                 raise CorpusError(path, None, f"paper id {pid!r} is also in {paths[file]} with different text")
         self.db.executemany(
             "INSERT INTO wanted (id, hash, file, line) VALUES (?, ?, ?, ?)",

@@ -83,6 +83,12 @@ def explain_failure(exc: Exception, endpoint: str, timeout: float, attempts: int
         return f"{where} does not know the model or path (404); check RAG_LLM_MODEL and OPENAI_BASE_URL"
     if isinstance(exc, openai.RateLimitError):
         return f"{where} is rate limiting requests (429); wait and try again"
+    if isinstance(exc, openai.APIStatusError) and 300 <= exc.status_code < 400:
+        to = mask_url(exc.response.headers.get("location") or "")
+        return (
+            f"{where} redirected the request (HTTP {exc.status_code}{f' to {to}' if to else ''}); "
+            "set OPENAI_BASE_URL to the address it redirects to (http or https, the /v1 path)"
+        )
     if isinstance(exc, openai.APIStatusError):
         said = _server_message(exc)
         code = f"HTTP {exc.status_code}" + (f": {said}" if said else "")

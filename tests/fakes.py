@@ -69,6 +69,7 @@ MISBEHAVIOURS = {
     "e429": "HTTP 429 (the client retries)",
     "e500": "HTTP 500 (the client retries)",
     "e400ctx": "HTTP 400: the prompt exceeds the model's context window",
+    "redirect": "HTTP 307 to https (an endpoint behind a proxy that wants https)",
     "slow": "answers after 3 s",
     "nosse": "a plain JSON body where an event stream was asked for",
     "malformed": "an event that is not JSON",
@@ -253,6 +254,12 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
         def _embeddings(self, mode: str, body: dict) -> None:
             """OpenAI's embeddings reply, in reverse order (each item carries its index) and scaled
             by 3, as a client must not assume either order or unit length."""
+            if mode == "redirect":
+                self.send_response(307)
+                self.send_header("location", "https://llm.example/v1/chat/completions")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
             if mode == "once500" and script.requests[mode] == 1:
                 status = 500
@@ -299,6 +306,12 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             if mode == "e400ctx":
                 message = "This model's maximum context length is 512 tokens, but you requested 2100 tokens."
                 self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+                return
+            if mode == "redirect":
+                self.send_response(307)
+                self.send_header("location", "https://llm.example/v1/chat/completions")
+                self.send_header("content-length", "0")
+                self.end_headers()
                 return
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
             if status:

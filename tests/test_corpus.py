@@ -94,6 +94,11 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
             b'{"id": "p1", "title": "T", "abstract": "x"}\n{"id": "p1", "title": "T", "abstract": "y"}\n',
             ":2: duplicate id 'p1'",
         ),
+        (
+            "duptitle.jsonl",  # no id given: the clash is the title, and the fix an id
+            b'{"title": "Zebra", "abstract": "x"}\n{"title": "Zebra", "abstract": "y"}\n',
+            ":2: two papers have the title 'Zebra' (first at line 1) and different text; keep one, or give each an id",
+        ),
         ("odd.txt", b"Title one\nAbstract one.\nDangling title\n", ":3: title 'Dangling title' has no abstract"),
         (
             "wrapped.txt",

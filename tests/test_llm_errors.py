@@ -48,6 +48,11 @@ def ask(bundled_dir, base_url: str, **env: str):
             "the model's window is smaller than rag assumed: lower RAG_LLM_CONTEXT_TOKENS",
             1,  # not taken for a refused response format: not retried without it
         ),
+        (
+            "redirect",
+            "redirected the request (HTTP 307 to https://llm.example/v1/chat/completions); set OPENAI_BASE_URL",
+            1,
+        ),
         ("malformed", "sent a malformed reply (not valid JSON in the event stream)", 1),
         ("nosse", "sent a malformed reply (no chat completion events", 1),
         ("cut", "cut off its reply (the connection closed mid-stream)", 1),
