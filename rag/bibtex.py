@@ -108,6 +108,8 @@ def _read_text(path: Path) -> str:
         what = "is a directory" if path.is_dir() else "no such file"
         raise CorpusError(path, None, f"{what}; give the path of a .bib file")
     data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CorpusError(path, None, "is UTF-16 text; re-save it as UTF-8")
     if b"\x00" in data[:8192]:
         raise CorpusError(path, None, "looks like a binary file, not a .bib file")
     try:

@@ -92,6 +92,8 @@ def _read_source(path: Path) -> str:
         what = "is a directory" if path.is_dir() else "no such file"
         raise DraftError(f"{path}: {what}; give a .tex or .md draft")
     data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DraftError(f"{path}: is UTF-16 text; re-save it as UTF-8")
     if b"\x00" in data[:8192]:
         raise DraftError(f"{path}: looks like a binary file, not a .tex or .md draft")
     try:

@@ -63,6 +63,13 @@ def test_bad_bib_names_file_and_line(tmp_path: Path, text: str, problem: str) ->
         read_bib(path)
 
 
+def test_a_utf16_bib_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "refs.bib"
+    path.write_bytes("@misc{a, title={A}, abstract={B}}\n".encode("utf-16"))
+    with pytest.raises(CorpusError, match="is UTF-16 text; re-save it as UTF-8"):
+        read_bib(path)
+
+
 def test_round_trip_keys_stable() -> None:
     metas = [
         PaperMeta("1706.03762", "Attention Is All You Need", "Ashish Vaswani, Noam Shazeer", "2017"),

@@ -164,6 +164,7 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
             "d/empty.tex:2: a citation names no key (also on line 3); add the key or remove it",
         ),
         ("binary.md", b"\x00\x01\x02PK", True, "binary"),
+        ("utf16.md", "A claim [@bf16].\n".encode("utf-16"), True, "d/utf16.md: is UTF-16 text; re-save it as UTF-8"),
         ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
         ("draft.docx", b"text", True, "unknown draft type"),
         ("missing.md", None, True, "no such file"),
