@@ -196,6 +196,14 @@ class Settings(BaseSettings):
         """ "~/rag-data" is the user's home folder, as in a shell, not a folder named "~"."""
         return Path(value).expanduser() if isinstance(value, str | Path) and str(value).startswith("~") else value
 
+    @field_validator("embed_model_dir", mode="before")
+    @classmethod
+    def _model_dir_given(cls, value: Any) -> Any:
+        """An empty RAG_EMBED_MODEL_DIR would look for the model in the current directory."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("it is empty; unset RAG_EMBED_MODEL_DIR for the default or give the model's folder")
+        return value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_dir_given(cls, value: Any) -> Any:

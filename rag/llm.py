@@ -73,6 +73,8 @@ def explain_failure(exc: Exception, endpoint: str, timeout: float, attempts: int
         )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):  # the connection closed mid-reply
         return f"{where} cut off its reply (the connection closed mid-stream); try again or check the server"
+    if isinstance(exc, openai.APIConnectionError) and isinstance(exc.__cause__, httpx.RemoteProtocolError):
+        return f"{where} closed the connection without replying; check the server's log, and that it speaks HTTP"
     if isinstance(exc, openai.APIConnectionError):
         return f"cannot reach {where}; start the server or fix OPENAI_BASE_URL (or use --no-llm)"
     if isinstance(exc, openai.AuthenticationError):
@@ -102,6 +104,8 @@ def explain_failure(exc: Exception, endpoint: str, timeout: float, attempts: int
         return f"{where} refused the request ({code}); check RAG_LLM_MODEL and the server's settings"
     if isinstance(exc, ValueError):  # json.JSONDecodeError from the event stream, or a bad chunk
         return f"{where} sent a malformed reply (not valid JSON in the event stream); check the server"
+    if isinstance(exc, openai.APIError) and (said := " ".join(mask_url(exc.message).split())[:200]):
+        return f"{where} reported an error in its reply ({said}); try again or check the server"  # an SSE error event
     return f"{where} sent a malformed or cut-off reply ({type(exc).__name__}); try again or check the server"
 
 

@@ -70,6 +70,8 @@ MISBEHAVIOURS = {
     "e500": "HTTP 500 (the client retries)",
     "e400ctx": "HTTP 400: the prompt exceeds the model's context window",
     "redirect": "HTTP 307 to https (an endpoint behind a proxy that wants https)",
+    "noreply": "the connection closes before any response",
+    "sseerror": "an error event in the stream (an overloaded server)",
     "slow": "answers after 3 s",
     "nosse": "a plain JSON body where an event stream was asked for",
     "malformed": "an event that is not JSON",
@@ -254,6 +256,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
         def _embeddings(self, mode: str, body: dict) -> None:
             """OpenAI's embeddings reply, in reverse order (each item carries its index) and scaled
             by 3, as a client must not assume either order or unit length."""
+            if mode == "noreply":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if mode == "redirect":
                 self.send_response(307)
                 self.send_header("location", "https://llm.example/v1/chat/completions")
@@ -307,6 +313,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 message = "This model's maximum context length is 512 tokens, but you requested 2100 tokens."
                 self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
                 return
+            if mode == "noreply":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if mode == "redirect":
                 self.send_response(307)
                 self.send_header("location", "https://llm.example/v1/chat/completions")
@@ -331,6 +341,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if mode == "malformed":
                 self._send(b"data: {this is not json\n\n")
+            elif mode == "sseerror":
+                self._send(b'data: {"error": {"message": "the model is overloaded", "type": "server_error"}}\n\n')
             elif mode == "wrongshape":
                 self._send(b'data: {"foo": 1}\n\n')
             elif mode == "cut":

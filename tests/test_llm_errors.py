@@ -53,6 +53,8 @@ def ask(bundled_dir, base_url: str, **env: str):
             "redirected the request (HTTP 307 to https://llm.example/v1/chat/completions); set OPENAI_BASE_URL",
             1,
         ),
+        ("noreply", "closed the connection without replying; check the server's log", 3),
+        ("sseerror", "reported an error in its reply (the model is overloaded)", 1),
         ("malformed", "sent a malformed reply (not valid JSON in the event stream)", 1),
         ("nosse", "sent a malformed reply (no chat completion events", 1),
         ("cut", "cut off its reply (the connection closed mid-stream)", 1),
