@@ -381,6 +381,8 @@ def read_draft(path: Path) -> Draft:
     if kind is None:
         raise DraftError(f"{path}: unknown draft type {path.suffix or '(none)'!r}; give a .tex or .md file")
     source = _read_source(path)
+    if not source.strip():
+        raise DraftError(f"{path}: the draft is empty; nothing to check")
     return read_latex(path, source) if kind == "latex" else read_markdown(path, source)
 
 

@@ -167,6 +167,7 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
         ("utf16.md", "A claim [@bf16].\n".encode("utf-16"), True, "d/utf16.md: is UTF-16 text; re-save it as UTF-8"),
         ("latin1.md", "Caf\u00e9 claim [@bf16].\n".encode("latin-1"), True, "invalid UTF-8"),
         ("draft.docx", b"text", True, "unknown draft type"),
+        ("blank.tex", b"\n  \n", False, "d/blank.tex: the draft is empty; nothing to check"),
         ("missing.md", None, True, "no such file"),
         ("chapters", "folder", True, "d/chapters: is a directory; give a .tex or .md file"),
     ],

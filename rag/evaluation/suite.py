@@ -43,7 +43,8 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
     path = Path(path)
     by_title = {normalise_title(t): pid for pid, t in titles.items()}
     if not path.is_file():
-        raise SuiteError(path, None, "no such suite file")
+        what = "is a directory; give the suite's .jsonl file" if path.is_dir() else "no such suite file"
+        raise SuiteError(path, None, what)
     suite = Suite(name=path.stem)
     seen: set[str] = set()
     for number, row in read_jsonl(path, SuiteError):

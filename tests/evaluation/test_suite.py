@@ -51,6 +51,8 @@ def test_multi_part_questions_keep_their_parts(tmp_path):
 def test_missing_empty_and_undecodable_suites_are_one_line(tmp_path):
     with pytest.raises(SuiteError, match="no such suite file"):
         load_suite(tmp_path / "none.jsonl", {})
+    with pytest.raises(SuiteError, match="is a directory; give the suite's .jsonl file"):
+        load_suite(tmp_path, {})
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(SuiteError, match="the suite has no questions"):
         load_suite(tmp_path / "empty.jsonl", {})
