@@ -96,7 +96,7 @@ def _serve(settings: Settings, conn, parent_end) -> None:
         try:
             request = conn.recv()
             _reply(conn, llm, error, request)
-        except (EOFError, ConnectionError):  # the parent closed its end, or left mid-reply: nobody to tell
+        except (EOFError, OSError):  # the parent closed its end, or left mid-reply: nobody to tell
             return
 
 
