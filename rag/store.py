@@ -184,6 +184,11 @@ def _check_database(db: Path) -> None:
             head = fh.read(16)
     except FileNotFoundError:
         return
+    except NotADirectoryError:
+        raise StoreError(
+            f"{db.parent} is a file where the Chroma store's folder goes; move it away, or point RAG_DATA_DIR "
+            "at another folder"
+        ) from None
     except OSError as exc:
         raise StoreError(f"cannot read the Chroma database {db} ({exc.strerror}); check its permissions") from None
     fix = f"restore it from a backup, or move the folder {db.parent} away to start a new store"

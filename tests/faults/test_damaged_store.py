@@ -47,6 +47,15 @@ def test_a_database_that_is_not_sqlite_is_reported(data_env):
     assert db.read_bytes() == b"\x00garbage" * 100
 
 
+def test_a_file_where_the_store_folder_goes_is_named(data_env):
+    folder = Path(data_env["RAG_DATA_DIR"]) / "chroma"
+    folder.parent.mkdir(parents=True)
+    folder.write_text("not a folder")
+    line = one_error_line(rag("search", QUERY, env=data_env))
+    assert f"{folder} is a file where the Chroma store's folder goes; move it away" in line
+    assert folder.read_text() == "not a folder"
+
+
 def test_an_empty_data_dir_setting_is_a_settings_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "rag", "search", QUERY],
