@@ -309,6 +309,11 @@ class Store:
                 f"lost the Chroma server at {mask_url(self.settings.chroma_url or '')} while {action} ({mask_url(text)}); start it "
                 "again and re-run the command (an interrupted `rag ingest` resumes where it stopped)"
             )
+        if "hnsw" in text.lower() and not self.settings.chroma_url:
+            return StoreError(
+                f"the vector index of the Chroma store at {self.location} is damaged ({text}); move that folder "
+                "away and run `rag ingest` with your corpus files again to rebuild it"
+            )
         return StoreError(f"the Chroma store at {mask_url(self.location)} failed while {action} ({mask_url(text)})")
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:

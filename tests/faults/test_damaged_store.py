@@ -56,6 +56,15 @@ def test_a_file_where_the_store_folder_goes_is_named(data_env):
     assert folder.read_text() == "not a folder"
 
 
+def test_a_damaged_vector_index_says_how_to_rebuild(corpus, data_env):
+    assert rag("ingest", str(corpus), env=data_env).returncode == 0
+    (index_file,) = (Path(data_env["RAG_DATA_DIR"]) / "chroma").rglob("data_level0.bin")
+    index_file.unlink()
+    line = one_error_line(rag("search", QUERY, env=data_env))
+    assert "the vector index of the Chroma store at" in line and "is damaged" in line
+    assert line.endswith("move that folder away and run `rag ingest` with your corpus files again to rebuild it")
+
+
 def test_an_empty_data_dir_setting_is_a_settings_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "rag", "search", QUERY],
