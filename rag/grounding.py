@@ -379,7 +379,9 @@ class OverlapVerifier:
         missing = _missing(keys, quants, windows)
         if self.tuning.remainders:
             remainders = remainder_keys(claim, missing)
-            missing -= {k for k in remainders if any(states_remainder(src.text, k) for src in sources)}
+            missing -= {
+                k for k, share in remainders.items() if any(states_remainder(src.text, share) for src in sources)
+            }
         keys_ok = not missing and all(
             (h.keys() and not _missing(h.keys(), frozenset(quantities(h.text)), windows))
             or any(states_approximately(src.text, h) for src in sources)

@@ -254,11 +254,28 @@ def removed_shares(text: str) -> set[float]:
     return {float(m.group(1)) for pattern in (_LESS, _REMOVED) for m in pattern.finditer(lowered)}
 
 
-def remainder_keys(claim: str, keys: set[str]) -> set[str]:
-    """The percentage keys of `claim` a source may state as their remainder: those the claim
-    itself does not state as a removed share ("60% of the data", not "60% less data")."""
+_SHARE_WORDS = {2: "half", 4: "quarter", 5: "fifth", 10: "tenth"}  # "a tenth" is the quantity x10
+
+
+def remainder_keys(claim: str, keys: set[str]) -> dict[str, str]:
+    """The keys of `claim` a source may state as their remainder, each with the percentage it is
+    ("60%"; "a tenth of the data" is "10%"): shares the claim itself does not state as removed
+    ("60% of the data", not "60% less data")."""
     removed = removed_shares(claim)
-    return {k for k in keys if (m := _PERCENT_KEY.match(k)) and float(m.group(1)) not in removed}
+    lowered = claim.lower()
+    out = {}
+    for k in keys:
+        if m := _PERCENT_KEY.match(k):
+            share = float(m.group(1))
+        elif (m := re.fullmatch(r"x(\d+)", k)) and (word := _SHARE_WORDS.get(int(m.group(1)))):
+            if not re.search(rf"\b(?:a|one|only a)\s+{word}\b", lowered):
+                continue  # "tenfold" is a factor, not a share
+            share = 100 / int(m.group(1))
+        else:
+            continue
+        if share not in removed:
+            out[k] = f"{share:g}%"
+    return out
 
 
 def states_remainder(source: str, key: str) -> bool:

@@ -127,11 +127,16 @@ def test_a_hedged_quantity_is_stated_by_a_close_number_on_its_side():
 
 
 def test_a_share_is_stated_by_its_remainder():
-    from rag.terms import key_tokens, remainder_keys, states_remainder
+    from rag.terms import key_tokens, quantities, remainder_keys, states_remainder
 
     claim = "Pruning keeps accuracy while using only 60% of the data and training 42% faster."
-    assert remainder_keys(claim, key_tokens(claim)) == {"60%", "42%"}
+    assert remainder_keys(claim, key_tokens(claim)) == {"60%": "60%", "42%": "42%"}
     assert states_remainder("using 40% lesser data and training 42% faster", "60%")
     assert states_remainder("even when we reject 40% of the dataset", "60%")
     assert not states_remainder("using 30% lesser data", "60%") and not states_remainder("40% more data", "60%")
-    assert remainder_keys("it uses 60% less data", {"60%"}) == set()  # a removed share states no remainder
+    assert remainder_keys("it uses 60% less data", {"60%"}) == {}  # a removed share states no remainder
+    # a share in words: "only a tenth of the corpus is kept" is stated by "we reject 90% of it"
+    kept = "Models still win when only a tenth of the original corpus is kept."
+    assert remainder_keys(kept, quantities(kept)) == {"x10": "10%"}
+    assert states_remainder("even when we reject 90% of the original dataset", "10%")
+    assert remainder_keys("a tenfold speed-up", {"x10"}) == {}  # a factor, not a share
