@@ -21,7 +21,7 @@ import time
 from itertools import zip_longest
 from pathlib import Path
 
-from rag.answer import NO_ANSWER, Answer, Source, answer_question
+from rag.answer import NO_ANSWER, Answer, Source, answer_question, check_question, fallback_gate
 from rag.config import load_settings
 from rag.evaluation.figures import answer_figures, percentiles
 from rag.evaluation.suite import load_suite
@@ -126,6 +126,10 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
             a.text, a.grounding, a.removed, a.fell_back = fixed.text, fixed.grounding, fixed.removed, fixed.fell_back
             if fixed.fell_back and not fixed.text.strip():  # no number where one is asked: abstain, as `rag ask`
                 a.text, a.abstained, a.grounding = NO_ANSWER, True, Grounding([])
+            elif fixed.fell_back:  # the extractive answerer's own gate, as `rag ask` applies to a fallback
+                pre = check_question(q.question, ws.retriever, settings.top_k, settings.retriever, with_llm=True)
+                if fallback_gate(pre.assessment):
+                    a.text, a.abstained, a.grounding = NO_ANSWER, True, Grounding([])
         pairs.append((q, a))
     return pairs, extractive
 

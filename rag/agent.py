@@ -38,12 +38,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from rag import extractive
+from rag.abstain import Assessment
 from rag.answer import (
     NO_ANSWER,
     Answer,
     Source,
     answer_question,
     check_question,
+    fallback_gate,
     ground_llm_answer,
     model_abstained,
 )
@@ -527,12 +529,15 @@ def answer_with_agent(
     timings = {**pre.timings, "generation": run.llm_ms}
     timings["retrieval"] += (time.perf_counter() - t1) * 1000 - run.llm_ms  # the pre-check's search and the tools'
 
-    def agent_answer(text: str, abstained: bool, sources: list[Source], grounding: Grounding) -> AgentAnswer:
+    def agent_answer(
+        text: str, abstained: bool, sources: list[Source], grounding: Grounding, assessment: Assessment | None = None
+    ) -> AgentAnswer:
         timings["total"] = (time.perf_counter() - t0) * 1000
         hits = list(library.hits.values())
         answer = AgentAnswer(
-            question, text, abstained, "llm", settings.llm_model, sources, grounding, hits, pre.assessment, timings
-        )
+            question, text, abstained, "llm", settings.llm_model, sources, grounding, hits,
+            assessment or pre.assessment, timings,
+        )  # fmt: skip
         answer.usage, answer.steps, answer.calls = run.usage, steps, library.calls
         return answer
 
@@ -571,6 +576,8 @@ def answer_with_agent(
         return normal(UNCITED)
     if nothing_held:  # nothing it read supports anything it said: abstain, as a clear miss does
         answer = agent_answer(NO_ANSWER, True, sources, Grounding([]))
+    elif fixed.fell_back and (gated := fallback_gate(pre.assessment)):  # as a normal answer's fallback
+        answer = agent_answer(NO_ANSWER, True, sources, Grounding([]), gated)
     else:
         answer = agent_answer(fixed.text, False, sources, fixed.grounding)
     answer.removed, answer.fell_back = fixed.removed, fixed.fell_back and not nothing_held

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 from rag import extractive, structured
-from rag.abstain import TUNING, Assessment, Evidence, assess, gather_evidence
+from rag.abstain import TUNING, Assessment, Evidence, assess, default_model, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM
@@ -182,6 +182,21 @@ def _number_not_stated(assessment: Assessment) -> Assessment:
     return replace(assessment, answerable=False, reason=reason, rule="number_not_stated")
 
 
+def fallback_gate(assessment: Assessment) -> Assessment | None:
+    """The abstention for a model's answer that did not hold up and fell back to the extractive
+    answer, or None to give that answer. With an LLM the pre-check stops only clear misses, the
+    model deciding the rest; once its answer is set aside, the extractive answerer's own gate
+    applies, so the fallback is the extractive answer, abstention included."""
+    model = default_model()
+    if assessment.confidence is None or assessment.confidence >= model.threshold:
+        return None
+    reason = (
+        f"no retrieved passage addresses what the question asks (confidence {assessment.confidence:.2f} < "
+        f"{model.threshold:.2f}), and the model's answer did not hold up"
+    )
+    return replace(assessment, answerable=False, reason=reason, rule="model")
+
+
 def check_question(
     question: str, retriever: Retriever, k: int, mode: Mode, with_llm: bool, exclude: Collection[str] = ()
 ) -> Checked:
@@ -239,7 +254,9 @@ def answer_question(
                 cut=bool(getattr(llm, "notice", "")),
             )
             text, checked = fixed.text, fixed.grounding
-            if fixed.fell_back and not text.strip():  # nor does the extractive answer hold a number asked for
+            if fixed.fell_back and (gated := fallback_gate(assessment)):
+                text, abstained, assessment, checked = NO_ANSWER, True, gated, Grounding([])
+            elif fixed.fell_back and not text.strip():  # nor does the extractive answer hold a number asked for
                 text, abstained, assessment = NO_ANSWER, True, _number_not_stated(assessment)
         elif not abstained:
             checked = check(text, {s.n: (s.title, s.abstract) for s in sources}, verifier)

@@ -174,3 +174,33 @@ def test_an_llm_answer_that_falls_back_where_no_number_is_stated_abstains(worksp
     assert answer.abstained and answer.text == "The corpus does not answer this question."
     assert answer.assessment is not None and answer.assessment.rule == "number_not_stated"
     assert answer.removed  # the invented sentence is listed as removed
+
+
+def test_a_fallback_meets_the_extractive_answerers_own_gate(workspace):
+    """With an LLM the pre-check stops only clear misses and the model decides the rest; a model
+    answer that does not hold up falls back to the extractive answer, and that answer is what the
+    extractive answerer gives: here an abstention (it once quoted the closest neighbour)."""
+    from rag.abstain import default_model
+    from rag.answer import check_question
+
+    question = "Which papers apply diffusion models to protein structure generation?"  # the corpus has none
+    pre = check_question(question, workspace.retriever, 5, "hybrid", with_llm=True).assessment
+    model = default_model()
+    assert pre.answerable and pre.confidence is not None  # passes the LLM pre-check, not the extractive one
+    assert model.threshold_llm <= pre.confidence < model.threshold, "refit moved it: pick a question in the band"
+    assert answer_question(question, workspace.retriever).abstained
+    invented = ScriptedLLM("RFdiffusion generates protein backbones with a diffusion model [1].")
+    answer = answer_question(question, workspace.retriever, llm=invented)
+    assert answer.abstained and answer.text == "The corpus does not answer this question."
+    assert answer.assessment is not None and answer.assessment.reason.endswith("the model's answer did not hold up")
+    # a model answer that holds up is kept whatever the confidence: the model decides
+    held = answer_question(question, workspace.retriever, llm=ScriptedLLM(_supported_claim(workspace, question)))
+    assert not held.abstained and not held.fell_back
+
+
+def _supported_claim(workspace, question: str) -> str:
+    """The first sentence of the first source, cited: a claim the check supports."""
+    from rag.answer import check_question
+
+    first = check_question(question, workspace.retriever, 5, "hybrid", with_llm=True).sources[0]
+    return f"{first.abstract.split('. ')[0].rstrip('.')}. [1]"
