@@ -256,16 +256,6 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
         def _embeddings(self, mode: str, body: dict) -> None:
             """OpenAI's embeddings reply, in reverse order (each item carries its index) and scaled
             by 3, as a client must not assume either order or unit length."""
-            if mode == "noreply":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if mode == "redirect":
-                self.send_response(307)
-                self.send_header("location", "https://llm.example/v1/chat/completions")
-                self.send_header("content-length", "0")
-                self.end_headers()
-                return
             status = {"e401": 401, "e429": 429, "e500": 500}.get(mode)
             if mode == "once500" and script.requests[mode] == 1:
                 status = 500
