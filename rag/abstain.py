@@ -114,8 +114,12 @@ class Evidence:
 
     texts: list[str]  # "title. abstract" of the retrieved papers, best first
     scores: list[float]  # their hybrid retrieval scores
-    sentence_similarity: float  # best cosine of the question with any of their sentences or titles
-    paper_similarities: tuple[float, ...] = ()  # the best such cosine per paper, in `texts` order
+    paper_similarities: tuple[float, ...]  # per paper, the best cosine of the question with a sentence or title
+
+    @property
+    def sentence_similarity(self) -> float:
+        """The best cosine of the question with any sentence or title of the papers."""
+        return max(self.paper_similarities, default=0.0)
 
     @property
     def sentence_lead(self) -> float:
@@ -130,13 +134,13 @@ def gather_evidence(question: Question, texts: list[str], scores: list[float], e
     per_paper = [split_sentences(text) for text in texts[: TUNING.evidence_papers]]
     sentences = [s for paper in per_paper for s in paper]
     if not sentences:
-        return Evidence(texts, scores, 0.0)
+        return Evidence(texts, scores, ())
     cosines = embedder.embed_cached(sentences) @ question.vector
     best, start = [], 0
     for paper in per_paper:
         best.append(float(cosines[start : start + len(paper)].max()) if paper else 0.0)
         start += len(paper)
-    return Evidence(texts, scores, float(cosines.max()), tuple(best))
+    return Evidence(texts, scores, tuple(best))
 
 
 def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:

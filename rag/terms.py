@@ -268,7 +268,7 @@ def remainder_keys(claim: str, keys: set[str]) -> dict[str, str]:
         if m := _PERCENT_KEY.match(k):
             share = float(m.group(1))
         elif (m := re.fullmatch(r"x(\d+)", k)) and (word := _SHARE_WORDS.get(int(m.group(1)))):
-            if not re.search(rf"\b(?:a|one|only a)\s+{word}\b", lowered):
+            if not re.search(rf"\b(?:a|one)\s+{word}\b", lowered):
                 continue  # "tenfold" is a factor, not a share
             share = 100 / int(m.group(1))
         else:

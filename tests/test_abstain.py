@@ -101,7 +101,8 @@ def test_a_question_asking_for_a_number_the_abstract_does_not_state_abstains(wor
 
 
 def test_sentence_lead_is_the_first_papers_best_sentence_over_every_other_papers_best():
-    assert Evidence(["a", "b", "c"], [0.9, 0.5, 0.4], 0.8, (0.8, 0.5, 0.7)).sentence_lead == pytest.approx(0.1)
-    assert Evidence(["a", "b"], [0.9, 0.5], 0.8, (0.6, 0.8)).sentence_lead == pytest.approx(-0.2)  # another stands out
-    assert Evidence(["a"], [0.9], 0.8, (0.8,)).sentence_lead == pytest.approx(0.8)  # no neighbour at all
-    assert Evidence([], [], 0.0).sentence_lead == 0.0
+    assert Evidence(["a", "b", "c"], [0.9, 0.5, 0.4], (0.8, 0.5, 0.7)).sentence_lead == pytest.approx(0.1)
+    assert Evidence(["a", "b"], [0.9, 0.5], (0.6, 0.8)).sentence_lead == pytest.approx(-0.2)  # another stands out
+    assert Evidence(["a"], [0.9], (0.8,)).sentence_lead == pytest.approx(0.8)  # no neighbour at all
+    assert Evidence([], [], ()).sentence_lead == 0.0 == Evidence([], [], ()).sentence_similarity
+    assert Evidence(["a", "b"], [0.9, 0.5], (0.6, 0.8)).sentence_similarity == 0.8  # the best of any paper

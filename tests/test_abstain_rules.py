@@ -17,7 +17,7 @@ CORPUS = [GEMINI, FLASH, FP8, "Diffusion models generate images from noise.", "R
 
 
 def _assess(question: str, texts: list[str], model: AnswerabilityModel = ACCEPT):
-    evidence = Evidence(texts, [0.9 - 0.1 * i for i in range(len(texts))], 0.5)
+    evidence = Evidence(texts, [0.9 - 0.1 * i for i in range(len(texts))], (0.5,) * len(texts))
     return assess(Question.parse(question), evidence, TinyLexical(CORPUS), model=model)  # type: ignore[arg-type]
 
 
