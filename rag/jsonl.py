@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rag.errors import RagError
 
@@ -22,6 +22,25 @@ class JsonLinesError(RagError):
 # (path, line or None, message) -> the exception to raise; JsonLinesError or a subclass of the caller's.
 ErrorFactory = Callable[[Path, int | None, str], Exception]
 
+# No line of a file rag reads needs more: a record's fields are capped far below it (rag/corpus.py).
+# A file without line breaks (a JSON array, a minified dump) is refused here, not read whole.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+def numbered_lines(fh: BinaryIO, path: Path, error: ErrorFactory) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of an open binary file, each line read at most MAX_LINE_BYTES long."""
+    number = 0
+    while raw := fh.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise error(
+                path,
+                number,
+                f"line is over {MAX_LINE_BYTES // (1024 * 1024)} MB, longer than any record may be; "
+                "check that each record is on a line of its own",
+            )
+        yield number, raw
+
 
 def read_jsonl(
     path: Path, error: ErrorFactory = JsonLinesError, expect: str = "a JSON object"
@@ -34,7 +53,7 @@ def read_jsonl(
     except OSError as exc:
         raise error(path, None, f"cannot read ({exc.strerror or exc})") from None
     with fh:
-        for number, raw in enumerate(fh, start=1):
+        for number, raw in numbered_lines(fh, path, error):
             try:  # a byte-order mark, as some editors write, is not part of the first object
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:

@@ -26,7 +26,7 @@ _PAGE_NOISE_PREFIX = "Subscribe"
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered lines, with invalid UTF-8 reported at the line where it occurs."""
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        for number, raw in jsonl.numbered_lines(fh, path, CorpusError):
             try:
                 yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:

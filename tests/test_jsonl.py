@@ -3,7 +3,7 @@
 import pytest
 
 from rag.errors import RagError
-from rag.jsonl import JsonLinesError, read_jsonl
+from rag.jsonl import MAX_LINE_BYTES, JsonLinesError, read_jsonl
 
 
 class OwnError(RagError):
@@ -43,3 +43,12 @@ def test_the_caller_chooses_the_error_and_what_a_line_should_be(tmp_path):
         list(read_jsonl(path, OwnError, expect="a paper object"))
     with pytest.raises(JsonLinesError, match=r"missing.jsonl: cannot read \(No such file or directory\)"):
         list(read_jsonl(tmp_path / "missing.jsonl"))
+
+
+def test_a_line_longer_than_any_record_is_refused_before_it_is_read_whole(tmp_path):
+    path = tmp_path / "one-line.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"title": "' + b"x" * MAX_LINE_BYTES + b'"}\n')
+    rows = read_jsonl(path)
+    assert next(rows) == (1, {"a": 1})
+    with pytest.raises(JsonLinesError, match=r"one-line.jsonl:2: line is over 8 MB, longer than any record may be; check that each record is on a line of its own$"):
+        next(rows)

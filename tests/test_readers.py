@@ -6,6 +6,7 @@ import pytest
 
 from rag import readers
 from rag.corpus import CorpusError, iter_papers
+from rag.jsonl import MAX_LINE_BYTES
 from tests.conftest import write_jsonl
 
 RECORD = {"title": "A Paper", "abstract": "It studies things."}
@@ -55,3 +56,10 @@ def test_an_unknown_suffix_is_one_error_naming_the_file_and_the_known_types(tmp_
         list(iter_papers(path))
     suffix = repr(path.suffix or "(none)")
     assert str(err.value) == f"{path}: unknown file type {suffix}; use .txt, .jsonl, .json, .csv or .bib"
+
+
+def test_a_txt_corpus_without_line_breaks_is_refused_at_its_first_line(tmp_path):
+    path = tmp_path / "flat.txt"
+    path.write_bytes(b"A title. " * (MAX_LINE_BYTES // 9 + 1))
+    with pytest.raises(CorpusError, match=r"flat.txt:1: line is over 8 MB"):
+        list(readers.read_txt(path))
