@@ -468,8 +468,8 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
     if count == 0:
         raise StoreError(f"an ingest was interrupted before it stored any paper; run `{state.command}` again")
     _notice(
-        f"rag: an ingest was interrupted ({papers} papers stored, {state.wanted} wanted); "
-        f"run `{state.command}` again to finish"
+        f"rag: an ingest was interrupted before all {state.wanted} of its papers were stored (the store holds "
+        f"{papers} papers in all); run `{state.command}` again to finish"
     )
     return None
 
