@@ -169,6 +169,31 @@ def _arg_text(node, index: int = -1) -> str:
     return arg.latex_verbatim().strip()[1:-1] if arg.latex_verbatim().strip().startswith("{") else ""
 
 
+def _unclosed(source: str) -> tuple[int, str] | None:
+    """The line and name of the first '{' or \\begin{env} nothing closes (escaped braces and
+    comments aside): the parser only notices where the file or the enclosing environment ends."""
+    opened: list[tuple[int, str]] = []
+    line = 1
+    for m in re.finditer(r"\\(begin|end)\s*\{([^{}]*)\}|\\.|%[^\n]*|[{}\n]", source):
+        token = m.group()
+        line += token.count("\n") if m.group(1) else 0
+        if m.group(1) == "begin":
+            opened.append((line, f"\\begin{{{m.group(2)}}}"))
+        elif m.group(1) == "end":
+            name = f"\\begin{{{m.group(2)}}}"
+            if opened and opened[-1][1] == name:
+                opened.pop()
+            elif name in (n for _, n in opened):  # it ends inside a group or environment it opened
+                return opened[-1]
+        elif token == "\n":
+            line += 1
+        elif token == "{":
+            opened.append((line, "{"))
+        elif token == "}" and opened and opened[-1][1] == "{":
+            opened.pop()
+    return opened[0] if opened else None
+
+
 def read_latex(path: Path, source: str) -> Draft:
     from pylatexenc.latex2text import LatexNodes2Text
     from pylatexenc.latexwalker import (
@@ -186,6 +211,10 @@ def read_latex(path: Path, source: str) -> Draft:
         first = str(exc).splitlines()[0]
         first = re.sub(r"\s*@\(\d+,\d+\)\s*$", "", first)
         line = getattr(exc, "lineno", None) or 1
+        if opened := _unclosed(source):
+            line, what = opened
+            close = "}" if what == "{" else what.replace("begin", "end", 1)
+            raise DraftError(f"{path}:{line}: this {what} is never closed; add the missing {close}") from None
         raise DraftError(
             f"{path}:{line}: cannot parse the LaTeX: {first} (unbalanced braces or environments?)"
         ) from None

@@ -141,7 +141,19 @@ def test_fail_on_missing(bundled_dir: Path, tmp_path: Path) -> None:
             "unbalanced.tex",
             b"\\begin{document}\nA claim {here \\cite{bf16}.\n\\end{document}\n",
             True,
-            "d/unbalanced.tex:",
+            "d/unbalanced.tex:2: this { is never closed; add the missing }",
+        ),
+        (
+            "unclosed-env.tex",
+            b"\\begin{document}\n\\begin{itemize}\n\\item A claim \\cite{bf16}.\n\\end{document}\n",
+            True,
+            "d/unclosed-env.tex:2: this \\begin{itemize} is never closed; add the missing \\end{itemize}",
+        ),
+        (
+            "unclosed-end.tex",
+            b"\\begin{document}\nA claim \\cite{bf16}. 100\\% \\{ sure.\n% a comment {\n\\begin{itemize}\n\\item x\n",
+            True,
+            "d/unclosed-end.tex:1: this \\begin{document} is never closed; add the missing \\end{document}",
         ),
         ("nobib.tex", b"A claim \\cite{bf16}.\n", False, "no .bib file given"),
         ("unknown.md", b"Line one.\n\nA claim [@nosuchkey].\n", True, "d/unknown.md:3: citation key 'nosuchkey'"),
@@ -196,7 +208,7 @@ def test_missing_bib_named_by_draft(tmp_path: Path) -> None:
 
 
 def test_unreadable_draft_raises_draft_error(tmp_path: Path) -> None:
-    with pytest.raises(DraftError, match="unbalanced"):
+    with pytest.raises(DraftError, match="x.tex:1: this { is never closed"):
         read_draft(_write(tmp_path / "x.tex", "\\textbf{open"))
 
 
