@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,6 +184,8 @@ def states_quantity(source: str, key: str) -> bool:
 # A quantity a claim hedges ("about two thirds", "roughly 23%", "more than 20%") is stated by a
 # source number close to it: a fluent summary rounds "66%" to "two thirds". Within HEDGE_TOLERANCE
 # (relative), and on the hedge's side ("more than 20%" needs at least 20, "nearly 75%" at most 75).
+# "More than X" is how a writer rounds down to a round number, so it covers values up to the next
+# one on X's leading digit ("more than 20%" for 22.6%, not for 31%).
 HEDGE_TOLERANCE = 0.1
 _FRACTION_WORDS = {
     "half": 50.0, "a third": 100 / 3, "one third": 100 / 3, "two thirds": 200 / 3, "a quarter": 25.0,
@@ -204,6 +207,9 @@ _HEDGED = re.compile(
 _SOURCE_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})\s*(%|percent\b)?")
 # "48% more steps" is a factor of 1.48: what a writer rounds to "nearly one and a half times as many"
 _PERCENT_MORE = re.compile(rf"(?<![\w.])({_NUMBER})\s*(?:%|percent\b)\s*(?:more|higher|larger|greater|longer|faster)\b")
+# "from 1.81 to 1.40" states a change of 23% (a writer's "an improvement of more than 20%"), and a
+# factor of 1.29 ("nearly 1.3 times lower")
+_FROM_TO = re.compile(rf"\bfrom\s+({_NUMBER})\s*(%|[a-z]+\b)?\s*(?:to|down to|up to)\s+({_NUMBER})\s*(%|[a-z]+\b)?")
 
 
 @dataclass(frozen=True)
@@ -288,14 +294,26 @@ def states_remainder(source: str, key: str) -> bool:
 
 def states_approximately(source: str, hedged: Hedged) -> bool:
     """Does `source` state a number close to `hedged` (a percentage for a percentage, a factor
-    also as a percentage more)?"""
+    also as a percentage more; both also as a change "from A to B")?"""
     lowered = source.lower().replace(",", "")
     values = [float(m.group(1)) for m in _SOURCE_NUMBER.finditer(lowered) if bool(m.group(2)) == hedged.percent]
     if hedged.factor:
         values += [1 + float(m.group(1)) / 100 for m in _PERCENT_MORE.finditer(lowered)]
+    for m in _FROM_TO.finditer(lowered):
+        before, after = float(m.group(1)), float(m.group(3))
+        first, second = ("%" if u == "percent" else u for u in (m.group(2), m.group(4)))
+        same_unit = first == second or (second is None and first != "%")  # "from 80 GB to 19.5"
+        if before > 0 and after > 0 and same_unit:
+            if hedged.percent:
+                values.append(abs(after - before) / before * 100)
+            elif hedged.factor:
+                values.append(max(before, after) / min(before, after))
+    tolerance = HEDGE_TOLERANCE * hedged.value
+    if hedged.side > 0 and hedged.value > 0:
+        tolerance = max(tolerance, 10 ** math.floor(math.log10(hedged.value)))
     for value in values:
         gap = value - hedged.value
-        if abs(gap) <= HEDGE_TOLERANCE * hedged.value and gap * hedged.side >= 0:
+        if abs(gap) <= tolerance and gap * hedged.side >= 0:
             return True
     return False
 

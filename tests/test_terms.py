@@ -140,3 +140,20 @@ def test_a_share_is_stated_by_its_remainder():
     assert remainder_keys(kept, quantities(kept)) == {"x10": "10%"}
     assert states_remainder("even when we reject 90% of the original dataset", "10%")
     assert remainder_keys("a tenfold speed-up", {"x10"}) == {}  # a factor, not a share
+
+
+def test_more_than_rounds_down_to_a_round_number_and_a_change_may_be_derived():
+    from rag.terms import hedged_quantities, states_approximately
+
+    (over,) = hedged_quantities("an improvement of more than 20%")
+    assert states_approximately("improves by 26%", over)  # 20 is the round number below it
+    assert not states_approximately("improves by 31%", over)  # a writer would say "more than 30%"
+    # a relative change the source states as a move from one value to another
+    assert states_approximately("lowers the FID from 1.81 to 1.40", over)  # 22.7% lower
+    assert not states_approximately("lowers the FID from 1.81 to 1.70", over)  # 6%
+    assert not states_approximately("accuracy goes from 40% to 51.5", over)  # a percentage and a value
+    (about,) = hedged_quantities("about 25% faster")
+    assert not states_approximately("improves by 31%", about)  # "about" keeps the close tolerance
+    (fourfold,) = hedged_quantities("roughly 4 times less memory")
+    assert states_approximately("memory falls from 80 GB to 19.5 GB", fourfold)
+    assert not states_approximately("memory falls from 80 GB to 40 GB", fourfold)
