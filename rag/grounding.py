@@ -35,6 +35,7 @@ from rag.terms import (
     key_tokens,
     quantities,
     remainder_keys,
+    spells_out,
     states_approximately,
     states_quantity,
     states_remainder,
@@ -382,6 +383,8 @@ class OverlapVerifier:
             missing -= {
                 k for k, share in remainders.items() if any(states_remainder(src.text, share) for src in sources)
             }
+        # an acronym the claim uses for words its source spells out ("MLE": "maximum likelihood estimation")
+        missing -= {k for k in missing if _acronym_spelled_out(k, claim, sources)}
         keys_ok = not missing and all(
             (h.keys() and not _missing(h.keys(), frozenset(quantities(h.text)), windows))
             or any(states_approximately(src.text, h) for src in sources)
@@ -406,6 +409,14 @@ class OverlapVerifier:
         if not ok and keys_ok and polarity_ok and score >= self.tuning.paraphrase_overlap:
             ok = self._similar(claim, sources)
         return ok, score, " ".join(w for w in windows if w)
+
+
+def _acronym_spelled_out(key: str, claim: str, sources: list[Passage]) -> bool:
+    """Is `key` an acronym in `claim` (two capitals at least) whose words a source spells out?"""
+    written = re.search(rf"\b{re.escape(key)}\b", claim, re.I)
+    if written is None or sum(c.isupper() for c in written.group()) < 2:
+        return False
+    return any(spells_out(src.full, written.group()) for src in sources)
 
 
 def _states(window: str, key: str, quants: frozenset[str]) -> bool:

@@ -365,3 +365,22 @@ def acronyms(text: str) -> dict[str, str]:
                 found.setdefault(acronym, " ".join(words[-back:]))
                 break
     return found
+
+
+# Words that take no letter of an acronym ("current and past" is no "CAP", "demonstrating the
+# effect" no "DTE"); "of" may ("mixture of experts", MoE).
+_NOT_INITIALS = frozenset("the a an and or but to is are was were be we our this that it its".split())
+
+
+def spells_out(source: str, acronym: str) -> bool:
+    """Does `source` state the words `acronym` stands for, their initials in order ("maximum
+    likelihood estimation" for "MLE")? A writer may shorten what an abstract spells out. Three
+    letters at least: two initials in a row occur by chance in most abstracts."""
+    if not 3 <= len(acronym) <= 6 or not acronym.isalpha():
+        return False
+    words = r"\w*[\s-]+".join(re.escape(c) for c in acronym.lower())
+    for m in re.finditer(rf"\b(?={words}\w*)", source.lower()):
+        phrase = re.findall(r"\w+", source[m.start() :].lower())[: len(acronym)]
+        if not _NOT_INITIALS & set(phrase):
+            return True
+    return False

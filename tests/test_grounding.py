@@ -250,6 +250,23 @@ def test_a_rounded_number_is_supported_when_hedged_and_a_changed_one_is_not():
     assert not verifier.supports("Hybrid SD reduces the cloud cost by more than 70% [1].", source)[0]
 
 
+def test_an_acronym_for_words_the_source_spells_out_is_stated_and_an_unrelated_one_is_not():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Ranked training",
+            "Summarization models are trained with maximum likelihood estimation, which assumes a "
+            "deterministic target distribution. We train with a ranking loss over candidate summaries.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    assert verifier.supports("Summarization models are trained with MLE, assuming a deterministic target [1].", source)[0]
+    assert not verifier.supports("Summarization models are trained with PPO, assuming a deterministic target [1].", source)[0]
+    # two initials in a row happen by chance ("target distribution"): not taken as spelling out "TD"
+    assert not verifier.supports("Summarization models are trained with TD, assuming a deterministic target [1].", source)[0]
+
+
 def test_a_share_stated_by_its_remainder_is_supported_and_a_reversed_one_is_not():
     from rag.grounding import OverlapVerifier, Passage
 

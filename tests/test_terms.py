@@ -157,3 +157,14 @@ def test_more_than_rounds_down_to_a_round_number_and_a_change_may_be_derived():
     (fourfold,) = hedged_quantities("roughly 4 times less memory")
     assert states_approximately("memory falls from 80 GB to 19.5 GB", fourfold)
     assert not states_approximately("memory falls from 80 GB to 40 GB", fourfold)
+
+
+def test_an_acronym_is_spelled_out_by_content_words_with_its_initials_in_order():
+    from rag.terms import spells_out
+
+    assert spells_out("trained with maximum likelihood estimation, which", "MLE")
+    assert spells_out("a sparse mixture-of-experts model", "MoE")  # "of" may give a letter
+    assert not spells_out("demonstrating the effect of", "DTE")  # chance initials across "the"
+    assert not spells_out("the current and past values", "CAP")
+    assert not spells_out("maximum likelihood. Estimation", "MLE")  # not across a sentence
+    assert not spells_out("reinforcement learning", "RL")  # two letters: too often by chance
