@@ -55,7 +55,7 @@ class GroundingTuning:
     (commit 79ff0b3); the paraphrase rule and the on/off rules were chosen on eval/drafts/tune
     (0.885 balanced accuracy there; eval/fit_paraphrase.py prints each rule's share). All are measured
     afterwards, not chosen, by rag/evaluation/verifier_set.py (balanced accuracy 0.994 on 327
-    labelled pairs; false-unsupported 0.083 on 60 written paraphrases) and eval/drafts/labels.jsonl
+    labelled pairs; false-unsupported 0.067 on 60 written paraphrases) and eval/drafts/labels.jsonl
     (0.953 on 48 draft sentences)."""
 
     # share of a sentence's content words found in the cited window (hand-set)
