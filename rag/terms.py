@@ -325,9 +325,12 @@ _VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
 def mentions(text: str, term: str) -> bool:
-    """Does `text` state the specific term `term` (as `specific_terms` gives it), whole?"""
+    """Does `text` state the specific term `term` (as `specific_terms` gives it), whole? An
+    acronym is also stated by the words it stands for ("MLE": "maximum likelihood estimation")."""
     keys = key_tokens(term) or {normalise_key(term)}
-    return all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys)
+    if all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys):
+        return True
+    return sum(c.isupper() for c in term) >= 2 and spells_out(text, term)
 
 
 # "top-1 accuracy" names a kind of measurement, as "accuracy" does, not a model or dataset: an

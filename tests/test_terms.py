@@ -168,3 +168,12 @@ def test_an_acronym_is_spelled_out_by_content_words_with_its_initials_in_order()
     assert not spells_out("the current and past values", "CAP")
     assert not spells_out("maximum likelihood. Estimation", "MLE")  # not across a sentence
     assert not spells_out("reinforcement learning", "RL")  # two letters: too often by chance
+
+
+def test_a_question_acronym_is_mentioned_by_the_words_it_stands_for():
+    from rag.terms import mentions
+
+    assert mentions("Models are trained by maximum likelihood estimation.", "MLE")
+    assert mentions("A sparse Mixture-of-Experts layer.", "MoE")
+    assert not mentions("Models are trained by maximum likelihood.", "MLE")
+    assert not mentions("Models are trained by maximum likelihood estimation.", "Mle")  # not written as an acronym
