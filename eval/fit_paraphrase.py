@@ -32,7 +32,14 @@ from rag.workspace import Workspace
 REPO = Path(__file__).resolve().parent.parent
 FLOORS = [0.2, 0.3, 0.4, 0.5]
 SIMILARITIES = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
-RULES = ["opposites", "quantities", "second_window", "hedged", "remainders", "acronyms"]  # GroundingTuning's on/off rules
+RULES = [
+    "opposites",
+    "quantities",
+    "second_window",
+    "hedged",
+    "remainders",
+    "acronyms",
+]  # GroundingTuning's on/off rules
 
 
 def main() -> None:

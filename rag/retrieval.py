@@ -14,6 +14,8 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rag.embedders import Embedder
 from rag.lexical import LexicalIndex
 from rag.question import Question
@@ -114,6 +116,8 @@ class Retriever:
             t = time.perf_counter()
             self.lexical_step(question, depth, pool, capped=mode == "hybrid")
             timings["bm25"] = (time.perf_counter() - t) * 1000
+        if mode == "hybrid":
+            self.fill_dense(question, pool)
         t = time.perf_counter()
         fused = fuse(pool, WEIGHTS[mode], exclude)
         timings["fuse"] = (time.perf_counter() - t) * 1000
@@ -135,6 +139,18 @@ class Retriever:
             pool.texts[h.chunk_id], pool.meta[h.chunk_id] = h.text, h.metadata
             pool.dense[h.chunk_id] = h.similarity
         timings["dense"] = (time.perf_counter() - t) * 1000
+
+    def fill_dense(self, question: Question, pool: Pool) -> None:
+        """The dense similarity of chunks only BM25 found: in a crowded store the one abstract naming
+        a rare term may sit below the dense depth, and scoring its dense side 0 made its rank depend
+        on k (a deeper search reached it)."""
+        missing = [cid for cid in pool.lexical if cid not in pool.dense]
+        if not missing:
+            return
+        query = question.vector / (float(np.linalg.norm(question.vector)) or 1.0)
+        for cid, vector in self.store.vectors(missing).items():
+            v = np.asarray(vector, dtype=np.float32)
+            pool.dense[cid] = float(v @ query) / (float(np.linalg.norm(v)) or 1.0)
 
     def lexical_step(self, question: Question, depth: int, pool: Pool, capped: bool = True) -> None:
         """The `depth` best BM25 chunks, scored as a share of a perfect match's score; `capped`

@@ -600,6 +600,14 @@ class Store:
             self._call("reading chunks", lambda: self.collection.get(ids=ids, include=["documents", "metadatas"]))
         )
 
+    def vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """The stored embedding of each of `ids` that is stored."""
+        got = self._call("reading chunks", lambda: self.collection.get(ids=ids, include=["embeddings"]))
+        embeddings = got.get("embeddings")
+        if embeddings is None:
+            return {}
+        return {cid: list(vector) for cid, vector in zip(got["ids"], embeddings)}
+
     def chunk_ids_of(self, paper_ids: list[str]) -> set[str]:
         got = self._call(
             "reading chunks", lambda: self.collection.get(where={"paper_id": {"$in": paper_ids}}, include=[])

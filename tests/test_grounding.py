@@ -261,10 +261,16 @@ def test_an_acronym_for_words_the_source_spells_out_is_stated_and_an_unrelated_o
         )
     ]
     verifier = OverlapVerifier()
-    assert verifier.supports("Summarization models are trained with MLE, assuming a deterministic target [1].", source)[0]
-    assert not verifier.supports("Summarization models are trained with PPO, assuming a deterministic target [1].", source)[0]
+    assert verifier.supports("Summarization models are trained with MLE, assuming a deterministic target [1].", source)[
+        0
+    ]
+    assert not verifier.supports(
+        "Summarization models are trained with PPO, assuming a deterministic target [1].", source
+    )[0]
     # two initials in a row happen by chance ("target distribution"): not taken as spelling out "TD"
-    assert not verifier.supports("Summarization models are trained with TD, assuming a deterministic target [1].", source)[0]
+    assert not verifier.supports(
+        "Summarization models are trained with TD, assuming a deterministic target [1].", source
+    )[0]
 
 
 def test_a_share_stated_by_its_remainder_is_supported_and_a_reversed_one_is_not():

@@ -50,5 +50,8 @@ def test_a_line_longer_than_any_record_is_refused_before_it_is_read_whole(tmp_pa
     path.write_bytes(b'{"a": 1}\n{"title": "' + b"x" * MAX_LINE_BYTES + b'"}\n')
     rows = read_jsonl(path)
     assert next(rows) == (1, {"a": 1})
-    with pytest.raises(JsonLinesError, match=r"one-line.jsonl:2: line is over 8 MB, longer than any record may be; check that each record is on a line of its own$"):
+    with pytest.raises(
+        JsonLinesError,
+        match=r"one-line.jsonl:2: line is over 8 MB, longer than any record may be; check that each record is on a line of its own$",
+    ):
         next(rows)

@@ -2,6 +2,7 @@ import pytest
 
 from rag.evaluation.metrics import retrieval_metrics
 from rag.evaluation.suite import load_suite
+from rag.workspace import Workspace
 from tests.conftest import REPO
 
 
@@ -70,3 +71,34 @@ def test_embed_cached_gives_the_vectors_of_embed_past_its_capacity(workspace, mo
     assert np.allclose(again, emb.embed(texts), atol=1e-5)
     assert np.allclose(first, again[:2], atol=1e-5)
     assert len(emb._recent) <= 3
+
+
+def test_in_a_crowded_store_the_one_abstract_naming_a_rare_term_ranks_first_at_any_k(tmp_path):
+    """Hundreds of near-identical abstracts push the one naming "Synth400" below the dense depth;
+    its dense side must still be scored, not taken as 0, or its rank depends on k (before the fix,
+    a third of these terms missed the top 5 and some ranked first only at k=100)."""
+    import random
+
+    from rag.ingest import ingest
+    from tests.conftest import make_settings, write_jsonl
+
+    rng = random.Random(7)
+    words = (
+        "transformer network data neural attention retrieval scaling training model alpha beta gamma delta "
+        "epsilon zeta theta lambda sigma omega"
+    ).split()
+    numbers = range(0, 1200, 4)
+    rows = [
+        {
+            "id": f"syn-{n}",
+            "title": f"Synthetic paper {n} on {' '.join(rng.sample(words, 4))}",
+            "abstract": " ".join(rng.choice(words) for _ in range(120)) + f". Synth{n} reaches {n} points.",
+        }
+        for n in numbers
+    ]
+    ws = Workspace(make_settings(tmp_path / "data"))
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "crowd.jsonl", rows)])
+    for n in numbers[::10]:
+        shallow, deep = (ws.retriever.search(f"Synth{n} reaches", k=k).results for k in (5, 100))
+        assert shallow[0].paper_id == deep[0].paper_id == f"syn-{n}"
+        assert shallow[0].score == pytest.approx(deep[0].score, abs=1e-6)  # float32 on both sides
