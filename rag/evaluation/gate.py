@@ -86,6 +86,12 @@ def compare(
         raise RagError(
             f"the baseline is of suite {suites[0]!r} and the new report of {suites[1]!r}; compare one suite's reports"
         )
+    asked = [{str(q.get("id")) for q in r.get("per_question", []) if isinstance(q, dict)} for r in (baseline, new)]
+    if all(asked) and asked[0] != asked[1]:
+        raise RagError(
+            f"the reports are of different questions ({len(asked[0])} and {len(asked[1])}, "
+            f"{len(asked[0] & asked[1])} shared); compare reports of the same suite file"
+        )
     if not any(k.startswith(("retrieval.", "answers.")) for k in set(old_flat) & set(new_flat)):
         raise RagError(
             "the two reports share no retrieval or answer figure; compare reports of the same suite, "
@@ -118,8 +124,12 @@ def read_report(path: Path) -> dict:
 def compare_files(baseline: Path, new: Path, tolerance: float = TOLERANCE) -> tuple[list[str], bool]:
     """The lines `rag eval --compare` prints (one per figure, flagging regressions) and whether
     any figure got worse by more than `tolerance`."""
-    rows, failed = compare(read_report(baseline), read_report(new), tolerance)
+    old_report, new_report = read_report(baseline), read_report(new)
+    rows, failed = compare(old_report, new_report, tolerance)
     lines = []
+    ran = {_block(k) for k in _figures(new_report, "new")}
+    if skipped := sorted({_block(k) for k in _figures(old_report, "baseline")} - ran):
+        lines.append(f"not compared (the new run left them out): {', '.join(skipped)}")
     for key, old, now, delta in rows:
         if math.isnan(now):
             lines.append(f"{key:<55} {old:7.4f} -> missing  MISSING")

@@ -119,3 +119,15 @@ def test_reports_of_two_suites_and_a_third_file_are_refused(tmp_path):
     assert (
         extra.stderr == "rag: error: --compare takes two reports, BASELINE.json NEW.json; third.json is one too many\n"
     )
+
+
+def test_reports_of_other_questions_are_refused_and_left_out_blocks_are_named(tmp_path):
+    one = {**BASE, "per_question": [{"id": "q1"}, {"id": "q2"}]}
+    other = {**BASE, "per_question": [{"id": "q1"}, {"id": "q3"}]}
+    with pytest.raises(RagError, match=r"different questions \(2 and 2, 1 shared\)"):
+        compare(one, other)
+    assert not compare(one, one)[1]
+    (tmp_path / "base.json").write_text(json.dumps(BASE))
+    (tmp_path / "hybrid.json").write_text(json.dumps({"retrieval": BASE["retrieval"], "answers": {}}))
+    lines, failed = compare_files(tmp_path / "base.json", tmp_path / "hybrid.json")
+    assert not failed and lines[0] == "not compared (the new run left them out): answers.extractive"
