@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from rag.config import mask_url
 from rag.errors import RagError
 from rag.grounding import Grounding, SentenceCheck
+from rag.sanitise import StreamCleaner, clean
 from rag.serve import ENV, STREAM_TYPE
 
 SEARCH_TIMEOUT = 60.0  # seconds; a search is milliseconds on a loaded server
@@ -36,7 +37,19 @@ class Reply:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:300]
+    return " ".join(clean(str(text)).split())[:300]
+
+
+def _cleaned(value: Any) -> Any:
+    """A reply with every string cleaned of escape sequences: whatever answers at the URL, it does
+    not write to the user's terminal (rag/sanitise.py)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    return value
 
 
 def request(
@@ -100,11 +113,12 @@ def request(
         notices = json.loads(response.getheader("X-Rag-Notices") or "[]")
     except ValueError:
         notices = []
-    return Reply(body, [_one_line(n) for n in notices if isinstance(n, str)])
+    return Reply(_cleaned(body), [_one_line(n) for n in notices if isinstance(n, str)])
 
 
 def _streamed(response: http.client.HTTPResponse, on_token: Callable[[str], None], shown: str) -> Reply:
     """Read a streamed answer: token lines to `on_token`, then the answer line (or an error line)."""
+    cleaner = StreamCleaner()
     while line := response.readline(MAX_REPLY):
         try:
             item = json.loads(line)
@@ -113,12 +127,15 @@ def _streamed(response: http.client.HTTPResponse, on_token: Callable[[str], None
         if not isinstance(item, dict):
             break
         if isinstance(item.get("token"), str):
-            on_token(item["token"])
+            if text := cleaner.feed(item["token"]):
+                on_token(text)
         elif isinstance(item.get("answer"), dict):
+            if rest := cleaner.flush():
+                on_token(rest)
             notices = item.get("notices")
             notices = notices if isinstance(notices, list) else []
             return Reply(
-                item["answer"],
+                _cleaned(item["answer"]),
                 [_one_line(n) for n in notices if isinstance(n, str)],
                 streamed=True,
                 changed=bool(item.get("changed")),

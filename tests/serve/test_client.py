@@ -41,11 +41,22 @@ def test_nothing_listening(command: list[str]) -> None:
     assert "Connection refused" in line
 
 
+# a reply whose every field tries to clear the screen, retitle the window or colour what follows
+ESCAPES = {
+    "query": "x",
+    "mode": "hybrid",
+    "timings_ms": {},
+    "results": [
+        {"rank": 1, "paper_id": "p\x1b]0;pwned\x07", "title": "T\x1b[2J", "score": 0.5, "evidence": "e\x1b[31m"}
+    ],
+}
 REPLIES = {
     "/html": (200, "text/html", b"<html><body>It works!</body></html>"),
     "/broken": (500, "text/html", b"<h1>Internal Server Error</h1>"),
     "/wrong-json": (200, "application/json", b'{"hello": "world"}'),
     "/rag-error": (500, "application/json", b'{"error": "the LLM endpoint at http://x:1/v1 is unreachable"}'),
+    "/escapes": (200, "application/json", json.dumps(ESCAPES).encode()),
+    "/escaped-error": (500, "application/json", b'{"error": "bad \\u001b[2Jthing"}'),
 }
 
 
@@ -100,3 +111,11 @@ def test_the_servers_own_error_is_passed_on(other_server: str) -> None:
 def test_bib_is_not_served_yet() -> None:
     proc = run_rag("ask", "what is FP8?", "--bib", "refs.bib", env={"RAG_SERVER_URL": "http://127.0.0.1:1"})
     assert proc.returncode == 2 and "unset RAG_SERVER_URL" in proc.stderr
+
+
+def test_escape_sequences_in_a_reply_never_reach_the_terminal(other_server: str) -> None:
+    proc = run_rag("search", "x", env={"RAG_SERVER_URL": other_server + "/escapes"})
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr and "T" in proc.stdout and "pwned" not in proc.stdout
+    line = _one_line_error(run_rag("search", "x", env={"RAG_SERVER_URL": other_server + "/escaped-error"}))
+    assert line.endswith(": bad thing")
