@@ -235,8 +235,11 @@ def to_bibtex(papers: Iterable[PaperMeta], taken: Iterable[str] = ()) -> list[tu
 
 def check_bib_target(path: Path) -> None:
     """Refuse, before any answer is asked for, a .bib target `write_bib` could not add to: a
-    folder, a file in a folder that does not exist, or a file that does not parse."""
+    folder, a file in a folder that does not exist, a file that does not parse, or a path that is no
+    .bib file (a mistyped `--bib draft.md` must not write into the draft)."""
     path = Path(path)
+    if path.suffix.lower() != ".bib" and not path.is_dir():
+        raise CorpusError(path, None, "is not a .bib file; give a path ending in .bib")
     if path.is_dir():
         raise CorpusError(path, None, "is a directory; give the path of a .bib file")
     if not path.parent.is_dir():

@@ -153,12 +153,18 @@ def test_ask_writes_cited_sources_as_bibtex(bundled_dir: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("target", "problem"),
-    [("missing/answer.bib", "the folder"), (".", "is a directory"), ("broken.bib", "cannot parse the entry")],
+    [
+        ("missing/answer.bib", "the folder"),
+        (".", "is a directory"),
+        ("broken.bib", "cannot parse the entry"),
+        ("notes.txt", "notes.txt: is not a .bib file; give a path ending in .bib"),
+    ],
 )
 def test_ask_refuses_a_bib_target_it_could_not_write_before_answering(
     bundled_dir: Path, tmp_path: Path, target: str, problem: str
 ) -> None:
     (tmp_path / "broken.bib").write_text("@article{x, title={A\n")
+    (tmp_path / "notes.txt").write_text("My notes.\n")
     proc = run_rag(
         "ask",
         "How many queries does the LitSearch benchmark contain?",
@@ -170,3 +176,4 @@ def test_ask_refuses_a_bib_target_it_could_not_write_before_answering(
     assert proc.stdout == ""  # no answer printed, then an error
     assert len(proc.stderr.splitlines()) == 1 and problem in proc.stderr, proc.stderr
     assert (tmp_path / "broken.bib").read_text() == "@article{x, title={A\n"
+    assert (tmp_path / "notes.txt").read_text() == "My notes.\n"
