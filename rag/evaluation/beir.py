@@ -22,7 +22,10 @@ from rag.workspace import Workspace
 def _qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
+        reader = csv.DictReader(fh, delimiter="\t")
+        if reader.fieldnames is not None and not {"query-id", "corpus-id", "score"} <= set(reader.fieldnames):
+            raise RagError(f"{path}: the first line must be the header query-id, corpus-id, score (tab-separated)")
+        for row in reader:
             try:
                 score = int(row["score"])
             except (KeyError, TypeError, ValueError):
@@ -48,7 +51,11 @@ def evaluate_beir(folder: Path, ws: Workspace, retrievers: list[Mode]) -> dict:
         if not path.is_file():
             raise RagError(f"{folder} is not a BEIR dataset: {path} is missing")
     qrels = _qrels(paths["qrels/test.tsv"])
+    if not qrels:
+        raise RagError(f"{paths['qrels/test.tsv']}: no relevance judgment with a score above 0; nothing to measure")
     queries = {str(q["_id"]): q["text"] for q in _rows(paths["queries.jsonl"], "_id", "text") if str(q["_id"]) in qrels}
+    if not queries:
+        raise RagError(f"{paths['queries.jsonl']}: none of the judged queries is in it; nothing to measure")
     collection = "beir-" + re.sub(r"[^a-z0-9]+", "-", folder.resolve().name.lower()).strip("-")
     with Workspace(ws.settings.model_copy(update={"collection": collection})) as own:
         with tempfile.TemporaryDirectory() as tmp:

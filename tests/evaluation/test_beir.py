@@ -48,3 +48,22 @@ def test_bad_beir_lines_are_one_error_naming_the_line(tmp_path):
     (folder / "queries.jsonl").unlink()
     with pytest.raises(RagError, match="is not a BEIR dataset: .*queries.jsonl is missing"):
         evaluate_beir(folder, ws, ["bm25"])
+
+
+@pytest.mark.parametrize(
+    ("qrels", "problem"),
+    [
+        ("query-id\tcorpus-id\tscore\n", "no relevance judgment with a score above 0"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\t0\n", "no relevance judgment with a score above 0"),
+        ("q1\td1\t1\n", "the first line must be the header query-id, corpus-id, score"),
+        ("query-id\tcorpus-id\tscore\nq9\td1\t1\n", "none of the judged queries is in it"),
+    ],
+)
+def test_qrels_that_judge_nothing_are_an_error_not_zero_figures(tmp_path, qrels, problem):
+    folder = tmp_path / "empty-beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "qrels" / "test.tsv").write_text(qrels)
+    write_jsonl(folder / "corpus.jsonl", [{"_id": "d1", "text": "a document"}])
+    write_jsonl(folder / "queries.jsonl", [{"_id": "q1", "text": "a query"}])
+    with pytest.raises(RagError, match=problem):
+        evaluate_beir(folder, Workspace(make_settings(tmp_path / "d")), ["bm25"])
