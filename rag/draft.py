@@ -97,7 +97,7 @@ def _read_source(path: Path) -> str:
     if b"\x00" in data[:8192]:
         raise DraftError(f"{path}: looks like a binary file, not a .tex or .md draft")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig").replace("\r\n", "\n")  # a draft saved on Windows reads the same
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DraftError(f"{path}:{line}: invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
@@ -142,6 +142,11 @@ _MULTI_CITE_MACROS = "cites parencites textcites autocites footcites Cites Paren
 _MORE_CITE_GROUPS = re.compile(r"(?:\[[^\[\]]*\]|\{[^{}]*\})*")
 _NOTE_MACROS = ("footnote", "footnotetext")  # their text, citations included, is read where they stand
 _BIB_MACROS = ("bibliography", "addbibresource")
+# A macro whose argument cites (\textbf{... \cite{k}}, \caption{...}) is read inside, not flattened to
+# text (which drops the citation); a heading or caption is a paragraph of its own.
+_CITE_NAMES = "|".join(sorted({*_CITE_MACROS, *_MULTI_CITE_MACROS}, key=len, reverse=True))
+_CITES_INSIDE = re.compile(rf"\\(?:{_CITE_NAMES})\b")
+_OWN_PARAGRAPH = {"part", "chapter", "section", "subsection", "subsubsection", "paragraph", "subparagraph", "caption"}
 _VERBATIM_ENVS = {"verbatim", "verbatim*", "lstlisting", "minted", "comment"}
 _MATH_ENVS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline", "eqnarray", "displaymath"}
 
@@ -286,6 +291,17 @@ def read_latex(path: Path, source: str) -> Draft:
             if isinstance(node, LatexCharsNode):
                 emit(node.chars, node.pos, chars=True)
                 continue
+            if isinstance(node, LatexMacroNode | LatexGroupNode) and _CITES_INSIDE.search(node.latex_verbatim()):
+                if isinstance(node, LatexGroupNode):
+                    walk(node.nodelist)
+                    continue
+                apart = node.macroname.rstrip("*") in _OWN_PARAGRAPH
+                emit("\n\n" if apart else " ", node.pos)
+                for arg in node.nodeargd.argnlist if node.nodeargd else []:
+                    if isinstance(arg, LatexGroupNode):
+                        walk(arg.nodelist)
+                emit("\n\n" if apart else "", node.pos + node.len)
+                continue
             emit(l2t.nodelist_to_text([node]), node.pos)
 
     document = next((n for n in nodes if isinstance(n, LatexEnvironmentNode) and n.environmentname == "document"), None)
@@ -321,8 +337,9 @@ def read_latex(path: Path, source: str) -> Draft:
     return Draft(path, "latex", _sentences(text, line_of, cites), bib_names, empty_cites)
 
 
-_PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@[A-Za-z0-9_][^\[\]]*)\](?!\()")
-_PANDOC_KEY = re.compile(r"(?<![\w.@])-?@([A-Za-z0-9_](?:[\w:.#$%&+?<>~/-]*[\w])?)")
+# A key starts with a letter (any script), digit or _, or is any text in braces: @{10.1000/xyz}.
+_PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@(?:\w|\{)[^\[\]]*)\](?!\()")
+_PANDOC_KEY = re.compile(r"(?<![\w.@])-?@(?:\{([^{}\s]+)\}|(\w(?:[\w:.#$%&+?<>~/-]*\w)?))")
 _PANDOC_EMPTY = re.compile(r"\[\s*-?@\s*(?:;\s*-?@\s*)*\]")  # a citation naming no key: [@]
 _FOOTNOTE_LABEL = re.compile(r"\[\^[^\]\s]+\]:?")  # pandoc's [^1] marks and "[^1]:" definitions
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
@@ -356,8 +373,14 @@ def _front_matter_bibliography(front: str) -> list[str]:
     return []
 
 
+# Where a Markdown draft holds prose: paragraphs, headings and table cells (and an HTML block that
+# cites, read with its tags taken out).
+_PROSE_OPEN = {"paragraph_open", "heading_open", "th_open", "td_open"}
+
+
 def read_markdown(path: Path, source: str) -> Draft:
     from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
     bib_names: list[str] = []
     front = _FRONT_MATTER.match(source)
@@ -369,16 +392,18 @@ def read_markdown(path: Path, source: str) -> Draft:
     cites: list[list[str]] = []
     empty_cites: list[int] = []
     for i, token in enumerate(tokens):
-        if token.type != "inline" or i == 0 or tokens[i - 1].type != "paragraph_open" or not token.map:
+        if token.type == "html_block" and token.map and _PANDOC_GROUP.search(token.content):
+            token.children = [Token("text", "", 0, content=re.sub(r"<[^>]*>", " ", token.content))]
+        elif token.type != "inline" or i == 0 or tokens[i - 1].type not in _PROSE_OPEN or not token.map:
             continue
 
         def group(m: re.Match[str]) -> str:
-            keys = [k for k in _PANDOC_KEY.findall(m.group(1))]
+            keys = [braced or plain for braced, plain in _PANDOC_KEY.findall(m.group(1))]
             cites.append(keys)
             return f" [@@{len(cites) - 1}]"
 
         def bare(m: re.Match[str]) -> str:  # an in-text citation: "@doe99 shows that ..."
-            cites.append([m.group(1)])
+            cites.append([m.group(1) or m.group(2)])
             return f"[@@{len(cites) - 1}]"
 
         pieces: list[tuple[bool, str]] = []  # (in a code span, text): `[@key]` in code is code, as for pandoc

@@ -49,7 +49,7 @@ def test_markdown_pandoc_citations(tmp_path: Path) -> None:
         "Mail x@y.com.\n\n- As @d shows.\n\n```\n[@zz] code\n```\n"
     )
     draft = read_draft(md)
-    assert [(s.line, s.keys) for s in draft.sentences] == [(6, ["a", "b"]), (6, ["c"]), (7, []), (9, ["d"])]
+    assert [(s.line, s.keys) for s in draft.sentences] == [(4, []), (6, ["a", "b"]), (6, ["c"]), (7, []), (9, ["d"])]
     assert draft.bib_names == ["refs.bib"]
 
 
@@ -224,3 +224,36 @@ def test_measured_on_the_labelled_set(workspace) -> None:
     assert figures["sentences"] == 48 and figures["not_scored"] == 0
     assert figures["accuracy_by_kind"]["wrong_citation"] == 1.0
     assert figures["balanced_accuracy"] >= 0.8 and figures["unsupported_precision"] >= 0.85
+
+
+def test_citations_in_formatting_headings_captions_and_tables_are_read(tmp_path: Path) -> None:
+    tex = _write(
+        tmp_path / "d.tex",
+        "\\begin{document}\n"
+        "\\textbf{Gadgets improve recall by 99\\% \\cite{a}.}\n"
+        "\\emph{Widgets improve throughput \\citep{b}.} \\label{x}\n"
+        "\\section{Zorblax reach low perplexity \\cite{c}}\n"
+        "\\begin{table}\\caption{Gadgets improve recall \\cite{a}.}\\end{table}\n"
+        "{Grouped claim about widgets \\cite{b}.}\n"
+        "\\end{document}\n",
+    )
+    got = [(s.line, s.keys) for s in read_draft(tex).sentences if s.keys]
+    assert got == [(2, ["a"]), (3, ["b"]), (4, ["c"]), (5, ["a"]), (6, ["b"])]
+    assert all("x" != s.text for s in read_draft(tex).sentences)  # a label is no prose
+    md = tmp_path / "d.md"
+    md.write_bytes(
+        "---\r\nbibliography: refs.bib\r\n---\r\n"  # saved on Windows
+        "## Zorblax reach low perplexity [@c]\r\n\r\n"
+        "| claim |\r\n|---|\r\n| Gadgets improve recall by 98% [@a]. |\r\n\r\n"
+        "<div>Widgets improve throughput by 92% [@b].</div>\r\n\r\n"
+        "Widgets improve throughput [@\u00fcn\u00efcode]. And again [@{10.1000/xyz}].\r\n".encode()
+    )
+    draft = read_draft(md)
+    assert draft.bib_names == ["refs.bib"]
+    assert [(s.line, s.keys) for s in draft.sentences if s.keys] == [
+        (4, ["c"]),
+        (8, ["a"]),
+        (10, ["b"]),
+        (12, ["\u00fcn\u00efcode"]),
+        (12, ["10.1000/xyz"]),
+    ]
