@@ -333,6 +333,8 @@ def check_draft(
     from rag.draft import check_draft as run_check
 
     parsed = read_draft(draft)
+    for name in parsed.unread:
+        typer.echo(f"rag: {draft}: the file it includes, {name}, is not read; check that file on its own", err=True)
     bib_paths = bib_for(parsed, bib)
     entries = load_entries(bib_paths)
     with _workspace() as ws:

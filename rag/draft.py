@@ -82,6 +82,7 @@ class Draft:
     sentences: list[DraftSentence]
     bib_names: list[str] = field(default_factory=list)  # as \bibliography{} or front matter names them
     empty_cites: list[int] = field(default_factory=list)  # lines of citations that name no key: \cite{}, [@]
+    unread: list[str] = field(default_factory=list)  # files \input{} or \include{} names: not read here
 
 
 # ---- reading drafts ----------------------------------------------------------------------------
@@ -142,6 +143,7 @@ _MULTI_CITE_MACROS = "cites parencites textcites autocites footcites Cites Paren
 _MORE_CITE_GROUPS = re.compile(r"(?:\[[^\[\]]*\]|\{[^{}]*\})*")
 _NOTE_MACROS = ("footnote", "footnotetext")  # their text, citations included, is read where they stand
 _BIB_MACROS = ("bibliography", "addbibresource")
+_INPUT_MACROS = ("input", "include", "subfile")  # another file's text: named, not followed
 # A macro whose argument cites (\textbf{... \cite{k}}, \caption{...}) is read inside, not flattened to
 # text (which drops the citation); a heading or caption is a paragraph of its own.
 _CITE_NAMES = "|".join(sorted({*_CITE_MACROS, *_MULTI_CITE_MACROS}, key=len, reverse=True))
@@ -160,7 +162,8 @@ def _latex_walker(source: str):
         "rag-citations",
         macros=[MacroSpec(name, "*[[{") for name in _CITE_MACROS]
         + [MacroSpec(name, "[[{") for name in _MULTI_CITE_MACROS]
-        + [MacroSpec(name, "[{") for name in (*_BIB_MACROS, *_NOTE_MACROS)],
+        + [MacroSpec(name, "[{") for name in (*_BIB_MACROS, *_NOTE_MACROS)]
+        + [MacroSpec(name, "{") for name in _INPUT_MACROS],
         prepend=True,
     )
     return LatexWalker(source, latex_context=db, tolerant_parsing=False)
@@ -229,6 +232,7 @@ def read_latex(path: Path, source: str) -> Draft:
     cites: list[list[str]] = []
     bib_names: list[str] = []
     empty_cites: list[int] = []
+    unread: list[str] = []
     offset = 0
 
     def emit(text: str, pos: int, chars: bool = False) -> None:
@@ -288,6 +292,11 @@ def read_latex(path: Path, source: str) -> Draft:
                 bib_names.extend(n.strip() for n in _arg_text(node).split(",") if n.strip())
                 emit("\n\n", node.pos)
                 continue
+            if isinstance(node, LatexMacroNode) and node.macroname in _INPUT_MACROS:
+                if name := _arg_text(node).strip():
+                    unread.append(name)
+                emit("\n\n", node.pos)
+                continue
             if isinstance(node, LatexCharsNode):
                 emit(node.chars, node.pos, chars=True)
                 continue
@@ -334,7 +343,7 @@ def read_latex(path: Path, source: str) -> Draft:
             return _line_at(source, src + len(piece[inside:]) - len(piece[inside:].lstrip()))
         return _line_at(source, src)
 
-    return Draft(path, "latex", _sentences(text, line_of, cites), bib_names, empty_cites)
+    return Draft(path, "latex", _sentences(text, line_of, cites), bib_names, empty_cites, unread)
 
 
 # A key starts with a letter (any script), digit or _, or is any text in braces: @{10.1000/xyz}.

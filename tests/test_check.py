@@ -257,3 +257,13 @@ def test_citations_in_formatting_headings_captions_and_tables_are_read(tmp_path:
         (12, ["\u00fcn\u00efcode"]),
         (12, ["10.1000/xyz"]),
     ]
+
+
+def test_an_included_file_is_named_as_not_read(bundled_dir: Path, tmp_path: Path) -> None:
+    tex = _write(
+        tmp_path / "main.tex", "\\begin{document}\nIntro.\n\\input{intro}\n\\include{ch/two}\n\\end{document}\n"
+    )
+    assert read_draft(tex).unread == ["intro", "ch/two"]
+    proc = run_rag("check", str(tex), "--bib", str(DRAFTS / "refs.bib"), env={"RAG_DATA_DIR": str(bundled_dir)})
+    assert f"rag: {tex}: the file it includes, intro, is not read; check that file on its own" in proc.stderr
+    assert "ch/two, is not read" in proc.stderr and "Traceback" not in proc.stderr
