@@ -119,13 +119,40 @@ def _read_text(path: Path) -> str:
         raise CorpusError(path, line, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
 
 
+# One operand of a field's value: "quoted", {braced} (one level of inner braces), or a name; the
+# operands are joined by `#`.
+_OPERAND = re.compile(r'\s*("(?:[^"\\]|\\.)*"|\{(?:[^{}]|\{[^{}]*\})*\}|[A-Za-z0-9_:.+-]+)\s*(#|$)')
+
+
+def _field_value(raw: str, strings: dict[str, str], depth: int = 0) -> str:
+    """A field's value as BibTeX reads it: delimiters taken off, operands joined by `#`
+    ("Alpha Paper on " # wb), @string names resolved; a name nothing defines stays as written,
+    and a value that is not such operands is kept whole."""
+    operands, pos = [], 0
+    while pos < len(raw):
+        m = _OPERAND.match(raw, pos)
+        if m is None or m.end() == pos:
+            return raw
+        operands.append(m.group(1))
+        pos = m.end()
+    parts = []
+    for operand in operands:
+        if operand[0] in '"{':
+            parts.append(operand[1:-1])
+        elif (named := strings.get(operand.lower())) is not None and depth < 8:
+            parts.append(_field_value(named, strings, depth + 1))
+        else:
+            parts.append(operand)
+    return "".join(parts)
+
+
 def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
     """Every entry of a BibTeX text; a block that fails to parse or a repeated key is an error."""
     import bibtexparser
     from bibtexparser.model import DuplicateBlockKeyBlock
 
     logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)  # failures are raised below, not logged
-    library = bibtexparser.parse_string(text)
+    library = bibtexparser.parse_string(text, parse_stack=[])  # values as written: see _field_value
     for block in library.failed_blocks:
         line = (block.start_line or 0) + 1
         raw = (block.raw or "").strip()
@@ -135,9 +162,10 @@ def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
         raise CorpusError(
             path, line, f"cannot parse the entry starting {head!r} (unbalanced braces or quotes?); fix the entry"
         )
+    strings = {key.lower(): str(block.value) for key, block in library.strings_dict.items()}
     entries = []
     for e in library.entries:
-        fields = {f.key.lower(): latex_text(str(f.value)) for f in e.fields}
+        fields = {f.key.lower(): latex_text(_field_value(str(f.value), strings)) for f in e.fields}
         entries.append(BibEntry(key=e.key, type=e.entry_type.lower(), fields=fields, line=(e.start_line or 0) + 1))
     return entries
 

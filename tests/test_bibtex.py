@@ -177,3 +177,16 @@ def test_ask_refuses_a_bib_target_it_could_not_write_before_answering(
     assert len(proc.stderr.splitlines()) == 1 and problem in proc.stderr, proc.stderr
     assert (tmp_path / "broken.bib").read_text() == "@article{x, title={A\n"
     assert (tmp_path / "notes.txt").read_text() == "My notes.\n"
+
+
+def test_string_macros_and_concatenation_are_resolved_not_stored_raw() -> None:
+    entries = parse_bib(
+        '@string{wb = "Widgets"}\n@string{two = {Two } # wb}\n'
+        '@misc{a, title = "Alpha Paper on " # wb, abstract = "Quoted with " # "joined text.", month = jan}\n'
+        '@misc{b, title = two # " and " # {More {Stuff}}, abstract = {C# code, and "x # y"}}\n'
+    )
+    assert [(e.key, e.title, e.fields["abstract"]) for e in entries] == [
+        ("a", "Alpha Paper on Widgets", "Quoted with joined text."),
+        ("b", "Two Widgets and More Stuff", 'C# code, and "x # y"'),
+    ]
+    assert entries[0].fields["month"] == "jan"  # a name nothing defines stays as written
