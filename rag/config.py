@@ -196,6 +196,17 @@ class Settings(BaseSettings):
         """ "~/rag-data" is the user's home folder, as in a shell, not a folder named "~"."""
         return Path(value).expanduser() if isinstance(value, str | Path) and str(value).startswith("~") else value
 
+    @field_validator("collection")
+    @classmethod
+    def _chroma_name(cls, value: str) -> str:
+        """Chroma's own rule for a collection name, as one settings line before the store opens."""
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]", value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a collection name: 3-512 letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
     @field_validator("embed_model_dir", mode="before")
     @classmethod
     def _model_dir_given(cls, value: Any) -> Any:

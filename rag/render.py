@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from rag.draft import DraftReport
     from rag.retrieval import SearchResult
 
-console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-messages = Console(highlight=False, stderr=True)
+console = Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())
+messages = Console(highlight=False, emoji=False, stderr=True)
 
 
 def _snippet(text: str, width: int = 220) -> str:
@@ -36,7 +36,9 @@ def print_search(result: SearchResult) -> None:
         console.print("No papers match.")
         return
     for hit in result.results:
-        console.print(f"[bold]{hit.rank:>2}. {escape(hit.title)}[/bold]  [dim]{hit.paper_id}  {hit.score:.4f}[/dim]")
+        console.print(
+            f"[bold]{hit.rank:>2}. {escape(hit.title)}[/bold]  [dim]{escape(hit.paper_id)}  {hit.score:.4f}[/dim]"
+        )
         console.print(f"    {escape(_snippet(hit.evidence))}")
 
 

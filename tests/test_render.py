@@ -21,3 +21,13 @@ def test_an_abstention_after_streamed_text_starts_on_its_own_line(monkeypatch):
     monkeypatch.setattr(render, "console", console)
     render.print_answer(answer, streamed=True)
     assert console.export_text().splitlines()[0] == NO_ANSWER
+
+
+def test_a_search_result_is_shown_as_stored_no_emoji_codes_or_markup():
+    from rag.retrieval import PaperHit, SearchResult
+
+    hit = PaperHit(1, "id-[red]x[/red]", "A :smile: title", 0.5, "evidence with :rocket: and [bold]", "c1")
+    with render.console.capture() as captured:
+        render.print_search(SearchResult("q", [hit]))
+    shown = captured.get()
+    assert "A :smile: title" in shown and ":rocket:" in shown and "[bold]" in shown and "id-[red]x[/red]" in shown
