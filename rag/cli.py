@@ -201,6 +201,10 @@ def ask(
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)
     if problem := too_long(question):
         _fail(f"the question is too long: {problem}", 2)
+    if agent and no_llm:
+        _fail("--agent needs the LLM that --no-llm turns off; drop one of them", 2)
+    if model is not None and not model.strip():
+        _fail("--model is empty; give a model name, or leave --model out for RAG_LLM_MODEL", 2)
     if server := _settings().server_url:
         if bib is not None:
             _fail("--bib needs the store, which `rag serve` does not lend out yet; unset RAG_SERVER_URL for it", 2)

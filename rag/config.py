@@ -196,6 +196,14 @@ class Settings(BaseSettings):
         """ "~/rag-data" is the user's home folder, as in a shell, not a folder named "~"."""
         return Path(value).expanduser() if isinstance(value, str | Path) and str(value).startswith("~") else value
 
+    @field_validator("llm_model")
+    @classmethod
+    def _model_named(cls, value: str) -> str:
+        """An empty model name would be sent to the endpoint as it is."""
+        if not value.strip():
+            raise ValueError("it is empty; give the model's name or unset RAG_LLM_MODEL for the default")
+        return value.strip()
+
     @field_validator("collection")
     @classmethod
     def _chroma_name(cls, value: str) -> str:

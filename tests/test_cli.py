@@ -120,3 +120,10 @@ def test_a_full_disk_under_stdout_is_one_line_even_with_json(bundled_dir):
         assert (
             proc.returncode == 1 and line == "rag: error: no space left on the device; free some space and run it again"
         )
+
+
+def test_agent_without_an_llm_and_an_empty_model_are_usage_errors():
+    both = run_rag("ask", "what is FP8?", "--no-llm", "--agent")
+    assert both.returncode == 2 and "--agent needs the LLM that --no-llm turns off" in both.stderr
+    empty = run_rag("ask", "what is FP8?", "--model", " ")
+    assert empty.returncode == 2 and "--model is empty" in empty.stderr

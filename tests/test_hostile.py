@@ -167,6 +167,7 @@ def test_stored_text_is_clean_so_every_reader_gets_clean_text(tmp_path):
         ({"RAG_LLM_TIMEOUT": "nan"}, "invalid setting llm_timeout: Input should be a finite number"),
         ({"RAG_LLM_DEADLINE": "-1"}, "invalid setting llm_deadline"),
         ({"RAG_LLM_MAX_TOKENS": "0"}, "invalid setting llm_max_tokens"),
+        ({"RAG_LLM_MODEL": " "}, "invalid setting llm_model: it is empty; give the model's name"),
         ({"RAG_COLLECTION": "ab"}, "invalid setting collection: 'ab' is not a collection name: 3-512 letters"),
         ({"RAG_COLLECTION": "a/b c"}, "invalid setting collection: 'a/b c' is not a collection name"),
     ],
