@@ -33,10 +33,11 @@ INSTRUCTIONS = (
 def check_passage(text: str, papers: list[str], checker: Any) -> dict[str, Any]:
     """Each sentence of `text`: its [n] citations resolved to `papers`, and its verdict."""
     from rag.draft import BAD_CITATION_LABEL, CitedPaper, clean_sentence
-    from rag.sentences import citations_of, split_sentences, strip_citations
+    from rag.sentences import citations_of, normalise_citations, split_sentences, strip_citations
 
     sentences = []
     counts: dict[str, int] = {}
+    text = normalise_citations(text)  # "[1-2]" cites 1 and 2, "[-1]" no source: as for an LLM's answer
     for number, sentence in enumerate(split_sentences(text), start=1):
         cites = citations_of(sentence)
         claim = clean_sentence(strip_citations(sentence))

@@ -61,3 +61,17 @@ async def test_tools_over_stdio(bundled_dir: Path) -> None:
         search_tool = next(t for t in (await client.list_tools()).tools if t.name == "search")
         assert search_tool.input_schema["properties"]["k"]["maximum"] == 100
         assert "\n" not in (search_tool.description or "")
+
+
+def test_check_reads_citation_ranges_and_no_marker_is_left_in_the_text(workspace) -> None:
+    from rag.draft import Checker, CorpusIndex
+    from rag.mcp_server import check_passage
+
+    papers = sorted(workspace.store.titles())[:2]
+    checker = Checker(CorpusIndex.from_store(workspace.store), workspace.retriever, workspace.verifier)
+    text = "Both papers study widget recall [1-2]. A third source is named [1-3]. No source at all [-1]."
+    sentences = check_passage(text, papers, checker)["sentences"]
+    assert [s["citations"] for s in sentences] == [[1, 2], [1, 2, 3], [0]]
+    assert [s["verdict"] for s in sentences][1:] == ["bad_citation", "bad_citation"]
+    assert sentences[0]["verdict"] != "uncited"
+    assert not any("[" in s["text"] for s in sentences)
