@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,9 +60,16 @@ def _is_key(token: str) -> bool:
     return sum(c.isupper() for c in core) >= 2 or (core[0].islower() and any(c.isupper() for c in core))
 
 
+def unaccented(text: str) -> str:
+    """`text` without accents: a writer's "Uber" names the abstract's "Über"."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def normalise_key(token: str) -> str:
-    """One spelling per key: "Llama-2", "llama 2" and "LLaMA2" are all "llama2"."""
-    token = token.lower().rstrip(".")
+    """One spelling per key: "Llama-2", "llama 2" and "LLaMA2" are all "llama2"; "Über" is "uber"."""
+    token = unaccented(token).lower().rstrip(".")
     token = token.replace(",", "")
     return re.sub(r"[-‐–—\s]", "", token)
 
@@ -119,7 +127,7 @@ def _key_pattern(key: str) -> re.Pattern[str]:
 
 @lru_cache(maxsize=4096)
 def _lowered(text: str) -> str:
-    return _magnitudes(text).lower().replace("×", "x")
+    return unaccented(_magnitudes(text)).lower().replace("×", "x")
 
 
 def contains_key(source: str, key: str) -> bool:

@@ -177,3 +177,12 @@ def test_a_question_acronym_is_mentioned_by_the_words_it_stands_for():
     assert mentions("A sparse Mixture-of-Experts layer.", "MoE")
     assert not mentions("Models are trained by maximum likelihood.", "MLE")
     assert not mentions("Models are trained by maximum likelihood estimation.", "Mle")  # not written as an acronym
+
+
+def test_a_name_written_without_its_accents_is_the_same_name():
+    from rag.terms import contains_key, mentions, normalise_key
+
+    assert mentions("We show that Über-models reach 88% on BibBench.", "Uber")
+    assert mentions("The Uber model.", "Über") and normalise_key("Über") == "uber"
+    assert contains_key("Résumé parsing with BÉRT", normalise_key("BERT"))
+    assert not mentions("We show that Über-models reach 88%.", "Ubers-x")
