@@ -17,6 +17,9 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
+    for old in folder.glob("*.png"):  # a chart of an earlier run into this folder is no chart of this one
+        if old.name == "recall_at_k.png" or old.name.startswith("answers_"):
+            old.unlink(missing_ok=True)
     written = []
     curves = {name: block for name, block in report["retrieval"].items() if block["overall"]}  # none: no gold
     if curves:

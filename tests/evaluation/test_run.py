@@ -194,10 +194,14 @@ def test_a_suite_without_answerable_questions_has_no_retrieval_figures_rather_th
         [{"id": "u1", "question": "What is the boiling point of tungsten?", "type": "unanswerable", "gold": []}],
     )
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "recall_at_k.png").write_bytes(b"an earlier run's chart")
     proc = run_rag(
         "eval", str(suite), "--retrievers", "hybrid", "--out", str(out), env={"RAG_DATA_DIR": str(bundled_dir)}
     )
     assert proc.returncode == 0, proc.stderr
+    assert not (out / "recall_at_k.png").exists()  # no recall to chart: the old chart does not stay as if it were
+    assert "matplotlib is not installed" not in proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["retrieval"]["hybrid"]["overall"] == {}
     assert "| hybrid | – | – | – | – |" in (out / "report.md").read_text()
