@@ -15,7 +15,7 @@ from rag import extractive, structured
 from rag.abstain import TUNING, Assessment, Evidence, assess, default_model, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, SentenceCheck, Verifier, check
-from rag.llm import LLM
+from rag.llm import LLM, EmptyReply
 from rag.prompts import ABSTAIN_PHRASE, render
 from rag.question import Question
 from rag.repair import GroundingMode, Repaired, repair
@@ -283,7 +283,12 @@ def answer_question(
         budget = budget_for(window, llm_max_tokens(llm), system, frame) if isinstance(window, int) else None
         packed = pack([(s.n, s.title, s.abstract) for s in sources], budget)
         user = render("answer", sources=packed.block, question=question)
-        text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()
+        try:
+            text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()
+        except EmptyReply:
+            if grounding != "strict":
+                raise
+            text = ""  # nothing of the model's holds up: strict mode shows the extractive answer instead
         context = packed
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),

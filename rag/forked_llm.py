@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from rag.config import Settings, mask_url
 from rag.context import model_window
 from rag.errors import RagError
-from rag.llm import FormatRefused, LLMError, OpenAICompatible
+from rag.llm import EmptyReply, FormatRefused, LLMError, OpenAICompatible
 
 
 class ForkedLLM:
@@ -70,6 +70,8 @@ class ForkedLLM:
                 return
             elif kind == "refused":
                 raise FormatRefused(value)
+            elif kind == "empty":
+                raise EmptyReply(value)
             else:
                 raise LLMError(value)
 
@@ -114,6 +116,8 @@ def _reply(conn, llm: OpenAICompatible | None, error: str, request: tuple) -> No
         raise
     except FormatRefused as exc:
         conn.send(("refused", str(exc)))
+    except EmptyReply as exc:
+        conn.send(("empty", str(exc)))
     except RagError as exc:
         conn.send(("error", str(exc)))
     except Exception as exc:

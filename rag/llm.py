@@ -39,6 +39,10 @@ class LLMError(RagError):
     pass
 
 
+class EmptyReply(LLMError):
+    """The endpoint answered, with nothing in it: in strict grounding, a model answer that did not hold up."""
+
+
 class FormatRefused(LLMError):
     """The endpoint rejected the requested response format (HTTP 400 or 422) before replying."""
 
@@ -393,7 +397,9 @@ class OpenAICompatible:
                 "reason or [DONE]); try again or check the server"
             )
         if not text.strip():
-            raise LLMError(f"the LLM endpoint {self.endpoint} returned an empty reply; check the model ({self.model})")
+            raise EmptyReply(
+                f"the LLM endpoint {self.endpoint} returned an empty reply; check the model ({self.model})"
+            )
         self.usage = reported or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),
             "completion_tokens": count_tokens(text),

@@ -59,7 +59,6 @@ def ask(bundled_dir, base_url: str, **env: str):
         ("nosse", "sent a malformed reply (no chat completion events", 1),
         ("cut", "cut off its reply (the connection closed mid-stream)", 1),
         ("cutclean", "cut off its reply (the stream ended without a finish reason or [DONE])", 1),
-        ("empty", "returned an empty reply", 1),
         ("slow", "did not answer within 1 s (3 attempts, ", 3),
     ],
 )
@@ -71,6 +70,17 @@ def test_endpoint_failures_are_one_line_with_exit_1(bundled_dir, server, endpoin
     assert f"{endpoint}/{mode}/v1" in lines[0] and message in lines[0], lines[0]
     # retried with backoff only before any text arrived (429, 5xx, time-outs), never a cut stream
     assert server.requests[mode] == tries
+
+
+def test_an_empty_reply_falls_back_in_strict_mode_and_is_an_error_in_mark_mode(bundled_dir, endpoint):
+    strict = ask(bundled_dir, f"{endpoint}/empty/v1")
+    assert strict.returncode == 0, strict.stderr
+    assert "did not hold up against the sources" in strict.stdout + strict.stderr
+    assert "[1]" in strict.stdout.split("\nSources:")[0]  # the extractive answer, cited
+    mark = ask(bundled_dir, f"{endpoint}/empty/v1", RAG_GROUNDING="mark")
+    assert mark.returncode == 1
+    (line,) = mark.stderr.strip().splitlines()
+    assert "returned an empty reply" in line
 
 
 def test_a_hang_reports_the_time_it_really_took(bundled_dir, endpoint):
