@@ -124,7 +124,10 @@ def test_a_reply_that_only_repeats_titles_or_the_question_falls_back(workspace):
     """Such sentences are supported (the words are in the source) but tell the user nothing."""
     titled = "Efficient Post-training Quantization with FP8 Formats [1]. ZeroQuant-FP [2]."
     echoed = "Papers compare FP8 vs INT8 [1]."
-    for reply in (titled, echoed):
+    # a title with one stray word or number after it says no more (MIN_NEW)
+    stray_word = "Efficient Post-training Quantization with FP8 Formats tasks [1]."
+    stray_number = "Efficient Post-training Quantization with FP8 Formats 75 [1]."
+    for reply in (titled, echoed, stray_word, stray_number):
         mark = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="mark")
         assert all(s.supported for s in mark.grounding.claims), reply
         strict = answer_question(FP8, workspace.retriever, llm=ScriptedLLM(reply), grounding="strict")
