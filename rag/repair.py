@@ -11,8 +11,9 @@ step acts on the verdicts, whatever model wrote the answer:
   * in `strict` mode, when too little of the model's answer survives (MIN_KEPT), the answer falls
     back to the extractive one, quoted from the abstracts; a surviving sentence that only repeats
     the question or a source's title ("Sparse Upcycling: Inference Inefficient Finetuning [1]"),
-    or adds one stray word or number to them (MIN_NEW), does not count as surviving, and an answer whose surviving claims share no word with the
-    question, or state no number when the question asks for one, falls back too.
+    or adds one stray word or number to a whole title (MIN_NEW), does not count as surviving, and
+    an answer whose surviving claims share no word with the question, or state no number when the
+    question asks for one, falls back too.
 A claim repeated word for word (a model looping) is kept once. Sentences making no claim ("Here is
 what the sources say:") are kept as they are. An answer whose
 every sentence is supported as the model cited it, and that shares a word with the question, comes
@@ -185,7 +186,6 @@ def repair(
     # does a title with one stray word or number after it ("FasterDiT: ... Premise 1 [4]")
     known = terms(question).union(*(terms(title) for title, _ in sources.values()))
     known_keys = key_tokens(question).union(*(key_tokens(title) for title, _ in sources.values()))
-
     titles = [t for t in (terms(title) for title, _ in sources.values()) if len(t) >= 3]
 
     def says_something(sentence: str) -> bool:
