@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from rag.corpus import CorpusError
+from rag.sanitise import unaccented
 
 _ARXIV_ID = re.compile(r"(?:arxiv[:/]\s*|abs/|pdf/)?(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?", re.I)
 _ARXIV_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/([^\s?#]+?)(?:v\d+)?(?:\.pdf)?(?:[?#].*)?$", re.I)
@@ -182,8 +182,7 @@ _STOPWORDS = frozenset("a an the on of in for and to with from towards toward is
 
 
 def _ascii_word(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    return re.sub(r"[^a-z0-9]", "", "".join(c for c in text if not unicodedata.combining(c)).lower())
+    return re.sub(r"[^a-z0-9]", "", unaccented(text).lower())
 
 
 def cite_key(title: str, authors: str = "", year: str = "") -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.sanitise import clean, has_surrogate
+from rag.sanitise import clean, has_surrogate, unaccented
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 
@@ -62,8 +61,7 @@ def normalise_title(title: str) -> str:
     """Case-, accent- and punctuation-insensitive form of a title: its Latin letters and digits,
     or, for a title written without them (Chinese, Russian, ...), its letters in any script, so
     that no two such titles share one form (and one paper id)."""
-    text = unicodedata.normalize("NFKD", title)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = unaccented(title).lower()
     return " ".join(re.findall(r"[a-z0-9]+", text)) or " ".join(re.findall(r"[^\W_]+", text))
 
 

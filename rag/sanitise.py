@@ -15,6 +15,7 @@ surrogates (which cannot be printed or stored as UTF-8) become U+FFFD.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # ECMA-48 sequences, 7-bit (ESC ...) and 8-bit (C1) forms:
 #   CSI: ESC [ or U+009B, parameter bytes, intermediate bytes, one final byte
@@ -97,3 +98,10 @@ class StreamCleaner:
         """What is left at the end of the stream; an unfinished sequence is dropped."""
         held, self._held = self._held, ""
         return "\n" if held == "\r" else ""
+
+
+def unaccented(text: str) -> str:
+    """`text` without accents ("Über" is "Uber"): a writer may leave them out."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))

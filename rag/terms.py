@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rag.sanitise import unaccented
 from rag.sentences import strip_citations
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
@@ -58,13 +58,6 @@ def _is_key(token: str) -> bool:
     if any(c.isdigit() for c in core):
         return True
     return sum(c.isupper() for c in core) >= 2 or (core[0].islower() and any(c.isupper() for c in core))
-
-
-def unaccented(text: str) -> str:
-    """`text` without accents: a writer's "Uber" names the abstract's "Über"."""
-    if text.isascii():
-        return text
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def normalise_key(token: str) -> str:
