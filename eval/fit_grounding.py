@@ -21,6 +21,7 @@ import time
 from itertools import zip_longest
 from pathlib import Path
 
+from rag.abstain import focus_words
 from rag.answer import NO_ANSWER, Answer, Source, answer_question, check_question, fallback_gate
 from rag.config import load_settings
 from rag.evaluation.figures import answer_figures, percentiles
@@ -29,6 +30,7 @@ from rag.extractive import compose
 from rag.grounding import Grounding, check
 from rag.jsonl import read_jsonl
 from rag.llm import LLMError
+from rag.question import Question
 from rag.repair import MIN_KEPT, repair
 from rag.sentences import normalise_citations
 from rag.workspace import Workspace
@@ -122,6 +124,7 @@ def replay(rows: list[dict], suite_path: Path, min_kept: float | None) -> tuple[
                 ),
                 min_kept=min_kept,
                 question=q.question,
+                focus=focus_words(Question.parse(q.question), ws.lexical),
             )
             a.text, a.grounding, a.removed, a.fell_back = fixed.text, fixed.grounding, fixed.removed, fixed.fell_back
             if fixed.fell_back and not fixed.text.strip():  # no number where one is asked: abstain, as `rag ask`

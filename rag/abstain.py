@@ -143,6 +143,22 @@ def gather_evidence(question: Question, texts: list[str], scores: list[float], e
     return Evidence(texts, scores, tuple(best))
 
 
+def rarest(words: Sequence[str], lexical: LexicalIndex, n: int = TUNING.rare_words) -> list[str]:
+    """The `n` rarest of `words` (analysed terms) in the corpus, by IDF: a question's focus, where
+    its general words (diffusion, LLM, retrieval) fill the corpus. Ties are broken by the word
+    itself, so the same words are chosen in every process."""
+    return sorted(set(words), key=lambda t: (-lexical.idf(t), t))[:n]
+
+
+def focus_words(question: Question, lexical: LexicalIndex) -> list[str]:
+    """The rarer half of the question's words (at least three), less those that only name papers
+    ("which papers ..."): an answer to the question names one of them (strict mode's repair,
+    rag/repair.py). Half, not a fixed few: a question's rarest words are as often its own verbs
+    ("check", "too") as the thing it asks about."""
+    words = {t for t in question.terms if t not in _GENERIC}
+    return rarest(list(words), lexical, max(3, (len(words) + 1) // 2))
+
+
 def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex) -> dict[str, float]:
     """The answerability model's inputs, each about the question's focus rather than its topic:
     * sentence_similarity: how close the best single sentence comes to the question;
@@ -156,8 +172,7 @@ def features(question: str | Question, evidence: Evidence, lexical: LexicalIndex
     question = Question.of(question)
     top = evidence.texts[: TUNING.evidence_papers]
     scores = evidence.scores[: TUNING.evidence_papers]
-    # ties in IDF broken by the word itself, so the same words are kept in every process
-    words = sorted(set(question.terms), key=lambda t: (-lexical.idf(t), t))[: TUNING.rare_words]
+    words = rarest(question.terms, lexical)
     rare = analyse(" ".join(words))  # the stems analysed once more, as the model was fitted
     return {
         "sentence_similarity": evidence.sentence_similarity,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from rag import extractive
-from rag.abstain import Assessment
+from rag.abstain import Assessment, focus_words
 from rag.answer import (
     NO_ANSWER,
     Answer,
@@ -570,6 +570,7 @@ def answer_with_agent(
         settings.grounding,
         fallback=lambda: extractive.compose(pre.asked, pairs, retriever.embedder, retriever.lexical),
         question=question,
+        focus=focus_words(pre.asked, retriever.lexical),
     )
     timings["verification"] = (time.perf_counter() - t) * 1000
     if nothing_held and uncited:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 from rag import extractive, structured
-from rag.abstain import TUNING, Assessment, Evidence, assess, default_model, gather_evidence
+from rag.abstain import TUNING, Assessment, Evidence, assess, default_model, focus_words, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
 from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM, EmptyReply
@@ -138,17 +138,19 @@ def ground_llm_answer(
     fallback: Callable[[], str],
     question: str = "",
     cut: bool = False,
+    focus: Collection[str] = (),
 ) -> tuple[Repaired, bool]:
     """What every LLM answer goes through, whoever chose its sources (this module or rag/agent.py):
     the grounding check, then the repair `grounding` asks for, falling back to `fallback()`; and
     whether nothing of the model's answer held (every claim it made was removed). `cut`: the reply
-    stopped at the token cap, so in strict mode its unfinished last sentence is not shown."""
+    stopped at the token cap, so in strict mode its unfinished last sentence is not shown. `focus`:
+    the question's rarest words (rag.repair.repair)."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     text = normalise_citations(text)
     if cut and grounding == "strict":
         text = _without_unfinished_end(text)
     checked = check(text, numbered, verifier)
-    fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question)
+    fixed = repair(text, checked, numbered, verifier, grounding, fallback=fallback, question=question, focus=focus)
     # an empty fallback: the sources do not state the number the question asks for either
     fell_flat = fixed.fell_back and not fixed.text.strip()
     return fixed, fell_flat or (bool(checked.claims) and len(fixed.removed) == len(checked.claims))
@@ -252,6 +254,7 @@ def answer_question(
                 fallback=lambda: extractive.compose(asked, pairs, retriever.embedder, retriever.lexical),
                 question=question,
                 cut=bool(getattr(llm, "notice", "")),
+                focus=focus_words(asked, retriever.lexical),
             )
             text, checked = fixed.text, fixed.grounding
             if fixed.fell_back and (gated := fallback_gate(assessment)):

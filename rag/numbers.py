@@ -12,8 +12,9 @@ from rag.terms import analyse
 # How a question asks for a number ("how many", "by how much", "what FID"): a sentence stating none
 # does not answer it, however close its words.
 _ASKING_NUMBER = (
-    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (percentage|fraction"
-    r"|share|score|accuracy|rate|ratio|speed-?up|latency|fid|bleu|number|size)\b"
+    r"\bhow (many|much|often|large|long|fast|quickly|big|small|far)\b|\bby how\b|\bup to what\b|\bwhat (score|number|size)\b"
+    # a measure with one word naming it ("what top-1 accuracy", "what workload coverage", "what win rate")
+    r"|\bwhat (?:[\w-]+ )?(percentage|fraction|share|accuracy|rate|ratio|speed-?up|latency|fid|bleu|coverage|perplexity)\b"
 )
 _ASKS_NUMBER = re.compile(_ASKING_NUMBER, re.I)
 # What the extractive answerer favours a sentence with a number for: those, and any question using

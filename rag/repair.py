@@ -12,8 +12,9 @@ step acts on the verdicts, whatever model wrote the answer:
     back to the extractive one, quoted from the abstracts; a surviving sentence that only repeats
     the question or a source's title ("Sparse Upcycling: Inference Inefficient Finetuning [1]"),
     or adds one stray word or number to a whole title (MIN_NEW), does not count as surviving, and
-    an answer whose surviving claims share no word with the question, or state no number when the
-    question asks for one, falls back too.
+    an answer whose surviving claims share no word with the question, state no number when the
+    question asks for one, or name none of the rarer half of the question's words (its focus) where the
+    extractive answer names one, falls back too.
 A claim repeated word for word (a model looping) is kept once. Sentences making no claim ("Here is
 what the sources say:") are kept as they are. An answer whose
 every sentence is supported as the model cited it, and that shares a word with the question, comes
@@ -23,7 +24,7 @@ out unchanged, character for character.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -137,10 +138,13 @@ def repair(
     fallback: Callable[[], str] | None = None,
     min_kept: float = MIN_KEPT,
     question: str = "",
+    focus: Collection[str] = (),
 ) -> Repaired:
     """Apply `mode` to a checked answer (see the module docstring). `fallback` composes the
     extractive answer; without one, strict mode never falls back. A kept sentence saying nothing
-    beyond `question` and the sources' titles does not count as kept."""
+    beyond `question` and the sources' titles does not count as kept. `focus`: the question's
+    rarest words (analysed terms, rag.abstain.focus_words); kept claims naming none of them fall
+    back to an extractive answer that names one."""
     if mode == "mark":
         return Repaired(text, grounding)
     verifier = verifier or OverlapVerifier()
@@ -204,8 +208,15 @@ def repair(
     # a question asking for a number is not answered by claims stating none (rag/numbers.py)
     kept_claims = [uncited(c.text) for c in checks if c.is_claim]
     off_point |= bool(question) and asks_number(question) and not states_asked_number(kept_claims, question)
-    if fallback is not None and (kept == 0 or kept / claims < min_kept or off_point):
+    extractive = None
+    if fallback is not None and not off_point and focus and not said & set(focus):
+        # kept claims on the question's topic but not on its focus ("which benchmark tests tool
+        # use when the tools are missing?" answered by a sentence on LLM evaluation), where the
+        # abstracts' own sentences name it
         extractive = fallback()
+        off_point = bool(terms(extractive) & set(focus))
+    if fallback is not None and (kept == 0 or kept / claims < min_kept or off_point):
+        extractive = fallback() if extractive is None else extractive
         return Repaired(extractive, check(extractive, sources, verifier), removed, fell_back=True)
     if not removed and not repeats and all(c.cited_before is None for c in checks):
         return Repaired(text, grounding)

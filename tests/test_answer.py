@@ -193,14 +193,27 @@ def test_a_fallback_meets_the_extractive_answerers_own_gate(workspace):
     answer = answer_question(question, workspace.retriever, llm=invented)
     assert answer.abstained and answer.text == "The corpus does not answer this question."
     assert answer.assessment is not None and answer.assessment.reason.endswith("the model's answer did not hold up")
-    # a model answer that holds up is kept whatever the confidence: the model decides
-    held = answer_question(question, workspace.retriever, llm=ScriptedLLM(_supported_claim(workspace, question)))
+    # a model answer that holds up, and names what the question asks about as the abstracts do,
+    # is kept whatever the confidence: the model decides
+    on_focus, off_focus = _supported_claims(workspace, question)
+    held = answer_question(question, workspace.retriever, llm=ScriptedLLM(on_focus))
     assert not held.abstained and not held.fell_back
+    # one that holds up but names none of the question's rarest words falls back, here to abstaining
+    beside = answer_question(question, workspace.retriever, llm=ScriptedLLM(off_focus))
+    assert beside.abstained and beside.text == "The corpus does not answer this question."
 
 
-def _supported_claim(workspace, question: str) -> str:
-    """The first sentence of the first source, cited: a claim the check supports."""
+def _supported_claims(workspace, question: str) -> tuple[str, str]:
+    """Two sentences of the sources, cited: claims the check supports, the first naming one of the
+    question's rarest words, the second none."""
+    from rag.abstain import focus_words
     from rag.answer import check_question
+    from rag.sentences import split_sentences
+    from rag.terms import terms
 
-    first = check_question(question, workspace.retriever, 5, "hybrid", with_llm=True).sources[0]
-    return f"{first.abstract.split('. ')[0].rstrip('.')}. [1]"
+    pre = check_question(question, workspace.retriever, 5, "hybrid", with_llm=True)
+    rare = set(focus_words(pre.asked, workspace.retriever.lexical))
+    cited = [(f"{s.rstrip('.')}. [{src.n}]", terms(s)) for src in pre.sources for s in split_sentences(src.abstract)]
+    on_focus = next(c for c, said in cited if said & rare and said & terms(question) - rare)
+    off_focus = next(c for c, said in cited if not said & rare)
+    return on_focus, off_focus
