@@ -302,6 +302,9 @@ def check_config_file() -> None:
     if os.environ.get("RAG_CONFIG") and not path.is_file():
         _warn(f"RAG_CONFIG names {path}, which is not a file; no config file is read")
         return
+    if path.is_dir():
+        _warn(f"{path} is a directory, not a config file; no config file is read (remove it or set RAG_CONFIG)")
+        return
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -304,6 +304,7 @@ def _ingest_locked(
 
     base = LexicalIndex.load(store)  # None: the index does not match the store; rebuilt at the end
     update: IndexUpdate | None = base.update(store) if base is not None and base.saved else None
+    before = store.metadata()
     store.begin_ingest(source, plan.size, command)
     store.record_embedder(identity)
     fault_point("start")
@@ -365,6 +366,9 @@ def _ingest_locked(
     except BaseException:
         if update is not None:
             update.discard()
+        if not batches:  # failed (an endpoint error, a full disk) before writing anything: not interrupted
+            with contextlib.suppress(StoreError):
+                store.abandon_ingest(before)
         raise
     finally:
         # on an error, queued batches are dropped and the one being embedded is not waited for

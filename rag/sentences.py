@@ -8,6 +8,8 @@ import re
 # digit, quote or bracket; common abbreviations do not end sentences.
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|Mr|Dr|No)\.$", re.I)
 _SPLIT = re.compile(r"(?<=[.!?])((?:\s*\[[\d,;\s]+\])*)\s+(?=[A-Z0-9\"'(*]|\[(?!\d))")
+# "。", "！" and "？" end a sentence whatever follows them: CJK text puts no space after a full stop.
+_CJK_END = re.compile(r"(?<=[。！？])((?:\s*\[[\d,;\s]+\])*)\s*(?=\S)")
 _BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
@@ -53,7 +55,7 @@ _NEGATIONS = frozenset(
 def split_sentences(text: str) -> list[str]:
     """Sentences of a paragraph; a citation after the full stop stays with its sentence."""
     out: list[str] = []
-    for line in text.splitlines():
+    for line in _CJK_END.sub(lambda m: m.group(1) + "\n", text).splitlines():
         line = line.strip()
         if not line:
             continue

@@ -696,6 +696,13 @@ class Store:
             self.recount()
         self._update_metadata(**{INGEST_KEY: "running", SOURCE_KEY: source, WANTED_KEY: wanted, COMMAND_KEY: command})
 
+    def abandon_ingest(self, before: dict[str, Any]) -> None:
+        """An ingest that failed before its first write: the record of the last ingest is put back
+        as `before` (the metadata begin_ingest found; "" for a key it lacked, read as none), so the
+        next command does not report an interrupted ingest."""
+        keys = (INGEST_KEY, SOURCE_KEY, WANTED_KEY, COMMAND_KEY)
+        self._update_metadata(**{k: before.get(k, "") for k in keys})
+
     def end_ingest(self) -> None:
         meta = self.metadata()
         self._update_metadata(**{INGEST_KEY: "done", GENERATION_KEY: int(meta.get(GENERATION_KEY, 0)) + 1})

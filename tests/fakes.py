@@ -11,7 +11,7 @@
   request offering tools (400), and a stream asked for with `include_usage` ends with usage.
 - `serve(embedder=...)`: the same server also answers `POST .../v1/embeddings` for the model
   EMBED_MODEL with the given embedder's vectors (the tests pass the real MiniLM), and misbehaves
-  at `url_for(mode)` as for chat (401, 429, 500, `once500`, `malformed`).
+  at `url_for(mode)` as for chat (401, 429, 500, `once500`, `malformed`, `uneven`).
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ MISBEHAVIOURS = {
     "finish": "a finish reason, then a clean close without [DONE]: complete",
     "nofinish": "[DONE] without a finish reason: complete",
     "once500": "HTTP 500 to the first request, then well-behaved (embeddings)",
+    "uneven": "one vector of a batch cut short (embeddings)",
 }
 
 
@@ -278,6 +279,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             with script.lock:
                 vectors = script.embedder.embed(texts)
             data = [{"object": "embedding", "index": i, "embedding": (3 * v).tolist()} for i, v in enumerate(vectors)]
+            if mode == "uneven" and len(data) > 1:  # one vector of a batch cut short
+                data[-1]["embedding"] = data[-1]["embedding"][:100]
             self._json(200, {"object": "list", "model": EMBED_MODEL, "data": data[::-1]})
 
         def _complete(self, reply: Reply) -> None:

@@ -169,6 +169,23 @@ def test_each_failure_is_one_line_and_leaves_the_store_untouched(case, server, t
         assert _snapshot(data_dir) == before, case
 
 
+def test_vectors_of_uneven_length_are_named_and_nothing_is_stored(server, tmp_path):
+    data_dir, first, more = (
+        tmp_path / "d",
+        write_jsonl(tmp_path / "a.jsonl", ROWS[:1]),
+        write_jsonl(tmp_path / "b.jsonl", ROWS),
+    )
+    assert run_rag("ingest", str(first), env=endpoint_env(server.url, data_dir)).returncode == 0
+    before = _snapshot(data_dir)
+    proc = run_rag("ingest", str(more), env=endpoint_env(server.url_for("uneven"), data_dir))  # two papers to embed
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "sent vectors of uneven length (100 to 384)" in proc.stderr and "inhomogeneous" not in proc.stderr
+    assert _snapshot(data_dir) == before
+    # nothing was written, so the next command has no interrupted ingest to report
+    after = run_rag("search", "retrieval of topic 0", env=endpoint_env(server.url, data_dir))
+    assert after.returncode == 0 and "interrupted" not in after.stderr and "Paper 0" in after.stdout, after.stderr
+
+
 def test_a_hung_endpoint_is_given_up_on_after_the_timeout_setting(server, tmp_path):
     data_dir = tmp_path / "d"
     assert (

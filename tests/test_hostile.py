@@ -208,6 +208,13 @@ def test_unknown_config_keys_and_a_missing_config_file_warn(tmp_path, monkeypatc
     assert proc.returncode == 0
     assert proc.stderr == f"rag: warning: RAG_CONFIG names {missing}, which is not a file; no config file is read\n"
 
+    # the default config path made a directory: said, not shown as "(none)" in silence
+    folder = tmp_path / "xdg" / "rag" / "config.toml"
+    folder.mkdir(parents=True)
+    proc = run_rag("config", env={"RAG_CONFIG": "", "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert proc.returncode == 0
+    assert proc.stderr.startswith(f"rag: warning: {folder} is a directory, not a config file;")
+
     # in process: the settings still load, and each warning is printed once
     monkeypatch.setenv("RAG_CONFIG", str(config))
     load_settings()

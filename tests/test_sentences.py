@@ -23,6 +23,11 @@ def test_a_citation_after_the_stop_stays_with_its_sentence():
     ]
 
 
+def test_cjk_full_stops_end_sentences_without_a_space_after_them():
+    text = "我们提出了一种新方法。它快两倍。[2] We then test it."
+    assert split_sentences(text) == ["我们提出了一种新方法。", "它快两倍。[2]", "We then test it."]
+
+
 def test_list_items_and_lines_are_sentences_of_their_own():
     text = "Papers:\n- *Is it good? A study* — It is. [1]\n\n2. Second item. Still it."
     assert split_sentences(text) == ["Papers:", "- *Is it good? A study* — It is. [1]", "2. Second item. Still it."]

@@ -176,7 +176,14 @@ class Endpoint:
         try:
             items = reply.json()["data"]
             items = sorted(items, key=lambda item: int(item.get("index", 0))) if len(items) > 1 else items
-            vectors = np.array([item["embedding"] for item in items], dtype=np.float32)
+            rows = [item["embedding"] for item in items]
+            if len({len(row) for row in rows}) > 1:  # numpy's own message for this names no cause
+                raise EndpointError(
+                    f"{self._where} sent vectors of uneven length ({min(map(len, rows))} to {max(map(len, rows))}) "
+                    f"for model {self.model!r}; check that RAG_EMBED_ENDPOINT_URL is an OpenAI-compatible "
+                    "embeddings server"
+                )
+            vectors = np.array(rows, dtype=np.float32)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EndpointError(
                 f"{self._where} sent a reply that is not an OpenAI embeddings response ({_short(exc)}: "
