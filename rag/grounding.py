@@ -210,7 +210,7 @@ def _best_window(
 # Words whose opposite states the reverse finding without a negation word ("trains more slowly"
 # for "trains faster"). A claim using one side where its window uses only the other is reversed.
 _OPPOSITES = [
-    ({"faster", "quicker", "quickly", "speeds", "speedup"}, {"slower", "slowly", "slows", "slowdown"}),
+    ({"faster", "quicker", "quickly", "speeds", "speedup"}, {"slow", "slower", "slowly", "slows", "slowdown"}),
     ({"higher", "raises"}, {"lower", "lowers"}),
     ({"increase", "increases", "increased", "increasing"}, {"decrease", "decreases", "decreased", "decreasing"}),
     ({"better"}, {"worse"}),
