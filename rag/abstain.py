@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,6 +94,15 @@ RULES = (
     "model",
     "model_abstained",
     "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
+    "authors_asked",
+)
+
+# Who wrote a paper: abstracts do not say, and a sentence using the word "authors" does not answer it.
+_ASKS_AUTHORS = re.compile(
+    r"\bwho (?:are|were|is|was) (?:the|its|their) (?:authors?|researchers?)\b|\bwho (?:wrote|authored|co-?authored)\b"
+    r"|\b(?:which|what) (?:authors?|researchers|institutions?|universit(?:y|ies)|labs?|affiliations?|companies|company)"
+    r" (?:wrote|authored|published|developed|released|are behind|is behind)\b",
+    re.I,
 )
 
 
@@ -238,6 +248,8 @@ def assess(
 
     if not texts:
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
+    if _ASKS_AUTHORS.search(question.text):
+        return verdict(False, "abstracts do not say who wrote a paper", "authors_asked")
     named = question.specific
     missing = [t for t in named if not mentions(everything, t)]
     if missing:

@@ -17,6 +17,14 @@ _ASKING_NUMBER = (
     r"|\bwhat (?:[\w-]+ )?(percentage|fraction|share|accuracy|rate|ratio|speed-?up|latency|fid|bleu|coverage|perplexity)\b"
 )
 _ASKS_NUMBER = re.compile(_ASKING_NUMBER, re.I)
+# A question asking when a paper or method came out is answered by a year, which abstracts rarely
+# state ("When was LitSearch published?" is not answered by "recently published papers").
+_ASKS_YEAR = re.compile(
+    r"\b(?:what|which|in what) year\b|\bwhen (?:was|were|did|has|have)\b[^?]*?\b(?:publish|releas|introduc|propos"
+    r"|appear|present|submit|first)\w*",
+    re.I,
+)
+_YEAR = re.compile(r"(?<![\d.,])(?:19[5-9]\d|20\d\d)(?![\d.,]\d)")
 # What the extractive answerer favours a sentence with a number for: those, and any question using
 # "score" (which also names things, "as an anomaly score", so it does not demand a number).
 _QUANTITY_QUESTION = re.compile(_ASKING_NUMBER + r"|\bscore\b", re.I)
@@ -74,8 +82,10 @@ def counts(sentence: str, counted: set[str]) -> bool:
 
 
 def asks_number(question: str) -> bool:
-    """Whether the question is answered only by a number ("how many", "by how much", "what FID")."""
-    return bool(_ASKS_NUMBER.search(_asking(question)))
+    """Whether the question is answered only by a number ("how many", "by how much", "what FID",
+    "in what year")."""
+    asking = _asking(question)
+    return bool(_ASKS_NUMBER.search(asking) or _ASKS_YEAR.search(asking))
 
 
 # A question asking for a share ("what accuracy", "what share of the parameters", "what percentage")
@@ -86,8 +96,11 @@ _SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|q
 
 def states_asked_number(sentences: list[str], question: str) -> bool:
     """Whether the sentences state a number the question does not (a percentage or fraction for a
-    share; for "how many X", a count of X), as a question asking for a number needs."""
+    share; for "how many X", a count of X; for "when was X published", a year), as a question
+    asking for a number needs."""
     text = " ".join(sentences)
+    if _ASKS_YEAR.search(_asking(question)) and not _ASKS_NUMBER.search(_asking(question)):
+        return bool(set(_YEAR.findall(text)) - set(_YEAR.findall(question)))
     if not stated_numbers(text) - stated_numbers(question):
         return False
     if _ASKS_SHARE.search(question) and not _SHARE.search(text):

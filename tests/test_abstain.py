@@ -106,3 +106,17 @@ def test_sentence_lead_is_the_first_papers_best_sentence_over_every_other_papers
     assert Evidence(["a"], [0.9], (0.8,)).sentence_lead == pytest.approx(0.8)  # no neighbour at all
     assert Evidence([], [], ()).sentence_lead == 0.0 == Evidence([], [], ()).sentence_similarity
     assert Evidence(["a", "b"], [0.9, 0.5], (0.6, 0.8)).sentence_similarity == 0.8  # the best of any paper
+
+
+def test_questions_on_who_wrote_a_paper_or_when_it_came_out_abstain_unless_a_year_is_stated(workspace):
+    """Abstracts name neither authors nor dates: "When was LitSearch published?" was answered by
+    "... recently published papers" and "Who are the authors" by "... written by their authors"."""
+    who = answer_question("Who are the authors of LitSearch?", workspace.retriever)
+    assert who.abstained and who.assessment is not None and who.assessment.rule == "authors_asked"
+    when = answer_question("When was the LitSearch benchmark published?", workspace.retriever)
+    assert when.abstained and when.assessment is not None and when.assessment.rule == "number_not_stated"
+    # what the authors of a paper propose is a question on its content
+    what = answer_question(
+        "What benchmark do the authors of LitSearch propose for literature search?", workspace.retriever
+    )
+    assert not what.abstained and "LitSearch" in what.text

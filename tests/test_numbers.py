@@ -27,3 +27,11 @@ def test_a_number_question_needs_a_number_of_the_kind_it_asks():
     assert states_asked_number(["Claude-3.5-Sonnet achieves 85.0% accuracy."], share)
     assert not states_asked_number(["The benchmark has 4,425 questions and 12 models."], share)  # no share
     assert not states_asked_number(["It covers 4,425 questions."], "How much does it cover of the 4,425 questions?")
+
+
+def test_a_year_answers_when_a_paper_came_out_and_nothing_else_does():
+    question = "When was the Transformer first introduced?"
+    assert asks_number(question) and asks_number("In what year did LitSearch appear?")
+    assert states_asked_number(["The Transformer of Vaswani et al. (2017) is now ubiquitous."], question)
+    assert not states_asked_number(["We study 12 recently published papers."], question)
+    assert not asks_number("When does the model fail to generalise?")
