@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -475,6 +476,10 @@ class _Server(ThreadingHTTPServer):
         sys.stderr.write(f"rag serve: {client_address[0]} request failed: {type(exc).__name__}: {exc}\n")
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -482,14 +487,18 @@ def _stop(signum: int, frame: object) -> None:
 def run(ws: Workspace, host: str, port: int) -> None:
     """Load the workspace, then answer requests on host:port until interrupted (Ctrl-C, SIGTERM).
     Port 0 picks a free port; the line on stderr names the URL either way."""
+    if not host.strip():
+        raise RagError(
+            "--host is empty; give an address of this machine, such as 127.0.0.1 (0.0.0.0 for every interface)"
+        )
     service = Service(ws)
     started = time.perf_counter()
     service.warm()
+    server = _Server6 if ":" in host else _Server  # "::1" is an IPv6 address
     try:
-        httpd = _Server((host, port), _handler(service))
+        httpd = server((host, port), _handler(service))
     except OSError as exc:
         import errno
-        import socket
 
         if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the host, not the port
             hint = "give --host an address of this machine, such as 127.0.0.1"

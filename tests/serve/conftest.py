@@ -40,9 +40,9 @@ class Served:
 
 
 @contextmanager
-def start_served(folder: Path, **settings: str) -> Iterator[Served]:
-    """A `rag serve` over a store of a few bundled abstracts in `folder`; `settings` (environment
-    variables) on top of no LLM."""
+def start_served(folder: Path, *args: str, **settings: str) -> Iterator[Served]:
+    """A `rag serve` over a store of a few bundled abstracts in `folder`; `args` added to its
+    command line, `settings` (environment variables) on top of no LLM."""
     (folder / "config.toml").touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
     env.update(
@@ -56,7 +56,11 @@ def start_served(folder: Path, **settings: str) -> Iterator[Served]:
     papers = len(corpus.read_text().splitlines())
     subprocess.run([sys.executable, "-m", "rag", "ingest", str(corpus)], env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--port", "0"], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-m", "rag", "serve", "--port", "0", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     log: list[str] = []
     assert proc.stderr is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from rag.followup import standalone_question
 from rag.serve.client import ServerError, health, request
 from tests.conftest import REPO
-from tests.serve.conftest import Served
+from tests.serve.conftest import Served, start_served
 
 SEARCH = "FP8 versus INT8 quantization"
 ASK = "How many queries does the LitSearch benchmark contain?"
@@ -266,3 +267,19 @@ def test_a_host_that_is_not_this_machines_is_named_as_the_problem(served: Served
     proc = served.rag("serve", "--host", "999.1.1.1", "--port", "0", served=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith("give --host an address of this machine, such as 127.0.0.1"), proc.stderr
+
+
+def test_an_empty_host_is_refused_and_ipv6_loopback_is_served(served: Served, tmp_path) -> None:
+    proc = served.rag("serve", "--host", "", "--port", "0", served=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("rag: error: --host is empty; give an address"), proc.stderr
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:  # a machine without IPv6: said in one line, not a traceback
+        proc = served.rag("serve", "--host", "::1", "--port", "0", served=False)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        return
+    with start_served(tmp_path, "--host", "::1") as six:
+        assert six.url.startswith("http://[::1]:")
+        proc = six.rag("search", "quantization", "-k", "1")
+        assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
