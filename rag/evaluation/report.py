@@ -61,8 +61,8 @@ def write_markdown(report: dict, path: Path) -> None:
             lines.append(f"| {scope} | " + " | ".join(cells) + " |")
         lines.append("")
     for name, block in report.get("counterfactual", {}).items():
-        types = ", ".join(f"{t} {f['abstention_recall']:.3f}" for t, f in block["by_type"].items())
-        rules = ", ".join(f"{rule} {n}" for rule, n in block["decided_by"].items())
+        types = ", ".join(f"{t} {f['abstention_recall']:.3f}" for t, f in block["by_type"].items()) or "–"
+        rules = ", ".join(f"{rule} {n}" for rule, n in block["decided_by"].items()) or "– (no answerable question)"
         lines += [
             f"## Counterfactual abstention: {name}",
             "",

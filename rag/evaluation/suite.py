@@ -53,6 +53,8 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
             return SuiteError(path, number, message)
 
         for key in ("id", "question", "type"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise bad(f"{key!r} must be text, not {type(row[key]).__name__} ({row[key]!r}); quote it")
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise bad(f"missing or empty {key!r}")
         if row["type"] not in TYPES:

@@ -114,3 +114,22 @@ def test_the_agent_block_tells_the_pre_check_the_agent_and_the_normal_way_apart(
         "tool_calls_per_run": 1.67,
         "fallbacks": {"no citation": 1, "no tools": 1},
     }
+
+
+def test_a_counterfactual_block_of_no_answerable_question_reads_as_none(tmp_path):
+    from rag.evaluation.report import write_markdown
+
+    block = {"overall": {}, "by_type": {}, "decided_by": {}}
+    report = {
+        "suite": "s",
+        "questions": 1,
+        "question_types": {"unanswerable": 1},
+        "retrieval": {},
+        "answers": {},
+        "latency_ms": {},
+        "tokens": {"prompt_tokens": 0, "completion_tokens": 0},
+        "counterfactual": {"extractive": block},
+    }
+    write_markdown(report, tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    assert "by type –." in text and "Decided by: – (no answerable question)." in text and "by type ." not in text

@@ -23,6 +23,7 @@ def test_suite_loader_accepts_titles_and_ids_and_names_bad_lines(tmp_path):
         ('{"id": "a", "question": "q", "type": "weird", "gold": ["p1"]}', "type 'weird'"),
         ('{"id": "a", "question": "q", "type": "single"', "malformed JSON"),
         ('{"id": "a", "question": "", "type": "single", "gold": ["p1"]}', "missing or empty 'question'"),
+        ('{"id": 5, "question": "q", "type": "single", "gold": ["p1"]}', r"'id' must be text, not int \(5\); quote it"),
         ('{"id": "a", "question": "q", "type": "unanswerable", "gold": ["p1"]}', "cannot have gold"),
         ('{"id": "ok", "question": "q", "type": "single", "gold": ["p1"]}', "duplicate question id 'ok'"),
         ("[1, 2]", "each line must be a JSON object"),
