@@ -190,7 +190,7 @@ def cite_key(title: str, authors: str = "", year: str = "") -> str:
     ("vaswani2017attention"); without authors, the first two title words and the year."""
     words = [w for w in (_ascii_word(w) for w in re.split(r"[\s\-:/]+", title)) if w]
     significant = [w for w in words if w not in _STOPWORDS] or words or ["paper"]
-    first_author = authors.split(",")[0].strip() if authors else ""
+    first_author = re.split(r",|\s+and\s+|;", authors)[0].strip() if authors else ""  # "A. B and C. von D"
     last = _ascii_word(first_author.split()[-1]) if first_author.split() else ""
     if last:
         return f"{last}{year}{significant[0]}"

@@ -130,6 +130,9 @@ def _shortened_authors(authors: str) -> str:
 
 
 _DATE = re.compile(r"\d{4}(?:-\d{2}){0,2}")  # YYYY-MM-DD as arXiv writes it (or YYYY-MM, YYYY): --since compares text
+_YEAR = re.compile(
+    r"(?<!\d)(?:1[5-9]\d\d|20\d\d)(?!\d)"
+)  # a year as a record may state it ("2023", "2023-05-01", "May 2023")
 
 
 def make_paper(path: Path, line: int, record: dict) -> Paper:
@@ -168,7 +171,7 @@ def make_paper(path: Path, line: int, record: dict) -> Paper:
         abstract=abstract,
         url=_text(path, line, record, "url"),
         authors=_shortened_authors(_text(path, line, record, "authors")),
-        year=year[:4],
+        year=(found.group(0) if (found := _YEAR.search(year)) else ""),  # "99999999" is no year
         categories=_text(path, line, record, "categories"),
         line=line,
         date=updated or (year if _DATE.fullmatch(year) else ""),  # no usable date fails a --since filter

@@ -85,6 +85,9 @@ def test_round_trip_keys_stable() -> None:
     assert parsed[0].fields["url"] == "https://arxiv.org/abs/1706.03762"
     assert parsed[1].doi == "10.1234/a_b"
     assert cite_key("On the Dangers of Stochastic Parrots", "Emily M. Bender", "2021") == "bender2021dangers"
+    # the first author of "A and B", not the last word of the list
+    assert cite_key("Quote Me", "F. O'Six and G. von Seven", "2023") == "osix2023quote"
+    assert cite_key("Attention Is All You Need", "Vaswani, Ashish and Shazeer, Noam", "2017") == "vaswani2017attention"
 
 
 def test_write_bib_keeps_existing_entries(tmp_path: Path) -> None:

@@ -261,7 +261,7 @@ def test_a_hostile_record_stops_ingest_before_anything_is_written(tmp_path):
         ("[" * 100_000 + "]" * 100_000, ":1: JSON nested too deeply"),
         ('{"id": "q1", "question": "a\\ud800", "type": "unanswerable"}', ":1: the line holds an unpaired surrogate"),
         ('{"id": "q1", "question": "q", "type": "unanswerable", "notes": [1]}', ":1: 'notes' must be a string"),
-        ('{"id": "q1", "question": ["q"], "type": "unanswerable"}', ":1: missing or empty 'question'"),
+        ('{"id": "q1", "question": ["q"], "type": "unanswerable"}', ":1: 'question' must be text, not list"),
         ('{"id": "q1", "question": "q", "type": "unanswerable", "n": ' + "9" * 5000 + "}", ":1: unreadable JSON"),
     ],
 )
@@ -295,3 +295,13 @@ def test_a_directory_or_a_missing_path_is_named_as_such(tmp_path):
         list(iter_papers(tmp_path / "pipe.jsonl"))
     with pytest.raises(CorpusError, match="is a directory; give the path of a .bib file"):
         read_bib(tmp_path)
+
+
+def test_a_year_field_keeps_a_year_or_nothing(tmp_path):
+    rows = [
+        {"title": "Paper A", "abstract": "Alpha.", "year": 99999999999999999999},
+        {"title": "Paper B", "abstract": "Beta.", "year": "May 2023"},
+        {"title": "Paper C", "abstract": "Gamma.", "update_date": "2021-04-01"},
+    ]
+    papers = read_corpus(write_jsonl(tmp_path / "y.jsonl", rows))
+    assert [p.year for p in papers] == ["", "2023", "2021"]
