@@ -54,7 +54,8 @@ def load_suite(path: Path, titles: dict[str, str]) -> Suite:
 
         for key in ("id", "question", "type"):
             if row.get(key) is not None and not isinstance(row[key], str):
-                raise bad(f"{key!r} must be text, not {type(row[key]).__name__} ({row[key]!r}); quote it")
+                how = "quote it" if isinstance(row[key], int | float) else "write it as one string"
+                raise bad(f"{key!r} must be text, not {type(row[key]).__name__} ({str(row[key])[:40]}); {how}")
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise bad(f"missing or empty {key!r}")
         if row["type"] not in TYPES:
