@@ -128,6 +128,10 @@ def ingest(
         f"{report.chunks_written} chunks embedded in {report.seconds:.1f} s",
         err=True,
     )
+    if report.undated:
+        typer.echo(
+            f"rag: {report.undated} records without a date (update_date or year) were left out by --since", err=True
+        )
 
 
 @app.command()

@@ -190,20 +190,33 @@ class Selection:
         return bool(self.categories or self.since)
 
     def keeps(self, paper: Paper) -> bool:
-        if self.categories and not self.categories & set(paper.categories.split()):
+        if self.categories and not categories_of(" ".join(self.categories)) & categories_of(paper.categories):
             return False
         return not self.since or (bool(paper.date) and paper.date >= self.since[: len(paper.date)])
+
+    def undated(self, paper: Paper) -> bool:
+        """Dropped by --since for having no date at all (counted, so the user hears of them)."""
+        in_category = not self.categories or bool(
+            categories_of(" ".join(self.categories)) & categories_of(paper.categories)
+        )
+        return bool(self.since) and not paper.date and in_category
 
     def describe(self) -> str:
         parts = [f"--category {','.join(sorted(self.categories))}"] if self.categories else []
         return " ".join(parts + ([f"--since {self.since}"] if self.since else []))
 
 
+def categories_of(text: str) -> frozenset[str]:
+    """arXiv categories as a record or --category lists them: "cs.CL cs.LG", "cs.CL,cs.LG";
+    compared in lower case ("CS.CL" is cs.CL)."""
+    return frozenset(c.lower() for c in re.split(r"[\s,;]+", text) if c)
+
+
 def parse_selection(categories: str | None, since: str | None) -> Selection:
     """The --category and --since options; ValueError says what is wrong."""
     import datetime
 
-    cats = frozenset(c.strip() for c in (categories or "").split(",") if c.strip())
+    cats = frozenset(c for c in re.split(r"[\s,;]+", categories or "") if c)
     if categories is not None and not cats:  # `--category "$CATS"` with CATS unset would take everything
         raise ValueError("--category names no category; give one or more, such as cs.CL,cs.LG")
     if since is not None and not since.strip():

@@ -63,6 +63,7 @@ class IngestReport:
     pruned: int = 0
     chunks_written: int = 0
     seconds: float = 0.0
+    undated: int = 0  # records --since left out for having no date
 
     @property
     def changed(self) -> bool:
@@ -83,6 +84,7 @@ class Plan:
             "todo INT DEFAULT 0, stored INT DEFAULT 0, chunks INT)"
         )
         self.size = 0
+        self.undated = 0  # records --since left out for having no date
 
     def close(self) -> None:
         self.db.close()
@@ -97,6 +99,7 @@ class Plan:
                 for batch in _read_batches(path, None):
                     seen_any = True
                     plan._add(number, path, paths, [p for p in batch if not select or select.keeps(p)])
+                    plan.undated += sum(select.undated(p) for p in batch) if select else 0
                 if not seen_any:
                     raise CorpusError(path, None, "contains no papers")
         except BaseException:
@@ -259,7 +262,8 @@ def ingest(
             raise CorpusError(
                 ", ".join(str(p) for p in paths),
                 None,
-                f"no paper matches {select.describe() if select else 'the filters'}",
+                f"no paper matches {select.describe() if select else 'the filters'}"
+                + (f" ({plan.undated} records have no date)" if plan.undated else ""),
             )
 
         def waiting() -> None:
@@ -289,7 +293,12 @@ def _ingest_locked(
     added, replaced = plan.look_up(store)
     to_prune = _to_prune(store, plan) if prune else []
     report = IngestReport(
-        papers=plan.size, added=added, replaced=replaced, unchanged=plan.size - added - replaced, pruned=len(to_prune)
+        papers=plan.size,
+        added=added,
+        replaced=replaced,
+        unchanged=plan.size - added - replaced,
+        pruned=len(to_prune),
+        undated=plan.undated,
     )
     if not report.changed:
         if store.ingest_state().running:  # a killed ingest whose writes had all landed

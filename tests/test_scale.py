@@ -230,6 +230,17 @@ def test_category_and_since_select_arxiv_records(tmp_path, rows):
         assert proc.returncode == 2 and said in proc.stderr
     proc = run_rag("stats", env=env)
     assert proc.returncode == 0 and proc.stdout.split("\n")[0].split() == ["papers", "2"]
+    # categories listed with commas or in capitals match; records without a date are counted
+    more = write_jsonl(
+        tmp_path / "more.jsonl",
+        [
+            dict(rows[4], id="2304.00005", categories="CS.CL,cs.LG", update_date="2023-04-01"),
+            dict(rows[5], id="x6", categories="cs.CL"),
+        ],
+    )
+    proc = run_rag("ingest", str(more), "--category", "cs.CL", "--since", "2023-01-01", env=env)
+    assert proc.returncode == 0 and "1 papers: 1 added" in proc.stderr, proc.stderr
+    assert "rag: 1 records without a date (update_date or year) were left out by --since" in proc.stderr
 
 
 def test_a_plan_keeps_the_first_of_repeated_records_and_rejects_conflicts(tmp_path, rows):
