@@ -29,6 +29,7 @@ from rag.sentences import (
     strip_citations,
 )
 from rag.terms import (
+    acronym_plurals,
     analyse,
     contains_key,
     hedged_quantities,
@@ -386,9 +387,12 @@ class OverlapVerifier:
             missing -= {
                 k for k, share in remainders.items() if any(states_remainder(src.text, share) for src in sources)
             }
-        # an acronym the claim uses for words its source spells out ("MLE": "maximum likelihood estimation")
+        # an acronym the claim uses for words its source spells out ("MLE": "maximum likelihood
+        # estimation"), or in the plural where its window has the singular ("LLMs": "LLM")
         if self.tuning.acronyms:
             missing -= {k for k in missing if _acronym_spelled_out(k, claim, sources)}
+            plurals = acronym_plurals(claim) & missing
+            missing -= {k for k in plurals if not _missing({k[:-1]}, frozenset(), windows)}
         keys_ok = not missing and all(
             (h.keys() and not _missing(h.keys(), frozenset(quantities(h.text)), windows))
             or any(states_approximately(src.text, h) for src in sources)

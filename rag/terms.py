@@ -81,16 +81,11 @@ def _magnitudes(text: str) -> str:
     return _MAGNITUDE.sub(lambda m: m.group(1) + _MAGNITUDE_LETTER[m.group(2).lower()], text)
 
 
-# the plural of an acronym ("LLMs", "GANs"): stated by the acronym, as the acronym is by its plural
-_ACRONYM_PLURAL = re.compile(r"(?<=[A-Z]{2})s$")
-
-
 def key_tokens(text: str) -> set[str]:
     """Tokens that must appear in a source for a sentence to be supported by it."""
     out = set()
     for tok in _KEY_TOKEN.findall(_magnitudes(strip_citations(text)).replace("×", "x")):
         tok = _MODIFIER.sub("", tok)  # "GPT-4-generated" states GPT-4; "BERT-based", BERT
-        tok = _ACRONYM_PLURAL.sub("", tok)
         if _is_key(tok):
             # a bare list number like "1" or "(2)" carries no claim
             if tok.isdigit() and len(tok) == 1:
@@ -126,6 +121,16 @@ def _key_pattern(key: str) -> re.Pattern[str]:
 @lru_cache(maxsize=4096)
 def _lowered(text: str) -> str:
     return unaccented(_magnitudes(text)).lower().replace("×", "x")
+
+
+# the plural of an acronym ("LLMs", "GANs"), as key_tokens gives it: "llms"
+_ACRONYM_PLURAL = re.compile(r"\b([A-Z][A-Za-z0-9]*[A-Z])s\b")
+
+
+def acronym_plurals(text: str) -> set[str]:
+    """Keys of the acronym plurals `text` uses ("LLMs" -> "llms"): a source stating the acronym
+    ("LLM") states them (the grounding check's rule; retrieval and answering keep the plural)."""
+    return {normalise_key(m.group(0)) for m in _ACRONYM_PLURAL.finditer(strip_citations(text))}
 
 
 def contains_key(source: str, key: str) -> bool:

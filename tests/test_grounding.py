@@ -431,3 +431,11 @@ def test_a_denial_about_earlier_work_does_not_deny_the_papers_own_finding():
     ]
     assert not verifier.supports("The estimator requires labels after deployment [1].", labels)[0]
     assert verifier.supports("The estimator does not require labels after deployment [1].", labels)[0]
+
+
+def test_an_acronym_in_the_plural_is_stated_by_the_acronym_and_no_other():
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [Passage("T", "We evaluate the LLM on math reasoning tasks and report accuracy.")]
+    assert OverlapVerifier().supports("We evaluate LLMs on math reasoning tasks [1].", source)[0]
+    assert not OverlapVerifier().supports("We evaluate GANs on math reasoning tasks [1].", source)[0]
