@@ -112,6 +112,8 @@ def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False)
     if name in _LIST_FIELDS and isinstance(value, list) and all(isinstance(a, str) for a in value):
         value = _LIST_FIELDS[name].join(value)
     if not isinstance(value, str):
+        if name in _LIST_FIELDS and isinstance(value, list):
+            raise CorpusError(path, line, f"field {name!r} lists something other than text; give a list of strings")
         kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
         raise CorpusError(path, line, f"field {name!r} is {kind}, not text; give it as a string")
     if has_surrogate(value):

@@ -157,7 +157,10 @@ def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):
         ({"title": "T", "abstract": {"text": "x"}}, ":1: field 'abstract' is an object, not text"),
         ({"title": ["T"], "abstract": "x"}, ":1: field 'title' is a list, not text"),
         ({"title": "T", "abstract": "x", "url": 3.5}, ":1: field 'url' is float, not text"),
-        ({"title": "T", "abstract": "x", "authors": [["A"]]}, ":1: field 'authors' is a list, not text"),
+        (
+            {"title": "T", "abstract": "x", "authors": [["A"]]},
+            ":1: field 'authors' lists something other than text; give a list of strings",
+        ),
         ({"title": "T", "abstract": "x\ud800y"}, ":1: field 'abstract' holds an unpaired surrogate"),
         ({"title": "T" * 1001, "abstract": "x"}, ":1: title is 1,001 characters, over the limit of 1,000"),
         ({"title": "T", "abstract": "a " * 10_001}, ":1: abstract of 'T' is 20,001 characters, over the limit"),
