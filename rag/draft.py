@@ -450,9 +450,12 @@ def read_draft(path: Path) -> Draft:
 
 
 def bib_for(draft: Draft, bib: Path | None) -> list[Path]:
-    """The .bib files for a draft: `bib` if given, else those the draft names, next to it."""
+    """The .bib files for a draft: `bib` if given, else those the draft names, next to it; none
+    for a draft that cites nothing (its uncited sentences can still be given --suggest)."""
     if bib is not None:
         return [Path(bib)]
+    if not draft.bib_names and not any(s.keys for s in draft.sentences):
+        return []
     if not draft.bib_names:
         how = "\\bibliography{}" if draft.kind == "latex" else "a `bibliography:` front-matter line"
         raise DraftError(f"{draft.path}: no .bib file given and none named by {how}; pass --bib FILE")

@@ -267,3 +267,10 @@ def test_an_included_file_is_named_as_not_read(bundled_dir: Path, tmp_path: Path
     proc = run_rag("check", str(tex), "--bib", str(DRAFTS / "refs.bib"), env={"RAG_DATA_DIR": str(bundled_dir)})
     assert f"rag: {tex}: the file it includes, intro, is not read; check that file on its own" in proc.stderr
     assert "ch/two, is not read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_draft_citing_nothing_needs_no_bib_and_its_claims_get_suggestions(bundled_dir: Path, tmp_path: Path) -> None:
+    draft = _write(tmp_path / "plain.md", "We propose LitSearch, a benchmark of 597 literature search queries.\n")
+    proc = run_rag("check", str(draft), "--suggest", env={"RAG_DATA_DIR": str(bundled_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "uncited claim" in proc.stdout and "LitSearch: A Retrieval Benchmark" in proc.stdout
