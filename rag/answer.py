@@ -144,7 +144,7 @@ def ground_llm_answer(
     the grounding check, then the repair `grounding` asks for, falling back to `fallback()`; and
     whether nothing of the model's answer held (every claim it made was removed). `cut`: the reply
     stopped at the token cap, so in strict mode its unfinished last sentence is not shown. `focus`:
-    the question's rarest words (rag.repair.repair)."""
+    the question's focus words (rag.abstain.focus_words; see rag.repair.repair)."""
     numbered = {s.n: (s.title, s.abstract) for s in sources}
     text = normalise_citations(text)
     if cut and grounding == "strict":

@@ -132,9 +132,8 @@ def _shortened_authors(authors: str) -> str:
 
 
 _DATE = re.compile(r"\d{4}(?:-\d{2}){0,2}")  # YYYY-MM-DD as arXiv writes it (or YYYY-MM, YYYY): --since compares text
-_YEAR = re.compile(
-    r"(?<!\d)(?:1[5-9]\d\d|20\d\d)(?!\d)"
-)  # a year as a record may state it ("2023", "2023-05-01", "May 2023")
+# a year as a record may state it ("2023", "2023-05-01", "May 2023")
+_YEAR = re.compile(r"(?<!\d)(?:1[5-9]\d\d|20\d\d)(?!\d)")
 
 
 def make_paper(path: Path, line: int, record: dict) -> Paper:
@@ -191,17 +190,17 @@ class Selection:
     def __bool__(self) -> bool:
         return bool(self.categories or self.since)
 
+    def _in_category(self, paper: Paper) -> bool:
+        return not self.categories or bool(categories_of(" ".join(self.categories)) & categories_of(paper.categories))
+
     def keeps(self, paper: Paper) -> bool:
-        if self.categories and not categories_of(" ".join(self.categories)) & categories_of(paper.categories):
+        if not self._in_category(paper):
             return False
         return not self.since or (bool(paper.date) and paper.date >= self.since[: len(paper.date)])
 
     def undated(self, paper: Paper) -> bool:
         """Dropped by --since for having no date at all (counted, so the user hears of them)."""
-        in_category = not self.categories or bool(
-            categories_of(" ".join(self.categories)) & categories_of(paper.categories)
-        )
-        return bool(self.since) and not paper.date and in_category
+        return bool(self.since) and not paper.date and self._in_category(paper)
 
     def describe(self) -> str:
         parts = [f"--category {','.join(sorted(self.categories))}"] if self.categories else []

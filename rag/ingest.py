@@ -320,9 +320,10 @@ def _ingest_locked(
     done = 0
     batches = 0
     total = added + replaced
+    wrote = False  # a write to the store began (so a failure from then on may have left part of it)
 
     def write(batch: list[tuple[Paper, bool, int | None]], chunks: list[Chunk], vectors: Future[np.ndarray]) -> None:
-        nonlocal done, batches
+        nonlocal done, batches, wrote
         old_ids: set[str] = set()
         unknown = [paper.id for paper, stored, n in batch if stored and n is None]  # layout-1 papers
         if unknown:
@@ -330,7 +331,9 @@ def _ingest_locked(
         for paper, stored, n in batch:
             if stored and n is not None:
                 old_ids.update(f"{paper.id}#{i}" for i in range(n))
-        store.add(chunks, vectors.result().tolist())
+        embedded = vectors.result().tolist()
+        wrote = True
+        store.add(chunks, embedded)
         new_ids = {c.id for c in chunks}
         store.delete_ids(old_ids - new_ids)
         if update is not None:
@@ -363,6 +366,7 @@ def _ingest_locked(
         if pending:
             write(*pending)
         for i in range(0, len(to_prune), LOOKUP_BATCH):
+            wrote = True
             deleted = store.delete_papers(to_prune[i : i + LOOKUP_BATCH])
             if update is not None:
                 update.remove(deleted)
@@ -375,7 +379,7 @@ def _ingest_locked(
     except BaseException:
         if update is not None:
             update.discard()
-        if not batches:  # failed (an endpoint error, a full disk) before writing anything: not interrupted
+        if not wrote:  # failed (an endpoint error, bad vectors) before writing anything: not interrupted
             with contextlib.suppress(StoreError):
                 store.abandon_ingest(before)
         raise

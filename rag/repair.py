@@ -143,7 +143,7 @@ def repair(
     """Apply `mode` to a checked answer (see the module docstring). `fallback` composes the
     extractive answer; without one, strict mode never falls back. A kept sentence saying nothing
     beyond `question` and the sources' titles does not count as kept. `focus`: the question's
-    rarest words (analysed terms, rag.abstain.focus_words); kept claims naming none of them fall
+    focus words (analysed terms, rag.abstain.focus_words); kept claims naming none of them fall
     back to an extractive answer that names one."""
     if mode == "mark":
         return Repaired(text, grounding)
