@@ -240,3 +240,26 @@ def test_the_settings_are_documented_and_checked(bundled_dir):
     proc = run_rag("ask", FP8, env={"RAG_DATA_DIR": str(bundled_dir), "RAG_GROUNDING": "loose"})
     assert proc.returncode == 1 and proc.stderr.startswith("rag: error: invalid setting grounding")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_supported_reply_beside_the_questions_focus_falls_back_when_the_abstracts_name_it():
+    """Kept claims naming none of the question's focus words (rag.abstain.focus_words) give way to
+    an extractive answer that names one; if that one names none either, the reply stays."""
+    sources = {
+        1: (
+            "ToolBench",
+            "We test whether tool-using LLMs hallucinate when the tools they need are missing. "
+            "The rapid development of LLMs has led to great strides in long-context reasoning.",
+        )
+    }
+    question = "Which benchmark tests whether LLMs hallucinate when tools are missing?"
+    reply = "The rapid development of LLMs has led to great strides in long-context reasoning [1]."
+    checked = check(reply, sources)
+    assert [s.verdict for s in checked.claims] == ["supported"]
+    focus = ["hallucin", "miss", "tool"]
+    on_focus = "We test whether tool-using LLMs hallucinate when the tools they need are missing. [1]"
+    beside = repair(reply, checked, sources, question=question, fallback=lambda: on_focus, focus=focus)
+    assert beside.fell_back and beside.text == on_focus
+    same = repair(reply, checked, sources, question=question, fallback=lambda: reply, focus=focus)
+    assert not same.fell_back and same.text == reply
+    assert not repair(reply, checked, sources, question=question, fallback=lambda: on_focus).fell_back
