@@ -95,6 +95,7 @@ RULES = (
     "model_abstained",
     "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
     "authors_asked",
+    "absence_asked",
 )
 
 # Who wrote a paper: abstracts do not say, and a sentence using the word "authors" does not answer it.
@@ -104,6 +105,22 @@ _ASKS_AUTHORS = re.compile(
     r" (?:wrote|authored|published|developed|released|are behind|is behind)\b",
     re.I,
 )
+
+# Papers picked by what they lack ("which paper does not use GPT-4", "papers that never evaluate on
+# MMLU"): retrieval finds the papers that name a term, never the ones that leave it out, so an answer
+# would list exactly the papers asked to be excluded. Only with a name after the negation: "methods
+# that don't need retraining" asks for a property an abstract states ("without retraining").
+_ASKS_ABSENCE = re.compile(
+    r"\b(?:papers?|works?|studies|study|articles?|abstracts?)\s+(?:(?:that|which|here)\s+)?"
+    r"(?:(?:do|does|did|have|has|had)\s*(?:n['’]t|\s+not)|never|not)\b(?P<rest>.*)",
+    re.I | re.S,
+)
+
+
+def absence_asked(question: Question) -> list[str]:
+    """The names a question asks papers to lack, or none when it does not ask that."""
+    match = _ASKS_ABSENCE.search(question.text)
+    return [t for t in question.specific if t in match.group("rest")] if match else []
 
 
 _GENERIC = frozenset(analyse("paper papers work works study studies"))  # how questions name papers
@@ -250,6 +267,12 @@ def assess(
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
     if _ASKS_AUTHORS.search(question.text):
         return verdict(False, "abstracts do not say who wrote a paper", "authors_asked")
+    if lacked := absence_asked(question):
+        return verdict(
+            False,
+            f"abstracts say what a paper does, not what it leaves out: ask which papers mention {_listing(lacked, ', ')}",
+            "absence_asked",
+        )
     named = question.specific
     missing = [t for t in named if not mentions(everything, t)]
     if missing:

@@ -37,6 +37,10 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 # a title whose first word is a plain lower-case word, after an abstract that ends mid-sentence.
 _SENTENCE_END = re.compile(r"[.!?)\]\"'\u201d]\s*$")
 _CONTINUATION = re.compile(r"[a-z]+\b(?![-\w])")
+# A missing title line swaps every title and abstract after it: a "title" of several sentences and
+# over 300 characters is an abstract (arXiv titles stay far below; the bundled corpus's longest is 155).
+_TITLE_MOST_CHARS = 300
+_SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z]")
 
 
 def read_txt(path: Path) -> Iterator[Paper]:
@@ -56,6 +60,13 @@ def read_txt(path: Path) -> Iterator[Paper]:
                     number,
                     f"{text[:40]!r} would be a title, but it continues the abstract above, which stops "
                     "mid-sentence; put each title and each abstract on one line (or use .jsonl)",
+                )
+            if len(text) > _TITLE_MOST_CHARS and _SENTENCE_BREAK.search(text):
+                raise CorpusError(
+                    path,
+                    number,
+                    f"{text[:40]!r} would be a title but reads as an abstract ({len(text):,} characters, several "
+                    "sentences); is a title line missing above it? Titles and abstracts alternate, one line each",
                 )
             pending = (number, text)
         else:

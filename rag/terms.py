@@ -50,10 +50,18 @@ def terms(text: str) -> set[str]:
 _KEY_TOKEN = re.compile(r"[A-Za-z0-9](?:[\w.%+-]|,(?=\d{3}))*[\w%]|\d")  # "500,000" is one token
 
 
+# Words typed in capitals for emphasis ("which paper does NOT use GPT-4", "ONLY on images") are
+# not acronyms: a source need not print them in capitals, nor a question's names include them.
+_EMPHASIS = frozenset(
+    "not no never none without only all any both each every either neither nor and or but the is are was were "
+    "do does did with most best least more less first same what which who how why when where".split()
+)
+
+
 def _is_key(token: str) -> bool:
     """Numbers, acronyms and named methods: tokens with a digit or an inner capital."""
     core = token.strip(".-")
-    if not core:
+    if not core or (core.isalpha() and core.isupper() and core.lower() in _EMPHASIS):
         return False
     if any(c.isdigit() for c in core):
         return True

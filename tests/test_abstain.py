@@ -120,3 +120,19 @@ def test_questions_on_who_wrote_a_paper_or_when_it_came_out_abstain_unless_a_yea
         "What benchmark do the authors of LitSearch propose for literature search?", workspace.retriever
     )
     assert not what.abstained and "LitSearch" in what.text
+
+
+def test_papers_asked_for_by_a_name_they_lack_abstain_while_a_property_they_avoid_is_answered(workspace):
+    """Retrieval finds the papers naming a term: "which papers do not evaluate on MMLU" was answered
+    with the two MMLU papers. A capitalised NOT is emphasis, not an acronym to look for."""
+    for asked in ("Which papers do not evaluate on MMLU?", "Which paper does NOT use GPT-4?"):
+        lacking = answer_question(asked, workspace.retriever)
+        assert lacking.abstained and lacking.assessment is not None, asked
+        assert lacking.assessment.rule == "absence_asked", asked
+        assert "NOT" not in lacking.assessment.reason
+    # what a method avoids is stated by its abstract ("eliminating the need for ... parameter")
+    avoids = answer_question(
+        "faster density-based clustering that doesn't need DBSCAN's hard-to-tune distance parameter",
+        workspace.retriever,
+    )
+    assert not avoids.abstained and "HDBSCAN" in avoids.text

@@ -105,6 +105,11 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
             b"Guava\nWe present Guava, whose abstract\nis wrapped over lines\nand has 5 results.\n",
             ":3: 'is wrapped over lines' would be a title, but it continues the abstract above",
         ),
+        (
+            "swapped.txt",  # the first title line is missing: every abstract after it would be a title
+            b"We study zebras. " * 20 + b"\nZebra Stripes Revisited\n" + b"We study horses. " * 20 + b"\n",
+            ":1: 'We study zebras. We study zebras. We stu' would be a title but reads as an abstract (339",
+        ),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
         (
             "semi.csv",

@@ -186,3 +186,8 @@ def test_a_name_written_without_its_accents_is_the_same_name():
     assert mentions("The Uber model.", "Über") and normalise_key("Über") == "uber"
     assert contains_key("Résumé parsing with BÉRT", normalise_key("BERT"))
     assert not mentions("We show that Über-models reach 88%.", "Ubers-x")
+
+
+def test_words_in_capitals_for_emphasis_are_not_acronyms():
+    assert key_tokens("Which paper does NOT use GPT-4, ONLY BERT?") == {"gpt4", "bert"}
+    assert specific_terms("Is there work on US elections, NOT on EU ones?") == ["US", "EU"]
