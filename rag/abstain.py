@@ -96,6 +96,7 @@ RULES = (
     "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
     "authors_asked",
     "absence_asked",
+    "no_topic",
 )
 
 # Who wrote a paper: abstracts do not say, and a sentence using the word "authors" does not answer it.
@@ -124,6 +125,18 @@ def absence_asked(question: Question) -> list[str]:
 
 
 _GENERIC = frozenset(analyse("paper papers work works study studies"))  # how questions name papers
+
+# Words that ask about the corpus or rank its papers, not about a topic: "which paper is the most
+# cited?", "what's new?", "summarise the corpus" name nothing an abstract could address (and
+# abstracts hold no citation counts or ranking), yet always retrieve something to quote.
+_NO_TOPIC = _GENERIC | frozenset(
+    analyse(
+        "article abstract corpus collection best worst most least new newest latest recent old oldest first "
+        "cite cited citations popular famous important influential interesting good great cool top "
+        "summarise summarize summary overview list show tell give all every any thing something anything "
+        "everything me please about one ones s"
+    )
+)
 
 
 def coverage(question: str | Sequence[str], text: str, lexical: LexicalIndex) -> float:
@@ -267,6 +280,12 @@ def assess(
         return verdict(False, "nothing was retrieved", "nothing_retrieved")
     if _ASKS_AUTHORS.search(question.text):
         return verdict(False, "abstracts do not say who wrote a paper", "authors_asked")
+    if question.terms and all(t in _NO_TOPIC for t in question.terms) and not question.specific:
+        return verdict(
+            False,
+            "the question names no topic an abstract could address; ask about a method, task or finding",
+            "no_topic",
+        )
     if lacked := absence_asked(question):
         return verdict(
             False,

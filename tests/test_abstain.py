@@ -136,3 +136,13 @@ def test_papers_asked_for_by_a_name_they_lack_abstain_while_a_property_they_avoi
         workspace.retriever,
     )
     assert not avoids.abstained and "HDBSCAN" in avoids.text
+
+
+def test_questions_about_the_corpus_itself_name_no_topic_and_abstain(workspace):
+    """ "Which paper is the most cited?" was answered by quoting LitSearch ("... recent ML and NLP
+    papers"); a summary asked of a topic is still answered."""
+    for asked in ("Which paper is the most cited?", "What's new?", "Summarise the corpus"):
+        meta = answer_question(asked, workspace.retriever)
+        assert meta.abstained and meta.assessment is not None and meta.assessment.rule == "no_topic", asked
+    topic = answer_question("Summarise the work on FP8 quantization", workspace.retriever)
+    assert not topic.abstained and "FP8" in topic.text
