@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from rag import extractive, structured
 from rag.abstain import TUNING, Assessment, Evidence, assess, default_model, focus_words, gather_evidence
 from rag.context import Packed, budget_for, llm_max_tokens, pack
+from rag.errors import RagError
 from rag.grounding import Grounding, SentenceCheck, Verifier, check
 from rag.llm import LLM, EmptyReply
 from rag.prompts import ABSTAIN_PHRASE, render
@@ -285,6 +286,11 @@ def answer_question(
         frame = render("answer", sources="", question=question)
         budget = budget_for(window, llm_max_tokens(llm), system, frame) if isinstance(window, int) else None
         packed = pack([(s.n, s.title, s.abstract) for s in sources], budget)
+        if sources and not packed.numbers:  # the model would answer from memory, nothing to cite
+            raise RagError(
+                f"the model's context window ({window} tokens) leaves no room for a source after the reply "
+                f"(llm_max_tokens {llm_max_tokens(llm)}) and the prompt; raise llm_context_tokens or lower llm_max_tokens"
+            )
         user = render("answer", sources=packed.block, question=question)
         try:
             text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()

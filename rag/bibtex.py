@@ -100,7 +100,7 @@ def latex_text(value: str) -> str:
         text = _latex_to_text().latex_to_text(value)
     except Exception:  # pylatexenc is tolerant; anything odd keeps the raw value
         text = value.replace("{", "").replace("}", "")
-    return " ".join(text.split())
+    return " ".join(text.replace("\xad", "").split())  # "Lit\\-Search": a hyphenation hint, not a character
 
 
 def _read_text(path: Path) -> str:

@@ -129,6 +129,8 @@ def _sentences(text: str, line_of: Callable[[int], int], cites: list[list[str]])
             for m in _MARK.finditer(sentence):
                 keys += [k for k in cites[int(m.group(1))] if k not in keys]
             clean = clean_sentence(sentence)
+            if not keys and not re.search(r"\w", clean):
+                continue  # punctuation alone: the full stop after a footnote read apart
             if clean or keys:
                 out.append(DraftSentence(clean, line_of(para.start() + start), keys))
     return out
@@ -141,7 +143,7 @@ _CITE_MACROS = (
 # biblatex's multi-citations: \cites{a}{b}, each key group after the first a group of its own
 _MULTI_CITE_MACROS = "cites parencites textcites autocites footcites Cites Parencites Textcites Autocites".split()
 _MORE_CITE_GROUPS = re.compile(r"(?:\[[^\[\]]*\]|\{[^{}]*\})*")
-_NOTE_MACROS = ("footnote", "footnotetext")  # their text, citations included, is read where they stand
+_NOTE_MACROS = ("footnote", "footnotetext")  # their text is read, citations included (see `walk`)
 _BIB_MACROS = ("bibliography", "addbibresource")
 _INPUT_MACROS = ("input", "include", "subfile")  # another file's text: named, not followed
 # A macro whose argument cites (\textbf{... \cite{k}}, \caption{...}) is read inside, not flattened to
@@ -267,9 +269,15 @@ def read_latex(path: Path, source: str) -> Draft:
             if isinstance(node, LatexMacroNode) and node.macroname in _NOTE_MACROS:
                 args = node.nodeargd.argnlist if node.nodeargd else []
                 note = args[-1] if args else None
-                emit(" ", node.pos)
+                # a note that only cites ("As reported by \\cite{a}.") lends its citations to the
+                # sentence it annotates; one with a claim of its own is a paragraph apart (read
+                # where it stands, "...\\footnote{It has 12 queries.}." joined two claims)
+                apart = isinstance(note, LatexGroupNode) and checkable(l2t.nodelist_to_text(note.nodelist))
+                emit("\n\n" if apart else " ", node.pos)
                 if isinstance(note, LatexGroupNode):
                     walk(note.nodelist)
+                if apart:
+                    emit("\n\n", node.pos + node.len)
                 continue
             if isinstance(node, LatexEnvironmentNode):
                 name = node.environmentname
@@ -348,7 +356,8 @@ def read_latex(path: Path, source: str) -> Draft:
 
 # A key starts with a letter (any script), digit or _, or is any text in braces: @{10.1000/xyz}.
 _PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@(?:\w|\{)[^\[\]]*)\](?!\()")
-_PANDOC_KEY = re.compile(r"(?<![\w.@])-?@(?:\{([^{}\s]+)\}|(\w(?:[\w:.#$%&+?<>~/-]*\w)?))")
+_PANDOC_KEY = re.compile(r"(?<![\w.@/:])-?@(?:\{([^{}\s]+)\}|(\w(?:[\w:.#$%&+?<>~/-]*\w)?))")
+_AT = "\ue000"  # a literal @ while citations are read (a private-use character no draft holds)
 _PANDOC_EMPTY = re.compile(r"\[\s*-?@\s*(?:;\s*-?@\s*)*\]")  # a citation naming no key: [@]
 _FOOTNOTE_LABEL = re.compile(r"\[\^[^\]\s]+\]:?")  # pandoc's [^1] marks and "[^1]:" definitions
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
@@ -396,7 +405,9 @@ def read_markdown(path: Path, source: str) -> Draft:
     if front:
         bib_names = _front_matter_bibliography(front.group(1))
         source = "\n" * front.group(0).count("\n") + source[front.end() :]  # keep line numbers
-    tokens = MarkdownIt("commonmark").enable("table").parse(source)
+    # "\@" is pandoc's literal @, and an address's @ ("<https://medium.com/@someone>") no citation:
+    # both stand as _AT until the citations are read
+    tokens = MarkdownIt("commonmark").enable("table").parse(source.replace("\\@", _AT))
     sentences: list[DraftSentence] = []
     cites: list[list[str]] = []
     empty_cites: list[int] = []
@@ -416,9 +427,13 @@ def read_markdown(path: Path, source: str) -> Draft:
             return f"[@@{len(cites) - 1}]"
 
         pieces: list[tuple[bool, str]] = []  # (in a code span, text): `[@key]` in code is code, as for pandoc
+        in_autolink = False
         for child in token.children or []:
-            if child.type in ("text", "image", "code_inline"):
-                pieces.append((child.type == "code_inline", child.content))
+            if child.type in ("link_open", "link_close"):
+                in_autolink = child.type == "link_open" and child.markup == "autolink"
+            elif child.type in ("text", "image", "code_inline"):
+                content = child.content.replace("@", _AT) if in_autolink else child.content
+                pieces.append((child.type == "code_inline", content))
             elif child.type in ("softbreak", "hardbreak"):
                 pieces.append((False, "\n"))
         text = ""
@@ -430,7 +445,7 @@ def read_markdown(path: Path, source: str) -> Draft:
                     line_of(len(text)) + joined.count("\n", 0, m.start()) for m in _PANDOC_EMPTY.finditer(joined)
                 ]
                 joined = _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, _FOOTNOTE_LABEL.sub("", joined)))
-            text += joined
+            text += joined.replace(_AT, "@")
         sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
     return Draft(path, "markdown", sentences, bib_names, empty_cites)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from rag.config import Settings, mask_url
 from rag.context import model_window
@@ -36,6 +37,7 @@ class ForkedLLM:
         self.context_window = model_window(settings.llm_model, settings.llm_context_tokens)
         self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.notice = ""
+        self._unfinished = False  # a request was sent whose reply has not been read to its end
         from rag.structured import MEMORY_FILE, FormatMemory
 
         self.formats = FormatMemory(settings.data_dir / MEMORY_FILE, self.endpoint, self.model)
@@ -45,24 +47,35 @@ class ForkedLLM:
         self._process.start()
         child.close()
 
+    def _receive(self, give_up: float) -> tuple[str, Any]:
+        try:
+            if not self._conn.poll(max(0.0, give_up - time.monotonic())):
+                self._process.kill()
+                raise LLMError(
+                    f"the LLM client for {self.endpoint} did not finish within the {self.deadline:g} s "
+                    "deadline and was stopped; raise RAG_LLM_DEADLINE or check the server"
+                )
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
+        if kind != "delta":
+            self._unfinished = False
+        return kind, value
+
     def stream(self, system: str, user: str, response_format: dict | None = None) -> Iterator[str]:
         self.notice = ""
+        # a reply the caller stopped reading (JSON of another shape ends a structured answer early)
+        # is still arriving: read it to its end, or the next request would receive its rest
+        while self._unfinished:
+            self._receive(time.monotonic() + self.deadline + self.GRACE)
         give_up = time.monotonic() + self.deadline + self.GRACE
         try:
             self._conn.send((system, user, response_format))
         except (BrokenPipeError, OSError):
             raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
+        self._unfinished = True
         while True:
-            try:
-                if not self._conn.poll(max(0.0, give_up - time.monotonic())):
-                    self._process.kill()
-                    raise LLMError(
-                        f"the LLM client for {self.endpoint} did not finish within the {self.deadline:g} s "
-                        "deadline and was stopped; raise RAG_LLM_DEADLINE or check the server"
-                    )
-                kind, value = self._conn.recv()
-            except (EOFError, OSError):
-                raise LLMError(f"the LLM client for {self.endpoint} stopped unexpectedly; try again") from None
+            kind, value = self._receive(give_up)
             if kind == "delta":
                 yield value
             elif kind == "done":

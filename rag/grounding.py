@@ -216,6 +216,10 @@ _OPPOSITES = [
     ({"higher", "raises"}, {"lower", "lowers"}),
     ({"increase", "increases", "increased", "increasing"}, {"decrease", "decreases", "decreased", "decreasing"}),
     ({"better"}, {"worse"}),
+    ({"best"}, {"worst"}),
+    ({"well"}, {"poorly", "badly"}),  # "as well" and "well-known" are taken out first (_reverses)
+    ({"ahead", "leading", "leads"}, {"behind", "lagging", "lags", "trailing", "trails"}),
+    ({"easier"}, {"harder"}),
     (
         {"outperform", "outperforms", "outperformed", "outperforming"},
         {"underperform", "underperforms", "underperformed"},
@@ -241,11 +245,15 @@ _HEAVY_PRICE = re.compile(
 _NIL_PRICE = re.compile(r"\b(?:no|without|little|negligible|minimal|marginal|minor)\s+" + _PRICE)
 
 
+def _words(text: str) -> set[str]:
+    """Lower-case words, without the "well" of "as well (as)" and "well-known", which is no judgement."""
+    return set(re.findall(r"[a-z]+", re.sub(r"\bas well\b|\bwell-", " ", text.lower())))
+
+
 def _reverses(claim: str, window: str) -> bool:
     """Whether the claim uses a word whose opposite its window uses instead (see _OPPOSITES), or
     puts a heavy price where its window puts none (or the reverse)."""
-    said = set(re.findall(r"[a-z]+", claim.lower()))
-    source = set(re.findall(r"[a-z]+", window.lower()))
+    said, source = _words(claim), _words(window)
     for up, down in _OPPOSITES:
         for mine, theirs in ((up, down), (down, up)):
             if said & mine and not source & mine and source & theirs:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.llm import FormatRefused
+from rag.llm import EmptyReply, FormatRefused
 from rag.sentences import CITATION, citations_of
 
 FORMATS = ("json_schema", "json_object")  # tried in this order; then "text"
@@ -219,6 +219,8 @@ def generate(llm: Any, system: str, user: str, citable: list[int], on_text: Call
                 memory.set("text")
             return prose
         memory.set(kind)
+        if not sentences:  # '{"sentences": []}': as empty as no reply at all
+            raise EmptyReply(f"the LLM endpoint {llm.endpoint} replied with no sentence; check the model ({llm.model})")
         return " ".join(sentences)
     text = "".join(_passing(llm.stream(system, user), on_text))
     if refused or not known:  # only once plain text has worked: a server that is down is not "text only"

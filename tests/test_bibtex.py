@@ -193,3 +193,9 @@ def test_string_macros_and_concatenation_are_resolved_not_stored_raw() -> None:
         ("b", "Two Widgets and More Stuff", 'C# code, and "x # y"'),
     ]
     assert entries[0].fields["month"] == "jan"  # a name nothing defines stays as written
+
+
+def test_a_hyphenation_hint_in_a_title_is_no_character() -> None:
+    """`Lit\\-Search` was read with a soft hyphen, so the cited paper was "not in the corpus"."""
+    [entry] = parse_bib("@misc{lit, title = {Lit\\-Search: A Retrieval Benchmark}, abstract = {x}}\n")
+    assert entry.title == "LitSearch: A Retrieval Benchmark"

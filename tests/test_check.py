@@ -42,6 +42,21 @@ def test_latex_citations_in_footnotes_and_biblatex_multi_citations_count(tmp_pat
     assert got == [(2, ["smol"]), (3, ["a", "b", "c"])], got
 
 
+def test_a_footnote_with_a_claim_of_its_own_is_checked_apart_from_the_sentence_it_annotates(tmp_path: Path) -> None:
+    """ "... NLP papers \\cite{lit}\\footnote{It has 12 queries.}." was one claim, flagged as unsupported."""
+    tex = tmp_path / "d.tex"
+    tex.write_text(
+        "\\begin{document}\nLitSearch holds queries about NLP papers \\cite{lit}\\footnote{It has 12 queries.}. "
+        "Dense retrievers do well \\cite{lit}.\n\\end{document}\n"
+    )
+    got = [(s.keys, s.text) for s in read_draft(tex).sentences]
+    assert got == [
+        (["lit"], "LitSearch holds queries about NLP papers"),
+        ([], "It has 12 queries."),
+        (["lit"], "Dense retrievers do well."),
+    ], got
+
+
 def test_markdown_pandoc_citations(tmp_path: Path) -> None:
     md = tmp_path / "d.md"
     md.write_text(
@@ -60,6 +75,19 @@ def test_a_citation_written_in_a_code_span_is_code(tmp_path: Path) -> None:
     assert [(s.keys, s.text) for s in draft.sentences] == [
         (["a"], "Write [@key] to cite."),
         ([], "The @b form cites in the text."),
+    ]
+
+
+def test_an_address_with_an_at_and_an_escaped_at_are_not_citations(tmp_path: Path) -> None:
+    """`<https://medium.com/@someone>` stopped the whole check: "citation key 'someone' is not in the .bib"."""
+    md = tmp_path / "d.md"
+    md.write_text(
+        "Benchmarks [@lit]. See <https://medium.com/@someone> and https://medium.com/@a/post. Write \\@b to cite.\n"
+    )
+    assert [(s.keys, s.text) for s in read_draft(md).sentences] == [
+        (["lit"], "Benchmarks."),
+        ([], "See https://medium.com/@someone and https://medium.com/@a/post."),
+        ([], "Write @b to cite."),
     ]
 
 

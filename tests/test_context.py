@@ -7,7 +7,7 @@ from rag.answer import answer_question
 from rag.context import DEFAULT_WINDOW, model_window, pack
 from rag.sentences import split_sentences
 from rag.tokens import count_tokens
-from tests.conftest import rag_json
+from tests.conftest import rag_json, run_rag
 from tests.fakes import ScriptedLLM, serve
 from tests.test_repair import FP8, S1, S2
 
@@ -75,3 +75,15 @@ def test_the_command_packs_for_the_configured_window_and_restricts_citations(bun
     enum = body["response_format"]["json_schema"]["schema"]["properties"]["sentences"]["items"]["properties"]
     assert enum["citations"]["items"]["enum"] == in_prompt
     assert out["context"]["left_out"] and out["answer"] == f"{S1}. [1]"
+
+
+def test_a_window_too_small_for_any_source_is_one_error_and_the_model_is_not_asked(bundled_dir):
+    """With 600 tokens the model was asked with no source and its answer from memory shown as cited."""
+    with serve(["unused"]) as server:
+        env = {"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url, "RAG_LLM_CONTEXT_TOKENS": "600"}
+        proc = run_rag("ask", FP8, env=env)
+    assert proc.returncode == 1 and not server.bodies
+    assert proc.stderr.strip().splitlines() == [
+        "rag: error: the model's context window (600 tokens) leaves no room for a source after the reply "
+        "(llm_max_tokens 400) and the prompt; raise llm_context_tokens or lower llm_max_tokens"
+    ]

@@ -225,6 +225,29 @@ def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_support
     )[0]
 
 
+def test_a_ranking_turned_around_is_not_supported_and_as_well_is_no_judgement():
+    """A model wrote "Google Search performs best on LitSearch, leading the best dense retriever by 32
+    points" of an abstract saying it performs poorly, lagging behind by 32 points."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "LitSearch",
+            "Search engines like Google Search perform poorly on LitSearch, lagging behind the best dense "
+            "retriever by 32 points. Dense retrievers work well on it, as well as rerankers.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    said = "Google Search performs poorly on LitSearch, lagging behind the best dense retriever by 32 points [1]."
+    assert verifier.supports(said, source)[0]
+    for turned in (
+        "Google Search performs well on LitSearch, ahead of the best dense retriever by 32 points [1].",
+        "Google Search performs best on LitSearch, leading the best dense retriever by 32 points [1].",
+    ):
+        assert not verifier.supports(turned, source)[0], turned
+    assert verifier.supports("Dense retrievers work well on LitSearch, as well as rerankers [1].", source)[0]
+
+
 def test_counts_in_words_must_be_stated_by_the_window():
     from rag.grounding import OverlapVerifier, Passage
 

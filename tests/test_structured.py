@@ -9,7 +9,7 @@ import pytest
 from rag.answer import answer_question
 from rag.llm import OpenAICompatible
 from rag.structured import MEMORY_FILE, SentenceStream, sentence_text
-from tests.conftest import make_settings, rag_json
+from tests.conftest import make_settings, rag_json, run_rag
 from tests.fakes import serve
 from tests.test_repair import FP8, S1, S2
 
@@ -122,6 +122,29 @@ def test_the_command_asks_for_json_through_the_forked_client(bundled_dir):
         out = rag_json("ask", FP8, "--json", env={"RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": server.url})
     assert server.bodies[0]["response_format"]["type"] == "json_schema"
     assert out["answer"] == EXPECTED and out["removed"] == []
+
+
+def test_through_the_forked_client_a_reply_of_another_shape_is_followed_by_the_plain_one(bundled_dir):
+    """The forked client's helper was still sending the abandoned JSON reply when the plain-text
+    request went out, so the answer read its leftovers: blank, exit 0."""
+    text = f"{S1} [1]. {S2} [2]."
+    env = {"RAG_DATA_DIR": str(bundled_dir), "RAG_GROUNDING": "mark"}
+    with serve(['{"sentences": "not a list", "padding": "' + "x" * 400 + '"}', text]) as server:
+        out = rag_json("ask", FP8, "--json", env={**env, "OPENAI_BASE_URL": server.url})
+    assert ["response_format" in body for body in server.bodies] == [True, False]
+    assert out["answer"] == text
+
+
+def test_a_structured_reply_with_no_sentence_is_an_empty_reply(bundled_dir):
+    with serve(['{"sentences": []}']) as server:
+        proc = run_rag(
+            "ask", FP8, env={"RAG_DATA_DIR": str(bundled_dir), "RAG_GROUNDING": "mark", "OPENAI_BASE_URL": server.url}
+        )
+    assert proc.returncode == 1 and len(server.bodies) == 1
+    assert (
+        proc.stderr.strip()
+        == f"rag: error: the LLM endpoint {server.url} replied with no sentence; check the model (gpt-4o-mini)"
+    )
 
 
 def test_live_model_answers_in_json_and_strict_shows_only_supported_sentences(bundled_dir, llm_url, tmp_path):
