@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.lexical import LexicalIndex
-from rag.question import Question
+from rag.question import Question, joined_names
 from rag.retrieval import SearchResult
 from rag.retrievers import Mode
 from rag.sentences import split_sentences
@@ -155,6 +155,7 @@ class Evidence:
     texts: list[str]  # "title. abstract" of the retrieved papers, best first
     scores: list[float]  # their hybrid retrieval scores
     paper_similarities: tuple[float, ...]  # per paper, the best cosine of the question with a sentence or title
+    titles: tuple[str, ...] = ()  # the papers' titles, when the caller has them apart
 
     @property
     def sentence_similarity(self) -> float:
@@ -168,19 +169,21 @@ class Evidence:
         return sims[0] - max(sims[1:], default=0.0) if sims else 0.0
 
 
-def gather_evidence(question: Question, texts: list[str], scores: list[float], embedder: Embedder) -> Evidence:
+def gather_evidence(
+    question: Question, texts: list[str], scores: list[float], embedder: Embedder, titles: Sequence[str] = ()
+) -> Evidence:
     """Compare the question with every sentence of the top papers: MiniLM is a sentence model, and
     a sentence that answers shows up sharper than the chunk it sits in."""
     per_paper = [split_sentences(text) for text in texts[: TUNING.evidence_papers]]
     sentences = [s for paper in per_paper for s in paper]
     if not sentences:
-        return Evidence(texts, scores, ())
+        return Evidence(texts, scores, (), tuple(titles))
     cosines = embedder.embed_cached(sentences) @ question.vector
     best, start = [], 0
     for paper in per_paper:
         best.append(float(cosines[start : start + len(paper)].max()) if paper else 0.0)
         start += len(paper)
-    return Evidence(texts, scores, tuple(best))
+    return Evidence(texts, scores, tuple(best), tuple(titles))
 
 
 def rarest(words: Sequence[str], lexical: LexicalIndex, n: int = TUNING.rare_words) -> list[str]:
@@ -259,6 +262,19 @@ def _listing(terms: Sequence[str], sep: str, most: int = 6) -> str:
     return sep.join(terms[:most]) + (f" and {len(terms) - most} more" if len(terms) > most else "")
 
 
+def _each_apart(text: str, group: list[str], evidence: Evidence) -> bool:
+    """Whether the question joins names of papers ("LitSearch and Mr. TyDi", "AlphaQ vs BetaQ"), each
+    in the title of a retrieved paper whose abstract holds the group's other names: "what accuracy do
+    AlphaQ and BetaQ reach on CommonBench?" asks about two papers, not one naming both. Names that are
+    no paper's title ("FP8 vs INT8") must still meet in one abstract."""
+    joined = joined_names(text, group)
+    if len(joined) < 2:
+        return False
+    rest = [t for t in group if t not in joined]
+    papers = list(zip(evidence.titles, evidence.texts))
+    return all(any(mentions(title, t) and all(mentions(doc, n) for n in rest) for title, doc in papers) for t in joined)
+
+
 def assess(
     question: str | Question,
     evidence: Evidence,
@@ -301,12 +317,18 @@ def assess(
     groups = [[t for t in named if t in part] for part in question.parts] if len(question.parts) > 1 else [list(named)]
     groups = [g for g in groups if g] or [list(named)]
     for group in groups if named else []:
-        if not any(all(mentions(text, t) for t in group) for text in texts):
+        if not any(all(mentions(text, t) for t in group) for text in texts) and not _each_apart(
+            question.text, group, evidence
+        ):
             return verdict(
                 False, f"no retrieved abstract mentions {_listing(group, ' and ')} together", "named_terms_apart"
             )
     if named:
-        holders = [text for text in texts if any(all(mentions(text, t) for t in g) for g in groups)]
+        holders = [text for text in texts if any(all(mentions(text, t) for t in g) for g in groups)] or [
+            text
+            for text in texts
+            if any(mentions(text, t) for t in named)  # names asked of papers apart
+        ]
         rest = question.text
         for term in named:
             rest = rest.replace(term, " ")

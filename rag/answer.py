@@ -117,7 +117,11 @@ def gather(
 
     sources = [Source(n, h.paper_id, h.title, abstract_of(h)) for n, h in enumerate(hits, start=1)]
     evidence = gather_evidence(
-        question, [f"{h.title}. {abstract_of(h)}" for h in ranked], [h.score for h in ranked], retriever.embedder
+        question,
+        [f"{h.title}. {abstract_of(h)}" for h in ranked],
+        [h.score for h in ranked],
+        retriever.embedder,
+        [h.title for h in ranked],
     )
     return hits, sources, evidence
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rag.embedders import Embedder
 from rag.lexical import LexicalIndex
 from rag.numbers import asks_number, counted_thing, counts, stated_numbers, states_asked_number, wants_quantity
-from rag.question import Question
+from rag.question import Question, joined_names, without_names
 from rag.sentences import split_sentences
 from rag.terms import acronyms, analyse, key_tokens, mentions, specific_terms
 
@@ -132,6 +132,19 @@ def _home_of(ask: str, sources: list[tuple[str, str]], first: int) -> int:
     return next((n for n in range(1, len(sources) + 1) if names_all(n)), first)
 
 
+def _titled(name: str, sources: list[tuple[str, str]]) -> int:
+    """The first source whose title names `name` (0: none)."""
+    return next((n for n, (title, _) in enumerate(sources, start=1) if mentions(title, name)), 0)
+
+
+def _papers_asked(question: Question, sources: list[tuple[str, str]]) -> list[str]:
+    """The names a one-part question joins ("LitSearch and Mr. TyDi") when each is a source's title."""
+    if len(question.parts) > 1:
+        return []
+    joined = joined_names(question.text, question.specific)
+    return joined if len(joined) >= 2 and all(_titled(name, sources) for name in joined) else []
+
+
 def is_list_question(question: str) -> bool:
     return bool(_LIST_QUESTION.search(question))
 
@@ -241,16 +254,20 @@ def compose_parts(
     best = ranked[0][0]
     picked = [best]
     parts: list[Part] = []
-    if len(question.parts) > 1:
+    papers = _papers_asked(question, sources)
+    if len(question.parts) > 1 or papers:
         # each part is scored on its own words plus the names the parts before it give: a later part
         # refers back to them ("how many queries does LitSearch contain, and how were they written?"),
         # while a name a later part brings in ("..., and what does that imply for a 7B model?") is
-        # no part of what the earlier one asks
+        # no part of what the earlier one asks. Papers the question names together ("do LitSearch and
+        # Mr. TyDi") are asked one at a time, each of its own paper.
+        asks = [without_names(question.text, [o for o in papers if o != name]) for name in papers]
+        homes = [_titled(name, sources) for name in papers]
         before: list[str] = []
-        for ask in question.parts:
-            named = " ".join(t for t in specific_terms(" ".join(before)) if t not in ask)
+        for i, ask in enumerate(asks or question.parts):
+            named = "" if papers else " ".join(t for t in specific_terms(" ".join(before)) if t not in ask)
             before.append(ask)
-            home = _home_of(ask, sources, best.source)
+            home = homes[i] if papers else _home_of(ask, sources, best.source)
             part = Question.parse(f"{ask} {named}".strip(), embedder)
             part_ranked = _score_sentences(part, [sources[home - 1]], embedder, lexical)[0]
             part_best = part_ranked[0]

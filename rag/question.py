@@ -4,6 +4,7 @@ the same terms, key tokens, specific terms, parts and embedding instead of deriv
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -22,6 +23,36 @@ _PART_SPLIT = re.compile(
     r"|can|could|with what|by how|to what)\b)",
     re.I,
 )
+
+
+# what joins two names in "LitSearch and Mr. TyDi", "AlphaQ vs BetaQ", "A, B or C"
+_COORDINATOR = (
+    r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|versus)\s+|\s*&\s*|\s*/\s*)(?:the\s+|[A-Z][a-z]{0,3}\.\s*)?"
+)
+
+
+def joined_names(question: str, names: Sequence[str]) -> list[str]:
+    """Those of `names` the question joins to another of them by and, or, vs or a comma."""
+    return [
+        a
+        for a in names
+        if any(
+            re.search(re.escape(x) + _COORDINATOR + re.escape(y), question, re.I)
+            for b in names
+            if b != a
+            for x, y in ((a, b), (b, a))
+        )
+    ]
+
+
+def without_names(question: str, names: Sequence[str]) -> str:
+    """`question` with each of `names` taken out along with what joins it to the rest:
+    "How many queries do LitSearch and Mr. TyDi contain?" less TyDi asks of LitSearch alone."""
+    for name in names:
+        question = re.sub(
+            rf"{_COORDINATOR}{re.escape(name)}\b|\b{re.escape(name)}{_COORDINATOR}", " ", question, count=1, flags=re.I
+        )
+    return " ".join(question.split())
 
 
 def question_parts(question: str) -> list[str]:

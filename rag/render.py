@@ -184,7 +184,7 @@ def print_answer(answer: Answer, streamed: bool = False, llm_off: bool = False) 
     else:
         console.print(_marked_text(answer))
     _print_removed(answer)
-    missing = [p.ask for p in answer.parts if not p.answered]
+    missing = [p.ask.rstrip(" ?.!") for p in answer.parts if not p.answered]
     if missing:
         console.print(f"[yellow]Not stated in the abstracts: {escape('; '.join(missing))}.[/yellow]")
     cited = answer.cited

@@ -340,6 +340,7 @@ def states_approximately(source: str, hedged: Hedged) -> bool:
 # Capitalised words inside a question (not its first word) usually name something, and a number
 # right after a name is part of it ("Stable Diffusion 3", "Llama 2").
 _NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
+_HONORIFICS = frozenset("Mr Mrs Ms Dr Prof St".split())
 _VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
@@ -364,7 +365,12 @@ def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     keys = key_tokens(question) if keys is None else keys
     out = [t for t in found if t and (key_tokens(t) & keys)]
     # a name with a modifier ("Pile-trained", "BERT-based") names the Pile, BERT
-    out += [n for w in _NAMED.findall(question) if (n := _MODIFIER.sub("", w)) not in out]
+    out += [
+        n
+        for m in _NAMED.finditer(question)
+        if (n := _MODIFIER.sub("", m.group(1))) not in out
+        and not (n in _HONORIFICS and question.startswith(".", m.end()))  # "Mr. TyDi": the name is TyDi
+    ]
     out += [v for v in _VERSIONED.findall(question) if v not in out]
     # "Gemini" and "1.5" are already checked as part of "Gemini 1.5"
     out = list(dict.fromkeys(out))  # a name the question repeats is one term

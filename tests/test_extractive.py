@@ -180,3 +180,15 @@ def test_a_question_asking_for_a_share_is_answered_by_a_percentage_or_fraction()
     assert "1/4" in text
     no_share = ("FP8 study", "We evaluate 75 network workloads with FP8 formats.")
     assert _compose("What share of the network workloads does FP8 cover?", [no_share]) == ("", [])
+
+
+def test_two_papers_named_together_are_each_answered_from_their_own_abstract(workspace):
+    """ "How many queries do LitSearch and Mr. TyDi contain?" abstained: no abstract names both."""
+    from rag.answer import answer_question
+
+    both = answer_question("How many queries do LitSearch and Mr. TyDi contain?", workspace.retriever)
+    assert not both.abstained and "597" in both.text
+    assert [(p.ask, p.answered) for p in both.parts] == [
+        ("How many queries do LitSearch contain?", True),
+        ("How many queries do TyDi contain?", False),  # its abstract gives no count
+    ]

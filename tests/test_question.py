@@ -42,3 +42,17 @@ def test_parsed_questions_are_values():
         q.text = "other"  # type: ignore[misc]
     with pytest.raises(ValueError, match="without an embedder"):
         _ = q.vector
+
+
+def test_names_joined_by_and_or_vs_are_found_and_taken_out_one_at_a_time():
+    from rag.question import joined_names, without_names
+
+    asked = "How many queries do LitSearch and Mr. TyDi contain?"
+    assert joined_names(asked, ["LitSearch", "TyDi"]) == ["LitSearch", "TyDi"]
+    assert without_names(asked, ["TyDi"]) == "How many queries do LitSearch contain?"
+    assert without_names(asked, ["LitSearch"]) == "How many queries do TyDi contain?"
+    assert joined_names("Does FP8 beat INT8 on BERT, GPT-2 or T5?", ["FP8", "INT8", "BERT", "GPT-2", "T5"]) == [
+        "BERT",
+        "GPT-2",
+        "T5",
+    ]
