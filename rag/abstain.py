@@ -257,6 +257,15 @@ def default_model() -> AnswerabilityModel:
     return AnswerabilityModel.load()
 
 
+def as_typed(text: str, stems: Sequence[str]) -> list[str]:
+    """`stems` (analysed terms) as `text` writes them: a reason names "swallows", not "swallow"."""
+    written: dict[str, str] = {}
+    for word in re.findall(r"[\w'-]+", text):
+        for stem in analyse(word):
+            written.setdefault(stem, word)
+    return [written.get(stem, stem) for stem in stems]
+
+
 def _listing(terms: Sequence[str], sep: str, most: int = 6) -> str:
     """At most `most` terms for a one-line reason, and how many more there are."""
     return sep.join(terms[:most]) + (f" and {len(terms) - most} more" if len(terms) > most else "")
@@ -342,7 +351,9 @@ def assess(
                 )
     unseen = sorted({t for t in question.terms if len(t) > 3 and not lexical.knows(t)})
     if len(unseen) >= TUNING.unseen_words and cover < TUNING.unseen_coverage:
-        return verdict(False, f"the corpus never uses the words {', '.join(unseen)}", "unseen_words")
+        return verdict(
+            False, f"the corpus never uses the words {', '.join(as_typed(question.text, unseen))}", "unseen_words"
+        )
     model = model or default_model()
     confidence = model.probability(features(question, evidence, lexical))
     threshold = model.threshold_llm if with_llm else model.threshold

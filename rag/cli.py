@@ -101,7 +101,13 @@ def ingest(
 
             if skipped := bib_without_abstract(path):
                 typer.echo(
-                    f"rag: {path}: {len(skipped)} entries have no abstract field and are not ingested: "
+                    f"rag: {path}: "
+                    + (
+                        "1 entry has no abstract field and is"
+                        if len(skipped) == 1
+                        else f"{len(skipped)} entries have no abstract field and are"
+                    )
+                    + " not ingested: "
                     + ", ".join(skipped),
                     err=True,
                 )

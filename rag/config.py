@@ -265,6 +265,10 @@ class _ConfigFile(TomlConfigSettingsSource):
     """The config file, whose relative folders (data_dir = "rag-data") are read from the file's own
     folder: the same store whatever directory rag runs in."""
 
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        """Read as text: a byte-order mark, which Windows editors write, is no TOML error."""
+        return tomllib.loads(file_path.read_text(encoding="utf-8-sig"))
+
     def __call__(self) -> dict[str, Any]:
         values = super().__call__()
         for name in ("data_dir", "embed_model_dir"):
@@ -306,7 +310,7 @@ def check_config_file() -> None:
         _warn(f"{path} is a directory, not a config file; no config file is read (remove it or set RAG_CONFIG)")
         return
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return  # no file, or one that does not parse (reported when the settings load)
     known = known_keys()
@@ -335,13 +339,15 @@ def load_settings(**flags: Any) -> Settings:
             f"invalid setting {name}: {message} (check flags, RAG_* variables and {config_path()})"
         ) from None
     except Exception as exc:  # a TOML file that does not parse
-        raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
+        raise SettingsError(
+            f"cannot read config file {config_path()}: {exc}; fix its TOML (key = value lines) or set RAG_CONFIG to another file"
+        ) from None
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, shown value, source: env, file or default) for every setting; secrets are masked."""
     try:
-        toml_keys = set(TomlConfigSettingsSource(Settings, toml_file=config_path())().keys())
+        toml_keys = set(_ConfigFile(Settings, toml_file=config_path())().keys())
     except Exception:
         toml_keys = set()
     rows = []

@@ -314,7 +314,14 @@ class Store:
                 f"the vector index of the Chroma store at {self.location} is damaged ({text}); move that folder "
                 "away and run `rag ingest` with your corpus files again to rebuild it"
             )
-        return StoreError(f"the Chroma store at {mask_url(self.location)} failed while {action} ({mask_url(text)})")
+        advice = (
+            "check the server's log"
+            if self.settings.chroma_url
+            else f"if it fails again, the store may be damaged: move {self.location} away and run `rag ingest` again"
+        )
+        return StoreError(
+            f"the Chroma store at {mask_url(self.location)} failed while {action} ({mask_url(text)}); {advice}"
+        )
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         try:

@@ -65,3 +65,12 @@ def test_coverage_is_the_idf_weighted_share_of_question_words_present():
     assert coverage("diffusion volcanoes", CORPUS[3], lexical) < 0.5  # type: ignore[arg-type]
     assert coverage(["diffus", "volcano"], CORPUS[3], lexical) == coverage("diffusion volcanoes", CORPUS[3], lexical)  # type: ignore[arg-type]
     assert coverage("which papers", CORPUS[3], lexical) == 0.0  # type: ignore[arg-type]
+
+
+def test_a_reason_names_words_as_the_question_typed_them():
+    from rag.abstain import as_typed
+    from rag.terms import analyse
+
+    asked = "How do swallows navigate during airspeed migrations?"
+    assert as_typed(asked, analyse("swallows migrations")) == ["swallows", "migrations"]
+    assert as_typed(asked, ["unknownstem"]) == ["unknownstem"]  # a stem the text does not hold stays as it is

@@ -109,7 +109,7 @@ def test_ingest_bib_lists_entries_without_abstract(tmp_path: Path) -> None:
     env = {"RAG_DATA_DIR": str(tmp_path / "data")}
     proc = run_rag("ingest", str(bib), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "1 entries have no abstract field and are not ingested: noabstract2020 (line 21)" in proc.stderr
+    assert "1 entry has no abstract field and is not ingested: noabstract2020 (line 21)" in proc.stderr
     assert "2 papers: 2 added" in proc.stderr
     found = json.loads(run_rag("search", "Transformer attention", "--json", "-k", "2", env=env).stdout)
     assert found["results"][0]["title"] == "Attention Is All You Need"

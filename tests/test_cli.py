@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -101,6 +102,14 @@ def test_broken_config_file_is_one_line(tmp_path):
     proc = run_rag("config", env={"RAG_CONFIG": str(config)})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"rag: error: cannot read config file {config}")
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_bytes("\ufefftop_k = 3\n".encode())
+    proc = run_rag("config", env={"RAG_CONFIG": str(config)})
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"^top_k +3 +\[file {re.escape(str(config))}\]$", proc.stdout, re.M)
 
 
 def test_a_full_disk_under_stdout_is_one_line_even_with_json(bundled_dir):
