@@ -397,6 +397,11 @@ class OpenAICompatible:
                 "reason or [DONE]); try again or check the server"
             )
         if not text.strip():
+            if self.notice and not cap.hit:  # stopped for length before writing anything
+                raise EmptyReply(
+                    f"the LLM endpoint {self.endpoint} stopped the reply for length before writing anything: its "
+                    "context window is probably full; give the server a larger one or lower RAG_LLM_CONTEXT_TOKENS"
+                )
             raise EmptyReply(
                 f"the LLM endpoint {self.endpoint} returned an empty reply; check the model ({self.model})"
             )

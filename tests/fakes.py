@@ -84,6 +84,7 @@ MISBEHAVIOURS = {
     "length": "the server itself stopped at max_tokens",
     "window": "the server stopped early for length: its context window was full",
     "empty": "an empty reply",
+    "fullwindow": "nothing but a finish for length: the server's context window was full before a word",
     "finish": "a finish reason, then a clean close without [DONE]: complete",
     "nofinish": "[DONE] without a finish reason: complete",
     "once500": "HTTP 500 to the first request, then well-behaved (embeddings)",
@@ -366,6 +367,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                 self._send(_event({}, usage={"prompt_tokens": 50, "completion_tokens": written}))
             elif mode == "empty":
                 self._send(chunk(""))
+            elif mode == "fullwindow":
+                self._send(chunk("", "length"))
             elif mode == "finish":
                 self._send(chunk(ANSWER, "stop"))
                 return

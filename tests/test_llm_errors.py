@@ -83,6 +83,13 @@ def test_an_empty_reply_falls_back_in_strict_mode_and_is_an_error_in_mark_mode(b
     assert "returned an empty reply" in line
 
 
+def test_a_reply_stopped_for_length_before_a_word_says_the_window_is_full(bundled_dir, endpoint):
+    mark = ask(bundled_dir, f"{endpoint}/fullwindow/v1", RAG_GROUNDING="mark")
+    assert mark.returncode == 1
+    (line,) = mark.stderr.strip().splitlines()
+    assert "stopped the reply for length before writing anything" in line and "RAG_LLM_CONTEXT_TOKENS" in line
+
+
 def test_a_hang_reports_the_time_it_really_took(bundled_dir, endpoint):
     """Three attempts of 1 s each and the backoff between them: the line says so, not "1 s"."""
     proc = ask(bundled_dir, f"{endpoint}/slow/v1")
