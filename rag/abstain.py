@@ -113,7 +113,7 @@ _ASKS_AUTHORS = re.compile(
 # that don't need retraining" asks for a property an abstract states ("without retraining").
 _ASKS_ABSENCE = re.compile(
     r"\b(?:papers?|works?|studies|study|articles?|abstracts?)\s+(?:(?:that|which|here)\s+)?"
-    r"(?:(?:do|does|did|have|has|had)\s*(?:n['’]t|\s+not)|never|not)\b(?P<rest>.*)",
+    r"(?:(?:do|does|did|have|has|had)\s*(?:n['’]t|\s+not)|never|not)\b(?!\s+(?:only|just)\b)(?P<rest>.*)",
     re.I | re.S,
 )
 

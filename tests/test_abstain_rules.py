@@ -74,3 +74,12 @@ def test_a_reason_names_words_as_the_question_typed_them():
     asked = "How do swallows navigate during airspeed migrations?"
     assert as_typed(asked, analyse("swallows migrations")) == ["swallows", "migrations"]
     assert as_typed(asked, ["unknownstem"]) == ["unknownstem"]  # a stem the text does not hold stays as it is
+
+
+def test_papers_asked_for_by_what_they_lack_but_not_by_what_they_do_besides():
+    from rag.abstain import absence_asked
+
+    assert absence_asked(Question.parse("Which papers do not evaluate on MMLU?")) == ["MMLU"]
+    assert absence_asked(Question.parse("papers not using GPT-4")) == ["GPT-4"]
+    assert absence_asked(Question.parse("Which studies not only use BERT but also GPT-4?")) == []
+    assert absence_asked(Question.parse("Which methods don't require retraining BERT?")) == []  # a property
