@@ -94,6 +94,7 @@ RULES = (
     "model",
     "model_abstained",
     "number_not_stated",  # decided after retrieval by the extractive answerer (rag/extractive.py)
+    "parts_not_stated",  # likewise: a question of several parts, none of them answered
     "authors_asked",
     "absence_asked",
     "no_topic",

@@ -189,6 +189,13 @@ def _number_not_stated(assessment: Assessment) -> Assessment:
     return replace(assessment, answerable=False, reason=reason, rule="number_not_stated")
 
 
+def _parts_not_stated(assessment: Assessment, parts: list[extractive.Part]) -> Assessment:
+    """The verdict when a question of several parts has none the abstracts answer: what the answer
+    would quote is on the paper's topic but states none of what was asked."""
+    reason = "the retrieved abstracts state none of the parts asked: " + "; ".join(p.ask for p in parts)
+    return replace(assessment, answerable=False, reason=reason, rule="parts_not_stated")
+
+
 def fallback_gate(assessment: Assessment) -> Assessment | None:
     """The abstention for a model's answer that did not hold up and fell back to the extractive
     answer, or None to give that answer. With an LLM the pre-check stops only clear misses, the
@@ -283,6 +290,9 @@ def answer_question(
         text, parts = extractive.compose_parts(asked, pairs, retriever.embedder, retriever.lexical)
         if not text:  # it asks for a number the best source does not state
             assessment = _number_not_stated(assessment)
+            return finish(NO_ANSWER, True)
+        if parts and not any(p.answered for p in parts):
+            assessment = _parts_not_stated(assessment, parts)
             return finish(NO_ANSWER, True)
     else:
         system = render("system")

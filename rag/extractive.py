@@ -119,17 +119,20 @@ def _with_asked_number(picked: list[Candidate], ranked: list[Candidate], questio
 
 def _home_of(ask: str, sources: list[tuple[str, str]], first: int) -> int:
     """The source a part of a question is answered from: the answer's paper, unless the part names
-    what only another source states ("How many queries does LitSearch contain? How large is Mr.
-    TyDi?" asks about two papers)."""
+    another source's paper by its title ("How many queries does LitSearch contain? How large is Mr.
+    TyDi?" asks about two papers) and that source states all the part names. A name some other
+    abstract merely uses ("what GPUs and how many were used to train DenseFormer?") is asked of the
+    answer's paper: quoting another paper's sentence on GPUs answered a question about DenseFormer."""
     own = specific_terms(ask)
 
-    def names_all(n: int) -> bool:
+    def home(n: int) -> bool:
         title, abstract = sources[n - 1]
-        return all(mentions(f"{title}. {abstract}", t) for t in own)
+        return any(mentions(title, t) for t in own) and all(mentions(f"{title}. {abstract}", t) for t in own)
 
-    if not own or names_all(first):
+    title, abstract = sources[first - 1]
+    if not own or all(mentions(f"{title}. {abstract}", t) for t in own):
         return first
-    return next((n for n in range(1, len(sources) + 1) if names_all(n)), first)
+    return next((n for n in range(1, len(sources) + 1) if home(n)), first)
 
 
 def _titled(name: str, sources: list[tuple[str, str]]) -> int:

@@ -305,6 +305,28 @@ def _prefix_scopes(text: str) -> list[tuple[set[str], set[str]]]:
     return scopes
 
 
+# Words that deny what follows without a negation word: "eliminating the need for the distance
+# parameter", "bypasses model training", "a derivative-free approach". A claim's "does not require
+# tuning the distance parameter" or "without derivatives" restates them.
+_DENYING_VERB = re.compile(
+    r"\b(?:eliminat|avoid|bypass|obviat|forgo|remov|sidestep|circumvent)\w*\s+(?:(?:the|a|any)\s+)?"
+    r"(?:(?:need|requirement|necessity)\s+(?:for|of|to)\s+)?"
+)
+_FREE_OF = re.compile(r"\b([a-z]{3,})-free\b")
+
+
+def _implied_denials(text: str) -> list[set[str]]:
+    """The stemmed words each denial of `text` without a negation word denies (_DENYING_VERB, "X-free")."""
+    lowered = text.lower()
+    scopes = [set(analyse(m.group(1))) for m in _FREE_OF.finditer(lowered)]
+    for m in _DENYING_VERB.finditer(lowered):
+        rest = lowered[m.end() :]
+        end = CLAUSE_END.search(rest)
+        governed = analyse(" ".join(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest)))
+        scopes.append(set(governed[:NEGATION_SCOPE]))
+    return [scope for scope in scopes if scope]
+
+
 def _denial_unsupported(claim: str, context: str, elsewhere: str = "") -> bool:
     """Whether a negation of the claim lacks support in its context (the matched windows and the
     closest sentence): it governs words the context states without negating them, or words the
@@ -312,12 +334,14 @@ def _denial_unsupported(claim: str, context: str, elsewhere: str = "") -> bool:
     prefix negates too ("without restricting": "unrestricted"), and a claim joining two findings may
     take its denial from elsewhere in the cited abstracts when most of what it denies is denied there."""
     stated = terms(context)
-    negated_there = set().union(*_denied(context), *(root for root, _ in _prefix_scopes(context)))
+    negated_there = set().union(
+        *_denied(context), *(root for root, _ in _prefix_scopes(context)), *_implied_denials(context)
+    )
     far = [*_denied(elsewhere), *(scope for _, scope in _prefix_scopes(elsewhere))]
     for scope in _denied(claim):
         if scope & negated_there or any(2 * len(scope & other) > len(scope) for other in far):
             continue
-        if scope & stated or not negation_scopes(context):
+        if scope & stated or not (negation_scopes(context) or _implied_denials(context)):
             return True
     return False
 

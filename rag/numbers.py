@@ -94,6 +94,22 @@ _ASKS_SHARE = re.compile(r"\bwhat (?:percentage|fraction|share|proportion|accura
 _SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|quarters?|fifths?|tenths?)\b", re.I)
 
 
+# A question asking how much one thing beats another ("how much faster", "how many times more
+# parameters") is answered by a factor, a percentage, a difference in points or a change "from A to
+# B", not by any number: "evaluation has been limited to a few million documents" does not say how
+# much faster a method is.
+_ASKS_FACTOR = re.compile(
+    r"\bhow (?:much|many times) (?:faster|slower|quicker|smaller|larger|bigger|cheaper|less|more|fewer"
+    r"|better|worse|higher|lower)\b",
+    re.I,
+)
+_FACTOR = re.compile(
+    r"\d\s*(?:%|x\b|×|times\b|-?fold\b|points?\b|pp\b|percent)|\d(?:x|×|times)"
+    r"|\b(?:twice|double[sd]?|half|halve[sd]?|triple[sd]?|\w+fold)\b|\bfrom \S*\d[^.;]{0,20}? to \S*\d",
+    re.I,
+)
+
+
 def states_asked_number(sentences: list[str], question: str) -> bool:
     """Whether the sentences state a number the question does not (a percentage or fraction for a
     share; for "how many X", a count of X; for "when was X published", a year), as a question
@@ -104,6 +120,8 @@ def states_asked_number(sentences: list[str], question: str) -> bool:
     if not stated_numbers(text) - stated_numbers(question):
         return False
     if _ASKS_SHARE.search(question) and not _SHARE.search(text):
+        return False
+    if _ASKS_FACTOR.search(_asking(question)) and not _FACTOR.search(text):
         return False
     counted = counted_thing(question)
     return not counted or any(counts(s, counted) for s in sentences)

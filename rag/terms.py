@@ -344,11 +344,46 @@ _HONORIFICS = frozenset("Mr Mrs Ms Dr Prof St".split())
 _VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
+# Two-letter abbreviations of the field and the words they stand for: `spells_out` needs three
+# letters, and a question's "code LMs" is about papers on code language models or LLMs however
+# their abstracts write it. Domain usage, not fitted to any suite.
+_FIELD_SHORT = {
+    "lm": ("language model", "llm"),
+    "rl": ("reinforcement learning",),
+    "ml": ("machine learning",),
+    "dl": ("deep learning",),
+    "ai": ("artificial intelligence",),
+    "qa": ("question answering",),
+    "mt": ("machine translation",),
+    "ir": ("information retrieval",),
+    "kd": ("knowledge distillation",),
+    "lr": ("learning rate",),
+    "nn": ("neural network",),
+    "cv": ("computer vision",),
+}
+
+
+def _states_short(text: str, key: str) -> bool:
+    """Does `text` state a two-letter abbreviation of the field (`key`, "lm" or "lms") by its words?"""
+    forms = _FIELD_SHORT.get(key) or (_FIELD_SHORT.get(key[:-1], ()) if key.endswith("s") else ())
+    lowered = _lowered(text)
+    for form in forms:
+        if " " not in form:
+            if contains_key(text, form) or contains_key(text, form + "s"):
+                return True
+        elif re.search(r"\b" + r"[\s-]+".join(map(re.escape, form.split())) + r"s?\b", lowered):
+            return True
+    return False
+
+
 def mentions(text: str, term: str) -> bool:
     """Does `text` state the specific term `term` (as `specific_terms` gives it), whole? An
     acronym is also stated by the words it stands for ("MLE": "maximum likelihood estimation")."""
     keys = key_tokens(term) or {normalise_key(term)}
-    if all(contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) for k in keys):
+    if all(
+        contains_key(text, k) or (k.endswith("s") and contains_key(text, k[:-1])) or _states_short(text, k)
+        for k in keys
+    ):
         return True
     return sum(c.isupper() for c in term) >= 2 and spells_out(text, term)
 

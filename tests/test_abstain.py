@@ -100,6 +100,32 @@ def test_a_question_asking_for_a_number_the_abstract_does_not_state_abstains(wor
     assert not stated.abstained and "597" in stated.text
 
 
+def test_a_question_of_several_parts_none_of_which_the_abstracts_state_abstains(workspace):
+    """ "What GPUs and how many were used to train DenseFormer?" quoted DenseFormer's claim and
+    another paper's sentence on mid-tier GPUs; neither part is stated."""
+    answer = answer_question("what GPUs and how many were used to train DenseFormer models", workspace.retriever)
+    assert answer.abstained and answer.assessment is not None
+    assert answer.assessment.rule == "parts_not_stated" and "what GPUs" in answer.assessment.reason
+    assert [p.answered for p in answer.parts] == [False, False]
+    assert answer.sources and "DenseFormer" in answer.sources[0].title  # the paper was found
+    # one part stated is an answer that names the other as not stated
+    some = answer_question(
+        "How many queries does LitSearch contain, and which GPUs were used to build it?", workspace.retriever
+    )
+    assert not some.abstained and "597" in some.text and some.parts[0].answered
+
+
+def test_a_how_much_faster_question_is_answered_only_by_a_factor(workspace):
+    """ "How much faster is Seismic than graph-based retrieval?" was answered by "evaluation has
+    been limited to ... a few million documents": a number, but no speed-up."""
+    answer = answer_question(
+        "how much faster is Seismic than graph-based retrieval on the 138M-passage MsMarco-v2 set", workspace.retriever
+    )
+    assert answer.abstained and answer.assessment is not None and answer.assessment.rule == "number_not_stated"
+    stated = answer_question("How much faster is DS-MoE-6B than Mistral-7B?", workspace.retriever)
+    assert not stated.abstained and "1.86" in stated.text
+
+
 def test_sentence_lead_is_the_first_papers_best_sentence_over_every_other_papers_best():
     assert Evidence(["a", "b", "c"], [0.9, 0.5, 0.4], (0.8, 0.5, 0.7)).sentence_lead == pytest.approx(0.1)
     assert Evidence(["a", "b"], [0.9, 0.5], (0.6, 0.8)).sentence_lead == pytest.approx(-0.2)  # another stands out

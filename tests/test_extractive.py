@@ -92,6 +92,24 @@ def test_a_name_a_later_part_brings_in_does_not_steer_an_earlier_part():
     assert "2 bits of knowledge per parameter" in text and "14B bits" in text
 
 
+def test_a_part_naming_what_another_abstract_merely_uses_stays_with_the_answers_paper():
+    """Only a paper's title moves a part to it: another abstract's "GPUs" does not answer which
+    GPUs LitSearch used."""
+    serving = ("Serving LLMs Cheaply", "We find that W4A16 offers the best cost-efficiency on mid-tier GPUs.")
+    text, parts = _compose("How many queries does LitSearch contain, and which GPUs were used?", [LITSEARCH, serving])
+    assert [p.answered for p in parts] == [True, False]
+    assert "597" in text and "[2]" not in text and "GPUs" not in text
+
+
+def test_a_how_much_faster_question_needs_a_factor_not_any_number():
+    slow = ("FP8 speed", "We evaluate FP8 on 75 workloads. FP8 inference runs faster than INT8.")
+    assert _compose("How much faster is FP8 than INT8?", [slow]) == ("", [])
+    for stated in ("FP8 inference is 1.5x faster than INT8.", "FP8 cuts latency from 10 ms to 6 ms."):
+        fast = ("FP8 speed", f"We evaluate FP8 on 75 workloads. {stated}")
+        text, _ = _compose("How much faster is FP8 than INT8?", [fast])
+        assert stated in text
+
+
 def test_the_question_is_embedded_once_for_every_sentence_scored():
     embedder = BagOfWords()
     question = Question.parse("How many queries does LitSearch contain?", embedder)

@@ -429,6 +429,51 @@ def test_not_only_adds_a_finding_and_a_prefix_or_another_sentence_can_state_a_de
     )[0]
 
 
+def test_a_denial_is_supported_by_a_source_that_denies_without_a_negation_word():
+    """ "does not require tuning the distance parameter" restates "eliminating the need for the
+    difficult to tune distance scale parameter"; "without derivatives", "a derivative-free approach";
+    "without adding computational overhead", "without computational overheads"."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    verifier = OverlapVerifier()
+    hdbscan = [
+        Passage(
+            "Accelerated HDBSCAN*",
+            "The accelerated HDBSCAN* algorithm provides comparable performance to DBSCAN, while supporting "
+            "variable density clusters, and eliminating the need for the difficult to tune distance scale parameter.",
+        )
+    ]
+    assert verifier.supports(
+        "Accelerated HDBSCAN* does not require tuning the distance scale parameter and supports variable "
+        "density clusters [1].",
+        hdbscan,
+    )[0]
+    # the denial must be of what the source denies
+    assert not verifier.supports(
+        "Accelerated HDBSCAN* does not support variable density clusters or the distance scale parameter [1].",
+        hdbscan,
+    )[0]
+    enkg = [
+        Passage(
+            "EnKG", "We propose EnKG, a derivative-free approach that solves inverse problems with diffusion priors."
+        )
+    ]
+    assert verifier.supports("EnKG solves inverse problems with diffusion priors without derivatives [1].", enkg)[0]
+    assert not verifier.supports("EnKG solves inverse problems with diffusion priors without diffusion [1].", enkg)[0]
+    mollify = [
+        Passage(
+            "Data mollification",
+            "We demonstrate that data mollification provides a boost in generation quality of likelihood-based "
+            "generative models, without computational overheads.",
+        )
+    ]
+    assert verifier.supports(
+        "Data mollification boosts the generation quality of likelihood-based generative models without adding "
+        "computational overhead [1].",
+        mollify,
+    )[0]
+
+
 def test_a_denial_about_earlier_work_does_not_deny_the_papers_own_finding():
     """Abstracts say what earlier work cannot do before what the paper does: a claim that the
     paper does it is supported; the paper's own denial, and a claim about the earlier work, still count."""

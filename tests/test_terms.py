@@ -179,6 +179,18 @@ def test_a_question_acronym_is_mentioned_by_the_words_it_stands_for():
     assert not mentions("Models are trained by maximum likelihood estimation.", "Mle")  # not written as an acronym
 
 
+def test_a_two_letter_abbreviation_of_the_field_is_mentioned_by_its_words():
+    """ "how do I train an MoE LM ..." abstained: no abstract writes "LM", they write "language models"."""
+    from rag.terms import mentions
+
+    assert mentions("We train mixture-of-experts language models densely.", "LM")
+    assert mentions("Code LLMs struggle with infilling.", "LMs")
+    assert mentions("Policies trained with reinforcement-learning.", "RL")
+    assert mentions("We use RL.", "RL")
+    assert not mentions("We fit a linear model.", "LM")  # its initials by chance
+    assert not mentions("We study reinforcement.", "RL")
+
+
 def test_a_name_written_without_its_accents_is_the_same_name():
     from rag.terms import contains_key, mentions, normalise_key
 
