@@ -148,6 +148,51 @@ def _papers_asked(question: Question, sources: list[tuple[str, str]]) -> list[st
     return joined if len(joined) >= 2 and all(_titled(name, sources) for name in joined) else []
 
 
+# How an abstract names what it proposes: "We introduce Data Maps---a model-based tool",
+# "we propose Hybrid SD, a novel framework", "a method ... (DEFT)".
+_NAMING = re.compile(
+    r"\b(?:we|this (?:paper|work|study))\s+(?:propose|introduce|present|develop|call|term|dub|name)[sd]?\s+"
+    r"(?:(?:a|an|the)\s+)?(?:(?:new|novel|simple)\s+)?([A-Z][\w-]*(?:\s+[A-Z][\w-]*){0,2})"
+)
+_DEFINED = re.compile(r"\(([A-Z][\w-]*[A-Z][\w-]*)\)")
+_OWN_PROPOSAL = re.compile(
+    r"\b(?:we|our|this (?:paper|work|study))\b[^.]*\b(?:propos|introduc|present|develop|call|term|dub|nam)", re.I
+)
+
+
+def _coined_names(title: str, abstract: str) -> list[str]:
+    """The names a paper gives what it proposes: the title's lead before a colon when the abstract
+    uses it ("Hybrid SD: ..."), a capitalised name after "we propose/introduce", and acronyms it
+    defines where it says what it proposes ("we propose ... (DEFT)"; not "In-Distribution (ID)")."""
+    names = []
+    lead, colon, _ = title.partition(":")
+    if colon and len(lead.split()) <= 3 and lead.strip() in abstract:
+        names.append(lead.strip())
+    names += [m.group(1) for m in _NAMING.finditer(abstract)]
+    names += [
+        a
+        for sentence in split_sentences(abstract)
+        if _OWN_PROPOSAL.search(sentence)
+        for a in _DEFINED.findall(sentence)
+    ]
+    return list(dict.fromkeys(n for n in names if n.split()[0].lower() not in _NOT_NAMES))
+
+
+# Capitalised words after "we propose" that are no name ("We present Our ...", "we introduce A ...")
+_NOT_NAMES = frozenset("a an the our this these it its in on for to with by from".split())
+
+
+def _naming_sentence(question: Question, source: tuple[str, str], picked: list[Candidate]) -> str | None:
+    """The abstract's first sentence naming what the paper proposes, when the question does not
+    name it and no picked sentence does: "estimate my classifier's accuracy after deployment
+    without labels" was answered with what the method does but not that it is M-CBPE, the word a
+    reader would search for next."""
+    names = [n for n in _coined_names(*source) if not mentions(question.text, n)]
+    if not names or any(n in c.sentence for n in names for c in picked):
+        return None
+    return next((s for s in split_sentences(source[1]) if any(n in s for n in names)), None)
+
+
 def is_list_question(question: str) -> bool:
     return bool(_LIST_QUESTION.search(question))
 
@@ -289,6 +334,9 @@ def compose_parts(
             picked = _with_asked_number(picked, ranked[best.source - 1], question)
             if not picked:
                 return "", []
+        elif (naming := _naming_sentence(question, sources[best.source - 1], picked)) is not None:
+            if len(naming) <= WEIGHTS.max_sentence_chars:
+                picked.append(Candidate(best.source, naming, 0.0))
     order = {s: i for i, s in enumerate(split_sentences(sources[best.source - 1][1]))}
     picked.sort(key=lambda c: (c.source != best.source, order.get(c.sentence, 0)))  # the answer's paper first
     return " ".join(f"{c.sentence} [{c.source}]" for c in picked), parts

@@ -110,6 +110,29 @@ def test_a_how_much_faster_question_needs_a_factor_not_any_number():
         assert stated in text
 
 
+def test_an_answer_that_describes_a_method_without_its_name_adds_the_sentence_naming_it():
+    """ "Estimate a classifier's accuracy after deployment without labels" quoted what the method
+    does, never that it is M-CBPE, the word a reader searches for next."""
+    estimation = (
+        "We don't need no labels: Estimating post-deployment model performance under covariate shift",
+        "Models degrade after deployment when the data shifts. "
+        "We estimate the accuracy of a deployed classifier on unlabeled data under covariate shift. "
+        "We call it multi-calibrated confidence-based performance estimation (M-CBPE).",
+    )
+    text, _ = _compose("estimate a deployed classifier's accuracy under covariate shift without labels", [estimation])
+    assert text.startswith("We estimate the accuracy of a deployed classifier") and text.endswith("(M-CBPE). [1]")
+    # a question that names the method, or an answer that already does, gets nothing more
+    text, _ = _compose("how does M-CBPE estimate a deployed classifier's accuracy under covariate shift?", [estimation])
+    assert "We call it" not in text
+    # an acronym the abstract defines for a background term is no name of the paper's own
+    background = (
+        "Detectors",
+        "Models must tell In-Distribution (ID) samples from others. We detect shifted samples with flows.",
+    )
+    text, _ = _compose("detecting shifted samples with flows", [background])
+    assert text == "We detect shifted samples with flows. [1]"
+
+
 def test_the_question_is_embedded_once_for_every_sentence_scored():
     embedder = BagOfWords()
     question = Question.parse("How many queries does LitSearch contain?", embedder)
