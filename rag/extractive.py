@@ -151,13 +151,16 @@ def _papers_asked(question: Question, sources: list[tuple[str, str]]) -> list[st
 # How an abstract names what it proposes: "We introduce Data Maps---a model-based tool",
 # "we propose Hybrid SD, a novel framework", "a method ... (DEFT)".
 _NAMING = re.compile(
-    r"\b(?:we|this (?:paper|work|study))\s+(?:propose|introduce|present|develop|call|term|dub|name)[sd]?\s+"
-    r"(?:(?:a|an|the)\s+)?(?:(?:new|novel|simple)\s+)?([A-Z][\w-]*(?:\s+[A-Z][\w-]*){0,2})"
+    r"\b(?i:we|this (?:paper|work|study))\s+(?i:propose|introduce|present|develop|call|term|dub|name)[sd]?\s+"
+    r"(?:(?:a|an|the)\s+)?(?:(?:new|novel|simple)\s+)?([A-Z]\w*(?:-\w+)*(?:\s+[A-Z]\w*(?:-\w+)*){0,2})"
 )
 _DEFINED = re.compile(r"\(([A-Z][\w-]*[A-Z][\w-]*)\)")
 _OWN_PROPOSAL = re.compile(
     r"\b(?:we|our|this (?:paper|work|study))\b[^.]*\b(?:propos|introduc|present|develop|call|term|dub|nam)", re.I
 )
+
+# Capitalised words after "we propose" that are no name ("We present Our ...", "we introduce A ...")
+_NOT_NAMES = frozenset("a an the our this these it its in on for to with by from".split())
 
 
 def _coined_names(title: str, abstract: str) -> list[str]:
@@ -175,11 +178,16 @@ def _coined_names(title: str, abstract: str) -> list[str]:
         if _OWN_PROPOSAL.search(sentence)
         for a in _DEFINED.findall(sentence)
     ]
-    return list(dict.fromkeys(n for n in names if n.split()[0].lower() not in _NOT_NAMES))
+    return list(dict.fromkeys(n for n in names if n.split()[0].lower() not in _NOT_NAMES and _coined(n, abstract)))
 
 
-# Capitalised words after "we propose" that are no name ("We present Our ...", "we introduce A ...")
-_NOT_NAMES = frozenset("a an the our this these it its in on for to with by from".split())
+def _coined(name: str, abstract: str) -> bool:
+    """Whether `name` is a name, not a capitalised common word: several words, an inner capital or
+    digit ("FlowCon", "GeoLLM"), or a word the abstract never writes in lower case ("Lynx"; not "we
+    propose a new Transformer ... the transformer")."""
+    if " " in name or any(c.isupper() or c.isdigit() for c in name[1:]):
+        return True
+    return re.search(rf"\b{re.escape(name.lower())}\b", abstract) is None
 
 
 def _naming_sentence(question: Question, source: tuple[str, str], picked: list[Candidate]) -> str | None:
@@ -187,7 +195,10 @@ def _naming_sentence(question: Question, source: tuple[str, str], picked: list[C
     name it and no picked sentence does: "estimate my classifier's accuracy after deployment
     without labels" was answered with what the method does but not that it is M-CBPE, the word a
     reader would search for next."""
-    names = [n for n in _coined_names(*source) if not mentions(question.text, n)]
+    names = _coined_names(*source)
+    # a question naming any of them, or its stem ("SmolTulu" of "SmolTulu-1.7b-Instruct"), knows the name
+    if any(mentions(question.text, n) or mentions(question.text, n.split("-")[0]) for n in names):
+        return None
     if not names or any(n in c.sentence for n in names for c in picked):
         return None
     return next((s for s in split_sentences(source[1]) if any(n in s for n in names)), None)

@@ -57,6 +57,17 @@ _QUANTITY = re.compile(
 _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
 
 
+# "how much training data", "how much cloud cost": an amount of a named thing, stated in a
+# sentence that speaks of it ("trained on 2M image-text pairs", "cuts the cloud cost by 66%");
+# "how much does ..." and "how much faster" name no such thing
+_HOW_MUCH = re.compile(
+    r"\bhow much (?!(?:does|did|do|is|are|was|were|can|could|will|would|should|has|have|had|of|it|they|the|a|an"
+    r"|faster|slower|quicker|smaller|larger|bigger|cheaper|less|more|fewer|better|worse|higher|lower)\b)"
+    r"([\w-]+(?: [\w-]+)?)",
+    re.I,
+)
+
+
 def stated_numbers(text: str) -> set[str]:
     """The quantities `text` states ("597", "92.64%", "eleven"), list markers like "(2)" left out."""
     return {
@@ -105,7 +116,7 @@ _ASKS_FACTOR = re.compile(
 )
 _FACTOR = re.compile(
     r"\d\s*(?:%|x\b|×|times\b|-?fold\b|points?\b|pp\b|percent)|\d(?:x|×|times)"
-    r"|\b(?:twice|double[sd]?|half|halve[sd]?|triple[sd]?|\w+fold)\b|\bfrom \S*\d[^.;]{0,20}? to \S*\d",
+    r"|\b(?:twice|double[sd]?|half|halve[sd]?|triple[sd]?|(?:two|three|four|five|ten|hundred|thousand)-?fold)\b|\bfrom \S*\d[^.;]{0,20}? to \S*\d",
     re.I,
 )
 
@@ -123,5 +134,11 @@ def states_asked_number(sentences: list[str], question: str) -> bool:
         return False
     if _ASKS_FACTOR.search(_asking(question)) and not _FACTOR.search(text):
         return False
+    measured = _HOW_MUCH.search(_asking(question))
+    if measured and not any(
+        set(analyse(measured.group(1))) & set(analyse(s)) and stated_numbers(s) - stated_numbers(question)
+        for s in sentences
+    ):
+        return False  # the number stands in a sentence about something else ("over 20 variants")
     counted = counted_thing(question)
     return not counted or any(counts(s, counted) for s in sentences)

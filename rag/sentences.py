@@ -95,9 +95,9 @@ def strip_citations(sentence: str) -> str:
     return CITATION.sub("", sentence).replace("**", "").strip()
 
 
-# "at no cost in quality", "without adding computational overhead", "without additional training", "no loss of accuracy", "without
-# sacrificing accuracy": a negation word that states a finding's price is nil affirms the finding;
-# it does not deny it.
+# "at no cost in quality", "without adding computational overhead", "without additional training",
+# "no loss of accuracy", "without sacrificing accuracy": a negation word that states a finding's
+# price is nil affirms the finding; it does not deny it.
 _NO_PRICE = re.compile(
     r"\b(?:no|without|little|negligible)\s+(?:\w+\s+){0,3}?"
     r"(?:costs?|loss|losses|degradations?|overheads?|drops?|penalty|penalties|additional|extra|retraining)\b"

@@ -110,6 +110,16 @@ def test_a_how_much_faster_question_needs_a_factor_not_any_number():
         assert stated in text
 
 
+def test_how_much_of_a_named_thing_is_answered_by_a_number_in_a_sentence_about_it():
+    """ "How much image-text training data does Lynx use?" was answered by "We implement over 20
+    variants": a number, about something else."""
+    lynx = ("Lynx", "We implement over 20 variants with controlled settings. Lynx is trained on image-text data.")
+    assert _compose("How much image-text training data does Lynx use?", [lynx]) == ("", [])
+    stated = ("Lynx", "We implement over 20 variants. Lynx is trained on 2M image-text pairs.")
+    text, _ = _compose("How much image-text training data does Lynx use?", [stated])
+    assert "2M image-text pairs" in text
+
+
 def test_an_answer_that_describes_a_method_without_its_name_adds_the_sentence_naming_it():
     """ "Estimate a classifier's accuracy after deployment without labels" quoted what the method
     does, never that it is M-CBPE, the word a reader searches for next."""
