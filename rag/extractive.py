@@ -197,9 +197,8 @@ def _naming_sentence(question: Question, source: tuple[str, str], picked: list[C
     reader would search for next."""
     names = _coined_names(*source)
     # a question naming any of them, or its stem ("SmolTulu" of "SmolTulu-1.7b-Instruct"), knows the name
-    if any(mentions(question.text, n) or mentions(question.text, n.split("-")[0]) for n in names):
-        return None
-    if not names or any(n in c.sentence for n in names for c in picked):
+    stems = [n.split("-")[0] for n in names if len(n.split("-")[0]) >= 3]
+    if any(mentions(question.text, n) for n in [*names, *stems]) or any(n in c.sentence for n in names for c in picked):
         return None
     return next((s for s in split_sentences(source[1]) if any(n in s for n in names)), None)
 
