@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from rag.sentences import (
-    CLAUSE_END,
     NEGATION_SCOPE,
     PRIOR_WORK,
     citations_of,
+    clause_words,
     negation_scopes,
     split_sentences,
     strip_citations,
@@ -297,9 +297,7 @@ def _prefix_scopes(text: str) -> list[tuple[set[str], set[str]]]:
     lowered = text.lower()
     scopes = []
     for m in _NEGATING_PREFIX.finditer(lowered):
-        rest = lowered[m.end() :]
-        end = CLAUSE_END.search(rest)
-        governed = analyse(" ".join(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest)))
+        governed = analyse(" ".join(clause_words(lowered[m.end() :])))
         root = set(analyse(m.group(1)))
         scopes.append((root, root | set(governed[:NEGATION_SCOPE])))
     return scopes
@@ -320,10 +318,7 @@ def _implied_denials(text: str) -> list[set[str]]:
     lowered = text.lower()
     scopes = [set(analyse(m.group(1))) for m in _FREE_OF.finditer(lowered)]
     for m in _DENYING_VERB.finditer(lowered):
-        rest = lowered[m.end() :]
-        end = CLAUSE_END.search(rest)
-        governed = analyse(" ".join(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest)))
-        scopes.append(set(governed[:NEGATION_SCOPE]))
+        scopes.append(set(analyse(" ".join(clause_words(lowered[m.end() :])))[:NEGATION_SCOPE]))
     return [scope for scope in scopes if scope]
 
 

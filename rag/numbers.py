@@ -60,10 +60,11 @@ _HOW_MANY = re.compile(r"\bhow many ([\w-]+(?: [\w-]+)?)", re.I)
 # "how much training data", "how much cloud cost": an amount of a named thing, stated in a
 # sentence that speaks of it ("trained on 2M image-text pairs", "cuts the cloud cost by 66%");
 # "how much does ..." and "how much faster" name no such thing
+# the comparatives of "how much faster", "how many times more": a question asking for a factor
+_COMPARATIVE = r"(?:faster|slower|quicker|smaller|larger|bigger|cheaper|less|more|fewer|better|worse|higher|lower)"
 _HOW_MUCH = re.compile(
     r"\bhow much (?!(?:does|did|do|is|are|was|were|can|could|will|would|should|has|have|had|of|it|they|the|a|an"
-    r"|faster|slower|quicker|smaller|larger|bigger|cheaper|less|more|fewer|better|worse|higher|lower)\b)"
-    r"([\w-]+(?: [\w-]+)?)",
+    rf"|{_COMPARATIVE})\b)([\w-]+(?: [\w-]+)?)",
     re.I,
 )
 
@@ -109,11 +110,7 @@ _SHARE = re.compile(r"\d\s*%|\bper ?cent\b|\b\d+\s*/\s*\d+\b|\b(?:half|thirds?|q
 # parameters") is answered by a factor, a percentage, a difference in points or a change "from A to
 # B", not by any number: "evaluation has been limited to a few million documents" does not say how
 # much faster a method is.
-_ASKS_FACTOR = re.compile(
-    r"\bhow (?:much|many times) (?:faster|slower|quicker|smaller|larger|bigger|cheaper|less|more|fewer"
-    r"|better|worse|higher|lower)\b",
-    re.I,
-)
+_ASKS_FACTOR = re.compile(rf"\bhow (?:much|many times) {_COMPARATIVE}\b", re.I)
 _FACTOR = re.compile(
     r"\d\s*(?:%|x\b|×|times\b|-?fold\b|points?\b|pp\b|percent)|\d(?:x|×|times)"
     r"|\b(?:twice|double[sd]?|half|halve[sd]?|triple[sd]?|(?:two|three|four|five|ten|hundred|thousand)-?fold)\b|\bfrom \S*\d[^.;]{0,20}? to \S*\d",

@@ -134,6 +134,13 @@ def _about_prior_work(before: str) -> bool:
     return bool(prior) and not _OWN_WORK.search(sentence[prior[-1] :])
 
 
+def clause_words(rest: str) -> list[str]:
+    """The words of lower-case `rest` up to the end of its clause (CLAUSE_END): what a negation,
+    or a word that denies, at its start governs."""
+    end = CLAUSE_END.search(rest)
+    return re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest)
+
+
 def negation_scopes(text: str, prior_work: bool = True) -> list[list[str]]:
     """The words each negation of `text` denies, as raw words in order (the caller stems them).
     With `prior_work` False, a negation whose sentence speaks of earlier work before it
@@ -144,7 +151,5 @@ def negation_scopes(text: str, prior_work: bool = True) -> list[list[str]]:
         if cue.group() in _NEGATIONS or cue.group().endswith("n't"):
             if not prior_work and _about_prior_work(lowered[: cue.start()]):
                 continue
-            rest = lowered[cue.end() :]
-            end = CLAUSE_END.search(rest)
-            scopes.append(re.findall(r"[a-z0-9][\w.-]*", rest[: end.start()] if end else rest))
+            scopes.append(clause_words(lowered[cue.end() :]))
     return scopes
