@@ -39,6 +39,7 @@ RULES = [
     "hedged",
     "remainders",
     "acronyms",
+    "absolutes",
 ]  # GroundingTuning's on/off rules
 
 
