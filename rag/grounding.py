@@ -283,9 +283,59 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", re.sub(r"\bas well\b|\bwell-", " ", text.lower())))
 
 
+# The two sides of a comparison between kinds of model ("smaller models outperform their larger
+# equivalents"), and the words saying which side wins. A claim naming the sides in the other order
+# around a winning word ("larger models produce better images than smaller ones") reverses the finding.
+_SIDES = (
+    (frozenset({"larger", "bigger"}), frozenset({"smaller"})),
+    (frozenset({"stronger"}), frozenset({"weaker"})),
+    (frozenset({"newer"}), frozenset({"older"})),
+    (frozenset({"deeper"}), frozenset({"shallower"})),
+)
+_WINS = re.compile(
+    r"\b(?:outperform\w*|better|higher|surpass\w*|beats?|beating|exceed\w*|excels?|superior|more effective|stronger)\b"
+)
+_LOSES = re.compile(r"\b(?:worse|lower|underperform\w*|behind|lags?|lagging|inferior|weaker|by)\b")
+
+
+def _winner(text: str, first: frozenset[str], second: frozenset[str]) -> int | None:
+    """0 when a sentence of `text` says a `first`-side word wins over a `second`-side one, 1 for the
+    reverse, None when none names both sides around a plain winning word (not a losing or passive one)."""
+    for sentence in re.split(r"[.;:!?]\s", text):
+        if (side := _sentence_winner(sentence, first, second)) is not None:
+            return side
+    return None
+
+
+def _sentence_winner(text: str, first: frozenset[str], second: frozenset[str]) -> int | None:
+    words = [(m.start(), m.group()) for m in re.finditer(r"[a-z]+", text)]
+    at = [(i, 0) for i, w in words if w in first] + [(i, 1) for i, w in words if w in second]
+    if not at or len({side for _, side in at}) < 2:
+        return None
+    at.sort()
+    for (i, side), (j, other) in zip(at, at[1:]):
+        if side != other:
+            between = text[i:j]
+            if _WINS.search(between) and not _LOSES.search(between):
+                return side
+            return None
+    return None
+
+
+def _swaps_sides(claim: str, window: str) -> bool:
+    """Whether the claim says one side of a comparison (_SIDES) wins where its window says the other does."""
+    for first, second in _SIDES:
+        mine, theirs = _winner(claim, first, second), _winner(window, first, second)
+        if mine is not None and theirs is not None and mine != theirs:
+            return True
+    return False
+
+
 def _reverses(claim: str, window: str) -> bool:
     """Whether the claim uses a word whose opposite its window uses instead (see _OPPOSITES), or
     puts a heavy price where its window puts none (or the reverse)."""
+    if _swaps_sides(claim.lower(), window.lower()):
+        return True
     said, source = _words(claim), _words(window)
     for up, down in _OPPOSITES:
         for mine, theirs in ((up, down), (down, up)):

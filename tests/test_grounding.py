@@ -539,3 +539,28 @@ def test_a_claim_made_absolute_needs_a_source_that_says_so():
     # the source says it in other words of the same kind
     complete = [Passage("Generic theorems", "The theorems here are completely generic and hold for any encoder.")]
     assert verifier.supports("The theorems are fully generic and hold for any encoder [1].", complete)[0]
+
+
+def test_a_comparison_whose_sides_are_swapped_is_not_supported():
+    """ "smaller models outperform larger ones" is not restated by "larger models do better than smaller
+    ones", however many words they share; the same order in other words, or a title, decides nothing."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "Bigger Is Better for Routing",
+            "We compare sparse routers of several sizes. Under a fixed compute budget, smaller routers often "
+            "outperform their larger counterparts on held-out tasks.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    assert verifier.supports(
+        "Under a fixed compute budget, smaller routers often do better than larger ones on held-out tasks [1].", source
+    )[0]
+    assert not verifier.supports(
+        "Under a fixed compute budget, larger routers often do better than smaller ones on held-out tasks [1].", source
+    )[0]
+    assert not verifier.supports(
+        "Under a fixed compute budget, larger routers often outperform their smaller counterparts on held-out tasks [1].",
+        source,
+    )[0]
