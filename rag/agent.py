@@ -53,7 +53,7 @@ from rag.config import Settings, mask_url
 from rag.grounding import Grounding, Verifier
 from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, openai_like, within
 from rag.prompts import escape_tags, render
-from rag.sanitise import StreamCleaner, clean
+from rag.sanitise import StreamCleaner, clean, too_long
 from rag.sentences import CITATION, citations_of, split_sentences
 from rag.tokens import count_tokens
 
@@ -90,6 +90,13 @@ UNCITED = "the agent's answer cites no paper the tools showed"
 FIRST: dict[str, Any] = {"type": "function", "function": {"name": "search"}}
 
 
+ARGUMENT_CHARS = 200  # a tool argument shown back (in an error, in --json) is cut here: a model may send megabytes
+
+
+def _cut(text: str, limit: int = ARGUMENT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass
 class Step:
     """One tool call: what the model asked for and which papers it got (none on an error)."""
@@ -100,7 +107,13 @@ class Step:
     error: str | None = None
 
     def as_json(self) -> dict:
-        out: dict[str, Any] = {"tool": self.tool, "arguments": self.arguments, "papers": self.papers}
+        """The step as `--json` shows it; texts the model sent are cut at ARGUMENT_CHARS, as `calls` are."""
+        arguments = (
+            {k: _cut(v) if isinstance(v, str) else v for k, v in self.arguments.items()}
+            if isinstance(self.arguments, dict)
+            else _cut(self.arguments)
+        )
+        out: dict[str, Any] = {"tool": self.tool, "arguments": arguments, "papers": self.papers}
         if self.error:
             out["error"] = self.error
         return out
@@ -128,11 +141,10 @@ class AgentAnswer(Answer):
         return out
 
 
-def call_text(name: str, arguments: str, limit: int = 200) -> str:
+def call_text(name: str, arguments: str, limit: int = ARGUMENT_CHARS) -> str:
     """One tool call as a line a person reads, `search({"query": "FP8 vs INT8", "k": 3})`, cut at
     `limit` characters: a model may send anything as arguments, including calls past the limit."""
-    text = f"{name}({' '.join(arguments.split())})"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _cut(f"{name}({' '.join(arguments.split())})", limit)
 
 
 class NoTools(Exception):
@@ -194,6 +206,9 @@ class Library:
         if not query:
             step.error = "search needs a query"
             return ""
+        if problem := too_long(query):  # the limit every other way in keeps
+            step.error = f"the query is too long: {problem}"
+            return ""
         try:
             k = min(max(int(args.get("k") or self.settings.top_k), 1), MAX_K)
         except (TypeError, ValueError):
@@ -215,7 +230,7 @@ class Library:
             paper_id = shown[given.strip("[]")]
             found = self.retriever.store.abstracts([paper_id])
         if paper_id not in found or paper_id in self.exclude:
-            step.error = f"no paper has the id {given!r}; use an id from the search results"
+            step.error = f"no paper has the id {_cut(given, 80)!r}; use an id from the search results"
             return ""
         title, abstract = found[paper_id]
         self.papers[paper_id] = (title, abstract)

@@ -45,6 +45,23 @@ class Window(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def title_too_long(paper: Paper, embedder: Window) -> str | None:
+    """Why `paper` cannot be chunked for `embedder` (its title leaves no room in the window), or
+    None. Checked while a file is validated, before anything is written. A WordPiece or BPE token
+    covers at least one character, so only titles longer than the window are chunked to find out."""
+    if len(paper.title) + 64 < embedder.max_tokens:
+        return None
+    try:
+        chunk_paper(paper, embedder)
+    except ValueError:
+        tokens = embedder.count_tokens(paper.title)
+        return (
+            f"the title of {paper.title[:60]!r} is {tokens:,} tokens, too long for the embedder's window of "
+            f"{embedder.max_tokens:,} with any of its abstract; shorten it"
+        )
+    return None
+
+
 def chunk_paper(paper: Paper, embedder: Window) -> list[Chunk]:
     """Chunks of one paper, each at most the embedder's window in its tokens, title included."""
     size = CHUNK_TOKENS

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from rag.chunking import CHUNKER_VERSION, chunk_paper
+from rag.chunking import CHUNKER_VERSION, Window, chunk_paper, title_too_long
 from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, duplicate, iter_papers
 from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
@@ -90,14 +90,18 @@ class Plan:
         self.db.close()
 
     @classmethod
-    def scan(cls, paths: list[Path], select: Selection | None) -> Plan:
-        """Validate every file in one streaming pass (see `_read_batches`)."""
+    def scan(cls, paths: list[Path], select: Selection | None, embedder: Window | None = None) -> Plan:
+        """Validate every file in one streaming pass (see `_read_batches`); with `embedder`, also
+        that every paper can be chunked for its window."""
         plan = cls()
         try:
             for number, path in enumerate(paths):
                 seen_any = False
                 for batch in _read_batches(path, None):
                     seen_any = True
+                    for paper in batch if embedder is not None else ():
+                        if problem := title_too_long(paper, embedder):
+                            raise CorpusError(path, paper.line, problem)
                     plan._add(number, path, paths, [p for p in batch if not select or select.keeps(p)])
                     plan.undated += sum(select.undated(p) for p in batch) if select else 0
                 if not seen_any:
@@ -257,7 +261,9 @@ def ingest(
     given = [Path(p) for p in paths] if paths else None
     source = "user" if given else "bundled"
     paths = given or [bundled_corpus_path()]
-    with closing(Plan.scan(paths, select)) as plan:  # every file validated before anything is locked or written
+    with closing(
+        Plan.scan(paths, select, embedder)
+    ) as plan:  # every file validated before anything is locked or written
         if not plan.size:
             raise CorpusError(
                 ", ".join(str(p) for p in paths),

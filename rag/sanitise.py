@@ -8,8 +8,9 @@ when they are read (before hashing, so the store only ever holds clean text), ev
 it arrives (`StreamCleaner`, since a sequence can be split across deltas), and typed questions.
 
 Escape sequences are removed whole, so no "[2J" residue is left; other control characters
-(C0 except newline and tab, DEL, C1) become spaces, CR and CRLF become newlines, and unpaired
-surrogates (which cannot be printed or stored as UTF-8) become U+FFFD.
+(C0 except newline and tab, DEL, C1) become spaces, CR and CRLF become newlines, bidi overrides
+and isolates are removed, and unpaired surrogates (which cannot be printed or stored as UTF-8)
+become U+FFFD.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ _PARTIAL = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-# Every sequence starts with a control character (ESC or a C1 one): text without any, nor CR or a
-# surrogate, is already clean. One scan instead of four for nearly every record of a large corpus.
-_NEEDS_CLEANING = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# Bidi embeddings, overrides and isolates reorder what the terminal shows ("Trojan Source": a title
+# "Wombat \u202etxt.exe" is displayed "Wombat exe.txt"); they are removed. Marks (U+200E/F) and
+# joiners, which scripts need, are kept.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Every sequence starts with a control character (ESC or a C1 one): text without any, nor CR, a
+# surrogate or a bidi control, is already clean. One scan instead of five for nearly every record.
+_NEEDS_CLEANING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(text: str) -> str:
@@ -48,6 +53,7 @@ def clean(text: str) -> str:
     text = _SEQUENCE.sub("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub(" ", text)
+    text = _BIDI.sub("", text)
     return _SURROGATE.sub("\ufffd", text)
 
 

@@ -129,6 +129,20 @@ def test_bad_tool_calls_are_errors_told_to_the_model(workspace, tmp_path):
     assert notices == [] and [s.paper_id for s in answer.sources] == [ZQ_ID] and answer.text == f"{S2} [1]."
 
 
+def test_giant_tool_arguments_are_refused_and_never_echoed_whole(workspace, tmp_path):
+    """A query over the 4,000 characters every other way in refuses is a tool error; an unknown id
+    of a megabyte is not sent back to the model whole, nor kept whole in --json."""
+    giant_query, giant_id = "LitSearch " * 1000, "x" * 100_000
+    replies = [Calls(("search", {"query": giant_query}), ("read", {"paper_id": giant_id})), SEARCH, f"{S2} [2]."]
+    answer, _, bodies = ask(workspace, tmp_path, replies)
+    errors = tool_results(bodies[1])
+    assert errors[0].startswith("error: the query is too long: it is 9,999 characters long")
+    assert errors[1].startswith("error: no paper has the id 'xxx") and len(errors[1]) < 200
+    steps = answer.as_json()["agent"]["steps"]
+    assert steps[0]["papers"] == [] and len(steps[0]["arguments"]["query"]) == 200
+    assert len(steps[1]["arguments"]["paper_id"]) == 200 and len(json.dumps(answer.as_json())) < 50_000
+
+
 def test_more_calls_than_allowed_stop_and_the_model_answers_with_what_it_has(workspace, tmp_path):
     replies = [
         Calls(("search", {"query": "FP8 INT8"}), ("read", {"paper_id": ZQ_ID}), ("read", {"paper_id": FP8_ID})),

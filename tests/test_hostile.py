@@ -39,6 +39,10 @@ def test_clean_removes_sequences_whole_and_controls():
     assert "evil.example" not in out and "click here" in out  # the link's text stays, its target goes
     assert out.startswith("Quantumclick here") and "widgets\nline two\nthree\tcol x" in out
     assert clean("a \ud800 b") == "a \ufffd b"  # a lone surrogate cannot be printed as UTF-8
+    # bidi overrides and isolates reorder what is shown (a title "Wombat \u202etxt.exe" displays as
+    # "Wombat exe.txt"); joiners and marks, which scripts need, stay
+    assert clean("Wombat \u202etxt.exe\u202c, \u2066x\u2069 \u202ay\u202c") == "Wombat txt.exe, x y"
+    assert clean("\u0915\u094d\u200d\u0937 \u200f") == "\u0915\u094d\u200d\u0937 \u200f"
     assert normalise_question(f"  what\x1b[2J is\n\tthis?{HOSTILE} ") == "what is this?click here"
     # invisible characters: a byte-order mark, zero-width spaces, bidi overrides
     assert normalise_question("\ufeffWhat is \u202eLitSearch\u202c?\u200b") == "What is LitSearch?"
@@ -151,6 +155,11 @@ def test_stored_text_is_clean_so_every_reader_gets_clean_text(tmp_path):
     path = write_jsonl(tmp_path / "h.jsonl", [{"title": f"T{HOSTILE}", "abstract": f"A.\r\nB{HOSTILE}."}])
     (paper,) = read_corpus(path)
     assert (paper.title, paper.abstract) == ("Tclick here", "A. Bclick here .")  # BEL, BS, DEL, NEL: spaces
+    path = write_jsonl(
+        tmp_path / "b.jsonl", [{"title": "Wombat \u202etxt.exe\u202c paper", "abstract": "A \u2067b\u2069."}]
+    )
+    (paper,) = read_corpus(path)
+    assert (paper.title, paper.abstract) == ("Wombat txt.exe paper", "A b.")
 
 
 # -- settings -----------------------------------------------------------------------------

@@ -78,6 +78,21 @@ def test_a_bad_file_changes_nothing(tmp_path):
     assert ws.store.paper_hashes() == before
 
 
+def test_a_title_too_long_for_the_embedders_window_is_refused_before_anything_is_written(tmp_path):
+    """Within the character limit, but not within MiniLM's 256 WordPiece tokens (CJK characters are
+    a token each): refused at its line while the file is validated, so no paper before it is stored."""
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "good.jsonl", papers())])
+    before = ws.store.paper_hashes()
+    rows = [{"title": f"Paper {i} on routing", "abstract": f"Routing method {i} helps."} for i in range(30)]
+    rows.append({"title": "多语言稠密检索方法研究" * 30, "abstract": "Dense retrieval across languages."})
+    path = write_jsonl(tmp_path / "long.jsonl", rows)
+    with pytest.raises(CorpusError, match=r"long.jsonl:31: the title of .* tokens, too long for the embedder's window"):
+        ingest(ws.store, ws.embedder, [path])
+    assert ws.store.paper_hashes() == before
+    assert not ws.store.ingest_state().running
+
+
 def test_cli_reports_bad_input_in_one_line_with_exit_1(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"title": "T", "abstract": "A"}\n{"title": "No abstract here"}\n', encoding="utf-8")

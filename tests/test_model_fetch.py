@@ -206,3 +206,32 @@ def test_stats_and_config_show_where_the_model_is(tmp_path, monkeypatch):
         f"embedding model: all-MiniLM-L6-v2 (ONNX) at {cache} (missing: fetched on first use)",
     ]
     assert not cache.exists()  # showing it never fetches it
+
+
+@pytest.mark.parametrize(
+    ("damaged", "content"),
+    [
+        ("model.onnx", b"\x00not a protobuf" * 100),
+        ("tokenizer.json", b'{"version": "1.0", "trunc'),
+        ("tokenizer.json", b""),
+    ],
+)
+def test_a_damaged_model_file_is_named_in_one_line(tmp_path, damaged, content):
+    """A model folder with every file present but one cut short or overwritten (an interrupted copy)."""
+    from tests.conftest import MODEL_DIR, run_rag
+
+    onnx = tmp_path / "model" / "onnx"
+    onnx.mkdir(parents=True)
+    for f in (MODEL_DIR / "onnx").iterdir():
+        (onnx / f.name).symlink_to(f)
+    (onnx / damaged).unlink()
+    (onnx / damaged).write_bytes(content)
+    proc = run_rag(
+        "search",
+        "dense retrieval",
+        env={"RAG_EMBED_MODEL_DIR": str(tmp_path / "model"), "RAG_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert f"the embedding model file {onnx / damaged} is damaged" in proc.stderr
+    assert "RAG_EMBED_MODEL_DIR" in proc.stderr.strip().splitlines()[-1]

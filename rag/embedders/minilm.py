@@ -65,6 +65,22 @@ def _warn_once(message: str) -> None:
         print(f"rag: warning: {message}", file=sys.stderr)
 
 
+def _damaged(path: Path, error: Exception) -> EmbedderError:
+    """A model file that is there but cannot be read: an interrupted copy, or another file."""
+    detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    return EmbedderError(
+        f"the embedding model file {path} is damaged and cannot be loaded ({detail}); copy all-MiniLM-L6-v2's "
+        "onnx/ files again, or set RAG_EMBED_MODEL_DIR to a folder holding them"
+    )
+
+
+def _load_tokenizer(tokenizer_class: Any, path: Path) -> Any:
+    try:
+        return tokenizer_class.from_file(str(path))
+    except Exception as e:  # the tokenizers library raises a bare Exception for unreadable JSON
+        raise _damaged(path, e) from None
+
+
 def _embedder_class():
     from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
 
@@ -91,7 +107,10 @@ def _embedder_class():
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             available = self.ort.get_available_providers()
             providers = providers_for(self.device, available)
-            session = self.ort.InferenceSession(str(self.model_file), providers=providers, sess_options=so)
+            try:
+                session = self.ort.InferenceSession(str(self.model_file), providers=providers, sess_options=so)
+            except Exception as e:  # onnxruntime raises its own classes for a file it cannot parse
+                raise _damaged(self.model_file, e) from None
             if self.device == "cuda" and CUDA not in session.get_providers():
                 why = (
                     "onnxruntime's CUDA provider did not load (are the CUDA 12 and cuDNN 9 libraries installed?)"
@@ -106,7 +125,7 @@ def _embedder_class():
 
         @cached_property
         def tokenizer(self) -> Any:
-            tok = self.Tokenizer.from_file(str(self.DOWNLOAD_PATH / "onnx" / "tokenizer.json"))
+            tok = _load_tokenizer(self.Tokenizer, self.DOWNLOAD_PATH / "onnx" / "tokenizer.json")
             tok.enable_truncation(max_length=MAX_TOKENS)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")
             return tok
@@ -121,6 +140,11 @@ def _embedder_class():
                 hidden = self.model.run(
                     None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
                 )[0]
+                if hidden.ndim != 3 or hidden.shape[-1] != DIMENSION:
+                    raise EmbedderError(
+                        f"the model at {self.model_file} makes {hidden.shape[-1]}-d vectors, not "
+                        f"all-MiniLM-L6-v2's {DIMENSION}; set RAG_EMBED_MODEL_DIR to a folder holding all-MiniLM-L6-v2"
+                    )
                 weights = mask[:, :, None].astype(np.float32)
                 pooled = (hidden * weights).sum(1) / np.clip(weights.sum(1), 1e-9, None)
                 out.append(self._normalize(pooled).astype(np.float32))
@@ -258,7 +282,7 @@ class MiniLM:
     def _counter(self) -> Any:
         """A tokenizer of its own for counting, without truncation or padding: ingest counts
         the next batch's tokens while another thread embeds with the model's tokenizer."""
-        tok = self._fn.Tokenizer.from_file(str(self.model_dir / "onnx" / "tokenizer.json"))
+        tok = _load_tokenizer(self._fn.Tokenizer, self.model_dir / "onnx" / "tokenizer.json")
         tok.no_truncation()
         tok.no_padding()
         return tok
