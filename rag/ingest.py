@@ -99,9 +99,10 @@ class Plan:
                 seen_any = False
                 for batch in _read_batches(path, None):
                     seen_any = True
-                    for paper in batch if embedder is not None else ():
-                        if problem := title_too_long(paper, embedder):
-                            raise CorpusError(path, paper.line, problem)
+                    if embedder is not None:
+                        for paper in batch:
+                            if problem := title_too_long(paper, embedder):
+                                raise CorpusError(path, paper.line, problem)
                     plan._add(number, path, paths, [p for p in batch if not select or select.keeps(p)])
                     plan.undated += sum(select.undated(p) for p in batch) if select else 0
                 if not seen_any:
