@@ -38,9 +38,10 @@ RetrieverOpt = Annotated[Mode | None, typer.Option("--retriever", help="Which re
 
 
 def _end_stream() -> None:
-    """A reply that failed mid-stream left its line open: the error goes on the next one."""
-    if render := sys.modules.get("rag.render"):  # loaded only if something was shown
-        render.end_stream()
+    """A reply that failed mid-stream left its line open: the error goes on the next one, after a
+    line saying that what was shown was never checked (a streamed answer is checked when it ends)."""
+    if (render := sys.modules.get("rag.render")) and render.end_stream():  # loaded only if something was shown
+        typer.echo("rag: the reply shown above was cut off before it was checked against the sources", err=True)
 
 
 _interrupt = {"said": False}  # a command that said how far it got when interrupted

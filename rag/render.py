@@ -109,11 +109,14 @@ def stream_token(text: str) -> None:
     _streamed["open"] = bool(text) or _streamed["open"]
 
 
-def end_stream() -> None:
-    """End the line a stream left open, so an error that stopped it starts a line of its own."""
+def end_stream() -> bool:
+    """End the line a stream left open, so an error that stopped it starts a line of its own;
+    True when there was one (unchecked text is on the screen)."""
     if _streamed["open"]:
         console.print()
         _streamed["open"] = False
+        return True
+    return False
 
 
 def _repair_note(verdict: str, cited_before: list[int] | None) -> str:

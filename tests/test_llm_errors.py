@@ -230,7 +230,8 @@ def test_agent_mode_cuts_a_huge_turn_at_the_token_cap(bundled_dir, endpoint):
 
 
 def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_its_own(bundled_dir, endpoint):
-    """On a terminal the reply streams; the deadline's error must not be glued to its last word."""
+    """On a terminal the reply streams; the deadline's error must not be glued to its last word, and
+    the text shown is said to be unchecked."""
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(bundled_dir),
@@ -243,6 +244,9 @@ def test_a_reply_cut_off_mid_stream_on_a_terminal_leaves_the_error_on_a_line_of_
     assert code == 1
     (error,) = [line for line in text.splitlines() if "rag: error:" in line]
     assert error.startswith("rag: error: ") and "deadline" in error, text
+    # what streamed was never checked: the user is told so, not left with it as if it were an answer
+    lines = text.rstrip().splitlines()
+    assert lines[-2] == "rag: the reply shown above was cut off before it was checked against the sources", text
 
 
 def test_ctrl_c_while_a_reply_streams_ends_its_line_and_says_so_in_one_line(bundled_dir, endpoint):
@@ -254,6 +258,7 @@ def test_ctrl_c_while_a_reply_streams_ends_its_line_and_says_so_in_one_line(bund
     assert code == 130
     assert "Traceback" not in text and "Error" not in text, text
     assert text.rstrip().endswith("rag: interrupted") and "\nrag: interrupted" in text, text
+    assert "rag: the reply shown above was cut off before it was checked" in text, text
 
 
 def test_ctrl_c_with_json_leaves_an_error_object_on_stdout(bundled_dir, endpoint):
