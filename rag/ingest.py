@@ -85,6 +85,7 @@ class Plan:
         )
         self.size = 0
         self.undated = 0  # records --since left out for having no date
+        self.stamps: dict[int, tuple[int, int]] = {}  # file number -> (size, mtime) when validated
 
     def close(self) -> None:
         self.db.close()
@@ -97,6 +98,7 @@ class Plan:
         try:
             for number, path in enumerate(paths):
                 seen_any = False
+                plan.stamps[number] = _stamp(path)
                 for batch in _read_batches(path, None):
                     seen_any = True
                     if embedder is not None:
@@ -197,15 +199,44 @@ def _in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """A file's size and modification time: what tells that it changed between the two passes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
 def _batches(paths: list[Path], plan: Plan, select: Selection | None) -> Iterator[list[tuple[Paper, bool, int | None]]]:
     """The papers to write, BATCH_PAPERS at a time, in file order (see `Plan.to_write`)."""
-    items = (
-        item
-        for number, path in enumerate(paths)
-        for papers in _read_batches(path, select)
-        for item in plan.to_write(number, papers)
+    return _in_batches(
+        (item for number, path in enumerate(paths) for item in _to_write(number, path, plan, select)), BATCH_PAPERS
     )
-    return _in_batches(items, BATCH_PAPERS)
+
+
+def _to_write(
+    number: int, path: Path, plan: Plan, select: Selection | None
+) -> Iterator[tuple[Paper, bool, int | None]]:
+    """The papers of one file to write. A file written to since it was validated is not what was
+    validated: what it now holds at some line says nothing about the file the user gave."""
+
+    def changed() -> CorpusError:
+        return CorpusError(
+            path,
+            None,
+            "changed while it was being ingested (the papers stored so far are kept); run the same command again",
+        )
+
+    try:
+        for papers in _read_batches(path, select):
+            yield from plan.to_write(number, papers)
+    except CorpusError:
+        if _stamp(path) != plan.stamps.get(number):
+            raise changed() from None
+        raise
+    if _stamp(path) != plan.stamps.get(number):
+        raise changed()
 
 
 def _read_batches(path: Path, select: Selection | None) -> Iterator[list[Paper]]:

@@ -93,6 +93,28 @@ def test_a_title_too_long_for_the_embedders_window_is_refused_before_anything_is
     assert not ws.store.ingest_state().running
 
 
+def test_a_file_rewritten_during_the_ingest_is_said_to_have_changed(tmp_path, monkeypatch):
+    """Not "malformed at line N" of a file that no longer has that line: the file changed, and
+    running the command again ingests what it holds now."""
+    import rag.ingest
+
+    ws = open_ws(tmp_path / "data")
+    path = write_jsonl(tmp_path / "moving.jsonl", many(80))
+
+    def rewrite(step: str) -> None:
+        if step == "batch-1":
+            write_jsonl(path, papers())
+
+    monkeypatch.setattr(rag.ingest, "fault_point", rewrite)
+    with pytest.raises(
+        CorpusError, match=r"moving.jsonl: changed while it was being ingested .* run the same command again"
+    ):
+        ingest(ws.store, ws.embedder, [path])
+    monkeypatch.undo()
+    report = ingest(ws.store, ws.embedder, [path])
+    assert report.papers == 3 and ws.store.ingest_state().running is False
+
+
 def test_cli_reports_bad_input_in_one_line_with_exit_1(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"title": "T", "abstract": "A"}\n{"title": "No abstract here"}\n', encoding="utf-8")
