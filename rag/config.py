@@ -194,7 +194,12 @@ class Settings(BaseSettings):
     @classmethod
     def _home_expanded(cls, value: Any) -> Any:
         """ "~/rag-data" is the user's home folder, as in a shell, not a folder named "~"."""
-        return Path(value).expanduser() if isinstance(value, str | Path) and str(value).startswith("~") else value
+        if not (isinstance(value, str | Path) and str(value).startswith("~")):
+            return value
+        try:
+            return Path(value).expanduser()
+        except RuntimeError:  # "~someone" for a user this machine does not have
+            raise ValueError(f"{str(value).split('/')[0]!r} names no user's home folder here; give the full path") from None
 
     @field_validator("llm_model")
     @classmethod

@@ -173,6 +173,7 @@ def test_stored_text_is_clean_so_every_reader_gets_clean_text(tmp_path):
         ({"OPENAI_BASE_URL": "http://h:99999/v1"}, "is not a valid URL (Port out of range"),
         ({"RAG_CHROMA_URL": "localhost:8000"}, "is not an http(s)://host:port URL"),
         ({"RAG_LLM_TIMEOUT": "inf"}, "invalid setting llm_timeout: Input should be a finite number"),
+        ({"RAG_DATA_DIR": "~no-such-user-here/x"}, "'~no-such-user-here' names no user's home folder here"),
         ({"RAG_LLM_TIMEOUT": "nan"}, "invalid setting llm_timeout: Input should be a finite number"),
         ({"RAG_LLM_DEADLINE": "-1"}, "invalid setting llm_deadline"),
         ({"RAG_LLM_MAX_TOKENS": "0"}, "invalid setting llm_max_tokens"),
