@@ -199,7 +199,9 @@ class Settings(BaseSettings):
         try:
             return Path(value).expanduser()
         except RuntimeError:  # "~someone" for a user this machine does not have
-            raise ValueError(f"{str(value).split('/')[0]!r} names no user's home folder here; give the full path") from None
+            raise ValueError(
+                f"{str(value).split('/')[0]!r} names no user's home folder here; give the full path"
+            ) from None
 
     @field_validator("llm_model")
     @classmethod

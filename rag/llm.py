@@ -343,7 +343,7 @@ class OpenAICompatible:
         self._attempts, self._done, self.notice = 0, False, ""
         parts: list[str] = []
         reported: dict[str, int] = {}
-        finished = received = False
+        finished = received = filtered = False
         cleaner = StreamCleaner()
         cap = TokenCap(self.max_tokens)
         extra = {"response_format": response_format} if response_format else {}
@@ -360,6 +360,11 @@ class OpenAICompatible:
                         finished = True
                         if choice.finish_reason == "length":
                             self.notice = self._cap_notice()
+                        elif choice.finish_reason == "content_filter":
+                            filtered = True
+                            self.notice = (
+                                "the endpoint's content filter stopped the reply; what it wrote before is all there is"
+                            )
                 text = cap.take(cleaner.feed(chunk.delta)) if chunk.delta else ""
                 if text:
                     parts.append(text)
@@ -397,7 +402,7 @@ class OpenAICompatible:
                 "reason or [DONE]); try again or check the server"
             )
         if not text.strip():
-            if self.notice and not cap.hit:  # stopped for length before writing anything
+            if self.notice and not cap.hit and not filtered:  # stopped for length before writing anything
                 raise EmptyReply(
                     f"the LLM endpoint {self.endpoint} stopped the reply for length before writing anything: its "
                     "context window is probably full; give the server a larger one or lower RAG_LLM_CONTEXT_TOKENS"
@@ -410,7 +415,7 @@ class OpenAICompatible:
             "completion_tokens": count_tokens(text),
         }
         written = self.usage["completion_tokens"]
-        if self.notice and not cap.hit and written < self.max_tokens:  # the endpoint's own limit, not ours
+        if self.notice and not cap.hit and not filtered and written < self.max_tokens:  # the endpoint's own limit
             self.notice = (
                 f"the endpoint cut the reply at {written} tokens, below RAG_LLM_MAX_TOKENS ({self.max_tokens}): "
                 "its context window is probably full; give the server a larger one or lower RAG_LLM_CONTEXT_TOKENS"

@@ -86,6 +86,7 @@ MISBEHAVIOURS = {
     "empty": "an empty reply",
     "fullwindow": "nothing but a finish for length: the server's context window was full before a word",
     "finish": "a finish reason, then a clean close without [DONE]: complete",
+    "filtered": "a sentence, then the provider's content filter stops the reply",
     "nofinish": "[DONE] without a finish reason: complete",
     "once500": "HTTP 500 to the first request, then well-behaved (embeddings)",
     "uneven": "one vector of a batch cut short (embeddings)",
@@ -372,6 +373,8 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             elif mode == "finish":
                 self._send(chunk(ANSWER, "stop"))
                 return
+            elif mode == "filtered":
+                self._send(chunk(ANSWER, "content_filter"))
             else:  # nofinish, slow
                 self._send(chunk(ANSWER.strip()))
             self._send(b"data: [DONE]\n\n")

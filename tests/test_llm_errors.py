@@ -137,6 +137,12 @@ def test_a_reply_cut_short_by_the_servers_window_says_so_and_its_unfinished_end_
     assert answer == "FP8 formats outperform INT8 [1].", proc.stdout
 
 
+def test_a_reply_stopped_by_a_content_filter_says_so(bundled_dir, endpoint):
+    proc = ask(bundled_dir, f"{endpoint}/filtered/v1")
+    assert proc.returncode == 0, proc.stderr
+    assert "rag: warning: the endpoint's content filter stopped the reply" in proc.stderr
+
+
 def test_a_finish_reason_without_done_is_a_complete_reply(bundled_dir, endpoint):
     proc = ask(bundled_dir, f"{endpoint}/finish/v1")
     assert proc.returncode == 0, proc.stderr
