@@ -25,6 +25,7 @@ BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 # that is a mistake or an attack, and would stall the sentence splitter.
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
+MAX_ID_CHARS = 300  # a paper id is shown on every result line; DOIs and arXiv ids are far shorter
 MAX_FIELD_CHARS = 20_000  # any other field; a longer author list is cut to its first names, "et al."
 
 
@@ -173,6 +174,12 @@ def make_paper(path: Path, line: int, record: dict) -> Paper:
                 path, line, f"field {name!r} of {title[:60]!r} is over {MAX_FIELD_CHARS:,} characters; shorten it"
             )
     given_id = _text(path, line, record, "id", numbers=True)
+    if len(given_id) > MAX_ID_CHARS:
+        raise CorpusError(
+            path,
+            line,
+            f"the id of {title[:60]!r} is {len(given_id):,} characters, over the limit of {MAX_ID_CHARS}; shorten it",
+        )
     updated = _text(path, line, record, "update_date")
     if updated and not _DATE.fullmatch(updated):
         raise CorpusError(path, line, f"update_date {updated[:40]!r} is not a date; write it as YYYY-MM-DD")

@@ -90,6 +90,7 @@ MISBEHAVIOURS = {
     "nofinish": "[DONE] without a finish reason: complete",
     "once500": "HTTP 500 to the first request, then well-behaved (embeddings)",
     "uneven": "one vector of a batch cut short (embeddings)",
+    "sameindex": "every vector of a batch numbered 0 (embeddings)",
 }
 
 
@@ -283,6 +284,9 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             data = [{"object": "embedding", "index": i, "embedding": (3 * v).tolist()} for i, v in enumerate(vectors)]
             if mode == "uneven" and len(data) > 1:  # one vector of a batch cut short
                 data[-1]["embedding"] = data[-1]["embedding"][:100]
+            if mode == "sameindex":
+                for item in data:
+                    item["index"] = 0
             self._json(200, {"object": "list", "model": EMBED_MODEL, "data": data[::-1]})
 
         def _complete(self, reply: Reply) -> None:

@@ -186,6 +186,10 @@ def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):
         ({"title": "T" * 1001, "abstract": "x"}, ":1: title is 1,001 characters, over the limit of 1,000"),
         ({"title": "T", "abstract": "a " * 10_001}, ":1: abstract of 'T' is 20,001 characters, over the limit"),
         (
+            {"title": "T", "abstract": "x", "id": "i" * 301},
+            ":1: the id of 'T' is 301 characters, over the limit of 300",
+        ),
+        (
             {"title": "T", "abstract": "x", "categories": "cs.LG " * 5_000},
             ":1: field 'categories' of 'T' is over 20,000",
         ),

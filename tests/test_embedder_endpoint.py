@@ -186,6 +186,16 @@ def test_vectors_of_uneven_length_are_named_and_nothing_is_stored(server, tmp_pa
     assert after.returncode == 0 and "interrupted" not in after.stderr and "Paper 0" in after.stdout, after.stderr
 
 
+def test_vectors_that_cannot_be_matched_to_their_texts_are_refused(server, tmp_path):
+    """Every vector numbered 0: sorted by index they would land on the wrong chunks, silently."""
+    data_dir = tmp_path / "d"
+    proc = run_rag(
+        "ingest", str(write_jsonl(tmp_path / "b.jsonl", ROWS)), env=endpoint_env(server.url_for("sameindex"), data_dir)
+    )
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "numbered its 3 vectors [0] ... instead of 0 to 2 once each" in proc.stderr
+
+
 def test_a_hung_endpoint_is_given_up_on_after_the_timeout_setting(server, tmp_path):
     data_dir = tmp_path / "d"
     assert (

@@ -175,7 +175,15 @@ class Endpoint:
         """The reply's vectors in input order, unit length, checked for number and size."""
         try:
             items = reply.json()["data"]
-            items = sorted(items, key=lambda item: int(item.get("index", 0))) if len(items) > 1 else items
+            if len(items) > 1:
+                order = [int(item.get("index", 0)) for item in items]
+                if sorted(order) != list(range(len(items))):  # vectors that cannot be matched to their texts
+                    raise EndpointError(
+                        f"{self._where} numbered its {len(items)} vectors {sorted(set(order))[:5]} ... instead of "
+                        f"0 to {len(items) - 1} once each, so they cannot be matched to the texts; check that "
+                        "RAG_EMBED_ENDPOINT_URL is an OpenAI-compatible embeddings server"
+                    )
+                items = [item for _, item in sorted(zip(order, items), key=lambda pair: pair[0])]
             rows = [item["embedding"] for item in items]
             if len({len(row) for row in rows}) > 1:  # numpy's own message for this names no cause
                 raise EndpointError(
