@@ -405,6 +405,29 @@ def _implied_denials(text: str) -> list[set[str]]:
     return [scope for scope in scopes if scope]
 
 
+# A hedged denial ("does not necessarily raise accuracy", "is not guaranteed to help", "not always")
+# claims only that the effect can fail: a source stating a case where it does ("can, in fact, be
+# detrimental", "sometimes hurts") or hedging itself states it.
+_HEDGED_DENIAL = re.compile(
+    r"\b(?:not|n't)\s+(?:necessarily|always|guaranteed|universally|automatically)\b|\bno guarantee\b"
+    r"|\b(?:doesn't|does not|do not|don't|did not|didn't) (?:guarantee|ensure|imply|entail)\b"
+)
+_COUNTER_CASE = re.compile(
+    r"\b(?:sometimes|not always|can,?\s+(?:also |even |in fact,? )?(?:be |become )?(?:detrimental|harmful|hurt|harm|"
+    r"lower|reduce|degrade|worsen|decrease)|even (?:detrimental|harmful|hurts?|lowers?|degrades?)|"
+    r"does not always|doesn't always|not necessarily|no guarantee|inconsistent|mixed results?|vary|varies)\b"
+)
+
+
+def _hedge_stated(claim: str, text: str) -> bool:
+    """Whether the claim is a hedged denial (_HEDGED_DENIAL) and a sentence of `text` about what it
+    denies states a case where the effect fails (_COUNTER_CASE)."""
+    if not _HEDGED_DENIAL.search(claim.lower()):
+        return False
+    denied = set().union(*_denied(claim))
+    return any(_COUNTER_CASE.search(s.lower()) and terms(s) & denied for s in split_sentences(text))
+
+
 def _denial_unsupported(claim: str, context: str, elsewhere: str = "") -> bool:
     """Whether a negation of the claim lacks support in its context (the matched windows and the
     closest sentence): it governs words the context states without negating them, or words the
@@ -416,6 +439,8 @@ def _denial_unsupported(claim: str, context: str, elsewhere: str = "") -> bool:
         *_denied(context), *(root for root, _ in _prefix_scopes(context)), *_implied_denials(context)
     )
     far = [*_denied(elsewhere), *(scope for _, scope in _prefix_scopes(elsewhere))]
+    if _hedge_stated(claim, f"{context} {elsewhere}"):
+        return False
     for scope in _denied(claim):
         if scope & negated_there or any(2 * len(scope & other) > len(scope) for other in far):
             continue
@@ -522,7 +547,8 @@ class OverlapVerifier:
             not _denial_unsupported(stated, f"{context} {near}", abstracts) and not _denies(near, stated)
             for near in closest
         )
-        if self.tuning.opposites and polarity_ok:
+        if self.tuning.opposites and polarity_ok and not _hedge_stated(stated, abstracts):
+            # (a hedged denial, "does not necessarily improve", is stated by the opposite: "can be detrimental")
             polarity_ok = not any(_reverses(stated, w) for w in windows if w)
         if self.tuning.absolutes and polarity_ok:
             polarity_ok = not _overreaches(stated, context, sources)

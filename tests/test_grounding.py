@@ -564,3 +564,16 @@ def test_a_comparison_whose_sides_are_swapped_is_not_supported():
         "Under a fixed compute budget, larger routers often outperform their smaller counterparts on held-out tasks [1].",
         source,
     )[0]
+
+
+def test_a_hedged_denial_is_stated_by_a_case_where_the_effect_fails():
+    """ "does not necessarily improve" claims only that it can fail to: a source sentence on the same
+    thing saying it "can, in fact, be detrimental" states that; one saying it helps does not."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    verifier = OverlapVerifier()
+    claim = "Encouraging models to produce valid answer choices does not necessarily improve their task accuracy [1]."
+    hurts = "Encouraging models to produce valid answer choices can, in fact, be detrimental to task accuracy for some models."
+    helps = "Encouraging models to produce valid answer choices improves their task accuracy on every dataset we test."
+    assert verifier.supports(claim, [Passage("Answer choices", hurts)])[0]
+    assert not verifier.supports(claim, [Passage("Answer choices", helps)])[0]
