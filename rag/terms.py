@@ -344,11 +344,13 @@ _HONORIFICS = frozenset("Mr Mrs Ms Dr Prof St".split())
 _VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
 
 
-# Two-letter abbreviations of the field and the words they stand for: `spells_out` needs three
-# letters, and a question's "code LMs" is about papers on code language models or LLMs however
-# their abstracts write it. Domain usage, not fitted to any suite.
+# Abbreviations of the field and the words they stand for: `spells_out` needs three letters and
+# the exact long form, and a question's "code LMs" or "code LLMs" is about papers on code language
+# models however their abstracts write it ("large" is how the field says it, not a restriction).
+# Domain usage, not fitted to any suite.
 _FIELD_SHORT = {
     "lm": ("language model", "llm"),
+    "llm": ("language model", "lm"),
     "rl": ("reinforcement learning",),
     "ml": ("machine learning",),
     "dl": ("deep learning",),
@@ -364,7 +366,7 @@ _FIELD_SHORT = {
 
 
 def _states_short(text: str, key: str) -> bool:
-    """Does `text` state a two-letter abbreviation of the field (`key`, "lm" or "lms") by its words?"""
+    """Does `text` state an abbreviation of the field (`key`, "lm" or "llms") by its words?"""
     forms = _FIELD_SHORT.get(key) or (_FIELD_SHORT.get(key[:-1], ()) if key.endswith("s") else ())
     lowered = _lowered(text)
     for form in forms:

@@ -189,6 +189,9 @@ def test_a_two_letter_abbreviation_of_the_field_is_mentioned_by_its_words():
     assert mentions("We use RL.", "RL")
     assert not mentions("We fit a linear model.", "LM")  # its initials by chance
     assert not mentions("We study reinforcement.", "RL")
+    # "code LLMs" asks about code language models, however large their abstract calls them
+    assert mentions("Fill-in-the-middle is integral to code language models.", "LLMs")
+    assert not mentions("We fit a linear model to the data.", "LLMs")
 
 
 def test_a_name_written_without_its_accents_is_the_same_name():
