@@ -577,3 +577,22 @@ def test_a_hedged_denial_is_stated_by_a_case_where_the_effect_fails():
     helps = "Encouraging models to produce valid answer choices improves their task accuracy on every dataset we test."
     assert verifier.supports(claim, [Passage("Answer choices", hurts)])[0]
     assert not verifier.supports(claim, [Passage("Answer choices", helps)])[0]
+
+
+def test_a_claim_may_take_its_names_from_two_sentences_apart_from_its_finding():
+    """The finding in one sentence, the benchmark's name in another, the routers' acronym in a third:
+    each window after the best covers what the ones before still lack (one extra window did not)."""
+    from dataclasses import replace
+
+    from rag.grounding import GROUNDING, OverlapVerifier, Passage
+
+    text = (
+        "Sparse routers (SRMs) are spreading fast in deployed systems. Their failures are poorly understood. "
+        "We introduce RouteBench, a diagnostic benchmark. The best model scores 41.2 on a scale of 100. "
+        "In this benchmark, larger routers do not guarantee better accuracy; the training data also plays a role."
+    )
+    source = [Passage("A Diagnostic Benchmark for Routing Models", text)]
+    claim = "On RouteBench, larger routers do not guarantee better accuracy for {} [1]."
+    assert OverlapVerifier().supports(claim.format("SRMs"), source)[0]
+    assert not OverlapVerifier().supports(claim.format("MoEs"), source)[0]  # a name the abstract lacks
+    assert not OverlapVerifier(replace(GROUNDING, extra_windows=1)).supports(claim.format("SRMs"), source)[0]
