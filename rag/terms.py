@@ -69,10 +69,11 @@ def _is_key(token: str) -> bool:
 
 
 def normalise_key(token: str) -> str:
-    """One spelling per key: "Llama-2", "llama 2" and "LLaMA2" are all "llama2"; "Über" is "uber"."""
+    """One spelling per key: "Llama-2", "llama 2", "LLaMA2" and "Llama_2" (a LaTeX subscript
+    flattened to text: "RoBERTa_Large") are all "llama2"; "Über" is "uber"."""
     token = unaccented(token).lower().rstrip(".")
     token = token.replace(",", "")
-    return re.sub(r"[-‐–—\s]", "", token)
+    return re.sub(r"[-‐–—_\s]", "", token)
 
 
 _MODIFIER = re.compile(r"(?<=[A-Za-z0-9])-[a-z]{3,}$")
@@ -102,7 +103,7 @@ def key_tokens(text: str) -> set[str]:
     return out
 
 
-_KEY_SEPARATORS = r"[\s,\-‐–—]*"
+_KEY_SEPARATORS = r"[\s,\-‐–—_]*"
 
 
 @lru_cache(maxsize=8192)

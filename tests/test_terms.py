@@ -194,6 +194,16 @@ def test_a_two_letter_abbreviation_of_the_field_is_mentioned_by_its_words():
     assert not mentions("We fit a linear model to the data.", "LLMs")
 
 
+def test_a_subscript_flattened_to_an_underscore_is_the_same_name():
+    """LaTeX's "RoBERTa$_{Large}$" reaches the corpus as "RoBERTa_Large": a claim's "RoBERTa-Large" states it."""
+    from rag.terms import contains_key, key_tokens, mentions
+
+    assert key_tokens("on RoBERTa_Large") == key_tokens("on RoBERTa-Large") == {"robertalarge"}
+    assert contains_key("reduce density by 50.72% on RoBERTa_Large and Flan-T5_XXL", "robertalarge")
+    assert mentions("results on Flan-T5_XXL (11B)", "Flan-T5-XXL")
+    assert not contains_key("reduce density on RoBERTa_Base", "robertalarge")
+
+
 def test_a_name_written_without_its_accents_is_the_same_name():
     from rag.terms import contains_key, mentions, normalise_key
 
