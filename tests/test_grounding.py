@@ -204,6 +204,7 @@ def test_a_reworded_claim_is_supported_by_sentence_similarity_but_numbers_and_ne
 
 
 def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_supported():
+    """An antonym ("more slowly" for "faster") or the sides of a comparison swapped."""
     from rag.grounding import OverlapVerifier, Passage
 
     source = [
@@ -223,6 +224,21 @@ def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_support
         "FastTrain trains diffusion transformers more slowly than DiT and reaches a comparable FID on ImageNet [1].",
         source,
     )[0]
+    # the sides of a comparison swapped around a winning word, however many words are shared; a
+    # title's "Bigger Is Better" decides nothing
+    routers = [
+        Passage(
+            "Bigger Is Better for Routing",
+            "We compare sparse routers of several sizes. Under a fixed compute budget, smaller routers often "
+            "outperform their larger counterparts on held-out tasks.",
+        )
+    ]
+    budget = "Under a fixed compute budget, {} on held-out tasks [1]."
+    assert verifier.supports(budget.format("smaller routers often do better than larger ones"), routers)[0]
+    assert not verifier.supports(budget.format("larger routers often do better than smaller ones"), routers)[0]
+    assert not verifier.supports(budget.format("larger routers often outperform their smaller counterparts"), routers)[
+        0
+    ]
 
 
 def test_a_ranking_turned_around_is_not_supported_and_as_well_is_no_judgement():
@@ -510,8 +526,9 @@ def test_an_acronym_in_the_plural_is_stated_by_the_acronym_and_no_other():
 
 
 def test_a_claim_made_absolute_needs_a_source_that_says_so():
-    """ "every", "all", "always", "fully" turn a finding with limits into an overclaim; the same word
-    (or one of its kind) in the source, "all 12 tasks", and "not always" are no overclaim."""
+    """ "every", "all", "always", "fully" turn a finding with limits into an overclaim ("all 12" where
+    the source says "most of the 12"); the same word, or one of its kind, in the source, and "not
+    always", are no overclaim."""
     from rag.grounding import OverlapVerifier, Passage
 
     limited = [
@@ -539,31 +556,6 @@ def test_a_claim_made_absolute_needs_a_source_that_says_so():
     # the source says it in other words of the same kind
     complete = [Passage("Generic theorems", "The theorems here are completely generic and hold for any encoder.")]
     assert verifier.supports("The theorems are fully generic and hold for any encoder [1].", complete)[0]
-
-
-def test_a_comparison_whose_sides_are_swapped_is_not_supported():
-    """ "smaller models outperform larger ones" is not restated by "larger models do better than smaller
-    ones", however many words they share; the same order in other words, or a title, decides nothing."""
-    from rag.grounding import OverlapVerifier, Passage
-
-    source = [
-        Passage(
-            "Bigger Is Better for Routing",
-            "We compare sparse routers of several sizes. Under a fixed compute budget, smaller routers often "
-            "outperform their larger counterparts on held-out tasks.",
-        )
-    ]
-    verifier = OverlapVerifier()
-    assert verifier.supports(
-        "Under a fixed compute budget, smaller routers often do better than larger ones on held-out tasks [1].", source
-    )[0]
-    assert not verifier.supports(
-        "Under a fixed compute budget, larger routers often do better than smaller ones on held-out tasks [1].", source
-    )[0]
-    assert not verifier.supports(
-        "Under a fixed compute budget, larger routers often outperform their smaller counterparts on held-out tasks [1].",
-        source,
-    )[0]
 
 
 def test_a_hedged_denial_is_stated_by_a_case_where_the_effect_fails():
