@@ -293,9 +293,8 @@ def ingest(
     given = [Path(p) for p in paths] if paths else None
     source = "user" if given else "bundled"
     paths = given or [bundled_corpus_path()]
-    with closing(
-        Plan.scan(paths, select, embedder)
-    ) as plan:  # every file validated before anything is locked or written
+    # every file validated (against the embedder's window too) before anything is locked or written
+    with closing(Plan.scan(paths, select, embedder)) as plan:
         if not plan.size:
             raise CorpusError(
                 ", ".join(str(p) for p in paths),
