@@ -367,15 +367,21 @@ def _line_counter(text: str, first: int) -> Callable[[int], int]:
     return lambda pos: first + text.count("\n", 0, pos)
 
 
-def _front_matter_bibliography(front: str) -> list[str]:
+def _front_matter_bibliography(front: str, path: Path) -> list[str]:
     """The files pandoc's `bibliography:` names, in any of YAML's forms: one path, a flow list
-    (`[a.bib, b.bib]`) or a block list (one `- a.bib` line each)."""
+    (`[a.bib, b.bib]`) or a block list (one `- a.bib` line each). A list left open or a mapping
+    is a mistake to name, not a file to look for ("[unclosed.bib")."""
     lines = front.splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"bibliography:[ \t]*(.*?)\s*$", line)
         if not m:
             continue
         value = m.group(1)
+        where = f"{path}:{i + 2}"  # the front matter starts on the line after the opening ---
+        if value.startswith("[") and not value.endswith("]"):
+            raise DraftError(f"{where}: the bibliography list is never closed; end it with ]")
+        if value.startswith("{"):
+            raise DraftError(f"{where}: bibliography names files, not a mapping; write bibliography: refs.bib")
         if value.startswith("["):
             items = value.strip("[]").split(",")
         elif value:
@@ -403,7 +409,7 @@ def read_markdown(path: Path, source: str) -> Draft:
     bib_names: list[str] = []
     front = _FRONT_MATTER.match(source)
     if front:
-        bib_names = _front_matter_bibliography(front.group(1))
+        bib_names = _front_matter_bibliography(front.group(1), path)
         source = "\n" * front.group(0).count("\n") + source[front.end() :]  # keep line numbers
     # "\@" is pandoc's literal @, and an address's @ ("<https://medium.com/@someone>") no citation:
     # both stand as _AT until the citations are read

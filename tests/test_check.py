@@ -4,6 +4,7 @@ against the real bundled store, exit codes, and bad input as one line."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,20 @@ def test_markdown_front_matter_may_list_several_bib_files(tmp_path: Path, front:
     draft = read_draft(md)
     assert draft.bib_names == ["refs.bib", "more.bib"]
     assert bib_for(draft, None) == [tmp_path / "refs.bib", tmp_path / "more.bib"]
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("bibliography: [refs.bib, more.bib", "d.md:3: the bibliography list is never closed; end it with ]"),
+        ("bibliography: {a: 1}", "d.md:3: bibliography names files, not a mapping"),
+    ],
+)
+def test_a_bibliography_line_that_names_no_file_is_named_at_its_line(tmp_path: Path, front: str, message: str) -> None:
+    md = tmp_path / "d.md"
+    md.write_text(f"---\ntitle: A draft\n{front}\n---\nA claim [@a].\n")
+    with pytest.raises(DraftError, match=re.escape(message)):
+        read_draft(md)
 
 
 def _check_json(*args: str, env: dict) -> tuple[int, dict]:

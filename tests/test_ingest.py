@@ -84,7 +84,9 @@ def test_a_title_too_long_for_the_embedders_window_is_refused_before_anything_is
     ws = open_ws(tmp_path / "data")
     ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "good.jsonl", papers())])
     before = ws.store.paper_hashes()
-    rows = [{"title": f"Paper {i} on routing", "abstract": f"Routing method {i} helps."} for i in range(40)]  # a batch and more
+    rows = [
+        {"title": f"Paper {i} on routing", "abstract": f"Routing method {i} helps."} for i in range(40)
+    ]  # a batch and more
     rows.append({"title": "多语言稠密检索方法研究" * 30, "abstract": "Dense retrieval across languages."})
     path = write_jsonl(tmp_path / "long.jsonl", rows)
     with pytest.raises(CorpusError, match=r"long.jsonl:41: the title of .* tokens, too long for the embedder's window"):
