@@ -17,6 +17,7 @@ from rag.tokens import tiktoken_encoding
 
 CHUNK_TOKENS = 160  # tiktoken tokens of abstract per chunk, before the title
 CHUNK_OVERLAP = 24
+TITLE_ROOM = 64  # tokens left beside a title for a piece of abstract (the smallest piece is 16 tiktoken tokens)
 CHUNKER_VERSION = "2"  # bump when chunking changes, so re-ingest replaces old chunks
 
 
@@ -48,8 +49,9 @@ class Window(Protocol):
 def title_too_long(paper: Paper, embedder: Window) -> str | None:
     """Why `paper` cannot be chunked for `embedder` (its title leaves no room in the window), or
     None. Checked while a file is validated, before anything is written. A WordPiece or BPE token
-    covers at least one character, so only titles longer than the window are chunked to find out."""
-    if len(paper.title) + 64 < embedder.max_tokens:
+    covers at least one character, so a title that many characters shorter than the window, with
+    TITLE_ROOM to spare for the smallest abstract piece the chunker tries, fits without chunking."""
+    if len(paper.title) + TITLE_ROOM < embedder.max_tokens:
         return None
     try:
         chunk_paper(paper, embedder)

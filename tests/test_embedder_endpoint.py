@@ -193,7 +193,7 @@ def test_vectors_that_cannot_be_matched_to_their_texts_are_refused(server, tmp_p
         "ingest", str(write_jsonl(tmp_path / "b.jsonl", ROWS)), env=endpoint_env(server.url_for("sameindex"), data_dir)
     )
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "numbered its 3 vectors [0] ... instead of 0 to 2 once each" in proc.stderr
+    assert "numbered its 3 vectors [0, 0, 0] instead of 0 to 2 once each" in proc.stderr
 
 
 def test_a_hung_endpoint_is_given_up_on_after_the_timeout_setting(server, tmp_path):

@@ -179,7 +179,7 @@ class Endpoint:
                 order = [int(item.get("index", 0)) for item in items]
                 if sorted(order) != list(range(len(items))):  # vectors that cannot be matched to their texts
                     raise EndpointError(
-                        f"{self._where} numbered its {len(items)} vectors {sorted(set(order))[:5]} ... instead of "
+                        f"{self._where} numbered its {len(items)} vectors {_short(sorted(order))} instead of "
                         f"0 to {len(items) - 1} once each, so they cannot be matched to the texts; check that "
                         "RAG_EMBED_ENDPOINT_URL is an OpenAI-compatible embeddings server"
                     )
