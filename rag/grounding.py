@@ -398,13 +398,18 @@ _DENYING_VERB = re.compile(
     r"(?:(?:need|requirement|necessity)\s+(?:for|of|to)\s+)?"
 )
 _FREE_OF = re.compile(r"\b([a-z]{3,})-free\b")
+# "a byproduct of optimizations within the API rather than the underlying model" denies what
+# follows "rather than": a claim's "not from the underlying model" restates it (fresh true claims
+# rejected 22 -> 21 of 120; tune's paraphrases and near misses unchanged).
+_RATHER_THAN = re.compile(r"\b(?:rather than|instead of|as opposed to)\s+(?:(?:the|a|an)\s+)?")
 
 
 def _implied_denials(text: str) -> list[set[str]]:
-    """The stemmed words each denial of `text` without a negation word denies (_DENYING_VERB, "X-free")."""
+    """The stemmed words each denial of `text` without a negation word denies (_DENYING_VERB,
+    _RATHER_THAN, "X-free")."""
     lowered = text.lower()
     scopes = [set(analyse(m.group(1))) for m in _FREE_OF.finditer(lowered)]
-    for m in _DENYING_VERB.finditer(lowered):
+    for m in (*_DENYING_VERB.finditer(lowered), *_RATHER_THAN.finditer(lowered)):
         scopes.append(set(analyse(" ".join(clause_words(lowered[m.end() :])))[:NEGATION_SCOPE]))
     return [scope for scope in scopes if scope]
 
@@ -486,7 +491,11 @@ class OverlapVerifier:
         """Whether the claim says what some window of the cited sources says, by MiniLM similarity."""
         if self.embed is None:
             return False
+        # each window alone and after its title, which names what the window's "it" and "our
+        # method" are ("the Eureka analysis finds no model best" against "our analysis shows ..."):
+        # fresh true claims rejected 20 -> 18 of 120, tune's 238 paraphrases unchanged
         windows = [w for src in sources for w in _windows(src)]
+        windows += [f"{src.title}. {w}" for src in sources for w in _windows(src)]
         if not windows:
             return False
         vectors = self.embed([claim, *windows])

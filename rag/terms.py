@@ -228,7 +228,7 @@ _SOURCE_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})\s*(%|percent\b)?")
 # "48% more steps" is a factor of 1.48: what a writer rounds to "nearly one and a half times as many"
 _PERCENT_MORE = re.compile(rf"(?<![\w.])({_NUMBER})\s*(?:%|percent\b)\s*(?:more|higher|larger|greater|longer|faster)\b")
 # "from 1.81 to 1.40" states a change of 23% (a writer's "an improvement of more than 20%"), and a
-# factor of 1.29 ("nearly 1.3 times lower")
+# factor of 1.29 ("nearly 1.3 times lower"); "from 28.53 dB to 33.49 dB" a gain of "almost 5 dB"
 _FROM_TO = re.compile(rf"\bfrom\s+({_NUMBER})\s*(%|[a-z]+\b)?\s*(?:to|down to|up to)\s+({_NUMBER})\s*(%|[a-z]+\b)?")
 
 
@@ -314,7 +314,7 @@ def states_remainder(source: str, key: str) -> bool:
 
 def states_approximately(source: str, hedged: Hedged) -> bool:
     """Does `source` state a number close to `hedged` (a percentage for a percentage, a factor
-    also as a percentage more; both also as a change "from A to B")?"""
+    also as a percentage more; each also as a change "from A to B": relative, factor or difference)?"""
     lowered = source.lower().replace(",", "")
     values = [float(m.group(1)) for m in _SOURCE_NUMBER.finditer(lowered) if bool(m.group(2)) == hedged.percent]
     if hedged.factor:
@@ -328,6 +328,8 @@ def states_approximately(source: str, hedged: Hedged) -> bool:
                 values.append(abs(after - before) / before * 100)
             elif hedged.factor:
                 values.append(max(before, after) / min(before, after))
+            else:  # "boosting PSNR from 28.53 dB to 33.49 dB": "by almost 5 dB"
+                values.append(abs(after - before))
     tolerance = HEDGE_TOLERANCE * hedged.value
     if hedged.side > 0 and hedged.value > 0:
         tolerance = max(tolerance, 10 ** math.floor(math.log10(hedged.value)))

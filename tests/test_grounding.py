@@ -203,6 +203,29 @@ def test_a_reworded_claim_is_supported_by_sentence_similarity_but_numbers_and_ne
     assert not reworded.supports(claim, images)[0]
 
 
+def test_the_similarity_test_reads_a_window_after_its_title(tmp_path):
+    """An abstract's sentences say "we" and "they" for what its title names: a claim naming it is
+    compared with each window after the title too."""
+    from rag.embedders import get_embedder
+    from rag.grounding import OverlapVerifier, Passage
+    from tests.conftest import make_settings
+
+    embed = get_embedder(make_settings(tmp_path)).embed_cached
+    text = (
+        "We study knowledge distillation from a new angle. We train students parameterized identically to "
+        "their teachers, and surprisingly they outperform their teachers significantly."
+    )
+    claim = (
+        "In born-again neural networks, students with the same architecture as their teachers end up beating them [1]."
+    )
+    verifier = OverlapVerifier(embed=embed)
+    assert verifier.supports(claim, [Passage("Born-Again Neural Networks", text)])[0]
+    assert not verifier.supports(claim, [Passage("Distillation revisited", text)])[0]  # the title names it
+    assert not verifier.supports(
+        claim.replace("end up beating", "never beat"), [Passage("Born-Again Neural Networks", text)]
+    )[0]
+
+
 def test_a_claim_that_states_the_opposite_without_a_negation_word_is_not_supported():
     """An antonym ("more slowly" for "faster") or the sides of a comparison swapped."""
     from rag.grounding import OverlapVerifier, Passage
@@ -487,6 +510,24 @@ def test_a_denial_is_supported_by_a_source_that_denies_without_a_negation_word()
         "Data mollification boosts the generation quality of likelihood-based generative models without adding "
         "computational overhead [1].",
         mollify,
+    )[0]
+    # "A rather than B" denies B
+    apis = [
+        Passage(
+            "Inference efficiency of APIs",
+            "The superior inference runtime of certain APIs is often a byproduct of optimizations within the API "
+            "rather than the underlying model.",
+        )
+    ]
+    assert verifier.supports(
+        "The better inference runtime of some APIs comes not from the underlying model but from optimizations "
+        "within the API [1].",
+        apis,
+    )[0]
+    assert not verifier.supports(
+        "The better inference runtime of some APIs comes not from optimizations within the API but from the "
+        "underlying model [1].",
+        apis,
     )[0]
 
 

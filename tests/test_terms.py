@@ -124,6 +124,11 @@ def test_a_hedged_quantity_is_stated_by_a_close_number_on_its_side():
     assert not states_approximately("trained for 48% fewer steps", halves)
     (roughly,) = hedged_quantities("roughly 3 times faster")
     assert states_approximately("is 190% faster", roughly) and not states_approximately("is 150% faster", roughly)
+    # a change "from A to B" states its difference too
+    (gain,) = hedged_quantities("improved the best reported PSNR by almost 5 dB")
+    assert states_approximately("boosting the best PSNR from 28.53 dB to 33.49 dB", gain)
+    assert not states_approximately("boosting the best PSNR from 28.53 dB to 34.49 dB", gain)  # 5.96: over "almost"
+    assert not states_approximately("from 28.53 dB to 33.49%", gain)  # not one unit
 
 
 def test_a_share_is_stated_by_its_remainder():
