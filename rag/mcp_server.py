@@ -88,6 +88,12 @@ class BadArgument(ValueError):
     """A tool argument the CLI would refuse too."""
 
 
+# A passage `check` takes in one call: a long section of a paper (about 15,000 words, checked in
+# well under a minute). The server answers one call at a time, so a whole book would hold it.
+MAX_CHECK_CHARS = 100_000
+MAX_CHECK_PAPERS = 1_000
+
+
 def _k(k: int, most: int) -> int:
     if not 1 <= k <= most:
         raise BadArgument(f"k must be a whole number from 1 to {most}, not {k}")
@@ -171,7 +177,19 @@ def build_server(ws: Workspace) -> MCPServer:
         Each sentence gets supported, unsupported (with the closest sentence of the cited abstract
         and, when one exists, another corpus paper that supports it), missing (paper not in the
         corpus), uncited, bad_citation or no_claim."""
-        return check_passage(text, papers, checker())
+        from rag.sanitise import clean
+
+        text = clean(text)
+        if not text.strip():
+            raise BadArgument("the text is empty; give a passage whose sentences cite papers as [n]")
+        if len(text) > MAX_CHECK_CHARS:
+            raise BadArgument(
+                f"the text is {len(text):,} characters long; check at most {MAX_CHECK_CHARS:,} at a time "
+                "(split it, or run rag check on the file)"
+            )
+        if len(papers) > MAX_CHECK_PAPERS:
+            raise BadArgument(f"{len(papers):,} papers given; a passage may cite at most {MAX_CHECK_PAPERS:,}")
+        return check_passage(text, [clean(p) for p in papers], checker())
 
     return server
 

@@ -58,6 +58,12 @@ async def test_tools_over_stdio(bundled_dir: Path) -> None:
         assert empty.is_error and empty.content[0].text.endswith(": the query is empty; give some words to search for")
         many = await client.call_tool("ask", {"question": "What is LitSearch?", "k": 51})
         assert many.is_error and many.content[0].text.endswith(": k must be a whole number from 1 to 50, not 51")
+        huge = await client.call_tool("check", {"text": "LitSearch has 597 queries [1]. " * 4000, "papers": ["x"]})
+        assert huge.is_error and "characters long; check at most 100,000 at a time" in huge.content[0].text
+        blank = await client.call_tool("check", {"text": "\x1b[2J ", "papers": []})
+        assert blank.is_error and blank.content[0].text.endswith(
+            ": the text is empty; give a passage whose sentences cite papers as [n]"
+        )
         search_tool = next(t for t in (await client.list_tools()).tools if t.name == "search")
         assert search_tool.input_schema["properties"]["k"]["maximum"] == 100
         assert "\n" not in (search_tool.description or "")
