@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
 from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
-from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check
+from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check, makes_claim
 from rag.sentences import split_sentences
 from rag.store import abstract_of, chunk_rows
-from rag.terms import key_tokens, terms
+from rag.terms import terms
 
 if TYPE_CHECKING:
     from rag.retrieval import Retriever
@@ -204,6 +204,15 @@ def _unclosed(source: str) -> tuple[int, str] | None:
     return opened[0] if opened else None
 
 
+# Text a LaTeX draft switches off: `\iffalse ... \fi` and the comment package's environment.
+_SWITCHED_OFF = re.compile(r"\\iffalse\b.*?\\fi\b|\\begin\{comment\}.*?\\end\{comment\}", re.S)
+
+
+def _switched_off_blanked(source: str) -> str:
+    """`source` with switched-off text blanked, its lines kept so later line numbers still hold."""
+    return _SWITCHED_OFF.sub(lambda m: "\n" * m.group().count("\n"), source)
+
+
 def read_latex(path: Path, source: str) -> Draft:
     from pylatexenc.latex2text import LatexNodes2Text
     from pylatexenc.latexwalker import (
@@ -215,6 +224,7 @@ def read_latex(path: Path, source: str) -> Draft:
         LatexWalkerParseError,
     )
 
+    source = _switched_off_blanked(source)
     try:
         nodes, _, _ = _latex_walker(source).get_latex_nodes()
     except LatexWalkerParseError as exc:
@@ -592,9 +602,9 @@ def judge(claim: str, papers: list[PaperMeta], verifier: Verifier | None = None)
     return last.verdict, last.score
 
 
-def checkable(claim: str) -> bool:
+def checkable(claim: str, cited: bool = False) -> bool:
     """A sentence that states something a paper could support (the grounding check's rule)."""
-    return len(terms(claim)) >= GROUNDING.min_claim_terms or bool(key_tokens(claim))
+    return makes_claim(claim, cited)
 
 
 @dataclass
@@ -701,7 +711,7 @@ class Checker:
     ) -> ClaimCheck:
         """The verdict of one sentence citing `cited` (paper_id None: not in the corpus)."""
         keys = [c.key for c in cited]
-        if not checkable(sentence):
+        if not checkable(sentence, cited=True):
             return ClaimCheck(line, sentence, keys, NO_CLAIM, cited=cited)
         found = [self.index.papers[c.paper_id] for c in cited if c.paper_id in self.index.papers]
         if not found:

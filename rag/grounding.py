@@ -61,8 +61,10 @@ class GroundingTuning:
 
     # share of a sentence's content words found in the cited window (hand-set)
     support_threshold: float = 0.6
-    # sentences with fewer content words (and no key token) make no checkable claim (hand-set)
+    # sentences with fewer content words (and no key token) make no checkable claim (hand-set),
+    # unless they cite a source: "It was created by Google [1]." asserts something of [1]
     min_claim_terms: int = 3
+    min_cited_claim_terms: int = 1
     # A paraphrase shares fewer words than the threshold asks. With an embedder, a claim whose
     # overlap is at least `paraphrase_overlap` is also supported when its MiniLM similarity to the
     # best window reaches `paraphrase_similarity`; numbers, names and polarity are still required.
@@ -645,6 +647,14 @@ def make_verifier(settings: Settings, llm: LLM | None, embed: Embed | None = Non
     return LLMVerifier(llm_judge(llm))
 
 
+def makes_claim(sentence: str, cited: bool) -> bool:
+    """Whether a sentence (citations taken out) states something a source could support: enough
+    content words or a number or name; a sentence citing a source needs fewer, since it asserts
+    something of that source ("It is proprietary [1].")."""
+    least = GROUNDING.min_cited_claim_terms if cited else GROUNDING.min_claim_terms
+    return len(terms(sentence)) >= least or bool(key_tokens(sentence))
+
+
 def check(
     answer: str,
     sources: Mapping[int, tuple[str, str]],
@@ -660,7 +670,7 @@ def check(
         if any(n not in srcs for n in cites):
             checks.append(SentenceCheck(sentence, cites, BAD_CITATION, 0.0))
             continue
-        if len(terms(claim)) < GROUNDING.min_claim_terms and not key_tokens(claim):
+        if not makes_claim(claim, cited=bool(cites)):
             checks.append(SentenceCheck(sentence, cites, NO_CLAIM, 0.0))
             continue
         if not cites:

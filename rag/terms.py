@@ -192,8 +192,8 @@ def _quantity_pattern(key: str) -> re.Pattern[str]:
         options += [rf"{n}\s*(?:x|×|times|-fold|fold)", rf"1/{n}"]
         if word:
             options += [rf"{word}\s*(?:times|-fold|fold)"]
-    # "sim3x" is how arXiv abstracts keep LaTeX's "$\sim$3x"
-    return re.compile(rf"(?:(?<![a-z0-9])|(?<=\bsim))(?:{'|'.join(options)})(?![a-z0-9])")
+    # "sim3x" is how arXiv abstracts keep LaTeX's "$\sim$3x"; the 5 of "recall@5" counts nothing
+    return re.compile(rf"(?:(?<![a-z0-9@])|(?<=\bsim))(?:{'|'.join(options)})(?![a-z0-9])")
 
 
 def states_quantity(source: str, key: str) -> bool:

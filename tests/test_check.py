@@ -33,6 +33,15 @@ def test_latex_sentences_keep_lines_keys_and_bibliography(tmp_path: Path) -> Non
     assert draft.bib_names == ["refs.bib", "refs"]
 
 
+def test_switched_off_latex_is_not_checked(tmp_path: Path) -> None:
+    tex = tmp_path / "d.tex"
+    tex.write_text(
+        "\\begin{document}\n\\iffalse\nAn old claim \\cite{a}.\n\\fi\n"
+        "\\begin{comment}\nA dropped claim \\cite{b}.\n\\end{comment}\nThe kept claim \\cite{c}.\n\\end{document}\n"
+    )
+    assert [(s.line, s.keys) for s in read_draft(tex).sentences] == [(8, ["c"])]
+
+
 def test_latex_citations_in_footnotes_and_biblatex_multi_citations_count(tmp_path: Path) -> None:
     tex = tmp_path / "d.tex"
     tex.write_text(

@@ -629,3 +629,18 @@ def test_a_claim_may_take_its_names_from_two_sentences_apart_from_its_finding():
     assert OverlapVerifier().supports(claim.format("SRMs"), source)[0]
     assert not OverlapVerifier().supports(claim.format("MoEs"), source)[0]  # a name the abstract lacks
     assert not OverlapVerifier(replace(GROUNDING, extra_windows=1)).supports(claim.format("SRMs"), source)[0]
+
+
+def test_a_short_sentence_that_cites_a_source_is_checked():
+    """ "It was created by Google [1]." asserts something of [1]; only an uncited filler makes no claim."""
+    from rag.grounding import NO_CLAIM, SUPPORTED, UNSUPPORTED, check
+
+    sources = {1: ("LitSearch", "LitSearch is a multilingual benchmark of 597 literature search queries.")}
+    verdicts = [
+        s.verdict
+        for s in check(
+            "LitSearch has 597 queries [1]. It was created by Google [1]. It is multilingual [1]. In short, yes.",
+            sources,
+        ).sentences
+    ]
+    assert verdicts == [SUPPORTED, UNSUPPORTED, SUPPORTED, NO_CLAIM]

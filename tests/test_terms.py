@@ -83,6 +83,7 @@ def test_a_quantity_is_found_in_words_digits_or_as_a_factor():
         assert states_quantity(text, "x2"), text
     assert states_quantity("using 4 times less compute", "x4")
     assert not states_quantity("using 4 times less compute", "x8")
+    assert not states_quantity("Google Search lags by 30% in recall@5", "#5")  # a metric's name counts nothing
 
 
 def test_numbers_written_another_way_are_the_same_key():
