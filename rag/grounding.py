@@ -466,7 +466,7 @@ def _windows(source: Passage) -> list[str]:
     return sents + [f"{a} {b}" for a, b in zip(sents, sents[1:])]
 
 
-Judge = Callable[[str, list[str]], bool]  # (sentence, cited passages) -> supported?
+Judge = Callable[[str, list[str]], "bool | None"]  # (sentence, cited passages) -> supported? (None: no verdict)
 
 
 class Verifier(Protocol):
@@ -604,31 +604,43 @@ def _covering_window(missing: set[str], quants: frozenset[str], source: Passage)
 
 
 class LLMVerifier:
-    """An LLM judge decides; the overlap verifier's score and window are still reported."""
+    """An LLM judge decides; the overlap verifier's score and window are still reported, and its
+    verdict stands when the judge's reply says neither yes nor no."""
 
     def __init__(self, judge: Judge) -> None:
         self.judge = judge
         self.overlap = OverlapVerifier()
 
     def supports(self, sentence: str, sources: list[Passage]) -> tuple[bool, float, str]:
-        _, score, window = self.overlap.supports(sentence, sources)
+        ok, score, window = self.overlap.supports(sentence, sources)
         if not sources:
             return False, score, window
-        return self.judge(strip_citations(sentence), [s.full for s in sources]), score, window
+        said = self.judge(strip_citations(sentence), [s.full for s in sources])
+        return (ok if said is None else said), score, window
+
+
+_VERDICT_WORD = re.compile(r"\b(yes|no)\b")
+
+
+def read_verdict(reply: str) -> bool | None:
+    """A judge's yes or no, however it is dressed ("**Yes**", "The answer is yes."), or None."""
+    found = _VERDICT_WORD.search(re.sub(r"[*_`#>\"']", " ", reply.lower()))
+    return None if found is None else found.group(1) == "yes"
 
 
 def llm_judge(llm: LLM) -> Judge:
-    """The judge prompt (prompts/judge.txt) through `llm`: supported when the reply starts with yes."""
+    """The judge prompt (prompts/judge.txt) through `llm`: supported when its reply says yes
+    (read_verdict; reasoning in <think> tags is dropped by the LLM client)."""
     from rag.llm import complete
     from rag.prompts import render
 
-    def judge(claim: str, passages: list[str]) -> bool:
+    def judge(claim: str, passages: list[str]) -> bool | None:
         reply = complete(
             llm,
             "You check whether passages support a claim.",
             render("judge", claim=claim, passages="\n\n".join(passages)),
         )
-        return reply.strip().lower().startswith("yes")
+        return read_verdict(reply)
 
     return judge
 

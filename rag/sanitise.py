@@ -106,6 +106,43 @@ class StreamCleaner:
         return "\n" if held == "\r" else ""
 
 
+class ReasoningFilter:
+    """Drops a reasoning model's `<think>...</think>` from a stream of deltas: DeepSeek-R1, Qwen3 and
+    QwQ served by Ollama or llama.cpp write their reasoning into the reply itself, where it would be
+    shown and checked as the answer. A tag split across deltas is held back until it is whole."""
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._inside = False
+        self.saw = False  # whether any reasoning came
+
+    def feed(self, delta: str) -> str:
+        text, self._held = self._held + delta, ""
+        out = []
+        while text:
+            tag = self.CLOSE if self._inside else self.OPEN
+            at = text.find(tag)
+            if at >= 0:
+                if not self._inside:
+                    out.append(text[:at])
+                self._inside, self.saw = not self._inside, True
+                text = text[at + len(tag) :]
+                continue
+            keep = next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-k:])), 0)
+            if not self._inside:
+                out.append(text[: len(text) - keep])
+            self._held = text[len(text) - keep :]
+            break
+        return "".join(out)
+
+    def flush(self) -> str:
+        """What is left at the end of the stream: a held partial tag is text, unfinished reasoning is not."""
+        held, self._held = self._held, ""
+        return "" if self._inside else held
+
+
 def unaccented(text: str) -> str:
     """`text` without accents ("Über" is "Uber"): a writer may leave them out."""
     if text.isascii():

@@ -160,8 +160,8 @@ _FACTORS = {
     10: ("tenth", "tenfold", "10%"),
 }
 _FACTOR_OF = {w.rstrip("%"): n for n, words in _FACTORS.items() for w in words if not w.endswith("%")}
-# whole words only: "int8", "3.0", "4,425" and "GPT-4" state no count in words
-_WORD = re.compile(r"(?<![\w.,-])[a-z0-9]+(?![\w-]|[.,]\w)")
+# whole words only: "int8", "3.0", "4,425", "GPT-4" and "recall@5" state no count in words
+_WORD = re.compile(r"(?<![\w.,@-])[a-z0-9]+(?![\w-]|[.,]\w)")
 # a lone digit is a list number when it is bracketed or opens the text: "(2)", "2)", "1."
 _LIST_NUMBER = re.compile(r"(?:^|\()\s*\d\s*[).]|\(\d\)")
 

@@ -93,11 +93,11 @@ CLAIM = "FP8 formats outperform INT8 in workload coverage (92.64% vs. 65.87%) [1
 class ScriptedJudge:
     """A judge function that answers from a script and records what it was asked."""
 
-    def __init__(self, *answers: bool) -> None:
+    def __init__(self, *answers: bool | None) -> None:
         self.answers = list(answers)
         self.asked: list[tuple[str, list[str]]] = []
 
-    def __call__(self, claim: str, passages: list[str]) -> bool:
+    def __call__(self, claim: str, passages: list[str]) -> bool | None:
         self.asked.append((claim, passages))
         return self.answers.pop(0)
 
@@ -123,6 +123,19 @@ def test_the_llm_verifier_decides_and_reports_the_overlap_score():
     assert (score, window) == OverlapVerifier().supports(CLAIM, [passage])[1:]
     assert judge.asked == [(strip_citations(CLAIM), [passage.full])]
     assert LLMVerifier(ScriptedJudge()).supports(CLAIM, []) == (False, 0.0, "")  # no sources: not asked
+
+
+def test_a_judge_reply_is_read_however_it_is_dressed_and_an_unreadable_one_leaves_the_overlap_verdict():
+    from rag.grounding import LLMVerifier, OverlapVerifier, Passage, read_verdict
+
+    for reply in ("Yes.", "**Yes**", "The answer is yes.", "YES - fully supported", "`yes`"):
+        assert read_verdict(reply) is True, reply
+    for reply in ("No", "**No.**", "The answer is no, the passage says otherwise."):
+        assert read_verdict(reply) is False, reply
+    assert read_verdict("Sí") is None and read_verdict("") is None and read_verdict("Noted.") is None
+    passage = Passage(*SOURCES[1])
+    overlap_ok = OverlapVerifier().supports(CLAIM, [passage])[0]
+    assert LLMVerifier(ScriptedJudge(None)).supports(CLAIM, [passage])[0] == overlap_ok is True
 
 
 def test_check_takes_any_verifier():

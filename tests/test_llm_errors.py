@@ -305,3 +305,16 @@ def test_a_reply_abandoned_midway_releases_its_connection_at_once(tmp_path, endp
     finally:
         gc.enable()
         llm.close()
+
+
+def test_a_reasoning_models_think_block_is_not_the_answer(tmp_path):
+    """DeepSeek-R1, Qwen3 and QwQ write <think>...</think> into the reply: it is dropped before the
+    answer is shown or checked, and a reply of reasoning alone is an empty reply that says so."""
+    from rag.llm import EmptyReply
+
+    thought = ["<thi", "nk>The user asks. I recall 1000 queries [1].</th", "ink>FP8 formats outperform INT8 [1]."]
+    with serve([thought, ["<think>Let me think about FP8 and INT8 at length"]]) as script:
+        llm = OpenAICompatible(make_settings(tmp_path, openai_base_url=f"{script.base}/ok/v1", llm_timeout=10))
+        assert "".join(llm.stream("system", "user")) == "FP8 formats outperform INT8 [1]."
+        with pytest.raises(EmptyReply, match=r"sent only its reasoning \(<think>...</think>\) and no answer"):
+            "".join(llm.stream("system", "user"))
