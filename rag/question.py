@@ -62,6 +62,20 @@ def question_parts(question: str) -> list[str]:
     return parts if len(parts) >= 2 else [question.strip()]
 
 
+_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
+
+
+def unshouted(question: str) -> str:
+    """A question typed in capitals ("HOW MANY QUERIES DOES LITSEARCH CONTAIN?") with its
+    all-capital words in lower case: in capitals every word would read as an acronym the abstracts
+    must spell the same way. A question with any lower-case letter is left as it is ("BERT vs GPT
+    on MMLU?")."""
+    if re.search(r"[a-z]", question) or len(_WORD.findall(question)) < 3:
+        return question
+    return _CAPS_WORD.sub(lambda m: m.group().lower(), question)
+
+
 @dataclass(frozen=True)
 class Question:
     """What a question says, as every stage reads it. Build it with `Question.parse`."""
@@ -76,6 +90,7 @@ class Question:
     @classmethod
     def parse(cls, text: str, embedder: Embedder | None = None) -> Question:
         """Analyse `text`; its embedding is computed by `embedder` when first asked for."""
+        text = unshouted(text)
         keys = key_tokens(text)
         return cls(
             text=text,

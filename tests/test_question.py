@@ -56,3 +56,14 @@ def test_names_joined_by_and_or_vs_are_found_and_taken_out_one_at_a_time():
         "GPT-2",
         "T5",
     ]
+
+
+def test_a_question_in_capitals_reads_its_words_as_words():
+    from rag.question import Question
+
+    shouted = Question.parse("HOW MANY QUERIES DOES LITSEARCH CONTAIN?")
+    assert shouted.specific == () and "contain" in shouted.terms
+    assert Question.parse("WHICH PAPERS COMPARE FP8 VS INT8?").specific == ("FP8", "INT8")
+    # a few acronyms in an ordinary question stay names
+    assert Question.parse("Does MoE help on MMLU?").specific == ("MoE", "MMLU")
+    assert Question.parse("BERT vs GPT on MMLU?").specific == ("BERT", "GPT", "MMLU")
