@@ -9,6 +9,7 @@ titles.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -273,6 +274,9 @@ def check_bib_target(path: Path) -> None:
         raise CorpusError(path, None, f"the folder {path.parent} does not exist; create it or give another path")
     if path.exists():
         read_bib(path)
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        where = "the file" if path.exists() else f"the folder {path.parent}"
+        raise CorpusError(path, None, f"cannot be written ({where} is read-only to you); give a writable path")
 
 
 def write_bib(path: Path, papers: list[PaperMeta]) -> tuple[list[str], int]:
@@ -296,5 +300,8 @@ def write_bib(path: Path, papers: list[PaperMeta]) -> tuple[list[str], int]:
     if entries or not path.exists():
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        path.write_text(text + sep + "\n".join(entry for _, entry in entries), encoding="utf-8")
+        try:
+            path.write_text(text + sep + "\n".join(entry for _, entry in entries), encoding="utf-8")
+        except OSError as exc:  # a read-only file system, a full disk: os.access cannot foresee every case
+            raise CorpusError(path, None, f"cannot be written ({exc.strerror or exc}); give a writable path") from None
     return keys, len(entries)

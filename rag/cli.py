@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -49,6 +50,9 @@ _json_errors = {"on": False}  # a command given --json: an error is also {"error
 
 
 def _say_error(message: str) -> None:
+    from rag.sanitise import clean
+
+    message = " ".join(clean(message).split())  # one line, whatever a file name holds (escapes, newlines)
     typer.echo(f"rag: error: {message}", err=True)
     if _json_errors["on"]:  # a script reading stdout gets an object, not nothing
         try:
@@ -114,12 +118,6 @@ def ingest(
                 )
     with _workspace() as ws:
         embedder = ws.embedder  # before the bar: a first use may show its own download bar
-        import signal
-
-        def stop(signum: int, frame: object) -> None:  # `timeout`, `kill`: stopped as cleanly as by Ctrl-C
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, stop)
         try:
             with terminal_progress("embedding") as progress:
                 report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
@@ -127,8 +125,6 @@ def ingest(
             typer.echo(f"rag: interrupted; {exc}", err=True)
             _interrupt["said"] = True
             raise typer.Exit(130) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     typer.echo(
         f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
@@ -552,9 +548,16 @@ def _click_error(name: str) -> Any:  # a click exception class; click is typed p
     return _NeverRaised
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, `kill`) stops a command as cleanly as Ctrl-C: an ingest says how far it
+    got, a streamed answer that was never checked says so."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The console script: a problem the user can fix is one line; so is anything unexpected,
     unless RAG_DEBUG is set, which shows the traceback."""
+    signal.signal(signal.SIGTERM, _terminated)
     usage_error, click_exception = _click_error("UsageError"), _click_error("ClickException")
     no_args: Any = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", _NeverRaised)
     try:

@@ -101,6 +101,7 @@ def _serve(settings: Settings, conn, parent_end) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends this helper by closing the pipe
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, which stops a command cleanly
     parent_end.close()  # the forked copy of the parent's end; closed, the parent's close() reaches here as EOF
     try:
         llm: OpenAICompatible | None = OpenAICompatible(settings)

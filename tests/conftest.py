@@ -96,11 +96,17 @@ def run_rag(
 
 
 def run_on_terminal(
-    *args: str, env: dict, with_stderr: bool = False, timeout: float = 120, interrupt_at: str | None = None
+    *args: str,
+    env: dict,
+    with_stderr: bool = False,
+    timeout: float = 120,
+    interrupt_at: str | None = None,
+    terminate: bool = False,
 ) -> tuple[int, str]:
     """`rag` on a pseudo-terminal, so it streams as a user sees it: (exit code, what it printed,
     escape sequences removed; stderr too with `with_stderr`). `interrupt_at`: once that text is
-    shown, Ctrl-C, as a terminal sends it: SIGINT to the whole process group (helpers included)."""
+    shown, Ctrl-C, as a terminal sends it: SIGINT to the whole process group (helpers included);
+    with `terminate`, SIGTERM to rag alone instead, as `timeout` and `kill` send it."""
     import pty
     import signal
 
@@ -120,7 +126,10 @@ def run_on_terminal(
             break
         seen += data
         if interrupt_at is not None and interrupt_at.encode() in seen:
-            os.killpg(proc.pid, signal.SIGINT)
+            if terminate:
+                os.kill(proc.pid, signal.SIGTERM)
+            else:
+                os.killpg(proc.pid, signal.SIGINT)
             interrupt_at = None
     code = proc.wait(timeout=timeout)
     os.close(leader)

@@ -103,6 +103,14 @@ def test_write_bib_keeps_existing_entries(tmp_path: Path) -> None:
     assert len(read_bib(path)) == 4
 
 
+def test_a_bib_file_that_cannot_be_written_is_one_line() -> None:
+    """The kernel refuses the write (as a read-only file system does): an error naming the file."""
+    from rag.corpus import CorpusError
+
+    with pytest.raises(CorpusError, match=r"rag-test\.bib: cannot be written \(.+\); give a writable path"):
+        write_bib(Path("/proc/rag-test.bib"), [PaperMeta("b", "A New Paper", year="2024")])
+
+
 def test_ingest_bib_lists_entries_without_abstract(tmp_path: Path) -> None:
     bib = tmp_path / "refs.bib"
     bib.write_text(REFS)

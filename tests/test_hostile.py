@@ -162,6 +162,15 @@ def test_stored_text_is_clean_so_every_reader_gets_clean_text(tmp_path):
     assert (paper.title, paper.abstract) == ("Wombat txt.exe paper", "A b.")
 
 
+def test_a_file_name_with_escapes_or_a_newline_is_shown_clean_in_one_line(tmp_path):
+    bad = tmp_path / "evil\x1b]0;PWNED\x07\x1b[31mred\nline.jsonl"
+    bad.write_text("{not json\n")
+    proc = run_rag("ingest", str(bad), env={"RAG_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 1 and not FORBIDDEN.search(proc.stderr.rstrip("\n")), repr(proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("rag: error: ") and "red line.jsonl:1: malformed JSON" in line, line
+
+
 # -- settings -----------------------------------------------------------------------------
 
 

@@ -318,3 +318,15 @@ def test_a_reasoning_models_think_block_is_not_the_answer(tmp_path):
         assert "".join(llm.stream("system", "user")) == "FP8 formats outperform INT8 [1]."
         with pytest.raises(EmptyReply, match=r"sent only its reasoning \(<think>...</think>\) and no answer"):
             "".join(llm.stream("system", "user"))
+
+
+def test_sigterm_while_a_reply_streams_stops_like_ctrl_c(bundled_dir, endpoint):
+    """`timeout` and `kill` send SIGTERM: the text shown is said to be unchecked, in one line, as for Ctrl-C."""
+    env = {**os.environ, "RAG_DATA_DIR": str(bundled_dir), "OPENAI_BASE_URL": f"{endpoint}/drip/v1", "COLUMNS": "400"}
+    question = "which papers compare FP8 vs INT8?"
+    code, text = run_on_terminal(
+        "ask", question, env=env, with_stderr=True, timeout=60, interrupt_at="FP8 FP8 ", terminate=True
+    )
+    assert code == 130 and "Traceback" not in text, text
+    assert text.rstrip().endswith("rag: interrupted"), text
+    assert "rag: the reply shown above was cut off before it was checked" in text, text
