@@ -35,12 +35,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from rag.chunking import CHUNKER_VERSION, Window, chunk_paper, title_too_long
-from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, duplicate, iter_papers
+from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, duplicate, iter_papers, normalise_title
 from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
 from rag.store import LOOKUP_BATCH, Chunk, Store, StoreError
@@ -64,6 +64,9 @@ class IngestReport:
     chunks_written: int = 0
     seconds: float = 0.0
     undated: int = 0  # records --since left out for having no date
+    # stored papers replaced by a record of the same id under another title: (id, old, new); ids
+    # that only number rows ("1", "2") collide across files ingested apart
+    retitled: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -368,6 +371,15 @@ def _ingest_locked(
         for paper, stored, n in batch:
             if stored and n is not None:
                 old_ids.update(f"{paper.id}#{i}" for i in range(n))
+        replacing = [paper for paper, stored, _ in batch if stored]
+        if replacing:
+            before_titles = store.abstracts([p.id for p in replacing])
+            report.retitled += [
+                (p.id, old, p.title)
+                for p in replacing
+                if (old := before_titles.get(p.id, (p.title, ""))[0])
+                and normalise_title(old) != normalise_title(p.title)
+            ]
         embedded = vectors.result().tolist()
         wrote = True
         store.add(chunks, embedded)

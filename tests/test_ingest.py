@@ -48,6 +48,19 @@ def test_ingest_is_idempotent_and_incremental(tmp_path):
     assert hits[0].paper_id == paper_id_for("Paper B on FP8")  # BM25 followed the change
 
 
+def test_a_replacement_under_another_title_is_reported(tmp_path):
+    """Row-number ids ("1", "2") collide across files ingested apart: the stored paper is replaced,
+    and the report names it, so a CLI warning can say so. A changed abstract alone is no news."""
+    ws = open_ws(tmp_path / "data")
+    first = [{"id": "1", "title": "Wombat burrows", "abstract": "Wombats dig burrows in Tasmania."}]
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "a.jsonl", first)])
+    edited = [{"id": "1", "title": "Wombat burrows", "abstract": "Wombats dig deep burrows in Tasmania."}]
+    assert ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "a.jsonl", edited)]).retitled == []
+    other = [{"id": "1", "title": "Quokka smiles", "abstract": "Quokkas smile for photos on islands."}]
+    report = ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "b.jsonl", other)])
+    assert report.replaced == 1 and report.retitled == [("1", "Wombat burrows", "Quokka smiles")]
+
+
 def test_prune_removes_papers_missing_from_the_files(tmp_path):
     ws = open_ws(tmp_path / "data")
     ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
