@@ -21,6 +21,9 @@ _LOOSE_CITATION = re.compile(
     r"\[\s*(?:sources?\s*)?(-?\d+(?:\s*(?:[,;]|[-–—]|,?\s*and)\s*(?:sources?\s*)?\d+)*)\s*\]", re.I
 )
 _MAX_SOURCE = 100  # a range beyond this ("[2019-2023]") is not citations
+# Brackets of other scripts and a footnote mark: "【1】" and "［1, 2］" (Qwen and DeepSeek write them),
+# "[^1]" (Markdown's footnote), read as [1] and [1, 2].
+_OTHER_BRACKETS = re.compile(r"(?:[【［]\s*(\d+(?:\s*[,，、;]\s*\d+)*)\s*[】］])|\[\^(\d+)\]")
 
 
 def normalise_citations(text: str) -> str:
@@ -43,7 +46,10 @@ def normalise_citations(text: str) -> str:
                 return m.group(0)
         return "[" + ", ".join(str(n) for n in dict.fromkeys(nums)) + "]"
 
-    return _LOOSE_CITATION.sub(canonical, text)
+    def plain(m: re.Match[str]) -> str:
+        return "[" + re.sub(r"\s*[,，、;]\s*", ", ", m.group(1) or m.group(2)) + "]"
+
+    return _LOOSE_CITATION.sub(canonical, _OTHER_BRACKETS.sub(plain, text))
 
 
 _NEGATIONS = frozenset(

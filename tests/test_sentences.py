@@ -43,6 +43,9 @@ def test_citation_forms_models_write_become_plain_citations():
         "A [1, 2, 3]. B [2, 3]. C [1]. D [2]. E [1, 2]."
     )
     assert normalise_citations("F [-1].") == "F [0]."  # names no source: checked as a bad citation
+    # other scripts' brackets and Markdown's footnote mark
+    assert normalise_citations("J 【1】. K 【1，2】 and ［3］. L[^2].") == "J [1]. K [1, 2] and [3]. L[2]."
+    assert normalise_citations("M 【a】.") == "M 【a】."
     # left as written: citations already plain, year ranges, intervals, reversed ranges
     for text in ("G [1,2] [3; 4] [5]", "in [2019-2023]", "values in [-1, 1]", "H [3-1]", "I [1a]"):
         assert normalise_citations(text) == text
