@@ -322,7 +322,9 @@ def check_config_file() -> None:
         return  # no file, or one that does not parse (reported when the settings load)
     known = known_keys()
     for key in data:
-        if key not in known:
+        if key.lower() in known and key not in known:  # pydantic-settings reads keys in any case
+            _warn(f"{path}: setting {key!r} is read as {key.lower()!r}; write it in lower case")
+        elif key not in known:
             close = difflib.get_close_matches(key.lower().replace("-", "_"), sorted(known), n=1)
             hint = (
                 f"; did you mean {close[0]!r}?"

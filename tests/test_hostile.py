@@ -221,6 +221,12 @@ def test_unknown_config_keys_and_a_missing_config_file_warn(tmp_path, monkeypatc
     assert first == f"rag: warning: {config}: unknown setting 'top-k' is ignored; did you mean 'top_k'?"
     assert second.startswith(f"rag: warning: {config}: unknown setting 'llm_options' is ignored; ")
     assert re.search(r"retriever\s+bm25\s+\[file", proc.stdout)
+    # a key in another case is read, and the warning says so rather than "ignored"
+    upper = tmp_path / "upper.toml"
+    upper.write_text("TOP_K = 2\n")
+    proc = run_rag("config", env={"RAG_CONFIG": str(upper)})
+    assert proc.stderr == f"rag: warning: {upper}: setting 'TOP_K' is read as 'top_k'; write it in lower case\n"
+    assert re.search(r"top_k\s+2\s+\[file", proc.stdout)
 
     missing = tmp_path / "nope.toml"
     proc = run_rag("config", env={"RAG_CONFIG": str(missing)})
