@@ -88,12 +88,19 @@ def read_jsonl(path: Path) -> Iterator[Paper]:
 def read_csv(path: Path) -> Iterator[Paper]:
     """CSV with a header row naming at least `title` and `abstract`."""
     numbered = _lines(path)
+    # a field may be as long as a line (refused beyond 8 MB): the csv module's own 128 KB limit
+    # would call a long unused column "malformed" instead of leaving it unread
+    csv.field_size_limit(max(csv.field_size_limit(), jsonl.MAX_LINE_BYTES))
     # Lines go back with their newline, so a quoted field spanning lines keeps its line break
     # (as white space) instead of gluing "abstract.Second" together.
     reader = csv.DictReader(f"{line}\n" for _, line in numbered)
     try:
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):
+            raise CorpusError(
+                path, 1, "its lines end in a bare carriage return (an old Mac format); save it with \\n line endings"
+            ) from None
         raise CorpusError(path, 1, f"malformed CSV header ({exc})") from None
     if repeated := sorted({h for h in header if h and header.count(h) > 1}):
         raise CorpusError(path, 1, f"CSV header repeats column(s) {', '.join(repeated)}; keep one of each")

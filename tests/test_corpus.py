@@ -170,6 +170,17 @@ def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):
     assert second.line == 6  # line numbers still count the physical lines
 
 
+def test_a_long_unused_csv_column_is_not_malformed_and_bare_carriage_returns_are_named(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("title,abstract,notes\nA paper,An abstract.," + "x" * 200_000 + "\n")
+    (paper,) = read_corpus(path)
+    assert paper.title == "A paper"  # the csv module's 128 KB field limit once called this malformed
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"title,abstract\rA,B\r")
+    with pytest.raises(CorpusError, match=r"mac.csv:1: its lines end in a bare carriage return"):
+        read_corpus(mac)
+
+
 @pytest.mark.parametrize(
     "record, expected",
     [
