@@ -146,9 +146,28 @@ def ingest(
         )
 
 
+def _from_stdin(text: str, what: str) -> str:
+    """`text`, or what standard input holds when `text` is "-"."""
+    if text != "-":
+        return text
+    from rag.sanitise import MAX_QUESTION_CHARS
+
+    limit = 2 * MAX_QUESTION_CHARS  # read no further: stdin may be endless (`yes | rag ask -`)
+    text = sys.stdin.read(limit + 1)
+    if len(text) > limit:
+        _fail(
+            f"the {what} on stdin is too long: over {limit:,} characters; keep it under "
+            f"{MAX_QUESTION_CHARS:,} (to check a draft against the papers, use rag check)",
+            2,
+        )
+    if "\x00" in text:
+        _fail(f"stdin holds binary data (NUL bytes), not a {what}", 2)
+    return text
+
+
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.", metavar="QUERY")],
+    query: Annotated[str, typer.Argument(help="What to look for; '-' reads it from standard input.", metavar="QUERY")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many papers.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see README).")] = False,
     retriever: RetrieverOpt = None,
@@ -157,7 +176,7 @@ def search(
     _json_errors["on"] = as_json
     from rag.sanitise import normalise_question, too_long
 
-    query = normalise_question(query)
+    query = normalise_question(_from_stdin(query, "query"))
     if not query:
         _fail("the query is empty; give some words to search for", 2)
     if problem := too_long(query):
@@ -198,20 +217,9 @@ def ask(
 ) -> None:
     """Answer a question from the papers, citing each sentence and checking the citations."""
     _json_errors["on"] = as_json
-    from rag.sanitise import MAX_QUESTION_CHARS, normalise_question, too_long
+    from rag.sanitise import normalise_question, too_long
 
-    if question == "-":
-        limit = 2 * MAX_QUESTION_CHARS  # read no further: stdin may be endless (`yes | rag ask -`)
-        question = sys.stdin.read(limit + 1)
-        if len(question) > limit:
-            _fail(
-                f"the question on stdin is too long: over {limit:,} characters; keep it under "
-                f"{MAX_QUESTION_CHARS:,} (to check a draft against the papers, use rag check)",
-                2,
-            )
-        if "\x00" in question:
-            _fail("stdin holds binary data (NUL bytes), not a question", 2)
-
+    question = _from_stdin(question, "question")
     question = normalise_question(question)
     if not question:
         _fail('the question is empty; ask something, e.g. rag ask "which papers compare FP8 vs INT8?"', 2)

@@ -62,6 +62,8 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
     assert proc.returncode == 2 and "the question on stdin is too long: over 8,000 characters" in proc.stderr
     nul = run_rag("ask", "-", env=env, input="\x00" * 100)
     assert nul.returncode == 2 and "stdin holds binary data" in nul.stderr
+    nul = run_rag("search", "-", env=env, input="\x00" * 100)  # search reads "-" from stdin too
+    assert nul.returncode == 2 and "stdin holds binary data (NUL bytes), not a query" in nul.stderr
     missing_model = run_rag("search", "x", env={**env, "RAG_EMBED_MODEL_DIR": str(tmp_path / "nowhere")})
     assert missing_model.returncode == 1
     assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr
