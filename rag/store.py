@@ -333,6 +333,12 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
 
+    def other_collections(self) -> list[str]:
+        """Names of the store's collections besides the configured one (a mistyped RAG_COLLECTION
+        would otherwise make a new, empty one beside them)."""
+        found = self._call("listing collections", self._client.list_collections)
+        return sorted(name for c in found if (name := str(getattr(c, "name", c))) != self.settings.collection)
+
     def count(self) -> int:
         return self._call("counting chunks", self.collection.count)
 

@@ -362,3 +362,11 @@ def test_a_read_only_store_says_rag_needs_write_access(tmp_path, monkeypatch):
     with pytest.raises(StoreError) as err:
         Store(make_settings(tmp_path / "data"))
     assert "is read-only here" in str(err.value) and "move that folder away" not in str(err.value)
+
+
+def test_a_store_names_its_other_collections(tmp_path):
+    """A mistyped RAG_COLLECTION opens a new, empty collection: the auto-ingest notice names the others."""
+    ws = open_ws(tmp_path / "data")
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
+    other = open_ws(tmp_path / "data", collection="paperz")
+    assert other.store.other_collections() == ["papers"]
