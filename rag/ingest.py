@@ -514,9 +514,7 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
             state, count = store.ingest_state(), store.chunk_count()
             if state.status is None and count == 0:
                 others = store.other_collections()
-                also = (
-                    f" (it holds other collections: {', '.join(others)}; is RAG_COLLECTION right?)" if others else ""
-                )
+                also = f" (it holds other collections: {', '.join(others)}; is RAG_COLLECTION right?)" if others else ""
                 _notice(f"rag: the store at {store.location} is empty{also}; ingesting the bundled corpus first ...")
                 return _auto_ingest(store, embedder_factory, locked=True)
     if not state.running:

@@ -63,6 +63,12 @@ def test_search_read_answer_numbers_the_sources_from_what_was_read(workspace, tm
     assert answer.usage == {"prompt_tokens": 150, "completion_tokens": 30}
 
 
+def test_a_reasoning_models_think_block_is_not_part_of_the_answer(workspace, tmp_path):
+    replies = [SEARCH, Calls(("read", {"paper_id": ZQ_ID})), f"<think>I recall 1000 queries [2].</think>{S2} [2]."]
+    answer, notices, _ = ask(workspace, tmp_path, replies)
+    assert notices == [] and answer.text == f"{S2} [1]."
+
+
 def test_the_tools_offered_are_described_by_their_argument_models_and_run_the_same_code(workspace, tmp_path):
     _, _, bodies = ask(workspace, tmp_path, [SEARCH, f"{S1} [1]."])
     offered = {t["function"]["name"]: t["function"] for t in bodies[0]["tools"]}
