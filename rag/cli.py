@@ -139,8 +139,8 @@ def ingest(
         pid, old, new = report.retitled[0]
         more = f" (and {len(report.retitled) - 1} more)" if len(report.retitled) > 1 else ""
         typer.echo(
-            f"rag: warning: {len(report.retitled)} stored papers were replaced by records of the same id with "
-            f"another title, e.g. id {pid!r}: {old!r} is now {new!r}{more}; if the ids only number rows, "
+            f"rag: warning: a stored paper was replaced by a record of the same id with another title: id "
+            f"{pid!r}, {old!r} is now {new!r}{more}; if the ids only number rows, "
             "leave the id column out (ids then come from titles) or make them unique across files",
             err=True,
         )

@@ -108,21 +108,28 @@ class StreamCleaner:
 
 class ReasoningFilter:
     """Drops a reasoning model's `<think>...</think>` from a stream of deltas: DeepSeek-R1, Qwen3 and
-    QwQ served by Ollama or llama.cpp write their reasoning into the reply itself, where it would be
-    shown and checked as the answer. A tag split across deltas is held back until it is whole."""
+    QwQ served by Ollama or llama.cpp open their reply with it, where it would be shown and checked
+    as the answer. Only a block before the answer's first word counts (an answer may mention the
+    tag); a tag split across deltas is held back until it is whole."""
 
     OPEN, CLOSE = "<think>", "</think>"
 
     def __init__(self) -> None:
         self._held = ""
         self._inside = False
+        self._answering = False  # the answer has begun: no reasoning block opens after that
         self.saw = False  # whether any reasoning came
 
     def feed(self, delta: str) -> str:
         text, self._held = self._held + delta, ""
         out = []
-        while text:
+        while text and not self._answering:
             tag = self.CLOSE if self._inside else self.OPEN
+            if not self._inside:
+                lead = len(text) - len(text.lstrip())
+                if not self.OPEN.startswith(text[lead:][: len(self.OPEN)]):  # the answer itself begins
+                    self._answering = True
+                    break
             at = text.find(tag)
             if at >= 0:
                 if not self._inside:
@@ -134,7 +141,8 @@ class ReasoningFilter:
             if not self._inside:
                 out.append(text[: len(text) - keep])
             self._held = text[len(text) - keep :]
-            break
+            text = ""
+        out.append(text if self._answering else "")
         return "".join(out)
 
     def flush(self) -> str:
