@@ -53,7 +53,7 @@ from rag.config import Settings, mask_url
 from rag.grounding import Grounding, Verifier
 from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, openai_like, within
 from rag.prompts import escape_tags, render
-from rag.sanitise import ReasoningFilter, StreamCleaner, clean, too_long
+from rag.sanitise import ReplyCleaner, clean, too_long
 from rag.sentences import CITATION, citations_of, split_sentences
 from rag.tokens import count_tokens
 
@@ -347,7 +347,7 @@ def run_tools(
             text: list[str] = []
             calls: list[Any] = []  # the turn's tool calls so far, as LlamaIndex gathers them
             reported: dict[str, int] = {}
-            cleaner, reasoning, cap = StreamCleaner(), ReasoningFilter(), TokenCap(settings.llm_max_tokens)
+            cleaner, cap = ReplyCleaner(), TokenCap(settings.llm_max_tokens)
             turn = Shown(library, on_token if steps else None)  # a first turn without a tool call is no answer
 
             def make() -> Iterator[ChatResponse]:
@@ -372,7 +372,7 @@ def run_tools(
                             "completion_tokens": chunk.raw.usage.completion_tokens,
                         }
                     calls = chunk.message.additional_kwargs.get("tool_calls") or calls
-                    piece = cap.take(reasoning.feed(cleaner.feed(chunk.delta or "")))
+                    piece = cap.take(cleaner.feed(chunk.delta or ""))
                     text.append(piece)
                     if not calls:
                         turn.feed(piece)
@@ -406,7 +406,7 @@ def run_tools(
                     f"the LLM endpoint {endpoint} sent a malformed reply (no chat completion events in the "
                     "stream); check that it is an OpenAI-compatible endpoint"
                 )
-            text.append(cap.take(reasoning.feed(cleaner.flush()) + reasoning.flush()))
+            text.append(cap.take(cleaner.flush()))
             said = "".join(text)
             if not calls:
                 turn.finish()

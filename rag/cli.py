@@ -588,7 +588,7 @@ def main() -> None:
         _say_error(f"{' '.join(exc.format_message().split())} (see '{where} -h')")
         sys.exit(exc.exit_code)
     except click_exception as exc:
-        typer.echo(f"rag: error: {' '.join(exc.format_message().split())}", err=True)
+        _say_error(exc.format_message())
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("rag: interrupted", err=True)

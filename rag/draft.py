@@ -282,7 +282,9 @@ def read_latex(path: Path, source: str) -> Draft:
                 # a note that only cites ("As reported by \\cite{a}.") lends its citations to the
                 # sentence it annotates; one with a claim of its own is a paragraph apart (read
                 # where it stands, "...\\footnote{It has 12 queries.}." joined two claims)
-                apart = isinstance(note, LatexGroupNode) and checkable(l2t.nodelist_to_text(note.nodelist))
+                apart = isinstance(note, LatexGroupNode) and makes_claim(
+                    l2t.nodelist_to_text(note.nodelist), cited=False
+                )
                 emit("\n\n" if apart else " ", node.pos)
                 if isinstance(note, LatexGroupNode):
                     walk(note.nodelist)
@@ -602,11 +604,6 @@ def judge(claim: str, papers: list[PaperMeta], verifier: Verifier | None = None)
     return last.verdict, last.score
 
 
-def checkable(claim: str, cited: bool = False) -> bool:
-    """A sentence that states something a paper could support (the grounding check's rule)."""
-    return makes_claim(claim, cited)
-
-
 @dataclass
 class CitedPaper:
     key: str
@@ -711,7 +708,7 @@ class Checker:
     ) -> ClaimCheck:
         """The verdict of one sentence citing `cited` (paper_id None: not in the corpus)."""
         keys = [c.key for c in cited]
-        if not checkable(sentence, cited=True):
+        if not makes_claim(sentence, cited=True):
             return ClaimCheck(line, sentence, keys, NO_CLAIM, cited=cited)
         found = [self.index.papers[c.paper_id] for c in cited if c.paper_id in self.index.papers]
         if not found:
@@ -776,7 +773,7 @@ def check_draft(
             claims.append(checker.claim(s.line, s.text, cited, keys_by_paper=keys_by_paper))
         elif (
             suggest_uncited
-            and checkable(s.text)
+            and makes_claim(s.text, cited=False)
             and len(terms(s.text)) >= GROUNDING.min_claim_terms + DRAFT.uncited_extra_terms
         ):
             other = checker.supporting_paper(s.text)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rag.config import mask_url
 from rag.errors import RagError
-from rag.sanitise import ReasoningFilter, StreamCleaner
+from rag.sanitise import ReplyCleaner
 from rag.tokens import count_tokens, tiktoken_encoding
 
 if TYPE_CHECKING:
@@ -344,8 +344,7 @@ class OpenAICompatible:
         parts: list[str] = []
         reported: dict[str, int] = {}
         finished = received = filtered = False
-        cleaner = StreamCleaner()
-        reasoning = ReasoningFilter()
+        cleaner = ReplyCleaner()
         cap = TokenCap(self.max_tokens)
         extra = {"response_format": response_format} if response_format else {}
         chunks = within(lambda: self._llm.stream_chat(self._messages(system, user), **extra), start + self.deadline)
@@ -366,7 +365,7 @@ class OpenAICompatible:
                             self.notice = (
                                 "the endpoint's content filter stopped the reply; what it wrote before is all there is"
                             )
-                text = cap.take(reasoning.feed(cleaner.feed(chunk.delta))) if chunk.delta else ""
+                text = cap.take(cleaner.feed(chunk.delta)) if chunk.delta else ""
                 if text:
                     parts.append(text)
                     yield text
@@ -387,7 +386,7 @@ class OpenAICompatible:
             raise LLMError(explain_failure(exc, self.endpoint, self.timeout, self._attempts, elapsed)) from None
         finally:
             chunks.close()
-        tail = cap.take(reasoning.feed(cleaner.flush()) + reasoning.flush())
+        tail = cap.take(cleaner.flush())
         if tail:
             parts.append(tail)
             yield tail
@@ -403,7 +402,7 @@ class OpenAICompatible:
                 "reason or [DONE]); try again or check the server"
             )
         if not text.strip():
-            if reasoning.saw:
+            if cleaner.reasoning.saw:
                 raise EmptyReply(
                     f"the model ({self.model}) sent only its reasoning (<think>...</think>) and no answer; "
                     "raise RAG_LLM_MAX_TOKENS so it can finish, or use a model that answers directly"

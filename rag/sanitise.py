@@ -151,6 +151,20 @@ class ReasoningFilter:
         return "" if self._inside else held
 
 
+class ReplyCleaner:
+    """What a model's streamed reply passes through: `StreamCleaner`, then `ReasoningFilter`."""
+
+    def __init__(self) -> None:
+        self._clean = StreamCleaner()
+        self.reasoning = ReasoningFilter()
+
+    def feed(self, delta: str) -> str:
+        return self.reasoning.feed(self._clean.feed(delta))
+
+    def flush(self) -> str:
+        return self.reasoning.feed(self._clean.flush()) + self.reasoning.flush()
+
+
 def unaccented(text: str) -> str:
     """`text` without accents ("Über" is "Uber"): a writer may leave them out."""
     if text.isascii():
