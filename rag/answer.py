@@ -308,10 +308,11 @@ def answer_question(
         user = render("answer", sources=packed.block, question=question)
         try:
             text = structured.generate(llm, system, user, packed.numbers, on_token or (lambda _: None)).strip()
-        except EmptyReply:
+        except EmptyReply as exc:
             if grounding != "strict":
                 raise
             text = ""  # nothing of the model's holds up: strict mode shows the extractive answer instead
+            llm.notice = str(exc)  # and the warning line says why
         context = packed
         usage = dict(llm.usage) or {
             "prompt_tokens": count_tokens(system) + count_tokens(user),

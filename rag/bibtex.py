@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rag.corpus import CorpusError
+from rag.errors import quoted
 from rag.sanitise import unaccented
 
 _ARXIV_ID = re.compile(r"(?:arxiv[:/]\s*|abs/|pdf/)?(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?", re.I)
@@ -157,11 +158,11 @@ def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
     for block in library.failed_blocks:
         line = (block.start_line or 0) + 1
         raw = (block.raw or "").strip()
-        head = raw.splitlines()[0][:60] if raw else ""
+        head = raw.splitlines()[0] if raw else ""
         if isinstance(block, DuplicateBlockKeyBlock):
             raise CorpusError(path, line, f"duplicate key {block.key!r}; each entry needs its own key")
         raise CorpusError(
-            path, line, f"cannot parse the entry starting {head!r} (unbalanced braces or quotes?); fix the entry"
+            path, line, f"cannot parse the entry starting {quoted(head)} (unbalanced braces or quotes?); fix the entry"
         )
     strings = {key.lower(): str(block.value) for key, block in library.strings_dict.items()}
     entries = []

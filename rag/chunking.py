@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from rag.corpus import Paper
+from rag.errors import quoted
 from rag.store import Chunk
 from rag.tokens import tiktoken_encoding
 
@@ -58,7 +59,7 @@ def title_too_long(paper: Paper, embedder: Window) -> str | None:
     except ValueError:
         tokens = embedder.count_tokens(paper.title)
         return (
-            f"the title of {paper.title[:60]!r} is {tokens:,} tokens, too long for the embedder's window of "
+            f"the title of {quoted(paper.title)} is {tokens:,} tokens, too long for the embedder's window of "
             f"{embedder.max_tokens:,} with any of its abstract; shorten it"
         )
     return None
@@ -73,7 +74,7 @@ def chunk_paper(paper: Paper, embedder: Window) -> list[Chunk]:
         if all(embedder.count_tokens(t) <= embedder.max_tokens for t in texts):
             break
         if size <= 16:
-            raise ValueError(f"paper {paper.id!r}: its title alone does not fit the embedder's window")
+            raise ValueError(f"paper {quoted(paper.id)}: its title alone does not fit the embedder's window")
         size = int(size * 0.8)
     extra: dict[str, str | int] = {
         "url": paper.url,

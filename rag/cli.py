@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
-from rag.errors import RagError
+from rag.errors import RagError, quoted
 from rag.retrievers import Mode
 from rag.serve import DEFAULT_PORT
 
@@ -140,7 +140,7 @@ def ingest(
         more = f" (and {len(report.retitled) - 1} more)" if len(report.retitled) > 1 else ""
         typer.echo(
             f"rag: warning: a stored paper was replaced by a record of the same id with another title: id "
-            f"{pid!r}, {old!r} is now {new!r}{more}; if the ids only number rows, "
+            f"{quoted(pid)}, {quoted(old)} is now {quoted(new)}{more}; if the ids only number rows, "
             "leave the id column out (ids then come from titles) or make them unique across files",
             err=True,
         )

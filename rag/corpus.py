@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from rag.errors import RagError
+from rag.errors import RagError, quoted
 from rag.sanitise import clean, has_surrogate, unaccented
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
@@ -155,7 +155,7 @@ def make_paper(path: Path, line: int, record: dict) -> Paper:
     if not title:
         raise CorpusError(path, line, "record has no title")
     if not abstract:
-        raise CorpusError(path, line, f"record {title[:60]!r} has no abstract")
+        raise CorpusError(path, line, f"record {quoted(title)} has no abstract")
     if len(title) > MAX_TITLE_CHARS:
         raise CorpusError(
             path, line, f"title is {len(title):,} characters, over the limit of {MAX_TITLE_CHARS:,}; shorten it"
@@ -164,21 +164,21 @@ def make_paper(path: Path, line: int, record: dict) -> Paper:
         raise CorpusError(
             path,
             line,
-            f"abstract of {title[:60]!r} is {len(abstract):,} characters, over the limit of "
+            f"abstract of {quoted(title)} is {len(abstract):,} characters, over the limit of "
             f"{MAX_ABSTRACT_CHARS:,}; shorten it or split the record",
         )
     for name in ("id", "url", "year", "categories", "update_date"):
         value = record.get(name)
         if isinstance(value, str | list) and len(str(value)) > MAX_FIELD_CHARS:
             raise CorpusError(
-                path, line, f"field {name!r} of {title[:60]!r} is over {MAX_FIELD_CHARS:,} characters; shorten it"
+                path, line, f"field {name!r} of {quoted(title)} is over {MAX_FIELD_CHARS:,} characters; shorten it"
             )
     given_id = _text(path, line, record, "id", numbers=True)
     if len(given_id) > MAX_ID_CHARS:
         raise CorpusError(
             path,
             line,
-            f"the id of {title[:60]!r} is {len(given_id):,} characters, over the limit of {MAX_ID_CHARS}; shorten it",
+            f"the id of {quoted(title)} is {len(given_id):,} characters, over the limit of {MAX_ID_CHARS}; shorten it",
         )
     updated = _text(path, line, record, "update_date")
     if updated and not _DATE.fullmatch(updated):
@@ -271,7 +271,7 @@ def duplicate(paper: Paper, first_line: int) -> str:
     was made from the title, the title the two share."""
     if paper.id == paper_id_for(paper.title):
         return (
-            f"two papers have the title {paper.title[:80]!r} (first at line {first_line}) and different text; "
+            f"two papers have the title {quoted(paper.title, 80)} (first at line {first_line}) and different text; "
             "keep one, or give each an id field"
         )
     return f"duplicate id {paper.id!r} (first at line {first_line}) with different text"

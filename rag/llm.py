@@ -51,6 +51,7 @@ class LLM(Protocol):
     model: str
     endpoint: str  # for messages: credentials in the URL are masked
     usage: dict[str, int]
+    notice: str  # after a reply: why it was cut or empty, for a warning line ("" when nothing to say)
 
     def stream(self, system: str, user: str) -> Iterator[str]:
         """Yield the reply's text as it arrives; set `usage` when done. Backends that can ask for
@@ -343,7 +344,7 @@ class OpenAICompatible:
         self._attempts, self._done, self.notice = 0, False, ""
         parts: list[str] = []
         reported: dict[str, int] = {}
-        finished = received = filtered = False
+        finished = received = filtered = thought = False
         cleaner = ReplyCleaner()
         cap = TokenCap(self.max_tokens)
         extra = {"response_format": response_format} if response_format else {}
@@ -356,6 +357,10 @@ class OpenAICompatible:
                 if usage:
                     reported = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
                 for choice in getattr(raw, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)  # DeepSeek, vLLM, llama.cpp: reasoning beside content
+                    thought = thought or bool(
+                        getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                    )
                     if choice.finish_reason:
                         finished = True
                         if choice.finish_reason == "length":
@@ -402,9 +407,9 @@ class OpenAICompatible:
                 "reason or [DONE]); try again or check the server"
             )
         if not text.strip():
-            if cleaner.reasoning.saw:
+            if cleaner.reasoning.saw or thought:
                 raise EmptyReply(
-                    f"the model ({self.model}) sent only its reasoning (<think>...</think>) and no answer; "
+                    f"the model ({self.model}) sent only its reasoning and no answer; "
                     "raise RAG_LLM_MAX_TOKENS so it can finish, or use a model that answers directly"
                 )
             if self.notice and not cap.hit and not filtered:  # stopped for length before writing anything

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rag import jsonl
 from rag.corpus import CorpusError, Paper, make_paper
+from rag.errors import quoted
 
 Reader = Callable[[Path], Iterator[Paper]]
 
@@ -58,14 +59,14 @@ def read_txt(path: Path) -> Iterator[Paper]:
                 raise CorpusError(
                     path,
                     number,
-                    f"{text[:40]!r} would be a title, but it continues the abstract above, which stops "
+                    f"{quoted(text, 40)} would be a title, but it continues the abstract above, which stops "
                     "mid-sentence; put each title and each abstract on one line (or use .jsonl)",
                 )
             if len(text) > _TITLE_MOST_CHARS and _SENTENCE_BREAK.search(text):
                 raise CorpusError(
                     path,
                     number,
-                    f"{text[:40]!r} would be a title but reads as an abstract ({len(text):,} characters, several "
+                    f"{quoted(text, 40)} would be a title but reads as an abstract ({len(text):,} characters, several "
                     "sentences); is a title line missing above it? Titles and abstracts alternate, one line each",
                 )
             pending = (number, text)
@@ -73,7 +74,7 @@ def read_txt(path: Path) -> Iterator[Paper]:
             yield make_paper(path, pending[0], {"title": pending[1], "abstract": text})
             pending, last_abstract = None, text
     if pending is not None:
-        raise CorpusError(path, pending[0], f"title {pending[1][:60]!r} has no abstract line after it")
+        raise CorpusError(path, pending[0], f"title {quoted(pending[1])} has no abstract line after it")
 
 
 def read_jsonl(path: Path) -> Iterator[Paper]:

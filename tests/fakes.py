@@ -139,7 +139,16 @@ class Silent:
 
 SILENT = Silent()
 
-Reply = str | list[str] | Calls | Silent
+
+@dataclass
+class Reasoning:
+    """A reply of reasoning alone, sent as `reasoning_content` (DeepSeek's API, vLLM and llama.cpp's
+    server keep a reasoning model's thoughts out of `content`), with no answer after it."""
+
+    text: str
+
+
+Reply = str | list[str] | Calls | Silent | Reasoning
 
 
 @dataclass
@@ -248,6 +257,9 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             if isinstance(reply, Calls):
                 for event in reply.deltas(len(script.bodies)):
                     self._send(event)
+            elif isinstance(reply, Reasoning):
+                self._send(_event({"role": "assistant", "content": None, "reasoning_content": reply.text}))
+                self._send(chunk("", "stop"))
             else:
                 parts = reply if isinstance(reply, list) else [reply[i : i + 7] for i in range(0, len(reply), 7)]
                 for part in parts:
@@ -293,8 +305,9 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             """One chat completion, not streamed: text, or a message calling tools."""
             if isinstance(reply, Calls):
                 message, finish = reply.message(len(script.bodies)), "tool_calls"
-            elif isinstance(reply, Silent):
-                message, finish = {"role": "assistant", "content": ""}, "stop"
+            elif isinstance(reply, Silent | Reasoning):
+                reasoning = {"reasoning_content": reply.text} if isinstance(reply, Reasoning) else {}
+                message, finish = {"role": "assistant", "content": "", **reasoning}, "stop"
             else:
                 message, finish = {"role": "assistant", "content": "".join(reply)}, "stop"
             body = {

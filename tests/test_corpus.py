@@ -124,7 +124,7 @@ def test_jsonl_csv_and_arxiv_records(tmp_path):
         (
             "swapped.txt",  # the first title line is missing: every abstract after it would be a title
             b"We study zebras. " * 20 + b"\nZebra Stripes Revisited\n" + b"We study horses. " * 20 + b"\n",
-            ":1: 'We study zebras. We study zebras. We stu' would be a title but reads as an abstract (339",
+            ":1: 'We study zebras. We study zebras. We st…' would be a title but reads as an abstract (339",
         ),
         ("nocols.csv", b"name,text\na,b\n", "lacks column(s) abstract, title"),
         (
@@ -205,6 +205,10 @@ def test_a_long_unused_csv_column_is_not_malformed_and_bare_carriage_returns_are
             ":1: field 'categories' of 'T' is over 20,000",
         ),
         ({"title": "T", "abstract": "x", "update_date": "not-a-date"}, ":1: update_date 'not-a-date' is not a date"),
+        (  # the title as written, not a repr with its backslashes doubled
+            {"title": r"$\mathcal{O}(n \log n)$ Sorting", "abstract": " "},
+            r":1: record '$\mathcal{O}(n \log n)$ Sorting' has no abstract",
+        ),
     ],
 )
 def test_records_of_the_wrong_type_or_size_are_refused(tmp_path, record, expected):

@@ -14,7 +14,7 @@ import pytest
 from rag.forked_llm import ForkedLLM
 from rag.llm import LLMError, OpenAICompatible
 from tests.conftest import make_settings, run_on_terminal, run_rag
-from tests.fakes import Scripted, serve
+from tests.fakes import Reasoning, Scripted, serve
 
 
 @pytest.fixture(scope="module")
@@ -316,8 +316,22 @@ def test_a_reasoning_models_think_block_is_not_the_answer(tmp_path):
     with serve([thought, ["<think>Let me think about FP8 and INT8 at length"]]) as script:
         llm = OpenAICompatible(make_settings(tmp_path, openai_base_url=f"{script.base}/ok/v1", llm_timeout=10))
         assert "".join(llm.stream("system", "user")) == "FP8 formats outperform INT8 [1]."
-        with pytest.raises(EmptyReply, match=r"sent only its reasoning \(<think>...</think>\) and no answer"):
+        with pytest.raises(EmptyReply, match=r"sent only its reasoning and no answer"):
             "".join(llm.stream("system", "user"))
+
+
+def test_a_reply_of_reasoning_content_alone_says_so(bundled_dir):
+    """Servers that send a reasoning model's thoughts as `reasoning_content`: in strict mode a reply
+    with nothing else falls back to the extractive answer with a warning that the model only
+    reasoned; in mark mode it is the one-line error."""
+    with serve([Reasoning("FP8 and INT8... let me recall the papers first.")]) as script:
+        strict, mark = ask(bundled_dir, script.url), ask(bundled_dir, script.url, RAG_GROUNDING="mark")
+    assert strict.returncode == 0, strict.stderr
+    assert "sent only its reasoning and no answer" in strict.stderr and "did not hold up" in strict.stderr
+    assert "[1]" in strict.stdout.split("\nSources:")[0]
+    assert mark.returncode == 1
+    (line,) = mark.stderr.strip().splitlines()
+    assert "sent only its reasoning and no answer" in line
 
 
 def test_sigterm_while_a_reply_streams_stops_like_ctrl_c(bundled_dir, endpoint):
