@@ -369,6 +369,8 @@ def read_latex(path: Path, source: str) -> Draft:
 # A key starts with a letter (any script), digit or _, or is any text in braces: @{10.1000/xyz}.
 _PANDOC_GROUP = re.compile(r"\[([^\[\]]*?(?<![\w.])-?@(?:\w|\{)[^\[\]]*)\](?!\()")
 _PANDOC_KEY = re.compile(r"(?<![\w.@/:])-?@(?:\{([^{}\s]+)\}|(\w(?:[\w:.#$%&+?<>~/-]*\w)?))")
+# an in-text citation may carry its locator in brackets after it: "@doe99 [p. 33] says"
+_PANDOC_IN_TEXT = re.compile(_PANDOC_KEY.pattern + r"(?:[ \t]?\[[^\[\]@\n]*\](?![(\[]))?")
 _AT = "\ue000"  # a literal @ while citations are read (a private-use character no draft holds)
 _PANDOC_EMPTY = re.compile(r"\[\s*-?@\s*(?:;\s*-?@\s*)*\]")  # a citation naming no key: [@]
 _FOOTNOTE_LABEL = re.compile(r"\[\^[^\]\s]+\]:?")  # pandoc's [^1] marks and "[^1]:" definitions
@@ -462,7 +464,7 @@ def read_markdown(path: Path, source: str) -> Draft:
                 empty_cites += [
                     line_of(len(text)) + joined.count("\n", 0, m.start()) for m in _PANDOC_EMPTY.finditer(joined)
                 ]
-                joined = _PANDOC_KEY.sub(bare, _PANDOC_GROUP.sub(group, _FOOTNOTE_LABEL.sub("", joined)))
+                joined = _PANDOC_IN_TEXT.sub(bare, _PANDOC_GROUP.sub(group, _FOOTNOTE_LABEL.sub("", joined)))
             text += joined.replace(_AT, "@")
         sentences += _sentences(text, _line_counter(text, token.map[0] + 1), cites)
     return Draft(path, "markdown", sentences, bib_names, empty_cites)

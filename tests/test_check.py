@@ -78,6 +78,17 @@ def test_markdown_pandoc_citations(tmp_path: Path) -> None:
     assert draft.bib_names == ["refs.bib"]
 
 
+def test_an_in_text_citations_locator_is_part_of_the_citation(tmp_path: Path) -> None:
+    """pandoc's `@key [p. 4]`: the bracket is the locator, not a sentence end at "p."."""
+    md = tmp_path / "d.md"
+    md.write_text("As @lit [p. 4] shows, the queries are hard. Then @b [see also] agrees. A [link](x) here.\n")
+    assert [(s.keys, s.text) for s in read_draft(md).sentences] == [
+        (["lit"], "As shows, the queries are hard."),
+        (["b"], "Then agrees."),
+        ([], "A link here."),
+    ]
+
+
 def test_a_citation_written_in_a_code_span_is_code(tmp_path: Path) -> None:
     md = tmp_path / "d.md"
     md.write_text("Write `[@key]` to cite [@a]. The `@b` form cites in the text.\n")
