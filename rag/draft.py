@@ -114,11 +114,26 @@ def clean_sentence(text: str) -> str:
     return re.sub(r"\(\s*\)", "", text).strip()
 
 
+# Citations right after a sentence's end (". \\cite{k}", ".\\footnote{\\cite{k}}", ". [@k]")
+_MARKS_AFTER_END = re.compile(r"([.!?]+[\"'”’)]*)((?:\s*\[@@\d+\])+)(?=\s*(.?))")
+
+
+def _marks_before_end(flat: str) -> str:
+    """`flat` with citations that follow a sentence's end moved before it: they cite that sentence
+    (as rag ask reads "queries. [1]"), unless a lower-case word follows, which makes them the start
+    of the next ("\\cite{a} show that ..."). Same length, so offsets into `flat` still hold."""
+
+    def move(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(3).islower() else m.group(2) + m.group(1)
+
+    return _MARKS_AFTER_END.sub(move, flat)
+
+
 def _sentences(text: str, line_of: Callable[[int], int], cites: list[list[str]]) -> list[DraftSentence]:
     """Sentences of extracted text (paragraphs at blank lines), each with its line and keys."""
     out: list[DraftSentence] = []
     for para in re.finditer(r"(?:[^\n]|\n(?![ \t\r\f\v]*\n))+", text):
-        flat = para.group(0).replace("\n", " ")
+        flat = _marks_before_end(para.group(0).replace("\n", " "))
         cursor = 0
         for sentence in split_sentences(flat):
             head = sentence[:20]
@@ -246,14 +261,21 @@ def read_latex(path: Path, source: str) -> Draft:
     empty_cites: list[int] = []
     unread: list[str] = []
     offset = 0
+    marks_only = False  # inside a note that only cites ("See \\cite{a}."): its citations, not its words
 
     def emit(text: str, pos: int, chars: bool = False) -> None:
         nonlocal offset
+        if marks_only and not _MARK.fullmatch(text):
+            return
         starts.append((offset, pos, chars))
         pieces.append(text)
         offset += len(text)
 
+    def _cites(node) -> bool:  # l2t would write a citation as "<cit.>", a word of a claim
+        return isinstance(node, LatexMacroNode) and node.macroname in (*_CITE_MACROS, *_MULTI_CITE_MACROS)
+
     def walk(nodelist) -> None:
+        nonlocal marks_only
         nodes = list(nodelist or [])
         i = 0
         while i < len(nodes):
@@ -279,15 +301,17 @@ def read_latex(path: Path, source: str) -> Draft:
             if isinstance(node, LatexMacroNode) and node.macroname in _NOTE_MACROS:
                 args = node.nodeargd.argnlist if node.nodeargd else []
                 note = args[-1] if args else None
-                # a note that only cites ("As reported by \\cite{a}.") lends its citations to the
-                # sentence it annotates; one with a claim of its own is a paragraph apart (read
+                # a note that only cites ("See \\cite{a}.") lends its citations, not its words, to
+                # the sentence it annotates; one with a claim of its own is a paragraph apart (read
                 # where it stands, "...\\footnote{It has 12 queries.}." joined two claims)
                 apart = isinstance(note, LatexGroupNode) and makes_claim(
-                    l2t.nodelist_to_text(note.nodelist), cited=False
+                    l2t.nodelist_to_text([n for n in note.nodelist if not _cites(n)]), cited=False
                 )
                 emit("\n\n" if apart else " ", node.pos)
                 if isinstance(note, LatexGroupNode):
+                    outer, marks_only = marks_only, marks_only or not apart
                     walk(note.nodelist)
+                    marks_only = outer
                 if apart:
                     emit("\n\n", node.pos + node.len)
                 continue
@@ -416,6 +440,32 @@ def _front_matter_bibliography(front: str, path: Path) -> list[str]:
 _PROSE_OPEN = {"paragraph_open", "heading_open", "th_open", "td_open"}
 
 
+_FOOTNOTE_DEFINITION = re.compile(r"^\[\^([^\]\s]+)\]:[ \t]*(.*)$", re.M)
+
+
+def _citing_footnotes_lent(source: str) -> str:
+    """`source` with each footnote that only cites ("[^1]: See [@a].") lending its citations to the
+    sentence that carries its mark, as a LaTeX note that only cites does; the definition's line is
+    left blank, so line numbers hold. A footnote with a claim of its own stays, checked apart."""
+    lent: dict[str, str] = {}
+
+    def definition(m: re.Match[str]) -> str:
+        body = m.group(2)
+        groups = [g.group(0) for g in _PANDOC_GROUP.finditer(body)]
+        rest = _PANDOC_GROUP.sub(" ", body)
+        groups += [f"[{k.group(0)}]" for k in _PANDOC_KEY.finditer(rest)]
+        if not groups or makes_claim(_PANDOC_KEY.sub(" ", rest), cited=False):
+            return m.group(0)
+        lent[m.group(1)] = " ".join(groups)
+        return ""
+
+    source = _FOOTNOTE_DEFINITION.sub(definition, source)
+    if not lent:
+        return source
+    marks = re.compile(r"\[\^(" + "|".join(re.escape(label) for label in lent) + r")\](?!:)")
+    return marks.sub(lambda m: " " + lent[m.group(1)], source)
+
+
 def read_markdown(path: Path, source: str) -> Draft:
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
@@ -427,7 +477,7 @@ def read_markdown(path: Path, source: str) -> Draft:
         source = "\n" * front.group(0).count("\n") + source[front.end() :]  # keep line numbers
     # "\@" is pandoc's literal @, and an address's @ ("<https://medium.com/@someone>") no citation:
     # both stand as _AT until the citations are read
-    tokens = MarkdownIt("commonmark").enable("table").parse(source.replace("\\@", _AT))
+    tokens = MarkdownIt("commonmark").enable("table").parse(_citing_footnotes_lent(source.replace("\\@", _AT)))
     sentences: list[DraftSentence] = []
     cites: list[list[str]] = []
     empty_cites: list[int] = []

@@ -122,6 +122,56 @@ def test_markdown_footnote_marks_are_not_claim_text(tmp_path: Path) -> None:
     ]
 
 
+def test_a_footnote_that_only_cites_lends_its_citations_to_the_sentence_it_marks(tmp_path: Path) -> None:
+    """ "[^a]: See [@lit]." was checked as the claim "See." while the sentence it annotates was not."""
+    md = tmp_path / "d.md"
+    md.write_text(
+        "LitSearch holds 9999 queries.[^a] Dense retrievers lead it.[^b]\n\n[^a]: See [@lit].\n[^b]: Cf. @dense.\n"
+    )
+    assert [(s.line, s.keys, s.text) for s in read_draft(md).sentences] == [
+        (1, ["lit"], "LitSearch holds 9999 queries."),
+        (1, ["dense"], "Dense retrievers lead it."),
+    ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "LitSearch holds 9999 queries. \\cite{lit}\nRetrieval benchmarks are useful.\n",
+        "LitSearch holds 9999 queries.\\footnote{\\cite{lit}}\nRetrieval benchmarks are useful.\n",
+        "LitSearch holds 9999 queries.\\footnote{See \\cite{lit}.}\nRetrieval benchmarks are useful.\n",
+        "LitSearch holds 9999 queries.\\footnote{For details, see \\cite{lit}.} Retrieval benchmarks are useful.\n",
+        "LitSearch holds 9999 queries\\footnote{Cf.~\\cite{lit}.}. Retrieval benchmarks are useful.\n",
+    ],
+)
+def test_a_citation_after_the_full_stop_cites_the_sentence_before_it(tmp_path: Path, source: str) -> None:
+    """Chicago-style notes and ". \\cite{k}" cite the sentence they follow, not the next one, and
+    a note's "See" is no claim of its own."""
+    tex = tmp_path / "d.tex"
+    tex.write_text(source)
+    assert [(s.keys, s.text) for s in read_draft(tex).sentences] == [
+        (["lit"], "LitSearch holds 9999 queries."),
+        ([], "Retrieval benchmarks are useful."),
+    ]
+
+
+def test_a_citation_that_starts_a_sentence_stays_with_it(tmp_path: Path) -> None:
+    tex = tmp_path / "d.tex"
+    tex.write_text("Dense retrieval is strong. \\cite{lit} show that queries are hard. Markdown too.\n")
+    md = tmp_path / "d.md"
+    md.write_text("LitSearch holds 597 queries. [@lit]\n\nDense retrieval is strong.[@a] [@b] It is.\n")
+    assert [(s.keys, s.text) for s in read_draft(tex).sentences] == [
+        ([], "Dense retrieval is strong."),
+        (["lit"], "show that queries are hard."),
+        ([], "Markdown too."),
+    ]
+    assert [(s.keys, s.text) for s in read_draft(md).sentences] == [
+        (["lit"], "LitSearch holds 597 queries."),
+        (["a", "b"], "Dense retrieval is strong."),
+        ([], "It is."),
+    ]
+
+
 @pytest.mark.parametrize(
     "front",
     [
