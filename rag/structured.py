@@ -6,8 +6,9 @@ forget the form of a citation. Endpoints differ in how they take a schema: OpenA
 `{"type": "json_schema", ...}`, llama.cpp's servers take `{"type": "json_object", "schema": ...}`.
 Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to the next, and
 plain text with `[n]` parsing is the last resort. What worked is remembered in a small JSON file
-in the data directory. A server that accepts the format but writes prose anyway is caught at its
-first character and its reply used as plain text; a stray reply (prose, JSON of another shape)
+in the data directory. JSON inside a ```json fence or after a line such as "Here is the answer in
+JSON:" is read as JSON. A server that accepts the format but writes prose anyway is caught in its
+first line (at most HELD_CHARS characters are held back to tell) and its reply used as plain text; a stray reply (prose, JSON of another shape)
 from an endpoint whose format has worked before is answered in plain text once, not remembered.
 
 While the JSON streams in, each sentence is passed on as soon as the next one begins, parsed by
@@ -129,15 +130,17 @@ class NotStructured(Exception):
 class SentenceStream:
     """Sentences of a streaming JSON answer, each handed out once the next one has begun."""
 
-    def __init__(self) -> None:
+    def __init__(self, fenced: bool = False) -> None:
         self.buffer = ""
         self.emitted = 0
+        self.fenced = fenced  # the JSON came inside a ```json fence: its closing ``` is not JSON
 
     def _sentences(self, final: bool) -> list[Any]:
         from pydantic_core import from_json
 
+        text = self.buffer.split("```")[0] if self.fenced else self.buffer
         try:
-            data = from_json(self.buffer, allow_partial=not final)
+            data = from_json(text, allow_partial=not final)
         except ValueError:
             if final:
                 raise NotStructured from None
@@ -168,6 +171,31 @@ class SentenceStream:
         return [t for t in map(sentence_text, done) if t]
 
 
+_FENCE = re.compile(r"```[\w-]*[ \t]*\n")
+HELD_CHARS = 80  # a reply's start held back until it shows JSON, a fence or prose (a short preamble line fits)
+
+
+def _opening(head: str, final: bool = False) -> tuple[str, str]:
+    """What a reply's start `head` is: ("json" | "fenced", the text from its "{"), ("prose", head),
+    or ("undecided", "") while too little has come. Servers and models wrap the JSON asked for in a
+    ```json fence, or write a line such as "Here is the answer in JSON:" before it."""
+    text = head.lstrip()
+    if text.startswith("{"):
+        return "json", text
+    if fence := _FENCE.match(text):
+        inner = text[fence.end() :].lstrip()
+        if inner.startswith("{"):
+            return "fenced", inner
+        return ("prose", head) if inner or final else ("undecided", "")
+    first, newline, after = text.partition("\n")
+    if newline and first.rstrip().endswith(":") and len(first) <= HELD_CHARS:
+        kind, rest = _opening(after, final)
+        return ("prose", head) if kind == "prose" else (kind, rest)
+    if newline or len(text) >= HELD_CHARS or final:
+        return ("prose", head) if text else ("undecided", "")
+    return "undecided", ""
+
+
 def _structured(
     llm: StructuredLLM, system: str, user: str, rf: dict, on_text: Callable[[str], None]
 ) -> tuple[list[str], str]:
@@ -175,21 +203,33 @@ def _structured(
     stream = SentenceStream()
     sentences: list[str] = []
     prose: list[str] = []
-    started = False
-    for delta in llm.stream(system, user, response_format=rf):
-        if not started and delta.strip():
-            started = True
-            if not delta.lstrip().startswith("{"):
-                prose.append(delta)
-                on_text(delta)
-                continue
-        if prose:
-            prose.append(delta)
-            on_text(delta)
-            continue
+    head, kind = "", "undecided"
+
+    def take(delta: str) -> None:
         for s in stream.feed(delta):
             on_text((" " if sentences else "") + s)
             sentences.append(s)
+
+    for delta in llm.stream(system, user, response_format=rf):
+        if kind == "undecided":
+            head += delta
+            kind, delta = _opening(head)
+            if kind == "undecided":
+                continue
+            stream.fenced = kind == "fenced"
+        if kind == "prose":
+            prose.append(delta)
+            on_text(delta)
+        else:
+            take(delta)
+    if kind == "undecided" and head.strip():
+        kind, rest = _opening(head, final=True)
+        if kind == "prose":
+            prose.append(rest)
+            on_text(rest)
+        else:
+            stream.fenced = kind == "fenced"
+            take(rest)
     if prose:
         return [], "".join(prose)
     for s in stream.finish():

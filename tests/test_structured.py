@@ -108,6 +108,25 @@ def test_one_malformed_reply_does_not_undo_a_format_that_has_worked(workspace, t
     assert list(_memory(tmp_path).values()) == ["json_schema"]
 
 
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        f"```json\n{JSON_REPLY}\n```",
+        f"```\n{JSON_REPLY}\n```\n",
+        f"Here is the answer in JSON:\n{JSON_REPLY}",
+        f"Here is the answer in JSON:\n\n```json\n{JSON_REPLY}\n```",
+    ],
+)
+def test_json_in_a_fence_or_after_a_preamble_line_is_read_as_json(workspace, tmp_path, wrapped):
+    """Models and proxies wrap the JSON asked for in a ```json fence or introduce it with a line:
+    its sentences are read (the raw JSON is never shown or checked), and the format stays remembered."""
+    with serve([[wrapped[i : i + 3] for i in range(0, len(wrapped), 3)]]) as server:
+        shown: list[str] = []
+        answer = answer_question(FP8, workspace.retriever, llm=_llm(tmp_path, server.url), on_token=shown.append)
+    assert answer.text == EXPECTED and "".join(shown) == EXPECTED and len(server.bodies) == 1
+    assert list(_memory(tmp_path).values()) == ["json_schema"]
+
+
 def test_a_server_that_ignores_the_format_is_read_as_plain_text(workspace, tmp_path):
     reply = f"{S1} [1]. {S2} [2]."
     with serve([reply]) as server:
