@@ -54,7 +54,7 @@ from rag.grounding import Grounding, Verifier
 from rag.llm import LLM, DeadlineReached, LLMError, TokenCap, explain_failure, openai_like, within
 from rag.prompts import escape_tags, render
 from rag.sanitise import ReplyCleaner, clean, too_long
-from rag.sentences import CITATION, citations_of, split_sentences
+from rag.sentences import CITATION, citations_of, own_references_marked, split_sentences
 from rag.tokens import count_tokens
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class Library:
             paper_id=escape_tags(paper_id),
             title=escape_tags(title),
             label=label,
-            text=escape_tags(text),
+            text=escape_tags(own_references_marked(text)),  # its "[3]" is no citation of source 3
         )
 
 

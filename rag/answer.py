@@ -22,7 +22,7 @@ from rag.question import Question
 from rag.repair import GroundingMode, Repaired, repair
 from rag.retrieval import PaperHit, Retriever, SearchResult
 from rag.retrievers import Mode
-from rag.sentences import normalise_citations, split_sentences
+from rag.sentences import normalise_citations, own_references_marked, split_sentences
 from rag.tokens import count_tokens
 
 NO_ANSWER = "The corpus does not answer this question."
@@ -30,10 +30,16 @@ NO_ANSWER = "The corpus does not answer this question."
 
 @dataclass
 class Source:
+    """A numbered source of an answer. Its abstract's own "[3]" reads "[ref 3]", so neither a quote
+    nor the model takes it for a citation of this answer's source 3."""
+
     n: int
     paper_id: str
     title: str
     abstract: str
+
+    def __post_init__(self) -> None:
+        self.abstract = own_references_marked(self.abstract)
 
     def as_json(self, cited: bool | None = None) -> dict:
         out: dict = {"n": self.n, "paper_id": self.paper_id, "title": self.title}

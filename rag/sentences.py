@@ -86,6 +86,16 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+# An abstract's own references: "prior work [3] and [12]", "[4, 7]", "[5-9]" (no 0: "[0, 1]" is an interval)
+_REFERENCE = re.compile(r"\[\s*([1-9]\d*(?:\s*(?:[,;–-]|,?\s*and)\s*[1-9]\d*)*)\s*\]")
+
+
+def own_references_marked(abstract: str) -> str:
+    """`abstract` with its own bracketed references written "[ref 3]": quoted in an answer, or
+    copied from the prompt by a model, "[3]" would read as citing the answer's source 3."""
+    return _REFERENCE.sub(lambda m: f"[ref {' '.join(m.group(1).split())}]", abstract)
+
+
 def citations_of(sentence: str) -> list[int]:
     """The source numbers a sentence cites, in order of first mention ("[1, 3] ... [2]" -> 1, 3, 2)."""
     nums: list[int] = []

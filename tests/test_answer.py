@@ -107,6 +107,30 @@ def test_instructions_inside_an_abstract_stay_data(tmp_path):
     assert answer.grounding.citation_recall < 1.0 or answer.grounding.sentences[0].verdict == "no_claim"
 
 
+def test_an_abstracts_own_reference_numbers_are_not_citations(tmp_path):
+    """ "prior work [3] and [12]" quoted from an abstract is no citation of sources 3 and 12: the
+    quote is supported by its one source, and nothing else is listed as cited."""
+    rows = [
+        {
+            "title": "Echidna spine counting",
+            "abstract": "Following prior work [3] and [12], we train a spine detector on 64 echidnas. "
+            "Our counter beats the baseline of [7] by 5 points, within the range [0, 1] of error.",
+        },
+        {"title": "Wombat burrow acoustics", "abstract": "We record wombat burrows with microphones."},
+        {"title": "Platypus electroreception", "abstract": "Platypus bills sense electric fields of prey."},
+    ]
+    ws = Workspace(make_settings(tmp_path / "data"))
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "refs.jsonl", rows)])
+    answer = answer_question("How many echidnas was the spine detector trained on?", ws.retriever, k=3)
+    assert "64 echidnas" in answer.text and "prior work [ref 3] and [ref 12]" in answer.text, answer.text
+    assert [(s.citations, s.verdict) for s in answer.grounding.sentences] == [([1], "supported")]
+    assert answer.sources[0].title == "Echidna spine counting"
+    llm = ScriptedLLM("The detector was trained on 64 echidnas [1].")
+    answer_question("How many echidnas was the spine detector trained on?", ws.retriever, k=3, llm=llm)
+    _, user = llm.prompts[0]
+    assert "[ref 3] and [ref 12]" in user and "baseline of [ref 7]" in user and "range [0, 1]" in user
+
+
 def test_ask_json_contract(bundled_dir):
     out = rag_json(
         "ask",
