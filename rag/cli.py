@@ -508,7 +508,10 @@ def chat(
     """A terminal chat over the papers: streamed answers, sources and grounding marks (through `rag serve` when RAG_SERVER_URL is set)."""
     from rag.tui.app import create_app
 
-    create_app(_settings(), resume=resume).run()
+    chat_app = create_app(_settings(), resume=resume)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):  # Textual would wait for keys that never come
+        raise RagError("rag chat needs a terminal (stdin and stdout); in scripts use rag ask or rag serve")
+    chat_app.run()
 
 
 @app.command()

@@ -324,3 +324,14 @@ def test_a_damaged_history_file_is_one_line_naming_it_and_is_left_as_it_was(tmp_
         "move it away and rag chat starts a new one"
     ]
     assert (data / "chat.sqlite3").read_bytes() == b"garbage, not a database\n"
+
+
+def test_without_a_terminal_it_says_so_instead_of_waiting(tmp_path):
+    """`rag chat < /dev/null > file` waited for keys forever, writing escape codes to the file."""
+    from tests.conftest import run_rag
+
+    proc = run_rag("chat", env={"RAG_DATA_DIR": str(tmp_path / "data")}, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "rag: error: rag chat needs a terminal (stdin and stdout); in scripts use rag ask or rag serve"
+    ]
