@@ -305,7 +305,7 @@ def answer_question(
         window = getattr(llm, "context_window", None)
         frame = render("answer", sources="", question=question)
         budget = budget_for(window, llm_max_tokens(llm), system, frame) if isinstance(window, int) else None
-        packed = pack([(s.n, s.title, s.abstract) for s in sources], budget)
+        packed = pack([(s.n, s.title, s.abstract) for s in sources], budget, [h.evidence for h in hits])
         if sources and not packed.numbers:  # the model would answer from memory, nothing to cite
             raise RagError(
                 f"the model's context window ({window} tokens) leaves no room for a source after the reply "

@@ -40,6 +40,24 @@ def test_a_tight_budget_keeps_the_best_sources_and_whole_sentences_only():
     assert '<source n="2">' in packed.block and '<source n="3">' not in packed.block
 
 
+def test_a_source_cut_to_fit_keeps_the_sentences_around_the_matched_passage():
+    """A long abstract whose answer is near its end: cut from the start, the prompt lost the
+    sentence retrieval matched. The run kept is whole sentences around it, both sides in turn."""
+    filler = [f"Background sentence number {i} describes prior tuatara surveys in general terms." for i in range(40)]
+    fact = "The tuatara dataset contains exactly 4321 photographs."
+    abstract = " ".join([*filler[:30], fact, *filler[30:]])
+    budget = count_tokens(pack([(1, "Tuatara", " ".join(filler[:5]))], None).block) + 1
+    packed = pack([(1, "Tuatara", abstract)], budget, [f"Tuatara. {filler[29]} {fact} {filler[30]}"])
+    kept = split_sentences(packed.block.split("Abstract: ")[1].split("\n")[0])
+    assert fact in kept, kept
+    at = kept.index(fact)
+    assert 2 <= at <= len(kept) - 2, kept  # context on both sides
+    assert " ".join(kept) in abstract  # one run, in order
+    assert packed.used <= budget and packed.left_out[0]["sentences_left_out"] == 41 - len(kept)
+    leading = pack([(1, "Tuatara", abstract)], budget)  # no passage given: the leading sentences, as before
+    assert leading.block.split("Abstract: ")[1].startswith(filler[0]) and fact not in leading.block
+
+
 def test_the_window_comes_from_the_setting_then_known_openai_models():
     assert model_window("gpt-4o-mini", None) == 128_000
     assert model_window("gpt-4.1-mini", None) == 1_047_576
