@@ -68,6 +68,12 @@ class Answer:
     context: Packed | None = None  # how the sources were packed into the model's prompt
 
     @property
+    def quotes(self) -> bool:
+        """Whether the text is sentences quoted from abstracts (extractive, or fallen back to it):
+        shown as written, not read as Markdown."""
+        return self.mode == "extractive" or self.fell_back
+
+    @property
     def cited(self) -> set[int]:
         """Numbers of the sources some sentence of the answer cites."""
         return {n for s in self.grounding.sentences for n in s.citations}

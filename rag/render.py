@@ -7,6 +7,7 @@ Messages (the extractive banner, notices) go to stderr; the answer and its sourc
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -97,6 +98,31 @@ def inline_markdown(markdown: str) -> Text:
     return text
 
 
+# A "which papers" line of an extractive answer: "- *Title* — a sentence quoted from it [n]"
+_LISTED = re.compile(r"^- \*(.+?)\* — ")
+
+
+def quoted_text(sentence: str) -> Text:
+    """A sentence of an extractive answer as the abstract wrote it: its `__init__` or `**` are the
+    abstract's characters, not Markdown; only a listed paper's title is styled (italic)."""
+    if m := _LISTED.match(sentence):
+        return Text.assemble("- ", (m.group(1), "italic"), " — ", sentence[m.end() :])
+    return Text(sentence)
+
+
+def quoted_markdown(sentence: str) -> str:
+    """`quoted_text` for a Markdown view (the chat): the quote's Markdown characters escaped, its
+    citations and a listed paper's italic title left as Markdown."""
+
+    def escaped(text: str) -> str:
+        pieces = re.split(r"(\[\d+(?:\s*[,;]\s*\d+)*\])", text)  # citations stay as they are
+        return "".join(p if i % 2 else re.sub(r"([\\`*_~\[\]<>#|!])", r"\\\1", p) for i, p in enumerate(pieces))
+
+    if m := _LISTED.match(sentence):
+        return f"- *{escaped(m.group(1))}* — {escaped(sentence[m.end() :])}"
+    return escaped(sentence)
+
+
 _streamed = {"open": False}  # streamed text is on the terminal with no line end after it yet
 
 
@@ -133,7 +159,7 @@ def _marked_text(answer: Answer) -> Text:
     for i, s in enumerate(answer.grounding.sentences):
         if i:
             out.append("\n")
-        out.append_text(inline_markdown(s.text))
+        out.append_text(quoted_text(s.text) if answer.quotes else inline_markdown(s.text))
         if label := _FLAGGED.get(s.verdict):
             out.append(f" {{{label.terminal}}}", style=label.color)
         if note := _repair_note(s.verdict, s.cited_before):
@@ -183,7 +209,8 @@ def print_answer(answer: Answer, streamed: bool = False, llm_off: bool = False) 
             console.print("\n[bold]Grounding check flagged:[/bold]")
             for s in flagged:
                 label = _FLAGGED[s.verdict]
-                console.print(Text.assemble((f"  {label.terminal}: ", label.color), inline_markdown(s.text)))
+                shown = quoted_text(s.text) if answer.quotes else inline_markdown(s.text)
+                console.print(Text.assemble((f"  {label.terminal}: ", label.color), shown))
     else:
         console.print(_marked_text(answer))
     _print_removed(answer)
@@ -206,7 +233,8 @@ def print_answer(answer: Answer, streamed: bool = False, llm_off: bool = False) 
     console.print(
         f"\n[dim]Grounding: {supported}/{len(claims)} sentences supported; citation precision "
         f"{g.citation_precision:.2f}, recall {g.citation_recall:.2f}. Mode: "
-        f"{answer.model if answer.mode == 'llm' else 'extractive'}; "
+        f"{'extractive' if answer.quotes else answer.model}"
+        f"{f' (fell back from {answer.model})' if answer.fell_back else ''}; "
         f"{answer.timings_ms.get('total', 0):.0f} ms.[/dim]"
     )
 

@@ -235,6 +235,10 @@ class Answered:
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
 
     @property
+    def quotes(self) -> bool:
+        return self.mode == "extractive" or self.fell_back  # as Answer.quotes
+
+    @property
     def cited(self) -> set[int]:
         return {n for s in self.grounding.sentences for n in s.citations}
 

@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, ListItem, ListView, Markdown, Static
 
-from rag.render import LABELS
+from rag.render import LABELS, quoted_markdown
 from rag.repair import FELL_BACK, REMOVED_HEADING, uncited
 from rag.sentences import CITATION, split_sentences, strip_citations
 from rag.terms import terms
@@ -38,7 +38,7 @@ def marked_markdown(answer: Answer) -> str:
     parts = []
     for s in answer.grounding.sentences:
         mark = LABELS[s.verdict].chat if s.verdict in LABELS else ""
-        piece = f"{_linked(s.text)} {mark}".rstrip()
+        piece = f"{_linked(quoted_markdown(s.text) if answer.quotes else s.text)} {mark}".rstrip()
         parts.append(("\n" if s.text.startswith(("- ", "* ")) else " ") + piece)
     text = "".join(parts).strip()
     if answer.mode == "extractive":
