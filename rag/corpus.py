@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag.errors import RagError, quoted
-from rag.sanitise import clean, has_surrogate, unaccented
+from rag.sanitise import clean, has_surrogate, invisible_removed, unaccented
 
 BUNDLED_CORPUS = "hf_papers_abstracts.txt"
 
@@ -63,7 +63,7 @@ def normalise_title(title: str) -> str:
     """Case-, accent- and punctuation-insensitive form of a title: its Latin letters and digits,
     or, for a title written without them (Chinese, Russian, ...), its letters in any script, so
     that no two such titles share one form (and one paper id)."""
-    text = unaccented(title).lower()
+    text = invisible_removed(unaccented(title)).lower()  # "Platy\u200dpus" is "Platypus"
     return " ".join(re.findall(r"[a-z0-9]+", text)) or " ".join(re.findall(r"[^\W_]+", text))
 
 

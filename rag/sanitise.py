@@ -9,7 +9,7 @@ it arrives (`StreamCleaner`, since a sequence can be split across deltas), and t
 
 Escape sequences are removed whole, so no "[2J" residue is left; other control characters
 (C0 except newline and tab, DEL, C1) become spaces, CR and CRLF become newlines, bidi overrides
-and isolates are removed, and unpaired surrogates (which cannot be printed or stored as UTF-8)
+and isolates, zero-width spaces and word joiners are removed, and unpaired surrogates (which cannot be printed or stored as UTF-8)
 become U+FFFD.
 """
 
@@ -38,12 +38,13 @@ _PARTIAL = re.compile(
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Bidi embeddings, overrides and isolates reorder what the terminal shows ("Trojan Source": a title
-# "Wombat \u202etxt.exe" is displayed "Wombat exe.txt"); they are removed. Marks (U+200E/F) and
-# joiners, which scripts need, are kept.
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# "Wombat \u202etxt.exe" is displayed "Wombat exe.txt"); they are removed, and so are zero-width
+# spaces, word joiners and a stray byte-order mark, which split a word the terminal shows whole.
+# Marks (U+200E/F) and joiners (U+200C/D), which scripts need, are kept.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
 # Every sequence starts with a control character (ESC or a C1 one): text without any, nor CR, a
 # surrogate or a bidi control, is already clean. One scan instead of five for nearly every record.
-_NEEDS_CLEANING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_NEEDS_CLEANING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
 
 
 def clean(text: str) -> str:
@@ -67,9 +68,14 @@ def has_surrogate(text: str) -> bool:
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
+def invisible_removed(text: str) -> str:
+    """`text` without invisible format characters (joiners included): for comparing, not showing."""
+    return _INVISIBLE.sub("", text)
+
+
 def normalise_question(text: str) -> str:
     """A typed question or query: cleaned, invisible characters dropped, white space collapsed."""
-    return " ".join(_INVISIBLE.sub("", clean(text)).split())
+    return " ".join(invisible_removed(clean(text)).split())
 
 
 # A question longer than this is a pasted document, not a question: retrieval and the answerability

@@ -348,3 +348,16 @@ def test_a_year_field_keeps_a_year_or_nothing(tmp_path):
     ]
     papers = read_corpus(write_jsonl(tmp_path / "y.jsonl", rows))
     assert [p.year for p in papers] == ["", "2023", "2021"]
+
+
+def test_zero_width_characters_neither_reach_the_terminal_nor_make_a_second_paper(tmp_path):
+    rows = [
+        {"title": "Platy\u200bpus electro\u2060reception", "abstract": "Platy\u200bpus bills\ufeff sense fields."},
+        {"title": "Platypus electroreception", "abstract": "Platypus bills sense fields."},
+    ]
+    papers = read_corpus(write_jsonl(tmp_path / "zw.jsonl", rows))
+    assert len({p.id for p in papers}) == 1
+    assert papers[0].title == "Platypus electroreception" and papers[0].abstract == "Platypus bills sense fields."
+    (joined,) = read_corpus(write_jsonl(tmp_path / "zwj.jsonl", [{"title": "Platy\u200dpus", "abstract": "A."}]))
+    assert joined.title == "Platy\u200dpus"  # a joiner, which scripts need, is kept in the text
+    assert joined.id == paper_id_for("Platypus")  # but not in the id
