@@ -121,6 +121,8 @@ def _text(path: Path, line: int, record: dict, name: str, numbers: bool = False)
         return ""
     if numbers and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
+    elif numbers and isinstance(value, float) and value.is_integer():  # pandas writes 2021.0 in a column with gaps
+        value = str(int(value))
     if name in _LIST_FIELDS and isinstance(value, list) and all(isinstance(a, str) for a in value):
         value = _LIST_FIELDS[name].join(value)
     if not isinstance(value, str):

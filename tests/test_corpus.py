@@ -345,9 +345,10 @@ def test_a_year_field_keeps_a_year_or_nothing(tmp_path):
         {"title": "Paper A", "abstract": "Alpha.", "year": 99999999999999999999},
         {"title": "Paper B", "abstract": "Beta.", "year": "May 2023"},
         {"title": "Paper C", "abstract": "Gamma.", "update_date": "2021-04-01"},
+        {"title": "Paper D", "abstract": "Delta.", "year": 2019.0},  # as pandas writes a column with gaps
     ]
     papers = read_corpus(write_jsonl(tmp_path / "y.jsonl", rows))
-    assert [p.year for p in papers] == ["", "2023", "2021"]
+    assert [p.year for p in papers] == ["", "2023", "2021", "2019"]
 
 
 def test_zero_width_characters_neither_reach_the_terminal_nor_make_a_second_paper(tmp_path):
