@@ -8,7 +8,7 @@ Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to 
 plain text with `[n]` parsing is the last resort. What worked is remembered in a small JSON file
 in the data directory. JSON inside a ```json fence or after a line such as "Here is the answer in
 JSON:" is read as JSON. A server that accepts the format but writes prose anyway is caught in its
-first line (at most HELD_CHARS characters are held back to tell) and its reply used as plain text; a stray reply (prose, JSON of another shape)
+first line and its reply used as plain text (shown as it comes all the while); a stray reply (prose, JSON of another shape)
 from an endpoint whose format has worked before is answered in plain text once, not remembered.
 
 While the JSON streams in, each sentence is passed on as soon as the next one begins, parsed by
@@ -172,13 +172,14 @@ class SentenceStream:
 
 
 _FENCE = re.compile(r"```[\w-]*[ \t]*\n")
-HELD_CHARS = 80  # a reply's start held back until it shows JSON, a fence or prose (a short preamble line fits)
+HELD_CHARS = 80  # a first line longer than this is no preamble ("Here is the answer in JSON:")
 
 
 def _opening(head: str, final: bool = False) -> tuple[str, str]:
     """What a reply's start `head` is: ("json" | "fenced", the text from its "{"), ("prose", head),
-    or ("undecided", "") while too little has come. Servers and models wrap the JSON asked for in a
-    ```json fence, or write a line such as "Here is the answer in JSON:" before it."""
+    or ("undecided", what is still open: `head` after any preamble line) while too little has come.
+    Servers and models wrap the JSON asked for in a ```json fence, or write a line such as "Here is
+    the answer in JSON:" before it."""
     text = head.lstrip()
     if text.startswith("{"):
         return "json", text
@@ -186,50 +187,58 @@ def _opening(head: str, final: bool = False) -> tuple[str, str]:
         inner = text[fence.end() :].lstrip()
         if inner.startswith("{"):
             return "fenced", inner
-        return ("prose", head) if inner or final else ("undecided", "")
+        return ("prose", head) if inner or final else ("undecided", text)
     first, newline, after = text.partition("\n")
     if newline and first.rstrip().endswith(":") and len(first) <= HELD_CHARS:
         kind, rest = _opening(after, final)
         return ("prose", head) if kind == "prose" else (kind, rest)
     if newline or len(text) >= HELD_CHARS or final:
-        return ("prose", head) if text else ("undecided", "")
-    return "undecided", ""
+        return ("prose", head) if text else ("undecided", text)
+    return "undecided", text
 
 
 def _structured(
     llm: StructuredLLM, system: str, user: str, rf: dict, on_text: Callable[[str], None]
 ) -> tuple[list[str], str]:
-    """(sentences, "") from a JSON reply, or ([], prose) when the server wrote prose instead."""
+    """(sentences, "") from a JSON reply, or ([], prose) when the server wrote prose instead. While
+    the start is undecided it is shown as it comes (a preamble line stays on the screen, above the
+    sentences), except a start that may open a ``` fence, held until its first line is complete."""
     stream = SentenceStream()
     sentences: list[str] = []
     prose: list[str] = []
-    head, kind = "", "undecided"
+    head, kind, shown = "", "undecided", 0
 
     def take(delta: str) -> None:
         for s in stream.feed(delta):
             on_text((" " if sentences else "") + s)
             sentences.append(s)
 
+    def decided(final: bool) -> None:
+        nonlocal kind, shown
+        kind, rest = _opening(head, final)
+        if kind in ("prose", "undecided"):  # shown now, but a ``` that may open a fence is held
+            upto = len(head) - len(rest) if kind == "undecided" and rest.startswith("`") else len(head)
+            on_text(head[shown:upto])
+            shown = max(shown, upto)
+        if kind == "prose":
+            prose.append(head)
+        elif kind != "undecided":
+            stream.fenced = kind == "fenced"
+            if head[:shown].strip() and not head[:shown].endswith("\n"):  # below a preamble line shown
+                on_text("\n")
+            take(rest)
+
     for delta in llm.stream(system, user, response_format=rf):
         if kind == "undecided":
             head += delta
-            kind, delta = _opening(head)
-            if kind == "undecided":
-                continue
-            stream.fenced = kind == "fenced"
-        if kind == "prose":
+            decided(final=False)
+        elif kind == "prose":
             prose.append(delta)
             on_text(delta)
         else:
             take(delta)
     if kind == "undecided" and head.strip():
-        kind, rest = _opening(head, final=True)
-        if kind == "prose":
-            prose.append(rest)
-            on_text(rest)
-        else:
-            stream.fenced = kind == "fenced"
-            take(rest)
+        decided(final=True)
     if prose:
         return [], "".join(prose)
     for s in stream.finish():
