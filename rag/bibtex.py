@@ -151,7 +151,7 @@ def _field_value(raw: str, strings: dict[str, str], depth: int = 0) -> str:
 def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
     """Every entry of a BibTeX text; a block that fails to parse or a repeated key is an error."""
     import bibtexparser
-    from bibtexparser.model import DuplicateBlockKeyBlock
+    from bibtexparser.model import DuplicateBlockKeyBlock, DuplicateFieldKeyBlock
 
     logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)  # failures are raised below, not logged
     library = bibtexparser.parse_string(text, parse_stack=[])  # values as written: see _field_value
@@ -161,6 +161,10 @@ def parse_bib(text: str, path: Path | str = "<bib>") -> list[BibEntry]:
         head = raw.splitlines()[0] if raw else ""
         if isinstance(block, DuplicateBlockKeyBlock):
             raise CorpusError(path, line, f"duplicate key {block.key!r}; each entry needs its own key")
+        if isinstance(block, DuplicateFieldKeyBlock):
+            key = m.group(1) if (m := re.match(r"@\w+\s*[{(]\s*([^,\s]+)", raw)) else "this entry"
+            twice = ", ".join(sorted(block.duplicate_keys))
+            raise CorpusError(path, line, f"entry {key} has the field {twice} twice; keep one of them")
         raise CorpusError(
             path, line, f"cannot parse the entry starting {quoted(head)} (unbalanced braces or quotes?); fix the entry"
         )

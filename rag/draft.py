@@ -21,6 +21,7 @@ from rag.bibtex import BibEntry, PaperMeta, arxiv_id_of, read_bib
 from rag.corpus import CorpusError, normalise_title
 from rag.errors import RagError
 from rag.grounding import GROUNDING, NO_CLAIM, SUPPORTED, Verifier, check, makes_claim
+from rag.sanitise import clean
 from rag.sentences import split_sentences
 from rag.store import abstract_of, chunk_rows
 from rag.terms import terms
@@ -98,10 +99,13 @@ def _read_source(path: Path) -> str:
     if b"\x00" in data[:8192]:
         raise DraftError(f"{path}: looks like a binary file, not a .tex or .md draft")
     try:
-        return data.decode("utf-8-sig").replace("\r\n", "\n")  # a draft saved on Windows reads the same
+        text = data.decode("utf-8-sig").replace("\r\n", "\n")  # a draft saved on Windows reads the same
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DraftError(f"{path}:{line}: invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+    # escape sequences (text pasted from a terminal) never reach the terminal, and a zero-width space
+    # does not split "59\u200b7" into two numbers; a bare CR becomes a line end, so lines still count
+    return clean(text)
 
 
 def _line_at(text: str, pos: int) -> int:
@@ -110,8 +114,9 @@ def _line_at(text: str, pos: int) -> int:
 
 def clean_sentence(text: str) -> str:
     text = re.sub(r"^(?:[-*•]|\d+[.)])\s+", "", _MARK.sub("", text).strip())  # a list item's bullet
-    text = re.sub(r"\s+([.,;:!?)])", r"\1", " ".join(text.split()))
-    return re.sub(r"\(\s*\)", "", text).strip()
+    # brackets that held only a citation: "()", "(e.g., )", "(see )"
+    text = re.sub(r"\(\s*(?:(?:e\.g|i\.e|cf)\.,?|see)?\s*\)", "", " ".join(text.split())).replace("( ", "(")
+    return re.sub(r"\s+([.,;:!?)])", r"\1", " ".join(text.split())).strip()
 
 
 # Citations right after a sentence's end (". \\cite{k}", ".\\footnote{\\cite{k}}", ". [@k]")
@@ -152,11 +157,15 @@ def _sentences(text: str, line_of: Callable[[int], int], cites: list[list[str]])
 
 
 _CITE_MACROS = (
-    "cite citep citet citealp citealt citeauthor citeyear parencite textcite autocite footcite "
-    "Cite Citep Citet Parencite Textcite Autocite nocite"
+    "cite citep citet citealp citealt citeauthor citeyear citenum parencite textcite autocite footcite "
+    "footcitetext supercite smartcite fullcite Cite Citep Citet Citealp Citealt Parencite Textcite Autocite "
+    "Smartcite nocite"
 ).split()
 # biblatex's multi-citations: \cites{a}{b}, each key group after the first a group of its own
-_MULTI_CITE_MACROS = "cites parencites textcites autocites footcites Cites Parencites Textcites Autocites".split()
+_MULTI_CITE_MACROS = (
+    "cites parencites textcites autocites footcites supercites smartcites Cites Parencites Textcites Autocites "
+    "Smartcites"
+).split()
 _MORE_CITE_GROUPS = re.compile(r"(?:\[[^\[\]]*\]|\{[^{}]*\})*")
 _NOTE_MACROS = ("footnote", "footnotetext")  # their text is read, citations included (see `walk`)
 _BIB_MACROS = ("bibliography", "addbibresource")
@@ -168,6 +177,29 @@ _CITES_INSIDE = re.compile(rf"\\(?:{_CITE_NAMES})\b")
 _OWN_PARAGRAPH = {"part", "chapter", "section", "subsection", "subsubsection", "paragraph", "subparagraph", "caption"}
 _VERBATIM_ENVS = {"verbatim", "verbatim*", "lstlisting", "minted", "comment"}
 _MATH_ENVS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline", "eqnarray", "displaymath"}
+
+
+# Inline math a claim states in words: "$\\sim$600" is "about 600", "$>500$" "more than 500"
+_MATH_WORDS = {
+    "sim": "about", "approx": "about", "simeq": "about", "geq": "at least", "ge": "at least",
+    "geqslant": "at least", "leq": "at most", "le": "at most", "leqslant": "at most", "gg": "far more than",
+    "ll": "far less than", "gt": "more than", "lt": "less than", "times": "×", "pm": "±", "%": "%",
+}  # fmt: skip
+_MATH_MACRO = re.compile(r"\\(%|[A-Za-z]+)")
+_MATH_TEXT = re.compile(r"\\(?:mathrm|text|textrm|mathit|mathbf|mathsf|operatorname)\s*\{([^{}]*)\}")
+
+
+def _math_words(latex: str) -> str:
+    """Simple inline math as the words it stands for ("$24.8\\,\\%$" -> "24.8%", "$>500$" ->
+    "more than 500"); anything else stays as written."""
+    inner = re.sub(r"^\$|\$$|^\\\(|\\\)$", "", latex.strip())
+    text = _MATH_TEXT.sub(r"\1", inner)
+    text = re.sub(r"\\[,;:! ]|~|[{}]", " ", text).replace(">", " \\gt ").replace("<", " \\lt ")
+    text = _MATH_MACRO.sub(lambda m: f" {_MATH_WORDS[m.group(1)]} " if m.group(1) in _MATH_WORDS else m.group(0), text)
+    if "\\" in text or "^" in text or "_" in text:
+        return latex  # real mathematics: shown and checked as written
+    words = re.sub(r"(?<=\d)\s+%", "%", " ".join(text.split()))
+    return (" " if text[:1].isspace() else "") + words + (" " if text[-1:].isspace() else "")
 
 
 def _latex_walker(source: str):
@@ -236,6 +268,7 @@ def read_latex(path: Path, source: str) -> Draft:
         LatexEnvironmentNode,
         LatexGroupNode,
         LatexMacroNode,
+        LatexMathNode,
         LatexWalkerParseError,
     )
 
@@ -354,6 +387,9 @@ def read_latex(path: Path, source: str) -> Draft:
                     if isinstance(arg, LatexGroupNode):
                         walk(arg.nodelist)
                 emit("\n\n" if apart else "", node.pos + node.len)
+                continue
+            if isinstance(node, LatexMathNode) and node.displaytype == "inline":
+                emit(_math_words(node.latex_verbatim()), node.pos)
                 continue
             emit(l2t.nodelist_to_text([node]), node.pos)
 

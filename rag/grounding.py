@@ -27,6 +27,7 @@ from rag.sentences import (
     negation_scopes,
     split_sentences,
     strip_citations,
+    without_pointers,
 )
 from rag.terms import (
     acronym_plurals,
@@ -504,7 +505,7 @@ class OverlapVerifier:
         return float((vectors[1:] @ vectors[0]).max()) >= self.tuning.paraphrase_similarity
 
     def supports(self, sentence: str, sources: list[Passage]) -> tuple[bool, float, str]:
-        claim = strip_citations(sentence)
+        claim = without_pointers(strip_citations(sentence))
         claim_terms = terms(claim)
         if not sources or not claim_terms:
             return False, 0.0, ""
@@ -615,7 +616,7 @@ class LLMVerifier:
         ok, score, window = self.overlap.supports(sentence, sources)
         if not sources:
             return False, score, window
-        said = self.judge(strip_citations(sentence), [s.full for s in sources])
+        said = self.judge(without_pointers(strip_citations(sentence)), [s.full for s in sources])
         return (ok if said is None else said), score, window
 
 
@@ -678,7 +679,7 @@ def check(
     checks: list[SentenceCheck] = []
     for sentence in split_sentences(answer):
         cites = citations_of(sentence)
-        claim = strip_citations(sentence)
+        claim = without_pointers(strip_citations(sentence))
         if any(n not in srcs for n in cites):
             checks.append(SentenceCheck(sentence, cites, BAD_CITATION, 0.0))
             continue

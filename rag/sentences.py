@@ -7,6 +7,13 @@ import re
 # A sentence ends at . ! or ? (optionally followed by citations) before white space and a capital,
 # digit, quote or bracket; common abbreviations do not end sentences.
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|Mr|Dr|No)\.$", re.I)
+# A reference into a paper's own parts ("see Sec. 2", "Tab. 3", "pp. 4-5", "Thm. 1") ends no
+# sentence before its number; only before a number, so "we release the app. It ..." still ends.
+_BEFORE_NUMBER = re.compile(
+    r"\b(?:Figs|Tabs?|Tables?|Secs?|Sects?|Sections?|Eqs|Apps?|Appx|Chs?|Chap|Thms?|Algs?|Defs?|Lems?|Props?"
+    r"|Cors?|Refs?|Vol|Nos|Exs?|Lines?|p|pp)\.$"
+)
+_NUMBER_START = re.compile(r"\s*(?:\d|[IVX]+\b)")
 _SPLIT = re.compile(r"(?<=[.!?])((?:\s*\[[\d,;\s]+\])*)\s+(?=[A-Z0-9\"'(*]|\[(?!\d))")
 # "。", "！" and "？" end a sentence whatever follows them: CJK text puts no space after a full stop.
 _CJK_END = re.compile(r"(?<=[。！？])((?:\s*\[[\d,;\s]+\])*)\s*(?=\S)")
@@ -76,7 +83,10 @@ def split_sentences(text: str) -> list[str]:
                 current += piece
             else:
                 current += piece or ""
-                if _ABBREV.search(current.rstrip()):
+                ahead = pieces[i + 1] if i + 1 < len(pieces) else ""
+                if _ABBREV.search(current.rstrip()) or (
+                    not piece and _BEFORE_NUMBER.search(current.rstrip()) and _NUMBER_START.match(ahead)
+                ):
                     current += " "
                     continue
                 out.append(current.strip())
@@ -104,6 +114,29 @@ def citations_of(sentence: str) -> list[int]:
             if n.strip().isdigit() and int(n) not in nums:
                 nums.append(int(n))
     return nums
+
+
+# Pointers into a paper's own parts ("(Fig. 7)", "see Table 5", "Section 4.2", "pp. 4-5") and the
+# year of an author-year citation ("Ajith et al. (2024)", "(Ajith et al., 2024)"): no claim about
+# what the paper found, so none of their numbers is one a source must state.
+_POINTER = re.compile(
+    r"(?:\b(?:Figs?|Figures?|Tabs?|Tables?|Secs?|Sections?|Sect|Eqs?|Equations?|Apps?|Appendix|Appx|Ch|Chap"
+    r"|Chapters?|Thms?|Theorems?|Lems?|Lemmas?|Algs?|Algorithms?|Defs?|Definitions?|Props?|Propositions?"
+    r"|Cors?|Corollary|Lines?|No)\.?|\bpp?\.|§)[\s~]*(?:\d+(?:\.\d+)*[a-z]?|[IVX]+\b)"
+    r"(?:\s*(?:[-–,]|and)\s*\d+(?:\.\d+)*[a-z]?)*"
+)
+_AUTHOR_YEAR = re.compile(r"((?:\bet al\.?|\b[A-Z][\w'’-]+))\s*\(\s*(?:19|20)\d\d[a-z]?\s*\)")
+_PARENTHETICAL_YEAR = re.compile(
+    r"\(\s*[A-Z][\w'’-]+(?:\s+(?:et al\.?|and|&)(?:\s+[A-Z][\w'’-]+)?)*,?\s+(?:19|20)\d\d[a-z]?\s*\)"
+)
+_EMPTIED = re.compile(r"\((?:\s|see\b|cf\.?|e\.g\.,?|and\b|[,;])*\)|,?\s*\b(?:see|cf\.)(?:\s|and\b|,)*(?=[.;)]|$)")
+
+
+def without_pointers(claim: str) -> str:
+    """`claim` without pointers into a paper's parts or author-year years (see _POINTER), as the
+    grounding check reads it; what is shown is left as written."""
+    text = _PARENTHETICAL_YEAR.sub(" ", _AUTHOR_YEAR.sub(r"\1", _POINTER.sub(" ", claim)))
+    return " ".join(_EMPTIED.sub(" ", text).split()).replace(" .", ".").replace(" ,", ",")
 
 
 def strip_citations(sentence: str) -> str:

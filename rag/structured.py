@@ -197,50 +197,85 @@ def _opening(head: str, final: bool = False) -> tuple[str, str]:
     return "undecided", text
 
 
+_JSON_LINE = re.compile(r"\n[ \t]*(?=\{|```)")  # a line of prose that may open the JSON asked for
+
+
+def _embedded(text: str) -> list[str] | None:
+    """The sentences of the JSON object `text` opens (in a ``` fence or not, anything after it
+    ignored: "Hope this helps!"), or None when it holds no such object."""
+    body = text.lstrip()
+    if fence := _FENCE.match(body):
+        body = body[fence.end() :].lstrip()
+    try:
+        data, _ = json.JSONDecoder().raw_decode(body)
+    except ValueError:
+        return None
+    items = data.get("sentences") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    return [t for t in map(sentence_text, items) if t]
+
+
 def _structured(
     llm: StructuredLLM, system: str, user: str, rf: dict, on_text: Callable[[str], None]
 ) -> tuple[list[str], str]:
     """(sentences, "") from a JSON reply, or ([], prose) when the server wrote prose instead. While
     the start is undecided it is shown as it comes (a preamble line stays on the screen, above the
-    sentences), except a start that may open a ``` fence, held until its first line is complete."""
+    sentences), except a start that may open a ``` fence, held until its first line is complete.
+    Prose is shown as it comes too, up to a line that opens a JSON object or a fence: that is held,
+    and read as the answer when it is the JSON asked for (prose, the JSON, then "Hope this helps!")."""
     stream = SentenceStream()
     sentences: list[str] = []
-    prose: list[str] = []
     head, kind, shown = "", "undecided", 0
+    held: int | None = None  # where, in head, a line that may open JSON starts (prose only)
 
     def take(delta: str) -> None:
         for s in stream.feed(delta):
             on_text((" " if sentences else "") + s)
             sentences.append(s)
 
+    def show_prose() -> None:
+        nonlocal held, shown
+        if held is None and (m := _JSON_LINE.search(head, max(0, shown - 1))):
+            held = m.start()
+        upto = len(head) if held is None else held
+        if upto > shown:
+            on_text(head[shown:upto])
+            shown = upto
+
     def decided(final: bool) -> None:
         nonlocal kind, shown
         kind, rest = _opening(head, final)
-        if kind in ("prose", "undecided"):  # shown now, but a ``` that may open a fence is held
-            upto = len(head) - len(rest) if kind == "undecided" and rest.startswith("`") else len(head)
+        if kind == "prose":
+            show_prose()
+        elif kind == "undecided":  # shown now, but a ``` that may open a fence is held
+            upto = len(head) - len(rest) if rest.startswith("`") else len(head)
             on_text(head[shown:upto])
             shown = max(shown, upto)
-        if kind == "prose":
-            prose.append(head)
-        elif kind != "undecided":
+        else:
             stream.fenced = kind == "fenced"
             if head[:shown].strip() and not head[:shown].endswith("\n"):  # below a preamble line shown
                 on_text("\n")
             take(rest)
 
     for delta in llm.stream(system, user, response_format=rf):
-        if kind == "undecided":
+        if kind in ("undecided", "prose"):
             head += delta
-            decided(final=False)
-        elif kind == "prose":
-            prose.append(delta)
-            on_text(delta)
+            if kind == "undecided":
+                decided(final=False)
+            else:
+                show_prose()
         else:
             take(delta)
     if kind == "undecided" and head.strip():
         decided(final=True)
-    if prose:
-        return [], "".join(prose)
+    if kind == "prose":
+        found = _embedded(head[held:]) if held is not None else None
+        if found:  # the JSON asked for, after prose: its sentences are the answer
+            on_text("\n" + " ".join(found))
+            return found, ""
+        on_text(head[shown:])
+        return [], head
     for s in stream.finish():
         on_text((" " if sentences else "") + s)
         sentences.append(s)

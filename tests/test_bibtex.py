@@ -54,6 +54,7 @@ def test_parse_fields() -> None:
     [
         ("@misc{a,\n  title = {Open {brace},\n  year = {2020}\n}\n@misc{b, title={B}}\n", ":1: cannot parse"),
         ("@misc{a, title={A}}\n\n@misc{a, title={B}}\n", ":3: duplicate key 'a'"),
+        ("@misc{a7, title={A},\n  year=2024, title={B}}\n", ":1: entry a7 has the field title twice; keep one"),
     ],
 )
 def test_bad_bib_names_file_and_line(tmp_path: Path, text: str, problem: str) -> None:

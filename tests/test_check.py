@@ -387,3 +387,45 @@ def test_a_draft_citing_nothing_needs_no_bib_and_its_claims_get_suggestions(bund
     proc = run_rag("check", str(draft), "--suggest", env={"RAG_DATA_DIR": str(bundled_dir)})
     assert proc.returncode == 0, proc.stderr
     assert "uncited claim" in proc.stdout and "LitSearch: A Retrieval Benchmark" in proc.stdout
+
+
+def test_references_into_a_paper_end_no_sentence_and_state_no_number(tmp_path: Path) -> None:
+    """ "(cf. Tab. 2)" split the claim at "Tab." and "(Fig. 7)" or "Ajith et al. (2024)" were read as
+    numbers the abstract must state; math hedges are words; a draft's escape sequences are dropped."""
+    tex = tmp_path / "d.tex"
+    tex.write_text(
+        "FP8 beats INT8 (cf. Tab.~2) \\cite{zq}.\n"
+        "See pp. 4--5 and Sec. IV for FP8 \\supercite{zq}.\n"
+        "LitSearch has $\\sim$600 queries and $>500$ of them are hard \\smartcite{lit}.\n"
+        "Written \x1b[31min red\x1b[0m \\cite{lit}.\n"
+    )
+    assert [(s.line, s.keys, s.text) for s in read_draft(tex).sentences] == [
+        (1, ["zq"], "FP8 beats INT8 (cf. Tab. 2)."),
+        (2, ["zq"], "See pp. 4–5 and Sec. IV for FP8."),
+        (3, ["lit"], "LitSearch has about 600 queries and more than 500 of them are hard."),
+        (4, ["lit"], "Written in red."),
+    ]
+    from rag.sentences import without_pointers
+
+    assert without_pointers("FP8 beats INT8 (Fig. 7), see Table 5 and Section 4.2.") == "FP8 beats INT8."
+    assert without_pointers("Ajith et al. (2024) list 597 queries (Ajith et al., 2024).") == (
+        "Ajith et al. list 597 queries."
+    )
+    assert without_pointers("In 2024, LitSearch listed 597 queries.") == "In 2024, LitSearch listed 597 queries."
+
+
+def test_a_claim_with_a_figure_number_or_an_author_year_is_checked_on_what_it_claims(bundled_dir: Path) -> None:
+    from rag.grounding import check
+    from rag.workspace import Workspace
+    from tests.conftest import make_settings
+
+    ws = Workspace(make_settings(bundled_dir))
+    title, abstract = next(iter(ws.store.abstracts(["litsearch-a-retrieval-benchmark-for-9a09dd"]).values()))
+    sources = {1: (title, abstract)}
+    for claim in (
+        "Ajith et al. (2024) introduce LitSearch, a benchmark of 597 literature search queries (Table 1) [1].",
+        "LitSearch comprises 597 realistic literature search queries (see Fig. 7) [1].",
+    ):
+        assert check(claim, sources, ws.verifier).sentences[0].verdict == "supported", claim
+    wrong = "LitSearch comprises 5970 realistic literature search queries (see Fig. 7) [1]."
+    assert check(wrong, sources, ws.verifier).sentences[0].verdict == "unsupported"

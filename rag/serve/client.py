@@ -104,7 +104,10 @@ def request(
         )
     if response.status != 200:
         if isinstance(body.get("error"), str):
-            raise ServerError(f"rag server at {shown}: {_one_line(body['error'])}")
+            hint = ""
+            if response.status == 404 and parts.path.strip("/"):  # "http://host:8723/v1", as for an LLM endpoint
+                hint = f"; {ENV} is the server's address alone (http://host:port), without a path like {parts.path}"
+            raise ServerError(f"rag server at {shown}: {_one_line(body['error'])}{hint}")
         raise ServerError(
             f"{shown} ({ENV}) answered HTTP {response.status} without a rag error; "
             f"point {ENV} at a running `rag serve`, or unset it"

@@ -137,6 +137,11 @@ def test_bad_requests_get_a_one_line_reason(served: Served) -> None:
         request(served.url, "/search", {"query": "x", "k": 0})
     with pytest.raises(ServerError, match=r"no such endpoint /nowhere"):
         request(served.url, "/nowhere", {"query": "x"})
+    # RAG_SERVER_URL written like an LLM endpoint's: the path is named as the mistake
+    with pytest.raises(
+        ServerError, match=r"is the server's address alone \(http://host:port\), without a path like /v1"
+    ):
+        request(f"{served.url}/v1", "/search", {"query": "x"})
     with pytest.raises(ServerError, match=r"'question' is too long: it is 7,999 characters long"):
         request(served.url, "/ask", {"question": "why " * 2000})
     # a misspelt field is named, not silently the default; null is the default for every optional field
