@@ -35,6 +35,7 @@ from rag.terms import (
     contains_key,
     hedged_quantities,
     key_tokens,
+    named_spans,
     quantities,
     remainder_keys,
     spells_out,
@@ -300,7 +301,8 @@ _SIDES = (
     (frozenset({"deeper"}), frozenset({"shallower"})),
 )
 _WINS = re.compile(
-    r"\b(?:outperform\w*|better|higher|surpass\w*|beats?|beating|exceed\w*|excels?|superior|more effective|stronger)\b"
+    r"\b(?:outperform\w*|outshin\w*|better|higher|surpass\w*|beats?|beating|exceed\w*|excels?|superior|more effective"
+    r"|stronger)\b"
 )
 _LOSES = re.compile(r"\b(?:worse|lower|underperform\w*|behind|lags?|lagging|inferior|weaker|by)\b")
 
@@ -329,6 +331,26 @@ def _sentence_winner(text: str, first: frozenset[str], second: frozenset[str]) -
     return None
 
 
+def _named_wins(text: str) -> set[tuple[str, str]]:
+    """(winner, loser) of each comparison of two named things with a plain winning word between
+    them ("FP8 activation consistently outshines its integer (INT8) equivalent": FP8 over INT8)."""
+    out = set()
+    for sentence in re.split(r"[.;:!?]\s", text):
+        names = named_spans(sentence)
+        for (_, end, first), (start, _, second) in zip(names, names[1:]):
+            between = sentence[end:start].lower()
+            if first != second and _WINS.search(between) and not _LOSES.search(between):
+                out.add((first, second))
+    return out
+
+
+def _swaps_names(claim: str, window: str) -> bool:
+    """Whether the claim has the loser of a comparison its window makes win ("INT8 outshines FP8"
+    against "FP8 ... outshines its INT8 equivalent"), and the window never says it the claim's way."""
+    theirs = _named_wins(window)
+    return any((second, first) in theirs and (first, second) not in theirs for first, second in _named_wins(claim))
+
+
 def _swaps_sides(claim: str, window: str) -> bool:
     """Whether the claim says one side of a comparison (_SIDES) wins where its window says the other does."""
     for first, second in _SIDES:
@@ -341,7 +363,7 @@ def _swaps_sides(claim: str, window: str) -> bool:
 def _reverses(claim: str, window: str) -> bool:
     """Whether the claim uses a word whose opposite its window uses instead (see _OPPOSITES), or
     puts a heavy price where its window puts none (or the reverse)."""
-    if _swaps_sides(claim.lower(), window.lower()):
+    if _swaps_sides(claim.lower(), window.lower()) or _swaps_names(claim, window):
         return True
     said, source = _words(claim), _words(window)
     for up, down in _OPPOSITES:

@@ -90,6 +90,16 @@ def _magnitudes(text: str) -> str:
     return _MAGNITUDE.sub(lambda m: m.group(1) + _MAGNITUDE_LETTER[m.group(2).lower()], text)
 
 
+def named_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalised key) of each name in `text` (a key with a letter: "FP8", "GPT-4",
+    "BERT"; not a bare number), in order."""
+    return [
+        (m.start(), m.end(), normalise_key(m.group()))
+        for m in _KEY_TOKEN.finditer(text)
+        if _is_key(m.group()) and any(c.isalpha() for c in m.group())
+    ]
+
+
 def key_tokens(text: str) -> set[str]:
     """Tokens that must appear in a source for a sentence to be supported by it."""
     out = set()

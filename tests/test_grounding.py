@@ -1,7 +1,7 @@
 import pytest
 
 from rag.grounding import BAD_CITATION, NO_CLAIM, SUPPORTED, UNCITED, UNSUPPORTED, check
-from rag.sentences import strip_citations
+from rag.sentences import strip_citations, without_pointers
 from rag.terms import contains_key
 
 SOURCES = {
@@ -121,7 +121,7 @@ def test_the_llm_verifier_decides_and_reports_the_overlap_score():
     ok, score, window = LLMVerifier(judge).supports(CLAIM, [passage])
     assert not ok  # the judge said no, whatever the overlap says
     assert (score, window) == OverlapVerifier().supports(CLAIM, [passage])[1:]
-    assert judge.asked == [(strip_citations(CLAIM), [passage.full])]
+    assert judge.asked == [(without_pointers(strip_citations(CLAIM)), [passage.full])]
     assert LLMVerifier(ScriptedJudge()).supports(CLAIM, []) == (False, 0.0, "")  # no sources: not asked
 
 
@@ -169,7 +169,7 @@ def test_make_verifier_builds_the_configured_one(tmp_path):
     assert isinstance(verifier, LLMVerifier)
     assert verifier.supports("Capacity density of LLMs doubles quickly [2].", [])[0] is False
     assert verifier.supports("Capacity density of LLMs doubles quickly [2].", [Passage(*SOURCES[2])])[0] is True
-    assert strip_citations("Capacity density of LLMs doubles quickly [2].") in llm.prompts[0][1]
+    assert without_pointers(strip_citations("Capacity density of LLMs doubles quickly [2].")) in llm.prompts[0][1]
     with pytest.raises(SettingsError, match="verifier = llm needs an LLM"):
         make_verifier(make_settings(tmp_path, verifier="llm"), None)
 
@@ -298,6 +298,34 @@ def test_a_ranking_turned_around_is_not_supported_and_as_well_is_no_judgement():
     ):
         assert not verifier.supports(turned, source)[0], turned
     assert verifier.supports("Dense retrievers work well on LitSearch, as well as rerankers [1].", source)[0]
+
+
+def test_a_comparison_of_two_named_things_turned_around_is_not_supported():
+    """ "INT8 activation consistently outshines its FP8 equivalent" passed against an abstract saying
+    FP8 outshines INT8: every word was there. The passive keeps the sides; another finding of the
+    same names stands."""
+    from rag.grounding import OverlapVerifier, Passage
+
+    source = [
+        Passage(
+            "ZeroQuant-FP",
+            "Our findings reveal that FP8 activation consistently outshines its integer (INT8) equivalent, "
+            "with the performance edge becoming more noticeable in models with more than one billion "
+            "parameters. INT8 kernels are easier to deploy on older GPUs.",
+        )
+    ]
+    verifier = OverlapVerifier()
+    for said in (
+        "FP8 activation consistently outshines its INT8 equivalent [1].",
+        "INT8 activation is consistently outshone by its FP8 equivalent [1].",
+        "INT8 kernels are easier to deploy on older GPUs than FP8 [1].",
+    ):
+        assert verifier.supports(said, source)[0], said
+    for turned in (
+        "INT8 activation consistently outshines its FP8 equivalent [1].",
+        "INT8 activation consistently outperforms FP8 activation [1].",
+    ):
+        assert not verifier.supports(turned, source)[0], turned
 
 
 def test_counts_in_words_must_be_stated_by_the_window():
