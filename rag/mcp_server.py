@@ -103,9 +103,33 @@ def _k(k: int, most: int) -> int:
 def build_server(ws: Workspace) -> MCPServer:
     """The server's tools over `ws`, whose parts are built on the first call that needs them."""
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ValidationError
+
+    class Server(MCPServer):
+        """Arguments the tool's schema refuses, or that it does not take, are one line that says
+        what the tool takes (the SDK's text is a multi-line pydantic report with a web address)."""
+
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), None)
+            takes = list((schema or {}).get("properties", {}))
+            unknown = [a for a in arguments if schema is not None and a not in takes]
+            if unknown:
+                raise ToolError(f"{name} takes no argument {unknown[0]!r}; it takes {', '.join(takes)}")
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                if not isinstance(exc.__cause__, ValidationError):
+                    raise
+                problems = [
+                    f"{'.'.join(map(str, e['loc'])) or 'the arguments'} "
+                    + ("is missing" if e["type"] == "missing" else f"is wrong: {e['msg'].lower()}")
+                    for e in exc.__cause__.errors()
+                ]
+                raise ToolError(f"{name}: {'; '.join(problems)} (it takes {', '.join(takes)})") from None
 
     settings = ws.settings
-    server = MCPServer("rag", instructions=INSTRUCTIONS)
+    server = Server("rag", instructions=INSTRUCTIONS)
     state: dict[str, Any] = {}
 
     def checker() -> Any:

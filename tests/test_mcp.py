@@ -64,6 +64,14 @@ async def test_tools_over_stdio(bundled_dir: Path) -> None:
         assert blank.is_error and blank.content[0].text.endswith(
             ": the text is empty; give a passage whose sentences cite papers as [n]"
         )
+        # arguments the schema refuses, or that a tool does not take: one line naming what it takes
+        missing = await client.call_tool("search", {})
+        assert missing.is_error and missing.content[0].text == "search: query is missing (it takes query, k)"
+        wrong = await client.call_tool("check", {"text": "LitSearch [1].", "papers": "litsearch"})
+        assert wrong.is_error and "\n" not in wrong.content[0].text and "pydantic" not in wrong.content[0].text
+        assert wrong.content[0].text.startswith("check: papers is wrong: input should be a valid list")
+        extra = await client.call_tool("search", {"query": "LitSearch", "extra": 1})
+        assert extra.is_error and extra.content[0].text == "search takes no argument 'extra'; it takes query, k"
         search_tool = next(t for t in (await client.list_tools()).tools if t.name == "search")
         assert search_tool.input_schema["properties"]["k"]["maximum"] == 100
         assert "\n" not in (search_tool.description or "")
