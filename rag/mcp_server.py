@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from rag import __version__
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
@@ -129,7 +131,7 @@ def build_server(ws: Workspace) -> MCPServer:
                 raise ToolError(f"{name}: {'; '.join(problems)} (it takes {', '.join(takes)})") from None
 
     settings = ws.settings
-    server = Server("rag", instructions=INSTRUCTIONS)
+    server = Server("rag", instructions=INSTRUCTIONS, version=__version__)
     state: dict[str, Any] = {}
 
     def checker() -> Any:

@@ -26,6 +26,9 @@ async def test_tools_over_stdio(bundled_dir: Path) -> None:
     }
     params = StdioServerParameters(command=sys.executable, args=["-m", "rag", "mcp"], env=env, cwd=str(REPO))
     async with Client(params, read_timeout_seconds=120) as client:
+        from rag import __version__
+
+        assert client.server_info.version == __version__
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {"search", "ask", "check"}
 
