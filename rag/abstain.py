@@ -140,6 +140,13 @@ _NO_TOPIC = _GENERIC | frozenset(
 )
 
 
+# How a question frames what it asks ("which papers report ...", "does any work describe ..."): a
+# user's own corpus may never use these words, which says nothing about its topics. Usage, not fitted.
+_FRAMING = _GENERIC | frozenset(
+    analyse("report reports reported describe describes propose proposes present presents mention mentions discuss")
+)
+
+
 def coverage(question: str | Sequence[str], text: str, lexical: LexicalIndex) -> float:
     """Share of the question's IDF-weighted content words (`question` as text, or its analysed
     terms) that occur in `text`."""
@@ -342,7 +349,7 @@ def assess(
         rest = question.text
         for term in named:
             rest = rest.replace(term, " ")
-        if rest_terms := analyse(rest):
+        if rest_terms := [t for t in analyse(rest) if t not in _FRAMING]:
             topic = max(coverage(rest_terms, text, lexical) for text in holders)
             if topic < TUNING.min_topic_coverage:
                 return verdict(
@@ -350,7 +357,7 @@ def assess(
                     f"the abstracts naming {', '.join(named)} do not address the rest of the question",
                     "rest_not_addressed",
                 )
-    unseen = sorted({t for t in question.terms if len(t) > 3 and not lexical.knows(t)})
+    unseen = sorted({t for t in question.terms if len(t) > 3 and t not in _FRAMING and not lexical.knows(t)})
     if len(unseen) >= TUNING.unseen_words and cover < TUNING.unseen_coverage:
         return verdict(
             False, f"the corpus never uses the words {', '.join(as_typed(question.text, unseen))}", "unseen_words"

@@ -83,7 +83,7 @@ def _workspace(forked_llm: bool = False, **flags) -> Workspace:
 def ingest(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Corpus files (.txt, .jsonl, .csv, .bib); default: the bundled abstracts."),
+        typer.Argument(help="Corpus files (.txt, .jsonl, .json, .csv, .bib); default: the bundled abstracts."),
     ] = None,
     prune: Annotated[bool, typer.Option(help="Delete stored papers that are not in the given files.")] = False,
     category: Annotated[
@@ -100,6 +100,14 @@ def ingest(
         select = parse_selection(category, since)
     except ValueError as exc:
         _fail(str(exc), 2)
+    if prune and not paths:  # it would delete every paper not in the bundled corpus: the user's own
+        from rag.corpus import bundled_corpus_path
+
+        _fail(
+            "--prune deletes every stored paper that is not in the given files; name the files to keep "
+            f"(the bundled corpus is {bundled_corpus_path()})",
+            2,
+        )
     for path in paths or []:
         if path.suffix.lower() == ".bib":
             from rag.readers import bib_without_abstract
@@ -126,14 +134,16 @@ def ingest(
             _interrupt["said"] = True
             raise typer.Exit(130) from None
     typer.echo(
-        f"{report.papers} papers: {report.added} added, {report.replaced} replaced, "
+        f"{report.papers} {'paper' if report.papers == 1 else 'papers'}: {report.added} added, {report.replaced} replaced, "
         f"{report.unchanged} unchanged, {report.pruned} pruned; "
         f"{report.chunks_written} chunks embedded in {report.seconds:.1f} s",
         err=True,
     )
     if report.undated:
         typer.echo(
-            f"rag: {report.undated} records without a date (update_date or year) were left out by --since", err=True
+            f"rag: {report.undated} {'record' if report.undated == 1 else 'records'} without a date (update_date "
+            f"or year) {'was' if report.undated == 1 else 'were'} left out by --since",
+            err=True,
         )
     if report.retitled:
         pid, old, new = report.retitled[0]

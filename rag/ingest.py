@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from rag.chunking import CHUNKER_VERSION, Window, chunk_paper, title_too_long
+from rag.config import mask_url
 from rag.corpus import CorpusError, Paper, Selection, bundled_corpus_path, duplicate, iter_papers, normalise_title
 from rag.embedders import Embedder, identity_of
 from rag.lexical import IndexUpdate, LexicalIndex
@@ -513,9 +514,13 @@ def ensure_index(store: Store, embedder_factory: Callable[[], Embedder]) -> Inge
                 )
             state, count = store.ingest_state(), store.chunk_count()
             if state.status is None and count == 0:
-                others = store.other_collections()
-                also = f" (it holds other collections: {', '.join(others)}; is RAG_COLLECTION right?)" if others else ""
-                _notice(f"rag: the store at {store.location} is empty{also}; ingesting the bundled corpus first ...")
+                if others := store.other_collections():  # a mistyped RAG_COLLECTION: no new collection filled
+                    raise StoreError(
+                        f"the collection {store.settings.collection!r} at {mask_url(store.location)} is empty and the store "
+                        f"holds other collections ({', '.join(others)}); set RAG_COLLECTION to one of them, or "
+                        "fill this one with `rag ingest`"
+                    )
+                _notice(f"rag: the store at {store.location} is empty; ingesting the bundled corpus first ...")
                 return _auto_ingest(store, embedder_factory, locked=True)
     if not state.running:
         if count == 0:

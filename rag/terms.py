@@ -352,9 +352,10 @@ def states_approximately(source: str, hedged: Hedged) -> bool:
 
 # Capitalised words inside a question (not its first word) usually name something, and a number
 # right after a name is part of it ("Stable Diffusion 3", "Llama 2").
-_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][a-z]+[A-Za-z0-9-]*)")
+# (letters of any script after the capital: "Erdős", "Poincaré", "Schrödinger" are whole names)
+_NAMED = re.compile(r"(?<=[a-z0-9,;:] )([A-Z][^\W\d_A-Z]+(?:[^\W_]|-)*)")
 _HONORIFICS = frozenset("Mr Mrs Ms Dr Prof St".split())
-_VERSIONED = re.compile(r"\b([A-Z][A-Za-z-]*[ -]\d+(?:\.\d+)?)\b")
+_VERSIONED = re.compile(r"\b([A-Z](?:[^\W\d_]|-)*[ -]\d+(?:\.\d+)?)\b")
 
 
 # Abbreviations of the field and the words they stand for: `spells_out` needs three letters and
@@ -411,7 +412,7 @@ _METRIC_CUTOFF = re.compile(r"top[-\s]?\d+", re.I)
 def specific_terms(question: str, keys: set[str] | None = None) -> list[str]:
     """Numbers, acronyms and names in the question, as typed; `keys` are its `key_tokens` when
     the caller has them already."""
-    found = re.findall(r"[A-Za-z0-9][\w.+-]*[\w+]|\d", question)
+    found = re.findall(r"[^\W_][\w.+-]*[\w+]|\d", question)
     keys = key_tokens(question) if keys is None else keys
     out = [t for t in found if t and (key_tokens(t) & keys)]
     # a name with a modifier ("Pile-trained", "BERT-based") names the Pile, BERT

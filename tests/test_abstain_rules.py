@@ -83,3 +83,21 @@ def test_papers_asked_for_by_what_they_lack_but_not_by_what_they_do_besides():
     assert absence_asked(Question.parse("papers not using GPT-4")) == ["GPT-4"]
     assert absence_asked(Question.parse("Which studies not only use BERT but also GPT-4?")) == []
     assert absence_asked(Question.parse("Which methods don't require retraining BERT?")) == []  # a property
+
+
+def test_a_name_with_accented_letters_is_read_whole():
+    """ "Erdős" was cut at its first accented letter, and no abstract mentions "Erd"."""
+    erdos = "We solve 12 Erdős problems with language models; Schrödinger bridges reach an FID of 8.1."
+    for question in ("How many Erdős problems did the models solve?", "What FID do Schrödinger bridges reach?"):
+        verdict = _assess(question, [erdos, FP8])
+        assert verdict.answerable, (question, verdict.reason)
+    missing = _assess("How many Hölder constants did the models bound?", [erdos, FP8])
+    assert (missing.answerable, missing.rule, "Hölder" in missing.reason) == (False, "named_term_missing", True)
+
+
+def test_how_a_question_frames_papers_is_no_topic_the_corpus_must_use():
+    """A user's corpus seldom says "papers" or "report": "which papers report BLEU on WMT" asks about
+    BLEU on WMT."""
+    bleu = "Our model reaches 28.4 BLEU on the WMT 2014 English-to-German translation task."
+    verdict = _assess("Which papers report BLEU on WMT 2014?", [bleu, FP8])
+    assert (verdict.answerable, verdict.rule) == (True, "answerable")

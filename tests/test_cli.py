@@ -69,6 +69,10 @@ def test_usage_errors_exit_2_and_runtime_errors_exit_1(bundled_dir, tmp_path):
     assert "RAG_EMBED_MODEL_DIR" in missing_model.stderr and "Traceback" not in missing_model.stderr
     bad_setting = run_rag("search", "x", env={**env, "RAG_TOP_K": "lots"})
     assert bad_setting.returncode == 1 and "top_k" in bad_setting.stderr and "Traceback" not in bad_setting.stderr
+    # --prune with no file would delete every paper not in the bundled corpus: refused, nothing touched
+    prune = run_rag("ingest", "--prune", env=env)
+    (line,) = prune.stderr.strip().splitlines()
+    assert prune.returncode == 2 and line.startswith("rag: error: --prune deletes every stored paper that is not in")
 
 
 def test_first_command_ingests_the_bundled_corpus(tmp_path):

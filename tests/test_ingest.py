@@ -364,9 +364,20 @@ def test_a_read_only_store_says_rag_needs_write_access(tmp_path, monkeypatch):
     assert "is read-only here" in str(err.value) and "move that folder away" not in str(err.value)
 
 
-def test_a_store_names_its_other_collections(tmp_path):
-    """A mistyped RAG_COLLECTION opens a new, empty collection: the auto-ingest notice names the others."""
+def test_a_mistyped_collection_is_named_not_filled_with_the_bundled_corpus(tmp_path):
+    """A mistyped RAG_COLLECTION opens a new, empty collection: a command that reads it says which
+    collections the store holds, and writes nothing (it used to fill it with the bundled corpus)."""
+    from rag.ingest import ensure_index
+    from rag.store import StoreError
+
     ws = open_ws(tmp_path / "data")
     ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "c.jsonl", papers())])
     other = open_ws(tmp_path / "data", collection="paperz")
     assert other.store.other_collections() == ["papers"]
+    with pytest.raises(
+        StoreError,
+        match=r"the collection 'paperz' at .* is empty and the store holds other "
+        r"collections \(papers\); set RAG_COLLECTION to one of them",
+    ):
+        ensure_index(other.store, lambda: other.embedder)
+    assert other.store.chunk_count() == 0
