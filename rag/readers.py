@@ -80,10 +80,83 @@ def read_txt(path: Path) -> Iterator[Paper]:
 def read_jsonl(path: Path) -> Iterator[Paper]:
     """JSON Lines, including the arXiv metadata snapshot (id, title, abstract, authors, ...)."""
     for number, record in jsonl.read_jsonl(path, CorpusError, expect="a JSON object with 'title' and 'abstract'"):
-        keyed = {str(key).lower(): value for key, value in record.items()}  # "Title" as CSV headers allow
-        if len(keyed) < len(record):
-            raise CorpusError(path, number, "the record names a field twice in different case; keep one")
-        yield make_paper(path, number, keyed)
+        yield _record_paper(path, number, record)
+
+
+def _record_paper(path: Path, number: int, record: dict) -> Paper:
+    keyed = {str(key).lower(): value for key, value in record.items()}  # "Title" as CSV headers allow
+    if len(keyed) < len(record):
+        raise CorpusError(path, number, "the record names a field twice in different case; keep one")
+    return make_paper(path, number, keyed)
+
+
+# A .json file holding one array of records (how most tools export) is read whole, so it is capped;
+# JSON Lines, read a line at a time, is not.
+MAX_ARRAY_BYTES = 512 * 1024 * 1024
+
+
+def read_json(path: Path) -> Iterator[Paper]:
+    """A .json file: one JSON array of records, or JSON Lines."""
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(4096).decode("utf-8-sig", errors="ignore").lstrip()
+    except OSError:
+        start = ""  # read_jsonl names the problem
+    if not start.startswith("["):
+        yield from read_jsonl(path)
+        return
+    if path.stat().st_size > MAX_ARRAY_BYTES:
+        raise CorpusError(
+            path, None, f"a JSON array over {MAX_ARRAY_BYTES // 2**20} MB; write it as JSON Lines, one record a "
+            f"line (jq -c '.[]' {path.name} > {path.stem}.jsonl)"
+        )  # fmt: skip
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CorpusError(path, line, f"invalid UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+    for number, record in _array_records(path, text):
+        yield _record_paper(path, number, record)
+
+
+_SPACE = re.compile(r"\s*")
+
+
+def _array_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    """(line where it starts, record) for each element of the JSON array `text`."""
+    import json
+
+    decoder, at, line, counted = json.JSONDecoder(), text.index("[") + 1, 1, 0
+
+    def line_at(pos: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, pos)
+        counted = pos
+        return line
+
+    while True:
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text.startswith("]", at):
+            if text[at + 1 :].strip():
+                raise CorpusError(path, line_at(at + 1), "text after the array's closing ']'; a file holds one array")
+            return
+        try:
+            record, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(path, line_at(exc.pos), f"malformed JSON ({exc.msg}) in the array") from None
+        except RecursionError:
+            raise CorpusError(path, line_at(at), "JSON nested too deeply; give each record as a flat object") from None
+        if not isinstance(record, dict):
+            raise CorpusError(
+                path, line_at(at), "each element of the array must be a JSON object with 'title' and 'abstract'"
+            )
+        yield line_at(at), record
+        at = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text.startswith(",", at):
+            at += 1
+        elif not text.startswith("]", at):
+            raise CorpusError(path, line_at(at), "malformed JSON (expected ',' or ']' between the array's records)")
 
 
 def read_csv(path: Path) -> Iterator[Paper]:
@@ -155,7 +228,7 @@ def bib_without_abstract(path: Path) -> list[str]:
 READERS: dict[str, Reader] = {
     ".txt": read_txt,
     ".jsonl": read_jsonl,
-    ".json": read_jsonl,
+    ".json": read_json,
     ".ndjson": read_jsonl,
     ".csv": read_csv,
     ".bib": read_bibtex,

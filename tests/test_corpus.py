@@ -155,11 +155,25 @@ def test_repeated_identical_papers_are_tolerated(tmp_path):
     assert len(scan_corpus(write_jsonl(tmp_path / "r.jsonl", [row, row]))) == 1
 
 
-def test_json_array_file_is_rejected_with_a_hint(tmp_path):
-    path = tmp_path / "arr.json"
-    path.write_text(json.dumps([{"title": "a", "abstract": "b"}]))
-    with pytest.raises(CorpusError, match="JSON object"):
-        scan_corpus(path)
+def test_a_json_file_holding_one_array_of_records_is_read(tmp_path):
+    """How most tools export: `[{...}, {...}]`, pretty-printed or on one line; errors name the line."""
+    rows = [{"Title": "Wombat burrows", "abstract": "We map burrows."}, {"title": "Koala naps", "abstract": "Long."}]
+    pretty, flat = tmp_path / "pretty.json", tmp_path / "flat.json"
+    pretty.write_text(json.dumps(rows, indent=2))
+    flat.write_text(json.dumps(rows))
+    for path in (pretty, flat):
+        assert [p.title for p in read_corpus(path)] == ["Wombat burrows", "Koala naps"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n  {"title": "A", "abstract": "B"},\n  "just text",\n  {"title": "C"}\n]\n')
+    with pytest.raises(CorpusError, match=r"bad.json:3: each element of the array must be a JSON object"):
+        scan_corpus(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"title": "A", "abstract": "B"}\n  {"title": "C", "abstract": "D"}\n]\n')
+    with pytest.raises(CorpusError, match=r"broken.json:3: malformed JSON \(expected ',' or ']'"):
+        scan_corpus(broken)
+    lines = tmp_path / "lines.json"  # JSON Lines under a .json name, as before
+    lines.write_text("\n".join(json.dumps(r) for r in rows))
+    assert len(read_corpus(lines)) == 2
 
 
 def test_csv_fields_keep_their_line_breaks_as_white_space(tmp_path):

@@ -17,7 +17,7 @@ RECORD = {"title": "A Paper", "abstract": "It studies things."}
     [
         (".txt", readers.read_txt),
         (".jsonl", readers.read_jsonl),
-        (".json", readers.read_jsonl),
+        (".json", readers.read_json),
         (".ndjson", readers.read_jsonl),
         (".csv", readers.read_csv),
         (".bib", readers.read_bibtex),
