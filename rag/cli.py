@@ -545,6 +545,10 @@ def stats() -> None:
             ("embedder", describe_model(ws.settings)),
             ("bm25", LexicalIndex.describe(store)),
         ]
+        if made := store.made_by():  # what the stored vectors came from, beside what rag is set to use
+            same = made.name.split(":")[-1] in rows[4][1]  # "endpoint:MODEL" is described as "MODEL at URL"
+            other = "" if same else "; not the configured embedder: searches refuse until they match"
+            rows.insert(5, ("vectors", f"made by {made}{other}"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")

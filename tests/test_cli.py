@@ -82,6 +82,10 @@ def test_first_command_ingests_the_bundled_corpus(tmp_path):
     stats = run_rag("stats", env=env)
     assert stats.returncode == 0
     assert "papers      223" in stats.stdout and "bm25        fresh" in stats.stdout
+    assert "vectors     made by all-MiniLM-L6-v2 (384-d)\n" in stats.stdout
+    # set to embed with another model: stats says the store's vectors are not that model's
+    other = run_rag("stats", env={**env, "RAG_EMBEDDER": "endpoint", "RAG_EMBED_ENDPOINT_URL": "http://127.0.0.1:9/v1"})
+    assert "made by all-MiniLM-L6-v2 (384-d); not the configured embedder" in other.stdout, other.stdout
 
 
 def test_config_shows_sources_and_hides_secrets(tmp_path):

@@ -64,6 +64,7 @@ def test_the_endpoint_finds_the_papers_the_local_embedder_finds(server, bundled_
     stats = run_rag("stats", env=env)
     assert stats.returncode == 0 and "papers      223" in stats.stdout
     assert f"{EMBED_MODEL} at {server.url}/embeddings" in stats.stdout
+    assert f"vectors     made by endpoint:{EMBED_MODEL} (384-d)\n" in stats.stdout
     store = Store(make_settings(tmp_path / "endpoint"))
     assert str(store.made_by()) == f"endpoint:{EMBED_MODEL} (384-d)"
     store.close()
