@@ -126,6 +126,7 @@ def ingest(
                 )
     with _workspace() as ws:
         embedder = ws.embedder  # before the bar: a first use may show its own download bar
+        had_bundled = ws.store.ingest_state().source == "bundled" and bool(paths) and not prune
         try:
             with terminal_progress("embedding") as progress:
                 report = run_ingest(ws.store, embedder, paths or None, prune=prune, progress=progress, select=select)
@@ -139,6 +140,12 @@ def ingest(
         f"{report.chunks_written} chunks embedded in {report.seconds:.1f} s",
         err=True,
     )
+    if had_bundled and report.added:  # a first search filled the store before the user's own files went in
+        typer.echo(
+            "rag: the store also holds the bundled corpus (added by an earlier command); "
+            "`rag ingest --prune` with your files keeps only theirs",
+            err=True,
+        )
     if report.undated:
         typer.echo(
             f"rag: {report.undated} {'record' if report.undated == 1 else 'records'} without a date (update_date "

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import rag_json, run_rag
+from tests.conftest import rag_json, run_rag, write_jsonl
 
 
 def test_search_json_contract(bundled_dir):
@@ -86,6 +86,13 @@ def test_first_command_ingests_the_bundled_corpus(tmp_path):
     # set to embed with another model: stats says the store's vectors are not that model's
     other = run_rag("stats", env={**env, "RAG_EMBEDDER": "endpoint", "RAG_EMBED_ENDPOINT_URL": "http://127.0.0.1:9/v1"})
     assert "made by all-MiniLM-L6-v2 (384-d); not the configured embedder" in other.stdout, other.stdout
+    # the user's own files after a first search filled the store: said once, with the way out
+    mine = write_jsonl(tmp_path / "mine.jsonl", [{"title": "Wombat burrow acoustics", "abstract": "We record."}])
+    first = run_rag("ingest", str(mine), env=env)
+    assert first.returncode == 0 and "the store also holds the bundled corpus" in first.stderr
+    more = write_jsonl(tmp_path / "more.jsonl", [{"title": "Koala nap lengths", "abstract": "We time naps."}])
+    again = run_rag("ingest", str(more), env=env)
+    assert again.returncode == 0 and "bundled corpus" not in again.stderr
 
 
 def test_config_shows_sources_and_hides_secrets(tmp_path):
