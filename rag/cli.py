@@ -143,7 +143,7 @@ def ingest(
     if had_bundled and report.added:  # a first search filled the store before the user's own files went in
         typer.echo(
             "rag: the store also holds the bundled corpus (added by an earlier command); "
-            "`rag ingest --prune` with your files keeps only theirs",
+            "`rag ingest --prune YOUR FILES` keeps only your papers",
             err=True,
         )
     if report.undated:
@@ -549,11 +549,11 @@ def stats() -> None:
             ("chunks", f"{chunks}{lag}"),
             ("store", mask_url(store.location) + (" (Chroma server)" if ws.settings.chroma_url else " (local Chroma)")),
             ("collection", ws.settings.collection),
-            ("embedder", describe_model(ws.settings)),
+            ("embedder", configured := describe_model(ws.settings)),
             ("bm25", LexicalIndex.describe(store)),
         ]
         if made := store.made_by():  # what the stored vectors came from, beside what rag is set to use
-            same = made.name.split(":")[-1] in rows[4][1]  # "endpoint:MODEL" is described as "MODEL at URL"
+            same = made.name.split(":")[-1] in configured  # "endpoint:MODEL" is described as "MODEL at URL"
             other = "" if same else "; not the configured embedder: searches refuse until they match"
             rows.insert(5, ("vectors", f"made by {made}{other}"))
     width = max(len(name) for name, _ in rows)

@@ -9,8 +9,8 @@ it arrives (`StreamCleaner`, since a sequence can be split across deltas), and t
 
 Escape sequences are removed whole, so no "[2J" residue is left; other control characters
 (C0 except newline and tab, DEL, C1) become spaces, CR and CRLF become newlines, bidi overrides
-and isolates, zero-width spaces and word joiners are removed, and unpaired surrogates (which cannot be printed or stored as UTF-8)
-become U+FFFD.
+and isolates, zero-width spaces and word joiners are removed, and unpaired surrogates (which
+cannot be printed or stored as UTF-8) become U+FFFD.
 """
 
 from __future__ import annotations

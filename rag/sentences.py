@@ -122,7 +122,7 @@ def citations_of(sentence: str) -> list[int]:
 _POINTER = re.compile(
     r"(?:\b(?:Figs?|Figures?|Tabs?|Tables?|Secs?|Sections?|Sect|Eqs?|Equations?|Apps?|Appendix|Appx|Ch|Chap"
     r"|Chapters?|Thms?|Theorems?|Lems?|Lemmas?|Algs?|Algorithms?|Defs?|Definitions?|Props?|Propositions?"
-    r"|Cors?|Corollary|Lines?|No)\.?|\bpp?\.|§)[\s~]*(?:\d+(?:\.\d+)*[a-z]?|[IVX]+\b)"
+    r"|Cors?|Corollary|Lines?)\.?|\b(?:pp?|No)\.|§)[\s~]*(?:\d+(?:\.\d+)*[a-z]?|[IVX]+\b)"
     r"(?:\s*(?:[-–,]|and)\s*\d+(?:\.\d+)*[a-z]?)*"
 )
 _AUTHOR_YEAR = re.compile(r"((?:\bet al\.?|\b[A-Z][\w'’-]+))\s*\(\s*(?:19|20)\d\d[a-z]?\s*\)")

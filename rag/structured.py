@@ -7,9 +7,10 @@ forget the form of a citation. Endpoints differ in how they take a schema: OpenA
 Each is tried once per endpoint and model; a refusal (HTTP 400/422) moves on to the next, and
 plain text with `[n]` parsing is the last resort. What worked is remembered in a small JSON file
 in the data directory. JSON inside a ```json fence or after a line such as "Here is the answer in
-JSON:" is read as JSON. A server that accepts the format but writes prose anyway is caught in its
-first line and its reply used as plain text (shown as it comes all the while); a stray reply (prose, JSON of another shape)
-from an endpoint whose format has worked before is answered in plain text once, not remembered.
+JSON:", or after prose, is read as JSON. A server that accepts the format but writes prose anyway is
+caught in its first line and its reply used as plain text (shown as it comes all the while); a
+stray reply (prose, JSON of another shape) from an endpoint whose format has worked before is
+answered in plain text once, not remembered.
 
 While the JSON streams in, each sentence is passed on as soon as the next one begins, parsed by
 pydantic's partial JSON mode; the result is the same `text [n]` form a plain-text model writes,
@@ -130,10 +131,10 @@ class NotStructured(Exception):
 class SentenceStream:
     """Sentences of a streaming JSON answer, each handed out once the next one has begun."""
 
-    def __init__(self, fenced: bool = False) -> None:
+    def __init__(self) -> None:
         self.buffer = ""
         self.emitted = 0
-        self.fenced = fenced  # the JSON came inside a ```json fence: its closing ``` is not JSON
+        self.fenced = False  # the JSON came inside a ```json fence: its closing ``` is not JSON
 
     def _sentences(self, final: bool) -> list[Any]:
         from pydantic_core import from_json
