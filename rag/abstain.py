@@ -143,7 +143,10 @@ _NO_TOPIC = _GENERIC | frozenset(
 # How a question frames what it asks ("which papers report ...", "does any work describe ..."): a
 # user's own corpus may never use these words, which says nothing about its topics. Usage, not fitted.
 _FRAMING = _GENERIC | frozenset(
-    analyse("report reports reported describe describes propose proposes present presents mention mentions discuss")
+    analyse(
+        "report reports reported describe describes propose proposes present presents mention mentions discuss "
+        "find finds found"
+    )
 )
 
 

@@ -128,9 +128,10 @@ def gather(
         return abstracts.get(hit.paper_id, ("", hit.evidence))[1]
 
     sources = [Source(n, h.paper_id, h.title, abstract_of(h)) for n, h in enumerate(hits, start=1)]
+    named = set(question.text.replace("?", " ").split())  # a paper the question names by its id has it
     evidence = gather_evidence(
         question,
-        [f"{h.title}. {abstract_of(h)}" for h in ranked],
+        [f"{h.paper_id}: " * (h.paper_id in named) + f"{h.title}. {abstract_of(h)}" for h in ranked],
         [h.score for h in ranked],
         retriever.embedder,
         [h.title for h in ranked],

@@ -123,11 +123,21 @@ class Retriever:
         timings["fuse"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         results = self.reranker.rerank(question, fused, k)[:k]
+        if named := self.named_papers(question.text, exclude):
+            results = _named_first(named, results, fused, k)
         for rank, hit in enumerate(results, start=1):
             hit.rank = rank
         timings["rerank"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return SearchResult(query=question.text, results=results, timings_ms=timings, mode=mode)
+
+    def named_papers(self, text: str, exclude: Collection[str] = ()) -> dict[str, tuple[str, str]]:
+        """Stored papers whose id the query names, as `rag search` prints it ("2305.10004",
+        "zipnn-lossless-compression-for-ai-0d3c1e"): id -> (title, abstract). An id is no word of any
+        abstract, so neither retriever would put its paper first."""
+        words = {w.strip(".,;:!?()[]'\"") for w in text.split()}
+        ids = [w for w in words if len(w) >= 5 and (any(c.isdigit() for c in w) or "-" in w) and w not in exclude]
+        return self.store.abstracts(ids) if ids else {}
 
     def dense_step(self, question: Question, depth: int, pool: Pool, timings: dict[str, float]) -> None:
         """The `depth` chunks nearest the question's embedding, by cosine similarity."""
@@ -163,6 +173,19 @@ class Retriever:
         if missing:
             for cid, text, m in self.store.chunks(missing):
                 pool.texts[cid], pool.meta[cid] = text, m
+
+
+def _named_first(
+    named: dict[str, tuple[str, str]], results: list[PaperHit], fused: list[PaperHit], k: int
+) -> list[PaperHit]:
+    """`results` with the papers the query names by id first, taken from the fused list when it holds
+    them, else as their first passage, scored as the best result."""
+    top = results[0].score if results else 1.0
+    first = []
+    for pid, (title, abstract) in named.items():
+        found = next((h for h in fused if h.paper_id == pid), None)
+        first.append(found or PaperHit(0, pid, title, top, abstract, f"{pid}#0"))
+    return (first + [h for h in results if h.paper_id not in named])[:k]
 
 
 def fuse(pool: Pool, weight: float, exclude: Collection[str] = ()) -> list[PaperHit]:

@@ -102,3 +102,29 @@ def test_in_a_crowded_store_the_one_abstract_naming_a_rare_term_ranks_first_at_a
         shallow, deep = (ws.retriever.search(f"Synth{n} reaches", k=k).results for k in (5, 100))
         assert shallow[0].paper_id == deep[0].paper_id == f"syn-{n}"
         assert shallow[0].score == pytest.approx(deep[0].score, abs=1e-6)  # float32 on both sides
+
+
+def test_a_paper_named_by_its_id_comes_first_and_its_question_is_answered(tmp_path):
+    """Ids are what `rag search` prints and users paste; no abstract holds its own id, so the paper
+    ranked third and `rag ask` said no retrieved abstract mentions it."""
+    from rag.answer import answer_question
+    from rag.ingest import ingest
+    from tests.conftest import make_settings, write_jsonl
+
+    rows = [
+        {
+            "id": f"2305.1{i:04d}",
+            "title": f"On the algebraic curves of moduli: a study number {i}",
+            "abstract": f"We study algebraic curves of moduli spaces number {i}. We find that {i + 3} curves are rational.",
+        }
+        for i in range(40)
+    ]
+    ws = Workspace(make_settings(tmp_path / "data"))
+    ingest(ws.store, ws.embedder, [write_jsonl(tmp_path / "arx.jsonl", rows)])
+    for query in ("2305.10004", "what is in 2305.10004?"):
+        assert ws.retriever.search(query, k=3).results[0].paper_id == "2305.10004", query
+    hits = ws.retriever.search("2305.10004", k=3, exclude={"2305.10004"}).results  # the evaluation's exclusion holds
+    assert "2305.10004" not in [h.paper_id for h in hits]
+    answer = answer_question("What does paper 2305.10004 find?", ws.retriever, k=3)
+    assert not answer.abstained, answer.assessment
+    assert answer.sources[0].paper_id == "2305.10004" and "7 curves are rational" in answer.text
