@@ -239,8 +239,8 @@ def test_category_and_since_select_arxiv_records(tmp_path, rows):
         ],
     )
     proc = run_rag("ingest", str(more), "--category", "cs.CL", "--since", "2023-01-01", env=env)
-    assert proc.returncode == 0 and "1 papers: 1 added" in proc.stderr, proc.stderr
-    assert "rag: 1 records without a date (update_date or year) were left out by --since" in proc.stderr
+    assert proc.returncode == 0 and "1 paper: 1 added" in proc.stderr, proc.stderr
+    assert "rag: 1 record without a date (update_date or year) was left out by --since" in proc.stderr
 
 
 def test_a_plan_keeps_the_first_of_repeated_records_and_rejects_conflicts(tmp_path, rows):
