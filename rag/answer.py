@@ -20,7 +20,7 @@ from rag.llm import LLM, EmptyReply
 from rag.prompts import ABSTAIN_PHRASE, render
 from rag.question import Question
 from rag.repair import GroundingMode, Repaired, repair
-from rag.retrieval import PaperHit, Retriever, SearchResult
+from rag.retrieval import PaperHit, Retriever, SearchResult, query_words
 from rag.retrievers import Mode
 from rag.sentences import normalise_citations, own_references_marked, split_sentences
 from rag.tokens import count_tokens
@@ -128,7 +128,7 @@ def gather(
         return abstracts.get(hit.paper_id, ("", hit.evidence))[1]
 
     sources = [Source(n, h.paper_id, h.title, abstract_of(h)) for n, h in enumerate(hits, start=1)]
-    named = set(question.text.replace("?", " ").split())  # a paper the question names by its id has it
+    named = query_words(question.text)  # a paper the question names by its id has it in its evidence
     evidence = gather_evidence(
         question,
         [f"{h.paper_id}: " * (h.paper_id in named) + f"{h.title}. {abstract_of(h)}" for h in ranked],

@@ -135,8 +135,8 @@ class Retriever:
         """Stored papers whose id the query names, as `rag search` prints it ("2305.10004",
         "zipnn-lossless-compression-for-ai-0d3c1e"): id -> (title, abstract). An id is no word of any
         abstract, so neither retriever would put its paper first."""
-        words = {w.strip(".,;:!?()[]'\"") for w in text.split()}
-        ids = [w for w in words if len(w) >= 5 and (any(c.isdigit() for c in w) or "-" in w) and w not in exclude]
+        ids = [w for w in query_words(text) if len(w) >= 5 and (any(c.isdigit() for c in w) or "-" in w)]
+        ids = [w for w in ids if w not in exclude]
         return self.store.abstracts(ids) if ids else {}
 
     def dense_step(self, question: Question, depth: int, pool: Pool, timings: dict[str, float]) -> None:
@@ -173,6 +173,11 @@ class Retriever:
         if missing:
             for cid, text, m in self.store.chunks(missing):
                 pool.texts[cid], pool.meta[cid] = text, m
+
+
+def query_words(text: str) -> set[str]:
+    """The words of a query as typed, punctuation around them dropped: where a paper id may stand."""
+    return {w.strip(".,;:!?()[]'\"") for w in text.split()}
 
 
 def _named_first(

@@ -273,7 +273,7 @@ def _structured(
     if kind == "prose":
         found = _embedded(head[held:]) if held is not None else None
         if found:  # the JSON asked for, after prose: its sentences are the answer
-            on_text("\n" + " ".join(found))
+            on_text(("" if head[:shown].endswith("\n") else "\n") + " ".join(found))
             return found, ""
         on_text(head[shown:])
         return [], head
